@@ -1,0 +1,137 @@
+#include "cart/routes.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+
+#include "cart/session_id.hpp"
+
+namespace cartd::cart {
+namespace {
+
+namespace json = boost::json;
+using http::message_response;
+using http::Request;
+using http::Response;
+using Kind = SetLineOutcome::Kind;
+
+constexpr std::string_view kSessionHeader = "cart-session-id";
+
+Response data_response(unsigned status, std::string_view message, json::array data) {
+  json::object body{{"message", message}, {"data", std::move(data)}};
+  return http::json_response(status, body);
+}
+
+void add_to_cart(CartService& carts, const Request& req, http::Respond respond) {
+  SetLineCall call;
+  auto header = req.find(kSessionHeader);
+  if (header != req.end()) {
+    auto sid = parse_session_id(header->value());
+    if (!sid) return respond(message_response(400, "cart-session-id must be a UUID"));
+    call.session_id = std::move(*sid);
+  }
+  auto line = parse_line_request(req.body(), carts.settings().limits);
+  if (!line) return respond(message_response(line.error().status, line.error().message));
+  call.new_session_id = new_session_id();
+  call.product_id = std::move(line->product_id);
+  call.inventory_id = std::move(line->inventory_id);
+  call.quantity = line->quantity;
+
+  carts.set_line(call, [respond = std::move(respond), call](auto result) {
+    if (!result) return respond(unavailable(result.error()));
+    const SetLineOutcome& out = *result;
+    switch (out.kind) {
+      case Kind::ok: {
+        Response r = http::json_response(200, {{"message", "Product added to cart successfully"},
+                                               {"cartSessionId", out.session_id}});
+        r.headers.emplace_back(kSessionHeader, out.session_id);
+        return respond(std::move(r));
+      }
+      case Kind::insufficient:
+        return respond(http::json_response(
+            409, {{"message", "Insufficient stock"}, {"available", out.available}}));
+      case Kind::unknown_inventory:
+        return respond(message_response(404, "Unknown inventory_id"));
+      case Kind::product_mismatch:
+        return respond(message_response(422, "inventory_id " + call.inventory_id +
+                                                 " does not belong to product_id " +
+                                                 call.product_id));
+      case Kind::too_many_lines:
+        return respond(
+            message_response(422, "a cart holds at most " + std::to_string(out.limit) + " lines"));
+      case Kind::quantity_limit:
+      case Kind::no_cart:
+        break;  // not asked for by this route
+    }
+    respond(unavailable(ReplyErrc::unexpected_reply));
+  });
+}
+
+void get_cart(CartService& carts, const Request& req, http::Respond respond) {
+  auto header = req.find(kSessionHeader);
+  if (header == req.end()) {
+    return respond(data_response(400, "the cart-session-id header is required", {}));
+  }
+  auto sid = parse_session_id(header->value());
+  if (!sid) return respond(data_response(400, "cart-session-id must be a UUID", {}));
+  carts.get_cart(*sid, [respond = std::move(respond)](auto result) {
+    if (!result) return respond(unavailable(result.error()));
+    if (!*result || (*result)->lines.empty()) {
+      return respond(data_response(404, "Cart is empty", {}));
+    }
+    json::array data;
+    for (const CartLine& l : (*result)->lines) {
+      data.push_back(json::object{{"product_id", l.product_id},
+                                  {"inventory_id", l.inventory_id},
+                                  {"quantity", l.quantity}});
+    }
+    respond(data_response(200, "Cart retrieved successfully", std::move(data)));
+  });
+}
+
+void get_stock(CartService& carts, const std::string& inventory_id, http::Respond respond) {
+  if (!is_valid_id(inventory_id)) {
+    return respond(http::error_response(400, "invalid_id",
+                                        "inventory_id must be 1-64 characters of [A-Za-z0-9._-]"));
+  }
+  carts.stock(inventory_id, [respond = std::move(respond)](auto result) {
+    if (!result) return respond(unavailable(result.error()));
+    if (!*result)
+      return respond(http::error_response(404, "unknown_inventory", "Unknown inventory_id"));
+    const StockView& s = **result;
+    respond(http::json_response(200, {{"inventory_id", s.inventory_id},
+                                      {"product_id", s.product_id},
+                                      {"on_hand", s.on_hand},
+                                      {"reserved", s.reserved},
+                                      {"available", s.available()}}));
+  });
+}
+
+}  // namespace
+
+Response unavailable(const boost::system::error_code& ec) {
+  Response r =
+      http::json_response(503, {{"message", "Service unavailable: " + ec.message()},
+                                {"error", {{"code", "unavailable"}, {"message", ec.message()}}}});
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+void add_classic_routes(http::Router& router, CartService& carts) {
+  router.add(http::Verb::post, "/add-to-cart",
+             [&carts](const Request& req, const http::PathParams&, http::Respond respond) {
+               add_to_cart(carts, req, std::move(respond));
+             });
+  router.add(http::Verb::get, "/get-cart",
+             [&carts](const Request& req, const http::PathParams&, http::Respond respond) {
+               get_cart(carts, req, std::move(respond));
+             });
+}
+
+void add_stock_routes(http::Router& router, CartService& carts) {
+  router.add(http::Verb::get, "/v1/stock/{inventory_id}",
+             [&carts](const Request&, const http::PathParams& p, http::Respond respond) {
+               get_stock(carts, p[0], std::move(respond));
+             });
+}
+
+}  // namespace cartd::cart

@@ -1,0 +1,18 @@
+// routes: the cart's HTTP routes. The classic pair, POST /add-to-cart and
+// GET /get-cart, keep the shapes of the original design: {"message": ...} errors and
+// the session id in the cart-session-id header.
+#pragma once
+
+#include "cart/service.hpp"
+#include "http/server.hpp"
+
+namespace cartd::cart {
+
+void add_classic_routes(http::Router& router, CartService& carts);
+// GET /v1/stock/{inventory_id}
+void add_stock_routes(http::Router& router, CartService& carts);
+
+// The answer to a request that Redis could not serve: 503, and nothing was changed.
+http::Response unavailable(const boost::system::error_code& ec);
+
+}  // namespace cartd::cart

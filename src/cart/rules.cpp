@@ -1,0 +1,103 @@
+#include "cart/rules.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+namespace cartd::cart {
+namespace {
+
+namespace json = boost::json;
+
+Rejection bad_request(std::string code, std::string message) {
+  return Rejection{400, std::move(code), std::move(message)};
+}
+
+// Reads a required id field; says which field is wrong and why.
+boost::system::result<std::string, Rejection> id_field(const json::object& body,
+                                                       std::string_view name) {
+  const json::value* v = body.if_contains(name);
+  if (v == nullptr) return bad_request("missing_field", std::string(name) + " is required");
+  if (!v->is_string() || !is_valid_id(v->get_string())) {
+    return bad_request("invalid_id", std::string(name) +
+                                         " must be 1-64 characters of letters, digits, '.', '_' "
+                                         "or '-'");
+  }
+  return std::string(v->get_string());
+}
+
+}  // namespace
+
+bool is_valid_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxIdLength) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+boost::system::result<LineRequest, Rejection> parse_line_request(std::string_view text,
+                                                                 const Limits& limits) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(text, ec);
+  if (ec) return bad_request("invalid_json", "the body is not valid JSON");
+  if (!doc.is_object()) return bad_request("invalid_json", "the body must be a JSON object");
+  const json::object& body = doc.get_object();
+
+  LineRequest req;
+  auto product = id_field(body, "product_id");
+  if (!product) return product.error();
+  auto inventory = id_field(body, "inventory_id");
+  if (!inventory) return inventory.error();
+  req.product_id = std::move(*product);
+  req.inventory_id = std::move(*inventory);
+
+  const json::value* q = body.if_contains("quantity");
+  if (q == nullptr) return bad_request("missing_field", "quantity is required");
+  std::string range =
+      "quantity must be an integer from 1 to " + std::to_string(limits.max_line_quantity);
+  if (q->is_int64()) {
+    req.quantity = q->get_int64();
+  } else if (q->is_uint64()) {
+    return bad_request("invalid_quantity", range);
+  } else if (q->is_double()) {
+    // 3.0 is an integer written as a decimal; 2.5 is not.
+    double d = q->get_double();
+    if (d != static_cast<double>(static_cast<std::int64_t>(d)) || d > 1e15 || d < -1e15) {
+      return bad_request("invalid_quantity", range);
+    }
+    req.quantity = static_cast<std::int64_t>(d);
+  } else {
+    return bad_request("invalid_quantity", range);
+  }
+  if (req.quantity < 1 || req.quantity > limits.max_line_quantity) {
+    return bad_request("invalid_quantity", range);
+  }
+  return req;
+}
+
+LineChange plan_line_change(const std::optional<Line>& old_line,
+                            const std::optional<Line>& new_line) {
+  LineChange change;
+  auto present = [](const std::optional<Line>& l) { return l && l->quantity > 0; };
+  if (!present(old_line)) {
+    if (present(new_line)) change.hold = new_line;
+    return change;
+  }
+  if (!present(new_line)) {
+    change.release = old_line;
+    return change;
+  }
+  if (old_line->inventory_id != new_line->inventory_id) {
+    change.release = old_line;
+    change.hold = new_line;
+    return change;
+  }
+  std::int64_t delta = new_line->quantity - old_line->quantity;
+  if (delta > 0) change.hold = Line{new_line->inventory_id, delta};
+  if (delta < 0) change.release = Line{old_line->inventory_id, -delta};
+  return change;
+}
+
+}  // namespace cartd::cart

@@ -1,0 +1,62 @@
+// rules: what a cart request may say, free of I/O so it is tested without sockets.
+//
+// The atomic version of the hold arithmetic runs inside Redis (src/lua/set_line.lua);
+// plan_line_change is its specification in C++, used by the tests as the model the
+// script must agree with.
+#pragma once
+
+#include <boost/system/result.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cartd::cart {
+
+// Named limits; each is also a flag (see config).
+struct Limits {
+  std::int64_t max_line_quantity = 100;
+  std::int64_t max_lines = 100;
+};
+
+// 1-64 characters of [A-Za-z0-9._-]: safe inside a Redis key name and a URL path.
+inline constexpr std::size_t kMaxIdLength = 64;
+[[nodiscard]] bool is_valid_id(std::string_view id);
+
+// A request that cannot be served as asked. `code` is stable (it is part of the API);
+// `message` is for people. `status` is the HTTP status it answers with.
+struct Rejection {
+  unsigned status = 400;
+  std::string code;
+  std::string message;
+};
+
+// One cart line as a request states it.
+struct LineRequest {
+  std::string product_id;
+  std::string inventory_id;
+  std::int64_t quantity = 0;
+};
+
+// Parses the body of POST /add-to-cart: {"product_id", "inventory_id", "quantity"}.
+// quantity must be an integer in 1..limits.max_line_quantity.
+[[nodiscard]] boost::system::result<LineRequest, Rejection> parse_line_request(
+    std::string_view body, const Limits& limits);
+
+// A line as it is stored: where its units are held from, and how many.
+struct Line {
+  std::string inventory_id;
+  std::int64_t quantity = 0;
+};
+
+// The stock a line change moves: units returned to one row and units held from one.
+// When the line stays on the same row, only the difference moves (one of the two
+// is empty); when it moves rows, the old hold is returned whole and the new one taken.
+struct LineChange {
+  std::optional<Line> release;
+  std::optional<Line> hold;
+};
+[[nodiscard]] LineChange plan_line_change(const std::optional<Line>& old_line,
+                                          const std::optional<Line>& new_line);
+
+}  // namespace cartd::cart

@@ -1,0 +1,97 @@
+#include "config/config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <thread>
+
+namespace cartd {
+namespace {
+
+// CARTD_ + the flag's name in upper case with '-' as '_': --cart-ttl -> CARTD_CART_TTL.
+std::string env_name(std::string flag) {
+  std::transform(flag.begin(), flag.end(), flag.begin(), [](char c) {
+    return c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  });
+  return "CARTD_" + flag;
+}
+
+template <typename T>
+CLI::Option* option(CLI::App& app, const std::string& flag, T& value, const std::string& help) {
+  return app.add_option("--" + flag, value, help)->envname(env_name(flag))->capture_default_str();
+}
+
+}  // namespace
+
+std::string Config::listen_host() const {
+  return listen.substr(0, listen.rfind(':'));
+}
+
+unsigned short Config::listen_port() const {
+  return static_cast<unsigned short>(std::stoi(listen.substr(listen.rfind(':') + 1)));
+}
+
+ParsedConfig parse_config(int argc, char** argv) {
+  Config c;
+  CLI::App app{"cartd: carts and stock holds for online shops"};
+  option(app, "listen", c.listen, "HOST:PORT to serve HTTP on");
+  option(app, "redis", c.redis_url, "redis://[user:password@]host:port[/db]");
+  option(app, "db", c.db_url, "main database: sqlite:PATH");
+  option(app, "catalog", c.catalog, "JSON catalog of stock rows to add to the database at start");
+  option(app, "cart-ttl", c.cart_ttl_seconds, "seconds a cart holds stock after its last change")
+      ->check(CLI::Range(1, 86400 * 30));
+  option(app, "cart-max-lifetime", c.cart_max_lifetime_seconds,
+         "seconds a cart may hold stock in all")
+      ->check(CLI::Range(1, 86400 * 365));
+  option(app, "threads", c.threads, "event loops (0: one per core)")->check(CLI::Range(0, 256));
+  option(app, "log-level", c.log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  option(app, "max-line-quantity", c.cart_limits.max_line_quantity, "units per cart line")
+      ->check(CLI::Range(1, 1000000));
+  option(app, "max-lines", c.cart_limits.max_lines, "lines per cart")->check(CLI::Range(1, 10000));
+  option(app, "max-body-bytes", c.http_limits.max_body_bytes, "largest request body (413)")
+      ->check(CLI::Range(64, 1 << 24));
+  option(app, "max-header-bytes", c.http_limits.max_header_bytes, "largest request head (431)")
+      ->check(CLI::Range(256, 1 << 20));
+  int idle = static_cast<int>(c.http_limits.idle_timeout.count());
+  option(app, "idle-timeout", idle, "seconds an idle keep-alive connection stays open")
+      ->check(CLI::Range(1, 3600));
+  option(app, "redis-timeout-ms", c.redis_timeout_ms,
+         "milliseconds before an unanswered Redis command fails (503)")
+      ->check(CLI::Range(10, 600000));
+  option(app, "sweep-interval-ms", c.sweep_interval_ms,
+         "milliseconds between sweeps for expired carts (0: no sweeper)")
+      ->check(CLI::Range(0, 3600000));
+  option(app, "sweep-batch", c.sweep_batch, "carts released per sweep call")
+      ->check(CLI::Range(1, 100000));
+  option(app, "db-sync-interval-ms", c.db_sync_interval_ms,
+         "milliseconds between writes of reserved counts to the main DB")
+      ->check(CLI::Range(10, 600000));
+  bool no_events = false;
+  app.add_flag("--no-keyspace-events", no_events,
+               "do not listen for expired-session events (the sweeper still runs)")
+      ->envname(env_name("no-keyspace-events"));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return ParsedConfig{std::nullopt, app.exit(e)};
+  }
+  c.http_limits.idle_timeout = std::chrono::seconds(idle);
+  c.keyspace_events = !no_events;
+  if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
+  auto colon = c.listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    std::fprintf(stderr, "--listen must be HOST:PORT, not %s\n", c.listen.c_str());
+    return ParsedConfig{std::nullopt, 2};
+  }
+  try {
+    int port = std::stoi(c.listen.substr(colon + 1));
+    if (port < 1 || port > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "--listen has a bad port: %s\n", c.listen.c_str());
+    return ParsedConfig{std::nullopt, 2};
+  }
+  return ParsedConfig{c, 0};
+}
+
+}  // namespace cartd

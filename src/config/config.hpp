@@ -1,0 +1,42 @@
+// config: every setting of cartd, from flags or CARTD_<NAME> environment variables.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "cart/rules.hpp"
+#include "http/server.hpp"
+
+namespace cartd {
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  std::string db_url = "sqlite:cartd.db";
+  std::string catalog;  // empty: no catalog import
+  int cart_ttl_seconds = 900;
+  int cart_max_lifetime_seconds = 7200;
+  unsigned threads = 0;  // 0: one per core
+  std::string log_level = "info";
+  cart::Limits cart_limits;
+  http::ServerLimits http_limits;
+  int redis_timeout_ms = 2000;
+  int sweep_interval_ms = 500;    // 0 turns the sweeper off (tests of logical expiry)
+  bool keyspace_events = true;    // --no-keyspace-events turns the listener off
+  int db_sync_interval_ms = 200;  // how often reserved counts are written to the main DB
+  int sweep_batch = 500;          // carts released per sweeper call
+
+  std::string listen_host() const;
+  unsigned short listen_port() const;
+};
+
+// Parses flags and environment. Returns nullopt and the exit code when the program
+// should stop (--help, or an error already printed).
+struct ParsedConfig {
+  std::optional<Config> config;
+  int exit_code = 0;
+};
+ParsedConfig parse_config(int argc, char** argv);
+
+}  // namespace cartd

@@ -1,0 +1,32 @@
+// reply: what a route handler answers, and the JSON shapes cartd answers with.
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cartd::http {
+
+struct Response {
+  unsigned status = 200;
+  std::string body;
+  std::string_view content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+};
+
+// Handlers answer through a Respond, exactly once, on the connection's own loop.
+using Respond = std::function<void(Response)>;
+
+Response json_response(unsigned status, const boost::json::object& body);
+
+// {"message": ...}: the error shape of the classic routes (/add-to-cart, /get-cart).
+Response message_response(unsigned status, std::string_view message);
+
+// {"error": {"code", "message", ...details}}: the error shape of everything else.
+Response error_response(unsigned status, std::string_view code, std::string_view message,
+                        boost::json::object details = {});
+
+}  // namespace cartd::http

@@ -1,0 +1,200 @@
+#include "http/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/socket_base.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
+#include <optional>
+
+namespace cartd::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// One keep-alive connection: read a request, hand it to the router, write the answer,
+// read the next. The object keeps itself alive through the handlers it has pending.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, const Router& router, const ServerLimits& limits)
+      : stream_(std::move(socket)), router_(router), limits_(limits) {}
+
+  void start() { do_read(); }
+
+ private:
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(limits_.max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    stream_.expires_after(limits_.idle_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      beast::bind_front_handler(&Connection::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec) {
+      if (ec == bhttp::error::body_limit) {
+        return refuse(413, "payload_too_large",
+                      "the request body is larger than the limit of " +
+                          std::to_string(limits_.max_body_bytes) + " bytes");
+      }
+      if (ec == bhttp::error::header_limit) {
+        return refuse(431, "headers_too_large",
+                      "the request headers are larger than the limit of " +
+                          std::to_string(limits_.max_header_bytes) + " bytes");
+      }
+      if (ec.category() == beast::error_code(bhttp::error::end_of_stream).category() &&
+          ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+        return refuse(400, "bad_request", "the request is not valid HTTP/1.1");
+      }
+      return close();  // end of stream, idle timeout, reset: nothing to answer
+    }
+    keep_alive_ = parser_->get().keep_alive();
+    // A handler waiting on Redis has its own timeout; the idle timer restarts on write.
+    stream_.expires_never();
+    router_.dispatch(parser_->get(),
+                     [self = shared_from_this()](Response r) { self->write(std::move(r)); });
+  }
+
+  // Answers a request that cannot be read whole and closes the connection after it.
+  void refuse(unsigned status, std::string_view code, std::string message) {
+    keep_alive_ = false;
+    write(error_response(status, code, message));
+  }
+
+  void write(Response r) {
+    res_ = {};
+    res_.version(11);
+    res_.result(r.status);
+    res_.set(bhttp::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers) res_.set(name, value);
+    res_.keep_alive(keep_alive_);
+    res_.body() = std::move(r.body);
+    res_.prepare_payload();
+    stream_.expires_after(limits_.idle_timeout);
+    bhttp::async_write(stream_, res_,
+                       beast::bind_front_handler(&Connection::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    if (!keep_alive_) return close();
+    do_read();
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bhttp::response<bhttp::string_body> res_;
+  const Router& router_;
+  const ServerLimits& limits_;
+  bool keep_alive_ = true;
+};
+
+std::vector<std::string> split_pattern(std::string_view pattern) {
+  std::vector<std::string> out;
+  while (!pattern.empty()) {
+    if (pattern.front() == '/') pattern.remove_prefix(1);
+    auto end = pattern.find('/');
+    out.emplace_back(pattern.substr(0, end));
+    pattern = end == std::string_view::npos ? std::string_view{} : pattern.substr(end);
+  }
+  return out;
+}
+
+bool is_param(const std::string& segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+}  // namespace
+
+void Router::add(Verb verb, std::string_view pattern, Handler handler) {
+  routes_.push_back(Route{verb, split_pattern(pattern), std::move(handler)});
+}
+
+void Router::dispatch(const Request& req, Respond respond) const {
+  auto target = boost::urls::parse_origin_form(req.target());
+  if (!target) {
+    return respond(error_response(400, "bad_request", "the request target is not a valid path"));
+  }
+  std::vector<std::string> segments;
+  for (auto segment : target->segments()) segments.push_back(segment);
+  if (!segments.empty() && segments.back().empty()) segments.pop_back();  // trailing slash
+
+  bool path_known = false;
+  PathParams params;
+  for (const Route& route : routes_) {
+    if (route.segments.size() != segments.size()) continue;
+    params.clear();
+    bool match = true;
+    for (std::size_t i = 0; i < segments.size() && match; ++i) {
+      if (is_param(route.segments[i])) {
+        match = !segments[i].empty();
+        params.push_back(segments[i]);
+      } else {
+        match = route.segments[i] == segments[i];
+      }
+    }
+    if (!match) continue;
+    path_known = true;
+    if (route.verb == req.method() || (route.verb == Verb::get && req.method() == Verb::head)) {
+      return route.handler(req, params, std::move(respond));
+    }
+  }
+  if (path_known) {
+    return respond(error_response(405, "method_not_allowed",
+                                  "this path does not accept " + std::string(req.method_string())));
+  }
+  respond(error_response(404, "not_found", "no such route"));
+}
+
+Listener::Listener(asio::io_context& io, const tcp::endpoint& endpoint, const Router& router,
+                   const ServerLimits& limits)
+    : io_(io), acceptor_(io), router_(router), limits_(limits) {
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.set_option(reuse_port(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+}
+
+void Listener::start() {
+  do_accept();
+}
+
+void Listener::stop() {
+  beast::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+void Listener::do_accept() {
+  acceptor_.async_accept(io_, [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      beast::error_code ignored;
+      s.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Connection>(std::move(s), self->router_, self->limits_)->start();
+    } else {
+      spdlog::warn("http: accept failed: {}", ec.message());
+    }
+    self->do_accept();
+  });
+}
+
+}  // namespace cartd::http

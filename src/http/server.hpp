@@ -1,0 +1,73 @@
+// server: HTTP/1.1 with keep-alive on Boost.Beast, one acceptor per event loop.
+//
+// Each loop binds its own acceptor to the same address with SO_REUSEPORT, so the
+// kernel spreads connections over loops and a connection never leaves its loop: the
+// handlers, the loop's Redis connection and the socket share one thread and no locks.
+// Every connection has limits (header and body size, idle time); a request over a
+// limit is answered with its status code and the connection is closed.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/reply.hpp"
+
+namespace cartd::http {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Verb = boost::beast::http::verb;
+
+struct ServerLimits {
+  std::size_t max_body_bytes = 16 * 1024;
+  std::size_t max_header_bytes = 8 * 1024;
+  std::chrono::seconds idle_timeout{30};
+};
+
+// The {name} segments of a matched route, in order.
+using PathParams = std::vector<std::string>;
+using Handler = std::function<void(const Request&, const PathParams&, Respond)>;
+
+// Routes by method and path. A pattern is a path whose segments may be `{name}`,
+// which matches one non-empty, percent-decoded segment.
+class Router {
+ public:
+  void add(Verb verb, std::string_view pattern, Handler handler);
+  // Answers 404 for an unknown path and 405 for a known path with another method.
+  void dispatch(const Request& req, Respond respond) const;
+
+ private:
+  struct Route {
+    Verb verb;
+    std::vector<std::string> segments;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+// Accepts connections on one loop and serves them with `router`. Lives as long as the
+// loop runs; the router must outlive it.
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
+           const Router& router, const ServerLimits& limits);
+  void start();
+  void stop();
+
+ private:
+  void do_accept();
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  const Router& router_;
+  const ServerLimits& limits_;
+};
+
+}  // namespace cartd::http

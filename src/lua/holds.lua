@@ -1,0 +1,79 @@
+-- holds.lua: key names and hold bookkeeping shared by every cartd function.
+--
+-- Redis data model (hash tags keep a cart's keys, and a stock row's keys, in one slot):
+--   s:{sid}     string, value = cart birth time (ms); PEXPIREAT = the cart's deadline.
+--               Its expiry is the fast trigger (keyspace event) for releasing the cart.
+--   c:{sid}     hash product_id -> "inventory_id quantity". No TTL: release deletes it.
+--   st:{inv}    hash p = product_id, oh = on hand (mirror of the main DB), r = reserved.
+--   h:{inv}     zset of holds: member "sid:quantity", score = the holding cart's deadline.
+--   dl          zset sid -> deadline: the sweeper's index of carts.
+--   dirty       set of inventory ids whose r changed since the DB writer last looked.
+--   cart-events stream of released carts (expired, abandoned, checked_out).
+--
+-- The invariant every function keeps: st:{inv}.r == sum of the quantities of the members
+-- of h:{inv}. A hold's units are returned exactly when its member is removed, so
+-- removing a member twice (two instances, a replayed event) returns nothing the
+-- second time.
+--
+-- These functions reach keys they compute from ids, so the library runs on standalone
+-- Redis; see DESIGN.md for the Redis Cluster split.
+
+local DEADLINES = 'dl'
+local DIRTY = 'dirty'
+local EVENTS = 'cart-events'
+local EVENTS_MAXLEN = '100000'
+local EXPIRE_BATCH = 1000
+
+local function session_key(sid) return 's:{' .. sid .. '}' end
+local function cart_key(sid) return 'c:{' .. sid .. '}' end
+local function stock_key(inv) return 'st:{' .. inv .. '}' end
+local function holds_key(inv) return 'h:{' .. inv .. '}' end
+
+-- Server time in milliseconds: every deadline is compared against Redis' own clock,
+-- so cartd instances with skewed clocks still agree on what has expired.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function hold_member(sid, qty) return sid .. ':' .. qty end
+
+local function hold_quantity(member)
+  return tonumber(string.match(member, ':(%d+)$'))
+end
+
+-- A cart line is stored as "inventory_id quantity".
+local function parse_line(value)
+  local inv, qty = string.match(value, '^(%S+) (%d+)$')
+  return inv, tonumber(qty)
+end
+
+local function adjust_reserved(inv, delta)
+  redis.call('HINCRBY', stock_key(inv), 'r', delta)
+  redis.call('SADD', DIRTY, inv)
+end
+
+-- Removes one hold and returns its units; a hold that is already gone returns nothing.
+local function unhold(inv, sid, qty)
+  if redis.call('ZREM', holds_key(inv), hold_member(sid, qty)) == 1 then
+    adjust_reserved(inv, -qty)
+    return true
+  end
+  return false
+end
+
+-- Logical expiry: drops every hold of one stock row whose deadline is before now, so
+-- the units count as available at the deadline whether or not anything else ran.
+-- A key whose deadline equals now is still live in Redis, so "before" is strict.
+local function drop_expired(inv, now)
+  local key = holds_key(inv)
+  while true do
+    local expired = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, EXPIRE_BATCH)
+    if #expired == 0 then return end
+    local total = 0
+    for _, member in ipairs(expired) do total = total + hold_quantity(member) end
+    redis.call('ZREM', key, unpack(expired))
+    adjust_reserved(inv, -total)
+    if #expired < EXPIRE_BATCH then return end
+  end
+end

@@ -1,0 +1,46 @@
+#include "redis/url.hpp"
+
+#include <boost/url/parse.hpp>
+#include <charconv>
+
+namespace cartd::redis {
+namespace {
+
+using UrlResult = boost::system::result<Endpoint, std::string>;
+
+UrlResult fail(std::string why) {
+  return UrlResult(boost::system::in_place_error, std::move(why));
+}
+
+bool parse_int(std::string_view text, int& out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc{} && end == text.data() + text.size();
+}
+
+}  // namespace
+
+UrlResult parse_url(std::string_view text) {
+  auto url = boost::urls::parse_uri(text);
+  if (!url) return fail(std::string("not a URL: ") + std::string(text));
+  if (url->scheme() != "redis") return fail(std::string("the scheme must be redis://"));
+  Endpoint e;
+  if (url->encoded_host().empty()) return fail(std::string("the URL names no host"));
+  e.host = url->host_address();
+  if (url->has_port()) {
+    if (!parse_int(url->port(), e.port) || e.port <= 0 || e.port > 65535)
+      return fail(std::string("bad port: ") + std::string(url->port()));
+  }
+  if (url->has_userinfo()) {
+    e.user = url->user();
+    e.password = url->password();
+    if (!url->has_password()) std::swap(e.user, e.password);  // redis://secret@host
+  }
+  std::string_view path = url->encoded_path();
+  if (!path.empty() && path != "/") {
+    if (!parse_int(path.substr(1), e.db) || e.db < 0)
+      return fail(std::string("the path must be a database number: ") + std::string(path));
+  }
+  return e;
+}
+
+}  // namespace cartd::redis

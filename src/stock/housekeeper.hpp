@@ -1,0 +1,52 @@
+// housekeeper: the background work of one cartd instance, on a thread of its own so
+// it never delays a request:
+//   - the expiry listener: keyspace events for expired session keys, each releasing
+//     its cart at once (the fast path; events that are missed are not lost, because
+//   - the sweeper releases every cart whose deadline has passed, in batches, on a
+//     timer: the certain path, which also catches up after cartd was down);
+//   - the DB writer: stock rows the Redis functions marked dirty are read and their
+//     reserved counts written to the main DB as absolute values, batched.
+// Every instance runs one; the functions they call are atomic and idempotent, so any
+// number of instances can run them at once.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "config/config.hpp"
+#include "db/store.hpp"
+#include "redis/client.hpp"
+#include "stock/mirror.hpp"
+
+namespace cartd::stock {
+
+class Housekeeper {
+ public:
+  Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
+              SetupStep mirror_step);
+  ~Housekeeper();
+
+  void start();
+  void stop();
+  // True when the last DB write or ping succeeded (read by /healthz on other threads).
+  bool db_healthy() const { return db_ok_.load(std::memory_order_relaxed); }
+
+ private:
+  void enable_keyspace_events(redis::Client& client, std::function<void(bool)> done);
+  void on_expired_key(std::string_view key);
+  void sweep();
+  void sync_db();
+
+  const Config& config_;
+  boost::asio::io_context io_{1};
+  std::unique_ptr<db::Store> store_;
+  redis::Client redis_;
+  redis::Client events_;
+  boost::asio::steady_timer sweep_timer_;
+  boost::asio::steady_timer sync_timer_;
+  std::atomic<bool> db_ok_{false};
+  std::thread thread_;
+};
+
+}  // namespace cartd::stock

@@ -1,0 +1,73 @@
+#include "stock/mirror.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace cartd::stock {
+namespace {
+
+constexpr std::size_t kRowsPerCall = 500;
+constexpr std::string_view kMarker = "cartd:mirrored";
+
+// Sends the rows in batches, pipelined; done(ok) after the last answer.
+void mirror_rows(redis::Client& client, std::vector<db::StockRow> rows,
+                 std::function<void(bool)> done) {
+  struct Progress {
+    std::size_t remaining;
+    bool ok = true;
+    std::function<void(bool)> done;
+  };
+  std::size_t calls = (rows.size() + kRowsPerCall - 1) / kRowsPerCall;
+  if (calls == 0) calls = 1;  // an empty catalog still sets the marker
+  auto progress = std::make_shared<Progress>(Progress{calls, true, std::move(done)});
+  for (std::size_t start = 0; start < rows.size() || (start == 0 && rows.empty());
+       start += kRowsPerCall) {
+    std::vector<std::string> owned;
+    std::size_t end = std::min(rows.size(), start + kRowsPerCall);
+    for (std::size_t i = start; i < end; ++i) {
+      owned.push_back(rows[i].inventory_id);
+      owned.push_back(rows[i].product_id);
+      owned.push_back(std::to_string(rows[i].on_hand));
+    }
+    std::vector<std::string_view> args{"FCALL", "cartd_mirror", "0"};
+    args.insert(args.end(), owned.begin(), owned.end());
+    client.setup_command(std::span<const std::string_view>(args), [progress](redis::Result r) {
+      if (!r || r->is_error()) {
+        spdlog::error("mirror: {}", r ? r->str : r.error().message());
+        progress->ok = false;
+      }
+      if (--progress->remaining == 0) progress->done(progress->ok);
+    });
+    if (rows.empty()) break;
+  }
+}
+
+}  // namespace
+
+SetupStep mirror_on_setup(LoadRows load_rows, std::shared_ptr<std::atomic<bool>> mirrored_once) {
+  return [load_rows = std::move(load_rows), mirrored_once](redis::Client& client,
+                                                           std::function<void(bool)> done) {
+    client.setup_command({"EXISTS", kMarker}, [&client, load_rows, mirrored_once,
+                                               done = std::move(done)](redis::Result r) {
+      if (!r || r->is_error()) return done(false);
+      bool lost = r->integer == 0;
+      if (!lost && mirrored_once->exchange(true)) return done(true);
+      std::vector<db::StockRow> rows;
+      try {
+        rows = load_rows();
+      } catch (const std::exception& e) {
+        spdlog::error("mirror: cannot read stock from the main DB: {}", e.what());
+        return done(false);
+      }
+      if (lost) {
+        spdlog::warn("mirror: Redis has no stock mirror (new or lost data); mirroring {} rows",
+                     rows.size());
+      } else {
+        spdlog::info("mirror: mirroring {} stock rows from the main DB", rows.size());
+      }
+      mirrored_once->store(true);
+      mirror_rows(client, std::move(rows), done);
+    });
+  };
+}
+
+}  // namespace cartd::stock
