@@ -1,1 +1,43 @@
+#include "redis/url.hpp"
+
 #include <gtest/gtest.h>
+
+namespace cartd::redis {
+namespace {
+
+TEST(RedisUrl, reads_host_port_and_db) {
+  auto e = parse_url("redis://127.0.0.1:6380/2");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->host, "127.0.0.1");
+  EXPECT_EQ(e->port, 6380);
+  EXPECT_EQ(e->db, 2);
+  EXPECT_TRUE(e->password.empty());
+}
+
+TEST(RedisUrl, defaults_port_and_db) {
+  auto e = parse_url("redis://localhost");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->port, 6379);
+  EXPECT_EQ(e->db, 0);
+}
+
+TEST(RedisUrl, reads_user_and_password) {
+  auto e = parse_url("redis://shop:s3cret@10.0.0.5:6379/0");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->user, "shop");
+  EXPECT_EQ(e->password, "s3cret");
+  auto p = parse_url("redis://:only@h:1");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->user, "");
+  EXPECT_EQ(p->password, "only");
+}
+
+TEST(RedisUrl, rejects_what_it_cannot_use) {
+  for (auto bad : {"http://h:1", "redis://", "redis://h:0", "redis://h:70000", "redis://h:1/x",
+                   "redis://h:1/-1", "not a url"}) {
+    EXPECT_FALSE(parse_url(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace cartd::redis

@@ -1,0 +1,310 @@
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json/parse.hpp>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace cartd::test {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+int free_port() {
+  asio::io_context io;
+  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "cartd-test-XXXXXX").string();
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+Process::Process(std::vector<std::string> argv, const std::filesystem::path& log) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  int rc = posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+}
+
+Process::~Process() {
+  if (running()) {
+    signal(SIGKILL);
+    wait();
+  }
+}
+
+void Process::signal(int sig) {
+  if (!status_) ::kill(pid_, sig);
+}
+
+int Process::wait() {
+  if (status_) return *status_;
+  int st = 0;
+  waitpid(pid_, &st, 0);
+  status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return *status_;
+}
+
+bool Process::running() {
+  if (status_) return false;
+  int st = 0;
+  if (waitpid(pid_, &st, WNOHANG) == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return true;
+}
+
+RedisServer::RedisServer(std::vector<std::string> extra)
+    : port_(free_port()), extra_(std::move(extra)) {
+  start();
+}
+
+RedisServer::~RedisServer() {
+  if (ctx_) redisFree(ctx_);
+  if (process_) {
+    process_->signal(SIGKILL);
+    process_->wait();
+  }
+}
+
+void RedisServer::start() {
+  std::vector<std::string> argv{"redis-server",
+                                "--port",
+                                std::to_string(port_),
+                                "--bind",
+                                "127.0.0.1",
+                                "--dir",
+                                dir_.path().string(),
+                                "--save",
+                                "",
+                                "--daemonize",
+                                "no"};
+  argv.insert(argv.end(), extra_.begin(), extra_.end());
+  process_ = std::make_unique<Process>(argv, dir_.path() / "redis.log");
+  bool up = eventually(
+      [&] {
+        redisContext* c = redisConnect("127.0.0.1", port_);
+        bool ok = c && !c->err;
+        if (ok) {
+          auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
+          ok = r && r->type == REDIS_REPLY_STATUS;
+          if (r) freeReplyObject(r);
+        }
+        if (c) redisFree(c);
+        return ok;
+      },
+      10s);
+  if (!up) throw std::runtime_error("redis-server did not start");
+  connect();
+}
+
+void RedisServer::stop() {
+  if (ctx_) {
+    redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+  if (process_) {
+    process_->signal(SIGTERM);
+    process_->wait();
+    process_.reset();
+  }
+}
+
+void RedisServer::connect() {
+  if (ctx_) redisFree(ctx_);
+  ctx_ = redisConnect("127.0.0.1", port_);
+  if (!ctx_ || ctx_->err) throw std::runtime_error("cannot connect to the test redis-server");
+}
+
+redis::Reply RedisServer::command(const std::vector<std::string>& args) {
+  if (!ctx_) connect();
+  std::vector<const char*> argv;
+  std::vector<std::size_t> lens;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()));
+  if (!r) {
+    redisFree(ctx_);
+    ctx_ = nullptr;
+    throw std::runtime_error("redis command failed");
+  }
+  redis::Reply out = redis::copy_reply(*r);
+  freeReplyObject(r);
+  return out;
+}
+
+std::vector<std::string> RedisServer::snapshot() {
+  std::vector<std::string> out;
+  redis::Reply keys = command({"KEYS", "*"});
+  for (auto& k : keys.elements) {
+    std::string type = command({"TYPE", k.str}).str;
+    std::string line = k.str + " " + type + " ";
+    redis::Reply content;
+    if (type == "string") content = command({"GET", k.str});
+    if (type == "hash") content = command({"HGETALL", k.str});
+    if (type == "zset") content = command({"ZRANGE", k.str, "0", "-1", "WITHSCORES"});
+    if (type == "set") content = command({"SMEMBERS", k.str});
+    if (type == "stream") content = command({"XLEN", k.str});
+    std::vector<std::string> parts;
+    for (auto& e : content.elements) parts.push_back(e.str + "/" + std::to_string(e.integer));
+    if (type == "set" || type == "hash") std::sort(parts.begin(), parts.end());
+    line += content.str + std::to_string(content.integer);
+    for (auto& p : parts) line += " " + p;
+    out.push_back(line);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+boost::json::value HttpResponse::json() const {
+  return boost::json::parse(body);
+}
+
+HttpResponse http(int port, const std::string& method, const std::string& target,
+                  const std::string& body, const std::map<std::string, std::string>& headers) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  socket.connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+  req.set(bhttp::field::host, "127.0.0.1");
+  req.set(bhttp::field::connection, "close");
+  if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
+  for (auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  bhttp::write(socket, req);
+  boost::beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64 << 20);
+  boost::beast::error_code ec;
+  bhttp::read(socket, buffer, parser, ec);
+  if (ec) throw std::runtime_error("http read: " + ec.message());
+  HttpResponse out;
+  out.status = parser.get().result_int();
+  for (auto& f : parser.get()) {
+    std::string name(f.name_string());
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    out.headers[name] = std::string(f.value());
+  }
+  out.body = parser.get().body();
+  return out;
+}
+
+Cartd::Cartd(const RedisServer& redis, const std::string& catalog_json,
+             std::vector<std::string> extra, std::optional<std::filesystem::path> db)
+    : redis_url_(redis.url()), extra_(std::move(extra)), port_(free_port()) {
+  db_ = db ? *db : dir_.path() / "cartd.db";
+  std::ofstream(dir_.path() / "catalog.json") << catalog_json;
+  start();
+}
+
+Cartd::~Cartd() {
+  if (process_) stop(SIGKILL);
+}
+
+void Cartd::start() {
+  std::vector<std::string> argv{CARTD_BINARY,
+                                "--listen",
+                                "127.0.0.1:" + std::to_string(port_),
+                                "--redis",
+                                redis_url_,
+                                "--db",
+                                "sqlite:" + db_.string(),
+                                "--catalog",
+                                (dir_.path() / "catalog.json").string(),
+                                "--threads",
+                                "2",
+                                "--log-level",
+                                "debug"};
+  argv.insert(argv.end(), extra_.begin(), extra_.end());
+  process_ = std::make_unique<Process>(argv, dir_.path() / "cartd.log");
+  if (!wait_healthy(15s)) {
+    throw std::runtime_error("cartd did not become healthy; its log:\n" + log());
+  }
+}
+
+bool Cartd::wait_healthy(std::chrono::milliseconds timeout) {
+  return eventually(
+      [&] {
+        if (!process_->running()) return false;
+        try {
+          return get("/healthz").status == 200;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      timeout, 50ms);
+}
+
+void Cartd::stop(int sig) {
+  if (!process_) return;
+  process_->signal(sig);
+  process_->wait();
+  process_.reset();
+}
+
+std::string Cartd::log() const {
+  std::ifstream in(dir_.path() / "cartd.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::int64_t sqlite_int(const std::filesystem::path& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(h);
+    throw std::runtime_error("cannot open " + db.string());
+  }
+  sqlite3_busy_timeout(h, 5000);
+  sqlite3_stmt* st = nullptr;
+  std::int64_t v = -1;
+  if (sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    v = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(h);
+  return v;
+}
+
+}  // namespace cartd::test

@@ -1,0 +1,133 @@
+// harness: real processes for integration tests. Each test starts its own
+// redis-server (and cartd) on free loopback ports in a temporary folder, and stops them
+// when it ends.
+#pragma once
+
+#include <boost/json/value.hpp>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis/reply.hpp"
+
+struct redisContext;
+
+namespace cartd::test {
+
+// A port nothing listens on right now (the kernel picks it).
+int free_port();
+
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A child process with its output in a log file.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, const std::filesystem::path& log);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  void signal(int sig);
+  // Waits for the process to end; returns its exit status (or 128 + signal).
+  int wait();
+  bool running();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+class RedisServer {
+ public:
+  // `extra` are more redis-server arguments (e.g. {"--appendonly", "yes"}).
+  explicit RedisServer(std::vector<std::string> extra = {});
+  ~RedisServer();
+  int port() const { return port_; }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  void start();
+  void stop();  // SHUTDOWN NOSAVE, or kill
+  redis::Reply command(const std::vector<std::string>& args);
+  // Every key with its type and content, sorted: equal snapshots mean nothing changed.
+  std::vector<std::string> snapshot();
+
+ private:
+  void connect();
+  TempDir dir_;
+  int port_;
+  std::vector<std::string> extra_;
+  std::unique_ptr<Process> process_;
+  redisContext* ctx_ = nullptr;
+};
+
+struct HttpResponse {
+  unsigned status = 0;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+  boost::json::value json() const;
+};
+
+// One request on a fresh connection.
+HttpResponse http(int port, const std::string& method, const std::string& target,
+                  const std::string& body = "",
+                  const std::map<std::string, std::string>& headers = {});
+
+class Cartd {
+ public:
+  // Starts cartd against `redis` with the demo-like catalog `catalog_json` and extra flags,
+  // and waits until /healthz answers 200.
+  Cartd(const RedisServer& redis, const std::string& catalog_json,
+        std::vector<std::string> extra = {}, std::optional<std::filesystem::path> db = {});
+  ~Cartd();
+  int port() const { return port_; }
+  const std::filesystem::path& db_path() const { return db_; }
+  HttpResponse get(const std::string& target, const std::map<std::string, std::string>& h = {}) {
+    return http(port_, "GET", target, "", h);
+  }
+  HttpResponse post(const std::string& target, const std::string& body,
+                    const std::map<std::string, std::string>& h = {}) {
+    return http(port_, "POST", target, body, h);
+  }
+  void start();
+  void stop(int sig = SIGTERM);
+  std::string log() const;
+  bool wait_healthy(std::chrono::milliseconds timeout);
+
+ private:
+  TempDir dir_;
+  std::string redis_url_;
+  std::vector<std::string> extra_;
+  std::filesystem::path db_;
+  int port_;
+  std::unique_ptr<Process> process_;
+};
+
+// Runs `sql` with the sqlite3 library and returns the first column of the first row.
+std::int64_t sqlite_int(const std::filesystem::path& db, const std::string& sql);
+
+// Polls `done` until it is true or `timeout` passes; returns its last value.
+template <typename F>
+bool eventually(F done, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds every = std::chrono::milliseconds(20)) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(every);
+  }
+  return done();
+}
+
+}  // namespace cartd::test
