@@ -13,14 +13,11 @@
 #include "cart/service.hpp"
 #include "db/catalog.hpp"
 #include "http/server.hpp"
+#include "lua/library.hpp"
 #include "redis/client.hpp"
 #include "redis/url.hpp"
 #include "stock/housekeeper.hpp"
 #include "stock/mirror.hpp"
-
-namespace cartd::scripts {
-extern const std::string_view library;
-}
 
 namespace cartd {
 namespace {
