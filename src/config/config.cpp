@@ -17,7 +17,10 @@ std::string env_name(std::string flag) {
 
 template <typename T>
 CLI::Option* option(CLI::App& app, const std::string& flag, T& value, const std::string& help) {
-  return app.add_option("--" + flag, value, help)->envname(env_name(flag))->capture_default_str();
+  return app.add_option("--" + flag, value, help)
+      ->envname(env_name(flag))
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one given wins
 }
 
 }  // namespace
