@@ -9,7 +9,11 @@
 #include <list>
 #include <thread>
 
+#include "cart/api.hpp"
 #include "cart/routes.hpp"
+#include "db/executor.hpp"
+#include "stock/routes.hpp"
+#include "stock/service.hpp"
 #include "cart/service.hpp"
 #include "db/catalog.hpp"
 #include "http/server.hpp"
@@ -27,17 +31,25 @@ using namespace std::chrono_literals;
 
 // Everything one event loop owns. Nothing in it is touched from another thread.
 struct Loop {
-  Loop(const Config& config, const redis::Endpoint& endpoint, stock::SetupStep setup, int index)
+  Loop(const Config& config, const redis::Endpoint& endpoint, stock::SetupStep setup, int index,
+       db::Executor& db)
       : redis(io, redis::Client::Options{endpoint, scripts::library,
                                          std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
                                          "cartd-loop-" + std::to_string(index), std::move(setup)}),
         carts(redis, cart::CartSettings{std::chrono::seconds(config.cart_ttl_seconds),
                                         std::chrono::seconds(config.cart_max_lifetime_seconds),
-                                        config.cart_limits}) {}
+                                        std::chrono::seconds(config.checkout_grace_seconds),
+                                        config.cart_limits}),
+        stock(redis),
+        api{io, carts, db, config.fault_after_checkout_step},
+        catalog{io, stock, db, config.admin_token} {}
 
   asio::io_context io{1};
   redis::Client redis;
   cart::CartService carts;
+  stock::StockService stock;
+  cart::ApiContext api;
+  stock::CatalogContext catalog;
   http::Router router;
   std::shared_ptr<http::Listener> listener;
 };
@@ -95,14 +107,17 @@ int run(const Config& config) {
   auto setup = stock::mirror_on_setup(load_rows, mirrored_once);
 
   stock::Housekeeper housekeeper(config, *endpoint, scripts::library, setup);
+  db::Executor db(config.db_url, static_cast<std::size_t>(config.db_threads));
   std::list<Loop> loops;  // a list: Loops do not move once built
   try {
     asio::ip::tcp::endpoint listen{asio::ip::make_address(config.listen_host()),
                                    config.listen_port()};
     for (unsigned i = 0; i < config.threads; ++i) {
-      Loop& loop = loops.emplace_back(config, *endpoint, setup, static_cast<int>(i));
+      Loop& loop = loops.emplace_back(config, *endpoint, setup, static_cast<int>(i), db);
       cart::add_classic_routes(loop.router, loop.carts);
       cart::add_stock_routes(loop.router, loop.carts);
+      cart::add_cart_api_routes(loop.router, loop.api);
+      stock::add_catalog_routes(loop.router, loop.catalog);
       add_health_route(loop, housekeeper);
       loop.listener =
           std::make_shared<http::Listener>(loop.io, listen, loop.router, config.http_limits);

@@ -42,8 +42,8 @@ void add_to_cart(CartService& carts, const Request& req, http::Respond respond) 
     switch (out.kind) {
       case Kind::ok: {
         Response r = http::json_response(200, {{"message", "Product added to cart successfully"},
-                                               {"cartSessionId", out.session_id}});
-        r.headers.emplace_back(kSessionHeader, out.session_id);
+                                               {"cartSessionId", out.cart.id}});
+        r.headers.emplace_back(kSessionHeader, out.cart.id);
         return respond(std::move(r));
       }
       case Kind::insufficient:
@@ -58,6 +58,8 @@ void add_to_cart(CartService& carts, const Request& req, http::Respond respond) 
       case Kind::too_many_lines:
         return respond(
             message_response(422, "a cart holds at most " + std::to_string(out.limit) + " lines"));
+      case Kind::checkout_in_progress:
+        return respond(message_response(409, "the cart is being checked out"));
       case Kind::quantity_limit:
       case Kind::no_cart:
         break;  // not asked for by this route
@@ -75,11 +77,11 @@ void get_cart(CartService& carts, const Request& req, http::Respond respond) {
   if (!sid) return respond(data_response(400, "cart-session-id must be a UUID", {}));
   carts.get_cart(*sid, [respond = std::move(respond)](auto result) {
     if (!result) return respond(unavailable(result.error()));
-    if (!*result || (*result)->lines.empty()) {
+    if (!result->cart || result->cart->lines.empty()) {
       return respond(data_response(404, "Cart is empty", {}));
     }
     json::array data;
-    for (const CartLine& l : (*result)->lines) {
+    for (const CartLine& l : result->cart->lines) {
       data.push_back(json::object{{"product_id", l.product_id},
                                   {"inventory_id", l.inventory_id},
                                   {"quantity", l.quantity}});

@@ -12,7 +12,16 @@ Rejection bad_request(std::string code, std::string message) {
   return Rejection{400, std::move(code), std::move(message)};
 }
 
-// Reads a required id field; says which field is wrong and why.
+}  // namespace
+
+boost::system::result<json::object, Rejection> parse_object(std::string_view text) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(text, ec);
+  if (ec) return bad_request("invalid_json", "the body is not valid JSON");
+  if (!doc.is_object()) return bad_request("invalid_json", "the body must be a JSON object");
+  return std::move(doc.get_object());
+}
+
 boost::system::result<std::string, Rejection> id_field(const json::object& body,
                                                        std::string_view name) {
   const json::value* v = body.if_contains(name);
@@ -25,7 +34,30 @@ boost::system::result<std::string, Rejection> id_field(const json::object& body,
   return std::string(v->get_string());
 }
 
-}  // namespace
+boost::system::result<std::int64_t, Rejection> integer_field(const json::object& body,
+                                                             std::string_view name,
+                                                             std::int64_t min, std::int64_t max,
+                                                             std::string_view code) {
+  const json::value* q = body.if_contains(name);
+  if (q == nullptr) return bad_request("missing_field", std::string(name) + " is required");
+  std::string range = std::string(name) + " must be an integer from " + std::to_string(min) +
+                      " to " + std::to_string(max);
+  std::int64_t value = 0;
+  if (q->is_int64()) {
+    value = q->get_int64();
+  } else if (q->is_double()) {
+    // 3.0 is an integer written as a decimal; 2.5 is not.
+    double d = q->get_double();
+    if (d > 1e15 || d < -1e15 || d != static_cast<double>(static_cast<std::int64_t>(d))) {
+      return bad_request(std::string(code), range);
+    }
+    value = static_cast<std::int64_t>(d);
+  } else {
+    return bad_request(std::string(code), range);  // a string, null, or above int64
+  }
+  if (value < min || value > max) return bad_request(std::string(code), range);
+  return boost::system::result<std::int64_t, Rejection>(boost::system::in_place_value, value);
+}
 
 bool is_valid_id(std::string_view id) {
   if (id.empty() || id.size() > kMaxIdLength) return false;
@@ -38,41 +70,28 @@ bool is_valid_id(std::string_view id) {
 }
 
 boost::system::result<LineRequest, Rejection> parse_line_request(std::string_view text,
-                                                                 const Limits& limits) {
-  boost::system::error_code ec;
-  json::value doc = json::parse(text, ec);
-  if (ec) return bad_request("invalid_json", "the body is not valid JSON");
-  if (!doc.is_object()) return bad_request("invalid_json", "the body must be a JSON object");
-  const json::object& body = doc.get_object();
-
+                                                                 const Limits& limits,
+                                                                 LineSpec spec) {
+  auto body = parse_object(text);
+  if (!body) return body.error();
   LineRequest req;
-  auto product = id_field(body, "product_id");
-  if (!product) return product.error();
-  auto inventory = id_field(body, "inventory_id");
-  if (!inventory) return inventory.error();
-  req.product_id = std::move(*product);
-  req.inventory_id = std::move(*inventory);
-
-  const json::value* q = body.if_contains("quantity");
-  if (q == nullptr) return bad_request("missing_field", "quantity is required");
-  std::string range =
-      "quantity must be an integer from 1 to " + std::to_string(limits.max_line_quantity);
-  if (q->is_int64()) {
-    req.quantity = q->get_int64();
-  } else if (q->is_uint64()) {
-    return bad_request("invalid_quantity", range);
-  } else if (q->is_double()) {
-    // 3.0 is an integer written as a decimal; 2.5 is not.
-    double d = q->get_double();
-    if (d != static_cast<double>(static_cast<std::int64_t>(d)) || d > 1e15 || d < -1e15) {
-      return bad_request("invalid_quantity", range);
-    }
-    req.quantity = static_cast<std::int64_t>(d);
-  } else {
-    return bad_request("invalid_quantity", range);
+  if (spec.product_in_body) {
+    auto product = id_field(*body, "product_id");
+    if (!product) return product.error();
+    req.product_id = std::move(*product);
   }
-  if (req.quantity < 1 || req.quantity > limits.max_line_quantity) {
-    return bad_request("invalid_quantity", range);
+  bool may_omit_inventory = spec.min_quantity == 0 && !body->contains("inventory_id");
+  if (!may_omit_inventory) {
+    auto inventory = id_field(*body, "inventory_id");
+    if (!inventory) return inventory.error();
+    req.inventory_id = std::move(*inventory);
+  }
+  auto quantity = integer_field(*body, "quantity", spec.min_quantity, limits.max_line_quantity,
+                                "invalid_quantity");
+  if (!quantity) return quantity.error();
+  req.quantity = *quantity;
+  if (may_omit_inventory && req.quantity > 0) {
+    return bad_request("missing_field", "inventory_id is required");
   }
   return req;
 }

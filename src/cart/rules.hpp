@@ -5,6 +5,7 @@
 // script must agree with.
 #pragma once
 
+#include <boost/json/object.hpp>
 #include <boost/system/result.hpp>
 #include <cstdint>
 #include <optional>
@@ -38,10 +39,25 @@ struct LineRequest {
   std::int64_t quantity = 0;
 };
 
-// Parses the body of POST /add-to-cart: {"product_id", "inventory_id", "quantity"}.
-// quantity must be an integer in 1..limits.max_line_quantity.
+// What a line body must hold.
+struct LineSpec {
+  bool product_in_body = true;    // false: the path names the product
+  std::int64_t min_quantity = 1;  // 0 lets a set remove the line (then inventory_id may go)
+};
+
+// Parses a line body {"product_id", "inventory_id", "quantity"} (POST /add-to-cart and
+// the /v1 item routes). quantity must be an integer in min_quantity..max_line_quantity.
 [[nodiscard]] boost::system::result<LineRequest, Rejection> parse_line_request(
-    std::string_view body, const Limits& limits);
+    std::string_view body, const Limits& limits, LineSpec spec = {});
+
+// Building blocks for other JSON bodies: each names the field and the problem.
+[[nodiscard]] boost::system::result<boost::json::object, Rejection> parse_object(
+    std::string_view body);
+[[nodiscard]] boost::system::result<std::string, Rejection> id_field(
+    const boost::json::object& body, std::string_view name);
+[[nodiscard]] boost::system::result<std::int64_t, Rejection> integer_field(
+    const boost::json::object& body, std::string_view name, std::int64_t min, std::int64_t max,
+    std::string_view code);
 
 // A line as it is stored: where its units are held from, and how many.
 struct Line {

@@ -3,11 +3,16 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 
 namespace cartd::cart {
 namespace {
 
 using Kind = SetLineOutcome::Kind;
+using Type = redis::Reply::Type;
 
 class ReplyCategory : public boost::system::error_category {
  public:
@@ -23,8 +28,31 @@ boost::system::error_code unexpected(const redis::Reply& r) {
 // Unwraps a transport result, then decodes it.
 template <typename T, typename Decode>
 void finish(redis::Result r, const Callback<T>& done, Decode decode) {
-  if (!r) return done(r.error());
+  if (!r) return done(boost::system::result<T>(boost::system::in_place_error, r.error()));
   done(decode(*r));
+}
+
+Missing missing_from(std::string_view s) {
+  return s == "expired" ? Missing::expired : Missing::unknown;
+}
+
+// Reads a cart_view (holds.lua) starting at element `first` of `r`.
+boost::system::result<CartView> decode_view(std::string id, const redis::Reply& r) {
+  constexpr std::size_t kFields = 5;
+  auto deadline = r.int_at(0);
+  if (r.type != Type::array || !deadline || (r.elements.size() - 1) % kFields != 0) {
+    return unexpected(r);
+  }
+  CartView cart{std::move(id), *deadline, {}};
+  for (std::size_t i = 1; i < r.elements.size(); i += kFields) {
+    auto product = r.text_at(i), inventory = r.text_at(i + 1), name = r.text_at(i + 3);
+    auto qty = r.int_at(i + 2), price = r.int_at(i + 4);
+    if (!product || !inventory || !qty || !name || !price) return unexpected(r);
+    cart.lines.push_back(CartLine{*product, *inventory, *qty, *name, *price});
+  }
+  std::sort(cart.lines.begin(), cart.lines.end(),
+            [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
+  return cart;
 }
 
 }  // namespace
@@ -36,16 +64,16 @@ boost::system::error_code make_error_code(ReplyErrc e) {
 
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
   auto tag = r.text_at(0);
-  if (r.type != redis::Reply::Type::array || !tag) return unexpected(r);
+  if (r.type != Type::array || !tag) return unexpected(r);
   SetLineOutcome out;
   if (*tag == "ok") {
     auto sid = r.text_at(1);
-    auto created = r.int_at(2), deadline = r.int_at(3), qty = r.int_at(4);
-    if (!sid || !created || !deadline || !qty) return unexpected(r);
-    out.session_id = *sid;
+    auto created = r.int_at(2);
+    if (!sid || !created || r.elements.size() != 6) return unexpected(r);
+    auto view = decode_view(*sid, r.elements[5]);
+    if (!view) return view.error();
     out.created = *created == 1;
-    out.deadline_ms = *deadline;
-    out.quantity = *qty;
+    out.cart = std::move(*view);
   } else if (*tag == "insufficient") {
     out.kind = Kind::insufficient;
     out.available = r.int_at(1).value_or(0);
@@ -62,36 +90,20 @@ boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
     out.limit = r.int_at(1).value_or(0);
   } else if (*tag == "no_cart") {
     out.kind = Kind::no_cart;
+    out.missing = missing_from(r.text_at(1).value_or(""));
+  } else if (*tag == "checkout_in_progress") {
+    out.kind = Kind::checkout_in_progress;
   } else {
     return unexpected(r);
   }
   return out;
 }
 
-boost::system::result<std::optional<CartView>> decode_cart(const redis::Reply& r) {
-  if (r.is_nil()) return std::optional<CartView>{};
-  auto deadline = r.int_at(0);
-  if (r.type != redis::Reply::Type::array || !deadline || r.elements.size() % 2 != 1) {
-    return unexpected(r);
-  }
-  CartView cart;
-  cart.deadline_ms = *deadline;
-  for (std::size_t i = 1; i + 1 < r.elements.size(); i += 2) {
-    auto product = r.text_at(i), stored = r.text_at(i + 1);
-    if (!product || !stored) return unexpected(r);
-    auto space = stored->find(' ');
-    if (space == std::string::npos) return unexpected(r);
-    CartLine line{*product, stored->substr(0, space), 0};
-    try {
-      line.quantity = std::stoll(stored->substr(space + 1));
-    } catch (const std::exception&) {
-      return unexpected(r);
-    }
-    cart.lines.push_back(std::move(line));
-  }
-  std::sort(cart.lines.begin(), cart.lines.end(),
-            [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
-  return std::optional<CartView>{std::move(cart)};
+boost::system::result<CartLookup> decode_cart(const std::string& id, const redis::Reply& r) {
+  if (r.type == Type::string || r.type == Type::status) return CartLookup{{}, missing_from(r.str)};
+  auto view = decode_view(id, r);
+  if (!view) return view.error();
+  return CartLookup{std::move(*view), Missing::unknown};
 }
 
 boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
@@ -104,30 +116,140 @@ boost::system::result<std::optional<StockView>> decode_stock(std::string invento
       StockView{std::move(inventory_id), *product, *on_hand, *reserved}};
 }
 
+boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r) {
+  using K = CheckoutStart::Kind;
+  auto tag = r.text_at(0);
+  if (r.type != Type::array || !tag) return unexpected(r);
+  CheckoutStart out;
+  if (*tag == "begun" || *tag == "resume") {
+    out.kind = *tag == "begun" ? K::begun : K::resume;
+    boost::system::error_code ec;
+    auto lines = boost::json::parse(r.text_at(1).value_or(""), ec);
+    if (ec || !lines.is_array()) return unexpected(r);
+    for (const auto& l : lines.get_array()) {
+      const auto* o = l.if_object();
+      if (!o) return unexpected(r);
+      try {
+        out.lines.push_back(CartLine{std::string(o->at("product_id").as_string()),
+                                     std::string(o->at("inventory_id").as_string()),
+                                     o->at("quantity").to_number<std::int64_t>(),
+                                     std::string(o->at("name").as_string()),
+                                     o->at("unit_price_cents").to_number<std::int64_t>()});
+      } catch (const std::exception&) {
+        return unexpected(r);
+      }
+    }
+    std::sort(out.lines.begin(), out.lines.end(),
+              [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
+  } else if (*tag == "done" || *tag == "conflict") {
+    out.kind = *tag == "done" ? K::done : K::conflict;
+    out.order_id = r.text_at(1).value_or("");
+  } else if (*tag == "expired") {
+    out.kind = K::expired;
+  } else if (*tag == "unknown") {
+    out.kind = K::unknown;
+  } else if (*tag == "empty") {
+    out.kind = K::empty;
+  } else {
+    return unexpected(r);
+  }
+  return out;
+}
+
+void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
+  std::string ttl = std::to_string(settings_.ttl.count());
+  std::string lifetime = std::to_string(settings_.max_lifetime.count());
+  redis_.command({"FCALL", "cartd_create_cart", "0", session_id, ttl, lifetime},
+                 [done = std::move(done), session_id](redis::Result r) {
+                   finish(std::move(r), done, [&](const redis::Reply& reply) {
+                     return decode_view(session_id, reply);
+                   });
+                 });
+}
+
 void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) {
   std::string quantity = std::to_string(c.quantity);
   std::string ttl = std::to_string(settings_.ttl.count());
   std::string lifetime = std::to_string(settings_.max_lifetime.count());
   std::string max_lines = std::to_string(settings_.limits.max_lines);
   std::string max_qty = std::to_string(settings_.limits.max_line_quantity);
-  redis_.command(
-      {"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id, c.inventory_id,
-       quantity, c.mode == LineMode::add ? "add" : "set", ttl, lifetime, max_lines, max_qty},
-      [done = std::move(done)](redis::Result r) { finish(std::move(r), done, decode_set_line); });
+  redis_.command({"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id,
+                  c.inventory_id, quantity, c.mode == LineMode::add ? "add" : "set", ttl,
+                  lifetime, max_lines, max_qty},
+                 [done = std::move(done)](redis::Result r) {
+                   finish(std::move(r), done, decode_set_line);
+                 });
 }
 
-void CartService::get_cart(const std::string& session_id, Callback<std::optional<CartView>> done) {
-  redis_.command(
-      {"FCALL", "cartd_get_cart", "0", session_id},
-      [done = std::move(done)](redis::Result r) { finish(std::move(r), done, decode_cart); });
+void CartService::get_cart(const std::string& session_id, Callback<CartLookup> done) {
+  redis_.command({"FCALL", "cartd_get_cart", "0", session_id},
+                 [done = std::move(done), session_id](redis::Result r) {
+                   finish(std::move(r), done, [&](const redis::Reply& reply) {
+                     return decode_cart(session_id, reply);
+                   });
+                 });
 }
 
-void CartService::stock(const std::string& inventory_id, Callback<std::optional<StockView>> done) {
+void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {
+  redis_.command(
+      {"FCALL", "cartd_abandon", "0", session_id},
+      [done = std::move(done), session_id](redis::Result r) {
+        finish(std::move(r), done,
+               [&](const redis::Reply& reply) -> boost::system::result<Abandoned> {
+                 using K = Abandoned::Kind;
+                 auto tag = reply.text_at(0);
+                 if (!tag) return unexpected(reply);
+                 if (*tag == "checkout_in_progress") return Abandoned{K::checkout_in_progress};
+                 if (*tag != "abandoned" || reply.elements.size() != 2) {
+                   return Abandoned{K::missing, {}, missing_from(*tag)};
+                 }
+                 auto view = decode_view(session_id, reply.elements[1]);
+                 if (!view) return view.error();
+                 return Abandoned{K::abandoned, std::move(*view)};
+               });
+      });
+}
+
+void CartService::stock(const std::string& inventory_id,
+                        Callback<std::optional<StockView>> done) {
   redis_.command({"FCALL", "cartd_stock", "0", inventory_id},
                  [done = std::move(done), inventory_id](redis::Result r) {
                    finish(std::move(r), done, [&](const redis::Reply& reply) {
                      return decode_stock(inventory_id, reply);
                    });
+                 });
+}
+
+void CartService::checkout_begin(const std::string& session_id, const std::string& key,
+                                 Callback<CheckoutStart> done) {
+  std::string grace = std::to_string(settings_.checkout_grace.count());
+  redis_.command({"FCALL", "cartd_checkout_begin", "0", session_id, key, grace},
+                 [done = std::move(done)](redis::Result r) {
+                   finish(std::move(r), done, decode_checkout_start);
+                 });
+}
+
+void CartService::checkout_finish(const std::string& session_id, const std::string& key,
+                                  const std::string& order_id, const std::vector<SoldLine>& lines,
+                                  Callback<bool> done) {
+  boost::json::array sold;
+  for (const SoldLine& l : lines) {
+    sold.push_back(boost::json::object{{"inventory_id", l.inventory_id},
+                                       {"quantity", l.quantity},
+                                       {"on_hand", l.on_hand_after}});
+  }
+  std::string json = boost::json::serialize(sold);
+  redis_.command({"FCALL", "cartd_checkout_finish", "0", session_id, key, order_id, json},
+                 [done = std::move(done)](redis::Result r) {
+                   finish(std::move(r), done,
+                          [](const redis::Reply& reply) -> boost::system::result<bool> {
+                            auto tag = reply.text_at(0);
+                            if (!tag) {
+                              return boost::system::result<bool>(boost::system::in_place_error,
+                                                                 unexpected(reply));
+                            }
+                            return *tag == "finished" || *tag == "done";
+                          });
                  });
 }
 

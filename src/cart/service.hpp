@@ -1,4 +1,5 @@
-// service: cart operations as calls of the cartd Redis Functions, one round trip each.
+// service: cart operations as calls of the cartd Redis Functions (src/lua), one round
+// trip each, with their replies decoded into plain structs.
 #pragma once
 
 #include <boost/system/result.hpp>
@@ -17,6 +18,7 @@ namespace cartd::cart {
 struct CartSettings {
   std::chrono::milliseconds ttl{900'000};
   std::chrono::milliseconds max_lifetime{7'200'000};
+  std::chrono::milliseconds checkout_grace{120'000};
   Limits limits;
 };
 
@@ -31,35 +33,47 @@ struct SetLineCall {
   LineMode mode = LineMode::set;
 };
 
-struct SetLineOutcome {
-  enum class Kind {
-    ok,
-    insufficient,  // `available` units are free
-    unknown_inventory,
-    product_mismatch,  // the row holds `product_id`
-    too_many_lines,    // `limit`
-    quantity_limit,    // `limit`
-    no_cart,
-  };
-  Kind kind = Kind::ok;
-  std::string session_id;
-  bool created = false;
-  std::int64_t deadline_ms = 0;
-  std::int64_t quantity = 0;
-  std::int64_t available = 0;
-  std::int64_t limit = 0;
-  std::string product_id;
-};
-
 struct CartLine {
   std::string product_id;
   std::string inventory_id;
   std::int64_t quantity = 0;
+  std::string name;
+  std::int64_t unit_price_cents = 0;
 };
 
 struct CartView {
+  std::string id;
   std::int64_t deadline_ms = 0;
   std::vector<CartLine> lines;  // sorted by product_id
+};
+
+// Why a cart is not there: it never was (or is long gone), or it ended recently.
+enum class Missing { unknown, expired };
+
+struct SetLineOutcome {
+  enum class Kind {
+    ok,
+    insufficient,      // `available` units are free
+    unknown_inventory,
+    product_mismatch,  // the row holds `product_id`
+    too_many_lines,    // `limit`
+    quantity_limit,    // `limit`
+    no_cart,           // `missing`
+    checkout_in_progress,
+  };
+  Kind kind = Kind::ok;
+  bool created = false;
+  CartView cart;  // with ok
+  std::int64_t available = 0;
+  std::int64_t limit = 0;
+  std::string product_id;
+  Missing missing = Missing::unknown;
+};
+
+// A cart, or why there is none.
+struct CartLookup {
+  std::optional<CartView> cart;
+  Missing missing = Missing::unknown;
 };
 
 struct StockView {
@@ -68,6 +82,13 @@ struct StockView {
   std::int64_t on_hand = 0;
   std::int64_t reserved = 0;
   std::int64_t available() const { return on_hand - reserved; }
+};
+
+struct CheckoutStart {
+  enum class Kind { begun, resume, done, conflict, expired, unknown, empty };
+  Kind kind = Kind::begun;
+  std::vector<CartLine> lines;  // begun, resume: the frozen lines
+  std::string order_id;         // done, conflict (may be empty: a checkout in progress)
 };
 
 template <typename T>
@@ -80,11 +101,30 @@ class CartService {
 
   const CartSettings& settings() const { return settings_; }
 
+  void create_cart(const std::string& session_id, Callback<CartView> done);
   void set_line(const SetLineCall& call, Callback<SetLineOutcome> done);
-  // nullopt: no such live cart.
-  void get_cart(const std::string& session_id, Callback<std::optional<CartView>> done);
+  void get_cart(const std::string& session_id, Callback<CartLookup> done);
+  struct Abandoned {
+    enum class Kind { abandoned, checkout_in_progress, missing };
+    Kind kind = Kind::abandoned;
+    CartView cart;  // as it was before its units returned
+    Missing missing = Missing::unknown;
+  };
+  void abandon(const std::string& session_id, Callback<Abandoned> done);
   // nullopt: no such stock row.
   void stock(const std::string& inventory_id, Callback<std::optional<StockView>> done);
+
+  void checkout_begin(const std::string& session_id, const std::string& key,
+                      Callback<CheckoutStart> done);
+  struct SoldLine {
+    std::string inventory_id;
+    std::int64_t quantity = 0;
+    std::int64_t on_hand_after = 0;  // the row's on_hand in the main DB after the order
+  };
+  // Makes Redis agree with an order written to the main DB (idempotent).
+  void checkout_finish(const std::string& session_id, const std::string& key,
+                       const std::string& order_id, const std::vector<SoldLine>& lines,
+                       Callback<bool> done);
 
  private:
   redis::Client& redis_;
@@ -93,9 +133,10 @@ class CartService {
 
 // Decoders of the functions' replies (src/lua), kept apart to be tested on their own.
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r);
-boost::system::result<std::optional<CartView>> decode_cart(const redis::Reply& r);
+boost::system::result<CartLookup> decode_cart(const std::string& id, const redis::Reply& r);
 boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
                                                              const redis::Reply& r);
+boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r);
 
 // An unexpected reply (a Lua error, a wrong shape): a server fault, not the client's.
 enum class ReplyErrc { unexpected_reply = 1 };

@@ -69,6 +69,20 @@ ParsedConfig parse_config(int argc, char** argv) {
   option(app, "db-sync-interval-ms", c.db_sync_interval_ms,
          "milliseconds between writes of reserved counts to the main DB")
       ->check(CLI::Range(10, 600000));
+  option(app, "admin-token", c.admin_token,
+         "bearer token for the admin stock routes (unset: no admin routes)");
+  option(app, "checkout-grace", c.checkout_grace_seconds,
+         "seconds a checkout keeps its units held while it writes the order")
+      ->check(CLI::Range(5, 86400));
+  option(app, "checkout-recovery-ms", c.checkout_recovery_ms,
+         "milliseconds after which an unfinished checkout is settled by recovery")
+      ->check(CLI::Range(100, 3600000));
+  option(app, "db-threads", c.db_threads, "threads that run main-DB work for requests")
+      ->check(CLI::Range(1, 64));
+  option(app, "fault-after-checkout-step", c.fault_after_checkout_step,
+         "tests only: exit the process right after checkout step 1, 2 or 3")
+      ->check(CLI::Range(0, 3))
+      ->group("");  // hidden from --help
   bool no_events = false;
   app.add_flag("--no-keyspace-events", no_events,
                "do not listen for expired-session events (the sweeper still runs)")
@@ -80,6 +94,10 @@ ParsedConfig parse_config(int argc, char** argv) {
     return ParsedConfig{std::nullopt, app.exit(e)};
   }
   c.http_limits.idle_timeout = std::chrono::seconds(idle);
+  if (c.checkout_recovery_ms >= c.checkout_grace_seconds * 1000) {
+    std::fprintf(stderr, "--checkout-recovery-ms must be shorter than --checkout-grace\n");
+    return ParsedConfig{std::nullopt, 2};
+  }
   c.keyspace_events = !no_events;
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
   auto colon = c.listen.rfind(':');

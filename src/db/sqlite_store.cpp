@@ -23,7 +23,26 @@ CREATE TABLE IF NOT EXISTS inventory (
   updated_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS inventory_product ON inventory (product_id);
+CREATE TABLE IF NOT EXISTS orders (
+  order_id        TEXT PRIMARY KEY,
+  cart_id         TEXT NOT NULL UNIQUE,
+  idempotency_key TEXT NOT NULL,
+  total_cents     INTEGER NOT NULL,
+  created_at      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS order_lines (
+  order_id         TEXT NOT NULL REFERENCES orders (order_id),
+  product_id       TEXT NOT NULL,
+  inventory_id     TEXT NOT NULL,
+  name             TEXT NOT NULL,
+  quantity         INTEGER NOT NULL CHECK (quantity > 0),
+  unit_price_cents INTEGER NOT NULL,
+  line_total_cents INTEGER NOT NULL,
+  PRIMARY KEY (order_id, product_id)
+);
 )sql";
+
+constexpr const char* kNow = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 class Statement {
  public:
@@ -106,15 +125,8 @@ class SqliteStore final : public Store {
   }
 
   std::vector<StockRow> stock_rows() override {
-    Statement select(db_,
-                     "SELECT inventory_id, product_id, name, price_cents, on_hand, reserved "
-                     "FROM inventory ORDER BY inventory_id");
-    std::vector<StockRow> rows;
-    while (select.step()) {
-      rows.push_back(StockRow{select.text(0), select.text(1), select.text(2), select.integer(3),
-                              select.integer(4), select.integer(5)});
-    }
-    return rows;
+    Statement select(db_, (std::string(kRowColumns) + " ORDER BY inventory_id").c_str());
+    return read_rows(select);
   }
 
   void set_reserved(std::span<const ReservedCount> counts) override {
@@ -136,7 +148,145 @@ class SqliteStore final : public Store {
     one.step();
   }
 
+  PlacedOrder place_order(const Order& draft) override {
+    Transaction tx(*this);
+    if (auto existing = order_where("cart_id", draft.cart_id)) return {std::move(*existing), false};
+    Statement insert(db_, (std::string("INSERT INTO orders (order_id, cart_id, idempotency_key, "
+                                       "total_cents, created_at) VALUES (?, ?, ?, ?, ") +
+                           kNow + ")")
+                              .c_str());
+    insert.bind(1, draft.order_id).bind(2, draft.cart_id).bind(3, draft.idempotency_key);
+    insert.bind(4, draft.total_cents);
+    insert.step();
+    Statement line(db_,
+                   "INSERT INTO order_lines (order_id, product_id, inventory_id, name, quantity, "
+                   "unit_price_cents, line_total_cents) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    Statement sell(db_, (std::string("UPDATE inventory SET on_hand = on_hand - ?, updated_at = ") +
+                         kNow + " WHERE inventory_id = ? AND on_hand >= ?")
+                            .c_str());
+    for (const OrderLine& l : draft.lines) {
+      line.bind(1, draft.order_id).bind(2, l.product_id).bind(3, l.inventory_id).bind(4, l.name);
+      line.bind(5, l.quantity).bind(6, l.unit_price_cents).bind(7, l.line_total_cents());
+      line.step();
+      line.reset();
+      sell.bind(1, l.quantity).bind(2, l.inventory_id).bind(3, l.quantity);
+      sell.step();
+      sell.reset();
+      if (sqlite3_changes(db_) != 1) {
+        throw StoreError("inventory " + l.inventory_id + " has fewer than " +
+                         std::to_string(l.quantity) + " units on hand");
+      }
+    }
+    auto placed = order_where("order_id", draft.order_id);
+    tx.commit();
+    return {std::move(*placed), true};
+  }
+
+  std::optional<Order> order(std::string_view order_id) override {
+    return order_where("order_id", order_id);
+  }
+
+  std::optional<Order> order_for_cart(std::string_view cart_id) override {
+    return order_where("cart_id", cart_id);
+  }
+
+  bool insert_stock_row(const StockRow& r) override {
+    Statement insert(db_,
+                     "INSERT OR IGNORE INTO inventory (inventory_id, product_id, name, "
+                     "price_cents, on_hand) VALUES (?, ?, ?, ?, ?)");
+    insert.bind(1, r.inventory_id).bind(2, r.product_id).bind(3, r.name);
+    insert.bind(4, r.price_cents).bind(5, r.on_hand);
+    insert.step();
+    return sqlite3_changes(db_) == 1;
+  }
+
+  std::optional<StockRow> stock_row(std::string_view inventory_id) override {
+    auto rows = rows_where("inventory_id = ?", inventory_id);
+    if (rows.empty()) return std::nullopt;
+    return rows.front();
+  }
+
+  OnHandChange set_on_hand(std::string_view inventory_id, std::int64_t on_hand,
+                           StockRow& row) override {
+    return change_on_hand("?", inventory_id, on_hand, row);
+  }
+
+  OnHandChange adjust_on_hand(std::string_view inventory_id, std::int64_t delta,
+                              StockRow& row) override {
+    return change_on_hand("on_hand + ?", inventory_id, delta, row);
+  }
+
+  std::vector<StockRow> products_after(std::string_view after, std::size_t limit) override {
+    Statement select(db_, (std::string(kRowColumns) +
+                           " WHERE product_id IN (SELECT DISTINCT product_id FROM inventory "
+                           "WHERE product_id > ? ORDER BY product_id LIMIT ?) "
+                           "ORDER BY product_id, inventory_id")
+                              .c_str());
+    select.bind(1, after).bind(2, static_cast<std::int64_t>(limit));
+    return read_rows(select);
+  }
+
+  std::vector<StockRow> product(std::string_view product_id) override {
+    return rows_where("product_id = ?", product_id);
+  }
+
  private:
+  static constexpr const char* kRowColumns =
+      "SELECT inventory_id, product_id, name, price_cents, on_hand, reserved FROM inventory";
+
+  static std::vector<StockRow> read_rows(Statement& select) {
+    std::vector<StockRow> rows;
+    while (select.step()) {
+      rows.push_back(StockRow{select.text(0), select.text(1), select.text(2), select.integer(3),
+                              select.integer(4), select.integer(5)});
+    }
+    return rows;
+  }
+
+  std::vector<StockRow> rows_where(const char* condition, std::string_view value) {
+    Statement select(
+        db_, (std::string(kRowColumns) + " WHERE " + condition + " ORDER BY inventory_id").c_str());
+    select.bind(1, value);
+    return read_rows(select);
+  }
+
+  // Sets on_hand to `expression` (with ? bound to value) unless it would be negative.
+  OnHandChange change_on_hand(const char* expression, std::string_view inventory_id,
+                              std::int64_t value, StockRow& row) {
+    Transaction tx(*this);
+    auto current = stock_row(inventory_id);
+    if (!current) return OnHandChange::unknown_inventory;
+    Statement update(db_, (std::string("UPDATE inventory SET on_hand = ") + expression +
+                           ", updated_at = " + kNow + " WHERE inventory_id = ? AND " + expression +
+                           " >= 0")
+                              .c_str());
+    update.bind(1, value).bind(2, inventory_id).bind(3, value);
+    update.step();
+    if (sqlite3_changes(db_) != 1) return OnHandChange::negative;
+    row = *stock_row(inventory_id);
+    tx.commit();
+    return OnHandChange::ok;
+  }
+
+  std::optional<Order> order_where(const char* column, std::string_view value) {
+    Statement select(db_, (std::string("SELECT order_id, cart_id, idempotency_key, total_cents, "
+                                       "created_at FROM orders WHERE ") +
+                           column + " = ?")
+                              .c_str());
+    select.bind(1, value);
+    if (!select.step()) return std::nullopt;
+    Order o{select.text(0), select.text(1), select.text(2), {}, select.integer(3), select.text(4)};
+    Statement lines(db_,
+                    "SELECT product_id, inventory_id, name, quantity, unit_price_cents "
+                    "FROM order_lines WHERE order_id = ? ORDER BY product_id");
+    lines.bind(1, o.order_id);
+    while (lines.step()) {
+      o.lines.push_back(OrderLine{lines.text(0), lines.text(1), lines.text(2), lines.integer(3),
+                                  lines.integer(4)});
+    }
+    return o;
+  }
+
   class Transaction {
    public:
     explicit Transaction(SqliteStore& s) : s_(s) { s_.exec("BEGIN IMMEDIATE"); }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/json/object.hpp>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -28,5 +29,8 @@ Response message_response(unsigned status, std::string_view message);
 // {"error": {"code", "message", ...details}}: the error shape of everything else.
 Response error_response(unsigned status, std::string_view code, std::string_view message,
                         boost::json::object details = {});
+
+// Milliseconds since the epoch as RFC 3339 UTC with milliseconds: 2026-11-28T23:55:40.123Z.
+std::string rfc3339(std::int64_t epoch_ms);
 
 }  // namespace cartd::http

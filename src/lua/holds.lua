@@ -4,11 +4,17 @@
 --   s:{sid}     string, value = cart birth time (ms); PEXPIREAT = the cart's deadline.
 --               Its expiry is the fast trigger (keyspace event) for releasing the cart.
 --   c:{sid}     hash product_id -> "inventory_id quantity". No TTL: release deletes it.
---   st:{inv}    hash p = product_id, oh = on hand (mirror of the main DB), r = reserved.
+--   st:{inv}    hash p = product_id, n = name, pc = price in cents, oh = on hand (mirror
+--               of the main DB), r = reserved.
 --   h:{inv}     zset of holds: member "sid:quantity", score = the holding cart's deadline.
 --   dl          zset sid -> deadline: the sweeper's index of carts.
 --   dirty       set of inventory ids whose r changed since the DB writer last looked.
 --   cart-events stream of released carts (expired, abandoned, checked_out).
+--   co:{sid}    hash key, lines (JSON), started: a checkout in progress (see checkout.lua).
+--   checkouts   zset sid -> start time (ms): checkouts in progress, for recovery.
+--   ck:{sid}    string "idempotency_key order_id": a finished checkout (kept DONE_TTL_MS).
+--   g:{sid}     string, the reason a cart ended (expired | abandoned), kept GONE_TTL_MS, so
+--               an old id answers "gone" rather than "unknown".
 --
 -- The invariant every function keeps: st:{inv}.r == sum of the quantities of the members
 -- of h:{inv}. A hold's units are returned exactly when its member is removed, so
@@ -23,11 +29,17 @@ local DIRTY = 'dirty'
 local EVENTS = 'cart-events'
 local EVENTS_MAXLEN = '100000'
 local EXPIRE_BATCH = 1000
+local CHECKOUTS = 'checkouts'
+local GONE_TTL_MS = 3600 * 1000
+local DONE_TTL_MS = 24 * 3600 * 1000
 
 local function session_key(sid) return 's:{' .. sid .. '}' end
 local function cart_key(sid) return 'c:{' .. sid .. '}' end
 local function stock_key(inv) return 'st:{' .. inv .. '}' end
 local function holds_key(inv) return 'h:{' .. inv .. '}' end
+local function checkout_key(sid) return 'co:{' .. sid .. '}' end
+local function done_key(sid) return 'ck:{' .. sid .. '}' end
+local function gone_key(sid) return 'g:{' .. sid .. '}' end
 
 -- Server time in milliseconds: every deadline is compared against Redis' own clock,
 -- so cartd instances with skewed clocks still agree on what has expired.
@@ -76,4 +88,33 @@ local function drop_expired(inv, now)
     adjust_reserved(inv, -total)
     if #expired < EXPIRE_BATCH then return end
   end
+end
+
+-- A live cart as every cart reply shows it:
+--   {deadline_ms, product_id, inventory_id, quantity, name, unit_price_cents, ...}
+-- or nil when the cart is unknown or expired.
+local function cart_view(sid)
+  local deadline = redis.call('PEXPIRETIME', session_key(sid))
+  if deadline < 0 then return nil end
+  local out = {deadline}
+  local fields = redis.call('HGETALL', cart_key(sid))
+  for i = 1, #fields, 2 do
+    local inv, qty = parse_line(fields[i + 1])
+    local info = redis.call('HMGET', stock_key(inv), 'n', 'pc')
+    table.insert(out, fields[i])
+    table.insert(out, inv)
+    table.insert(out, qty)
+    table.insert(out, info[1] or '')
+    table.insert(out, tonumber(info[2] or 0))
+  end
+  return out
+end
+
+-- Why there is no live cart for sid: 'expired' if it existed (it ended, or its session
+-- expired and it awaits release), else 'unknown'.
+local function missing_cart(sid)
+  if redis.call('EXISTS', gone_key(sid)) == 1 or redis.call('EXISTS', cart_key(sid)) == 1 then
+    return 'expired'
+  end
+  return 'unknown'
 end

@@ -2,13 +2,16 @@
 -- (expiry event, sweeper, abandon) goes through release_cart, which is idempotent: it
 -- returns only holds that still exist and appends an event only for a cart it deleted.
 
--- Returns the cart's held units, deletes the cart and its index entries, and appends
--- one event to cart-events. Returns 1 if there was a cart, 0 if it was already gone.
+-- Returns the cart's held units, deletes the cart and its index entries, remembers why
+-- it ended (g:{sid}), and appends one event to cart-events. Returns 1 if there was a
+-- cart with lines, 0 if it was empty or already gone. A checkout marker (co:{sid}) is
+-- left for checkout recovery, which settles it against the main DB.
 local function release_cart(sid, reason)
   local ck = cart_key(sid)
   local fields = redis.call('HGETALL', ck)
   redis.call('ZREM', DEADLINES, sid)
   redis.call('DEL', session_key(sid))
+  redis.call('SET', gone_key(sid), reason, 'PX', GONE_TTL_MS)
   if #fields == 0 then return 0 end
   local lines = {}
   for i = 1, #fields, 2 do
@@ -32,10 +35,16 @@ local function expire(keys, args)
 end
 
 -- cartd_abandon: the shopper gives the cart up; its units return at once.
--- ARGV[1] session id.  Returns 1 if the cart was live, else 0.
+-- ARGV[1] session id.
+-- Returns {'abandoned', cart_view before release}, {'checkout_in_progress'} (nothing
+-- changes), or {'expired' | 'unknown'} when there is no live cart.
 local function abandon(keys, args)
-  if redis.call('EXISTS', session_key(args[1])) == 0 then return 0 end
-  return release_cart(args[1], 'abandoned')
+  local sid = args[1]
+  local view = cart_view(sid)
+  if not view then return {missing_cart(sid)} end
+  if redis.call('EXISTS', checkout_key(sid)) == 1 then return {'checkout_in_progress'} end
+  release_cart(sid, 'abandoned')
+  return {'abandoned', view}
 end
 
 -- cartd_sweep: releases carts whose deadline has passed, oldest first.

@@ -14,10 +14,11 @@
 -- ARGV[9]  maximum lines per cart
 -- ARGV[10] maximum quantity per line
 -- Returns one of
---   {'ok', sid, created (0|1), deadline_ms, line_quantity}
+--   {'ok', sid, created (0|1), deadline_ms, line_quantity, cart_view}
 --   {'insufficient', available}        {'unknown_inventory'}
 --   {'product_mismatch', product_id}   {'too_many_lines', max}
---   {'quantity_limit', max}            {'no_cart'}
+--   {'quantity_limit', max}            {'no_cart', 'expired' | 'unknown'}
+--   {'checkout_in_progress'}
 -- Nothing is written unless the answer is 'ok' (dropping expired holds aside, which
 -- changes no availability).
 local function set_line(keys, args)
@@ -30,12 +31,13 @@ local function set_line(keys, args)
   local born = sid ~= '' and redis.call('GET', session_key(sid))
   local created = not born
   if created then
-    if args[2] == '' then return {'no_cart'} end
+    if args[2] == '' then return {'no_cart', missing_cart(sid)} end
     sid, born = args[2], now
   else
     born = tonumber(born)
   end
 
+  if redis.call('EXISTS', checkout_key(sid)) == 1 then return {'checkout_in_progress'} end
   local ck = cart_key(sid)
   local old = redis.call('HGET', ck, pid)
   local old_inv, old_qty = nil, 0
@@ -81,7 +83,7 @@ local function set_line(keys, args)
     redis.call('PEXPIREAT', session_key(sid), deadline)
   end
   redis.call('ZADD', DEADLINES, deadline, sid)
-  return {'ok', sid, created and 1 or 0, deadline, qty}
+  return {'ok', sid, created and 1 or 0, deadline, qty, cart_view(sid)}
 end
 
 redis.register_function('cartd_set_line', set_line)

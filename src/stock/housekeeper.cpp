@@ -13,6 +13,9 @@ namespace {
 using namespace std::chrono_literals;
 constexpr std::string_view kSessionPrefix = "s:{";
 constexpr std::size_t kDirtyBatch = 1000;
+constexpr std::size_t kRecoveryBatch = 100;
+// How often recovery looks for stale checkouts: a tenth of the age that makes one stale.
+constexpr int kRecoveryChecksPerAge = 10;
 // Flags cartd needs in notify-keyspace-events: E (keyevent channel), x (expired).
 constexpr std::string_view kNeededEventFlags = "Ex";
 
@@ -54,7 +57,9 @@ Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::st
                                        done(true);
                                      }}),
       sweep_timer_(io_),
-      sync_timer_(io_) {}
+      sync_timer_(io_),
+      recovery_timer_(io_),
+      carts_(redis_, cart::CartSettings{}) {}
 
 Housekeeper::~Housekeeper() {
   stop();
@@ -71,6 +76,7 @@ void Housekeeper::start() {
       });
     }
     sync_db();
+    recover_checkouts();
   });
   thread_ = std::thread([this] {
     auto work = boost::asio::make_work_guard(io_);
@@ -83,6 +89,7 @@ void Housekeeper::stop() {
   boost::asio::post(io_, [this] {
     sweep_timer_.cancel();
     sync_timer_.cancel();
+    recovery_timer_.cancel();
     redis_.stop();
     events_.stop();
     io_.stop();
@@ -180,6 +187,50 @@ void Housekeeper::sync_db() {
     auto interval = std::chrono::milliseconds(config_.db_sync_interval_ms);
     again(counts.size() == kDirtyBatch ? 0ms : interval);
   });
+}
+
+void Housekeeper::recover_checkouts() {
+  std::string age = std::to_string(config_.checkout_recovery_ms);
+  std::string batch = std::to_string(kRecoveryBatch);
+  redis_.command({"FCALL", "cartd_checkouts_stale", "0", age, batch}, [this](redis::Result r) {
+    if (r && !r->is_error()) {
+      for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+        settle_checkout(r->elements[i].str, r->elements[i + 1].str);
+      }
+    }
+    recovery_timer_.expires_after(
+        std::chrono::milliseconds(config_.checkout_recovery_ms / kRecoveryChecksPerAge));
+    recovery_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) recover_checkouts();
+    });
+  });
+}
+
+void Housekeeper::settle_checkout(const std::string& sid, const std::string& key) {
+  std::optional<db::Order> order;
+  std::vector<cart::CartService::SoldLine> sold;
+  try {
+    order = store_->order_for_cart(sid);
+    for (const db::OrderLine& l : order ? order->lines : std::vector<db::OrderLine>{}) {
+      auto row = store_->stock_row(l.inventory_id);
+      sold.push_back({l.inventory_id, l.quantity, row ? row->on_hand : 0});
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("recovery: cannot read the order of cart {}: {}", sid, e.what());
+    return;  // the next round tries again
+  }
+  if (!order) {
+    redis_.command({"FCALL", "cartd_checkout_abort", "0", sid, key}, [sid](redis::Result r) {
+      if (r && !r->is_error() && r->integer == 1) {
+        spdlog::warn("recovery: checkout of cart {} made no order; aborted, the cart lives on", sid);
+      }
+    });
+    return;
+  }
+  carts_.checkout_finish(sid, order->idempotency_key, order->order_id, sold,
+                         [sid, id = order->order_id](auto done) {
+                           if (done) spdlog::warn("recovery: finished checkout of cart {} (order {})", sid, id);
+                         });
 }
 
 }  // namespace cartd::stock

@@ -5,7 +5,9 @@
 //   - the sweeper releases every cart whose deadline has passed, in batches, on a
 //     timer: the certain path, which also catches up after cartd was down);
 //   - the DB writer: stock rows the Redis functions marked dirty are read and their
-//     reserved counts written to the main DB as absolute values, batched.
+//     reserved counts written to the main DB as absolute values, batched;
+//   - checkout recovery: a checkout left unfinished (cartd died mid-way) is finished if
+//     its order is in the main DB and aborted if not (see src/lua/checkout.lua).
 // Every instance runs one; the functions they call are atomic and idempotent, so any
 // number of instances can run them at once.
 #pragma once
@@ -14,6 +16,7 @@
 #include <memory>
 #include <thread>
 
+#include "cart/service.hpp"
 #include "config/config.hpp"
 #include "db/store.hpp"
 #include "redis/client.hpp"
@@ -37,6 +40,8 @@ class Housekeeper {
   void on_expired_key(std::string_view key);
   void sweep();
   void sync_db();
+  void recover_checkouts();
+  void settle_checkout(const std::string& sid, const std::string& key);
 
   const Config& config_;
   boost::asio::io_context io_{1};
@@ -45,6 +50,8 @@ class Housekeeper {
   redis::Client events_;
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer sync_timer_;
+  boost::asio::steady_timer recovery_timer_;
+  cart::CartService carts_;  // for checkout_finish, on the housekeeper's connection
   std::atomic<bool> db_ok_{false};
   std::thread thread_;
 };

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "stock/service.hpp"
+
 namespace cartd::stock {
 namespace {
 
@@ -21,13 +23,10 @@ void mirror_rows(redis::Client& client, std::vector<db::StockRow> rows,
   auto progress = std::make_shared<Progress>(Progress{calls, true, std::move(done)});
   for (std::size_t start = 0; start < rows.size() || (start == 0 && rows.empty());
        start += kRowsPerCall) {
-    std::vector<std::string> owned;
     std::size_t end = std::min(rows.size(), start + kRowsPerCall);
-    for (std::size_t i = start; i < end; ++i) {
-      owned.push_back(rows[i].inventory_id);
-      owned.push_back(rows[i].product_id);
-      owned.push_back(std::to_string(rows[i].on_hand));
-    }
+    std::vector<std::string> owned = mirror_args(
+        std::vector<db::StockRow>(rows.begin() + static_cast<std::ptrdiff_t>(start),
+                                  rows.begin() + static_cast<std::ptrdiff_t>(end)));
     std::vector<std::string_view> args{"FCALL", "cartd_mirror", "0"};
     args.insert(args.end(), owned.begin(), owned.end());
     client.setup_command(std::span<const std::string_view>(args), [progress](redis::Result r) {

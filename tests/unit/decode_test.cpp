@@ -18,14 +18,17 @@ Reply arr(std::vector<Reply> e) {
   return Reply{Reply::Type::array, 0, "", std::move(e)};
 }
 
-TEST(DecodeSetLine, reads_ok) {
-  auto r = decode_set_line(arr({str("ok"), str("sid"), num(1), num(1234), num(3)}));
+TEST(DecodeSetLine, reads_ok_with_the_cart) {
+  auto view = arr({num(1234), str("p"), str("inv"), num(3), str("Mug"), num(1499)});
+  auto r = decode_set_line(arr({str("ok"), str("sid"), num(1), num(1234), num(3), view}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->kind, SetLineOutcome::Kind::ok);
-  EXPECT_EQ(r->session_id, "sid");
+  EXPECT_EQ(r->cart.id, "sid");
   EXPECT_TRUE(r->created);
-  EXPECT_EQ(r->deadline_ms, 1234);
-  EXPECT_EQ(r->quantity, 3);
+  EXPECT_EQ(r->cart.deadline_ms, 1234);
+  ASSERT_EQ(r->cart.lines.size(), 1u);
+  EXPECT_EQ(r->cart.lines[0].name, "Mug");
+  EXPECT_EQ(r->cart.lines[0].unit_price_cents, 1499);
 }
 
 TEST(DecodeSetLine, reads_insufficient_with_available) {
@@ -35,6 +38,13 @@ TEST(DecodeSetLine, reads_insufficient_with_available) {
   EXPECT_EQ(r->available, 2);
 }
 
+TEST(DecodeSetLine, no_cart_says_whether_it_expired) {
+  auto r = decode_set_line(arr({str("no_cart"), str("expired")}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, SetLineOutcome::Kind::no_cart);
+  EXPECT_EQ(r->missing, Missing::expired);
+}
+
 TEST(DecodeSetLine, a_lua_error_is_a_server_fault) {
   EXPECT_FALSE(decode_set_line(Reply{Reply::Type::error, 0, "ERR boom", {}}));
   EXPECT_FALSE(decode_set_line(arr({str("what")})));
@@ -42,22 +52,39 @@ TEST(DecodeSetLine, a_lua_error_is_a_server_fault) {
 }
 
 TEST(DecodeCart, reads_lines_sorted_by_product) {
-  auto r = decode_cart(arr({num(99), str("b"), str("inv-b 2"), str("a"), str("inv-a 1")}));
+  auto r = decode_cart("id", arr({num(99), str("b"), str("inv-b"), num(2), str("B"), num(5),
+                                  str("a"), str("inv-a"), num(1), str("A"), num(7)}));
   ASSERT_TRUE(r);
-  ASSERT_TRUE(*r);
-  EXPECT_EQ((*r)->deadline_ms, 99);
-  ASSERT_EQ((*r)->lines.size(), 2u);
-  EXPECT_EQ((*r)->lines[0].product_id, "a");
-  EXPECT_EQ((*r)->lines[0].inventory_id, "inv-a");
-  EXPECT_EQ((*r)->lines[1].quantity, 2);
+  ASSERT_TRUE(r->cart);
+  EXPECT_EQ(r->cart->deadline_ms, 99);
+  ASSERT_EQ(r->cart->lines.size(), 2u);
+  EXPECT_EQ(r->cart->lines[0].product_id, "a");
+  EXPECT_EQ(r->cart->lines[0].inventory_id, "inv-a");
+  EXPECT_EQ(r->cart->lines[1].quantity, 2);
 }
 
-TEST(DecodeCart, nil_is_no_cart_and_bad_lines_are_faults) {
-  auto none = decode_cart(Reply{});
-  ASSERT_TRUE(none);
-  EXPECT_FALSE(*none);
-  EXPECT_FALSE(decode_cart(arr({num(1), str("a"), str("no-space")})));
-  EXPECT_FALSE(decode_cart(arr({num(1), str("a")})));
+TEST(DecodeCart, a_missing_cart_says_why_and_bad_lines_are_faults) {
+  auto expired = decode_cart("id", str("expired"));
+  ASSERT_TRUE(expired);
+  EXPECT_FALSE(expired->cart);
+  EXPECT_EQ(expired->missing, Missing::expired);
+  EXPECT_EQ(decode_cart("id", str("unknown"))->missing, Missing::unknown);
+  EXPECT_FALSE(decode_cart("id", arr({num(1), str("a"), str("inv")})));
+  EXPECT_FALSE(decode_cart("id", arr({num(1), str("a"), str("inv"), str("x"), str("A"), num(1)})));
+}
+
+TEST(DecodeCheckoutStart, reads_the_frozen_lines) {
+  auto r = decode_checkout_start(arr({str("begun"), str(R"([{"product_id":"p","inventory_id":"i",
+      "quantity":2,"name":"P","unit_price_cents":150}])")}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, CheckoutStart::Kind::begun);
+  ASSERT_EQ(r->lines.size(), 1u);
+  EXPECT_EQ(r->lines[0].quantity, 2);
+  EXPECT_EQ(r->lines[0].unit_price_cents, 150);
+  EXPECT_FALSE(decode_checkout_start(arr({str("begun"), str("not json")})));
+  auto done = decode_checkout_start(arr({str("done"), str("order-1")}));
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->order_id, "order-1");
 }
 
 TEST(DecodeStock, reads_counts) {

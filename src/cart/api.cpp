@@ -1,0 +1,356 @@
+#include "cart/api.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/json/array.hpp>
+#include <memory>
+
+#include "cart/routes.hpp"
+#include "cart/session_id.hpp"
+
+namespace cartd::cart {
+namespace {
+
+namespace json = boost::json;
+using http::error_response;
+using http::PathParams;
+using http::Request;
+using http::Respond;
+using http::Response;
+using Kind = SetLineOutcome::Kind;
+
+Response missing_cart(Missing m) {
+  if (m == Missing::expired) return error_response(404, "cart_expired", "the cart has expired");
+  return error_response(404, "cart_not_found", "no such cart");
+}
+
+// The cart id from the path, or nullopt after answering 400.
+std::optional<std::string> cart_id(const std::string& segment, Respond& respond) {
+  auto id = parse_session_id(segment);
+  if (!id) respond(error_response(400, "invalid_cart_id", "a cart id is a UUID"));
+  return id;
+}
+
+Response db_unavailable(const std::string& why) {
+  spdlog::error("db: {}", why);
+  Response r = error_response(503, "unavailable", "the main DB is unavailable");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+Response set_line_failure(const SetLineOutcome& out, const SetLineCall& call) {
+  switch (out.kind) {
+    case Kind::insufficient:
+      return error_response(409, "insufficient_stock", "Insufficient stock",
+                            {{"available", out.available}, {"inventory_id", call.inventory_id}});
+    case Kind::unknown_inventory:
+      return error_response(404, "unknown_inventory", "Unknown inventory_id",
+                            {{"inventory_id", call.inventory_id}});
+    case Kind::product_mismatch:
+      return error_response(422, "product_mismatch",
+                            "inventory_id " + call.inventory_id + " does not belong to product_id " +
+                                call.product_id);
+    case Kind::too_many_lines:
+      return error_response(422, "too_many_lines",
+                            "a cart holds at most " + std::to_string(out.limit) + " lines",
+                            {{"limit", out.limit}});
+    case Kind::quantity_limit:
+      return error_response(422, "quantity_limit",
+                            "a line holds at most " + std::to_string(out.limit) + " units",
+                            {{"limit", out.limit}});
+    case Kind::no_cart:
+      return missing_cart(out.missing);
+    case Kind::checkout_in_progress:
+      return error_response(409, "checkout_in_progress", "the cart is being checked out");
+    case Kind::ok:
+      break;
+  }
+  return unavailable(ReplyErrc::unexpected_reply);
+}
+
+// Changes a line of an existing cart and answers with the whole cart.
+void change_line(ApiContext& ctx, SetLineCall call, Respond respond) {
+  ctx.carts.set_line(call, [respond = std::move(respond), call](auto result) {
+    if (!result) return respond(unavailable(result.error()));
+    if (result->kind != Kind::ok) return respond(set_line_failure(*result, call));
+    respond(http::json_response(200, cart_json(result->cart)));
+  });
+}
+
+[[noreturn]] void inject_fault(int step) {
+  spdlog::critical("fault injection: exiting after checkout step {}", step);
+  spdlog::default_logger()->flush();
+  _exit(86);
+}
+
+// POST /v1/carts/{id}/checkout. The three steps and why a crash between any two is
+// safe are described in src/lua/checkout.lua.
+class Checkout : public std::enable_shared_from_this<Checkout> {
+ public:
+  Checkout(ApiContext& ctx, std::string sid, std::string key, Respond respond)
+      : ctx_(ctx), sid_(std::move(sid)), key_(std::move(key)), respond_(std::move(respond)) {}
+
+  void start() {
+    ctx_.carts.checkout_begin(sid_, key_, [self = shared_from_this()](auto r) { self->begun(r); });
+  }
+
+ private:
+  using K = CheckoutStart::Kind;
+
+  void begun(const boost::system::result<CheckoutStart>& r) {
+    if (!r) return respond_(unavailable(r.error()));
+    switch (r->kind) {
+      case K::done:
+        return answer_existing(r->order_id);
+      case K::conflict:
+        if (r->order_id.empty()) {
+          return respond_(error_response(409, "checkout_in_progress",
+                                         "the cart is being checked out with another key"));
+        }
+        return respond_(error_response(409, "already_checked_out",
+                                       "the cart was checked out with another Idempotency-Key",
+                                       {{"order_id", r->order_id}}));
+      case K::expired:
+        return respond_(error_response(410, "cart_expired", "the cart has expired"));
+      case K::unknown:
+        return respond_(error_response(404, "cart_not_found", "no such cart"));
+      case K::empty:
+        return respond_(error_response(422, "cart_empty", "the cart has no lines"));
+      case K::begun:
+      case K::resume:
+        break;
+    }
+    if (ctx_.fault_after_checkout_step == 1) inject_fault(1);
+    db::Order draft;
+    draft.order_id = new_session_id();
+    draft.cart_id = sid_;
+    draft.idempotency_key = key_;
+    for (const CartLine& l : r->lines) {
+      draft.lines.push_back(
+          db::OrderLine{l.product_id, l.inventory_id, l.name, l.quantity, l.unit_price_cents});
+      draft.total_cents += l.quantity * l.unit_price_cents;
+    }
+    struct Placed {
+      db::PlacedOrder placed;
+      std::vector<CartService::SoldLine> sold;
+    };
+    ctx_.db.run<Placed>(
+        ctx_.loop,
+        [draft](db::Store& store) {
+          Placed p{store.place_order(draft), {}};
+          for (const db::OrderLine& l : p.placed.order.lines) {
+            auto row = store.stock_row(l.inventory_id);
+            p.sold.push_back({l.inventory_id, l.quantity, row ? row->on_hand : 0});
+          }
+          return p;
+        },
+        [self = shared_from_this()](db::DbResult<Placed> placed) {
+          if (!placed) return self->respond_(db_unavailable(placed.error()));
+          self->placed(std::move(placed->placed), std::move(placed->sold));
+        });
+  }
+
+  void placed(db::PlacedOrder placed, std::vector<CartService::SoldLine> sold) {
+    if (ctx_.fault_after_checkout_step == 2) inject_fault(2);
+    order_ = std::move(placed.order);
+    created_ = placed.created;
+    ctx_.carts.checkout_finish(sid_, key_, order_.order_id, sold,
+                               [self = shared_from_this()](auto r) { self->finished(r); });
+  }
+
+  void finished(const boost::system::result<bool>& r) {
+    // The order is in the main DB: it stands even if Redis did not answer, and checkout
+    // recovery (or a retry with the same key) settles Redis.
+    if (!r) spdlog::warn("checkout {}: Redis not settled yet: {}", sid_, r.error().message());
+    if (ctx_.fault_after_checkout_step == 3) inject_fault(3);
+    respond_(http::json_response(created_ ? 201 : 200, order_json(order_)));
+  }
+
+  void answer_existing(const std::string& order_id) {
+    ctx_.db.run<std::optional<db::Order>>(
+        ctx_.loop, [order_id](db::Store& store) { return store.order(order_id); },
+        [self = shared_from_this()](db::DbResult<std::optional<db::Order>> o) {
+          if (!o) return self->respond_(db_unavailable(o.error()));
+          if (!*o) return self->respond_(error_response(404, "order_not_found", "no such order"));
+          self->respond_(http::json_response(200, order_json(**o)));
+        });
+  }
+
+  ApiContext& ctx_;
+  std::string sid_;
+  std::string key_;
+  Respond respond_;
+  db::Order order_;
+  bool created_ = false;
+};
+
+}  // namespace
+
+Response reject(const Rejection& r) { return error_response(r.status, r.code, r.message); }
+
+bool is_valid_idempotency_key(std::string_view key) {
+  if (key.empty() || key.size() > kMaxIdempotencyKey) return false;
+  for (char c : key) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+json::object cart_json(const CartView& cart) {
+  json::array lines;
+  std::int64_t total = 0, items = 0;
+  for (const CartLine& l : cart.lines) {
+    std::int64_t line_total = l.quantity * l.unit_price_cents;
+    lines.push_back(json::object{{"product_id", l.product_id},
+                                 {"inventory_id", l.inventory_id},
+                                 {"name", l.name},
+                                 {"quantity", l.quantity},
+                                 {"unit_price_cents", l.unit_price_cents},
+                                 {"line_total_cents", line_total}});
+    total += line_total;
+    items += l.quantity;
+  }
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  std::int64_t ttl = std::max<std::int64_t>(0, (cart.deadline_ms - now_ms + 999) / 1000);
+  return json::object{{"id", cart.id},
+                      {"lines", std::move(lines)},
+                      {"total_cents", total},
+                      {"item_count", items},
+                      {"expires_at", http::rfc3339(cart.deadline_ms)},
+                      {"ttl_seconds", ttl}};
+}
+
+json::object order_json(const db::Order& order) {
+  json::array lines;
+  for (const db::OrderLine& l : order.lines) {
+    lines.push_back(json::object{{"product_id", l.product_id},
+                                 {"inventory_id", l.inventory_id},
+                                 {"name", l.name},
+                                 {"quantity", l.quantity},
+                                 {"unit_price_cents", l.unit_price_cents},
+                                 {"line_total_cents", l.line_total_cents()}});
+  }
+  return json::object{{"order_id", order.order_id}, {"cart_id", order.cart_id},
+                      {"lines", std::move(lines)},  {"total_cents", order.total_cents},
+                      {"created_at", order.created_at}};
+}
+
+void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
+  const Limits& limits = ctx.carts.settings().limits;
+
+  router.add(http::Verb::post, "/v1/carts",
+             [&ctx](const Request&, const PathParams&, Respond respond) {
+               std::string sid = new_session_id();
+               ctx.carts.create_cart(sid, [respond = std::move(respond), sid](auto cart) {
+                 if (!cart) return respond(unavailable(cart.error()));
+                 Response r = http::json_response(201, cart_json(*cart));
+                 r.headers.emplace_back("cart-session-id", sid);
+                 r.headers.emplace_back("Location", "/v1/carts/" + sid);
+                 respond(std::move(r));
+               });
+             });
+
+  router.add(http::Verb::get, "/v1/carts/{id}",
+             [&ctx](const Request&, const PathParams& p, Respond respond) {
+               auto sid = cart_id(p[0], respond);
+               if (!sid) return;
+               ctx.carts.get_cart(*sid, [respond = std::move(respond)](auto found) {
+                 if (!found) return respond(unavailable(found.error()));
+                 if (!found->cart) return respond(missing_cart(found->missing));
+                 respond(http::json_response(200, cart_json(*found->cart)));
+               });
+             });
+
+  router.add(http::Verb::put, "/v1/carts/{id}/items/{product_id}",
+             [&ctx, &limits](const Request& req, const PathParams& p, Respond respond) {
+               auto sid = cart_id(p[0], respond);
+               if (!sid) return;
+               if (!is_valid_id(p[1])) {
+                 return respond(error_response(400, "invalid_id", "product_id is not a valid id"));
+               }
+               auto line = parse_line_request(req.body(), limits, LineSpec{false, 0});
+               if (!line) return respond(reject(line.error()));
+               change_line(ctx,
+                           SetLineCall{*sid, "", p[1], line->inventory_id, line->quantity,
+                                       LineMode::set},
+                           std::move(respond));
+             });
+
+  router.add(http::Verb::post, "/v1/carts/{id}/items",
+             [&ctx, &limits](const Request& req, const PathParams& p, Respond respond) {
+               auto sid = cart_id(p[0], respond);
+               if (!sid) return;
+               auto line = parse_line_request(req.body(), limits);
+               if (!line) return respond(reject(line.error()));
+               change_line(ctx,
+                           SetLineCall{*sid, "", line->product_id, line->inventory_id,
+                                       line->quantity, LineMode::add},
+                           std::move(respond));
+             });
+
+  router.add(http::Verb::delete_, "/v1/carts/{id}/items/{product_id}",
+             [&ctx](const Request&, const PathParams& p, Respond respond) {
+               auto sid = cart_id(p[0], respond);
+               if (!sid) return;
+               if (!is_valid_id(p[1])) {
+                 return respond(error_response(400, "invalid_id", "product_id is not a valid id"));
+               }
+               change_line(ctx, SetLineCall{*sid, "", p[1], "", 0, LineMode::set},
+                           std::move(respond));
+             });
+
+  router.add(http::Verb::delete_, "/v1/carts/{id}",
+             [&ctx](const Request&, const PathParams& p, Respond respond) {
+               auto sid = cart_id(p[0], respond);
+               if (!sid) return;
+               ctx.carts.abandon(*sid, [respond = std::move(respond)](auto r) {
+                 using K = CartService::Abandoned::Kind;
+                 if (!r) return respond(unavailable(r.error()));
+                 if (r->kind == K::missing) return respond(missing_cart(r->missing));
+                 if (r->kind == K::checkout_in_progress) {
+                   return respond(
+                       error_response(409, "checkout_in_progress", "the cart is being checked out"));
+                 }
+                 json::object body = cart_json(r->cart);
+                 body["status"] = "abandoned";
+                 body["ttl_seconds"] = 0;
+                 respond(http::json_response(200, body));
+               });
+             });
+
+  router.add(http::Verb::post, "/v1/carts/{id}/checkout",
+             [&ctx](const Request& req, const PathParams& p, Respond respond) {
+               auto sid = cart_id(p[0], respond);
+               if (!sid) return;
+               auto key = req.find("Idempotency-Key");
+               if (key == req.end()) {
+                 return respond(error_response(400, "missing_idempotency_key",
+                                               "checkout needs an Idempotency-Key header"));
+               }
+               if (!is_valid_idempotency_key(key->value())) {
+                 return respond(error_response(
+                     400, "invalid_idempotency_key",
+                     "an Idempotency-Key is 1-128 printable ASCII characters"));
+               }
+               std::make_shared<Checkout>(ctx, *sid, std::string(key->value()), std::move(respond))
+                   ->start();
+             });
+
+  router.add(http::Verb::get, "/v1/orders/{order_id}",
+             [&ctx](const Request&, const PathParams& p, Respond respond) {
+               auto id = parse_session_id(p[0]);
+               if (!id) return respond(error_response(404, "order_not_found", "no such order"));
+               ctx.db.run<std::optional<db::Order>>(
+                   ctx.loop, [id = *id](db::Store& store) { return store.order(id); },
+                   [respond = std::move(respond)](db::DbResult<std::optional<db::Order>> o) {
+                     if (!o) return respond(db_unavailable(o.error()));
+                     if (!*o) return respond(error_response(404, "order_not_found", "no such order"));
+                     respond(http::json_response(200, order_json(**o)));
+                   });
+             });
+}
+
+}  // namespace cartd::cart

@@ -1,0 +1,37 @@
+// api: the /v1 cart routes: carts, their lines, checkout into orders, and orders.
+// Every error answers {"error": {"code", "message", ...}} with a stable code (docs/API.md).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+
+#include "cart/service.hpp"
+#include "db/executor.hpp"
+#include "http/server.hpp"
+
+namespace cartd::cart {
+
+struct ApiContext {
+  boost::asio::io_context& loop;  // where DB results come back to
+  CartService& carts;
+  db::Executor& db;
+  // Test-only fault injection: the process exits at once after this checkout step
+  // (1 begun in Redis, 2 order in the DB, 3 finished in Redis); 0 never.
+  int fault_after_checkout_step = 0;
+};
+
+void add_cart_api_routes(http::Router& router, ApiContext& ctx);
+
+// {"error": {...}} for a rejected request.
+http::Response reject(const Rejection& r);
+// The cart as every /v1 cart route answers it.
+boost::json::object cart_json(const CartView& cart);
+// An order as checkout and GET /v1/orders/{id} answer it.
+boost::json::object order_json(const db::Order& order);
+
+// Idempotency-Key: 1-128 printable ASCII characters.
+inline constexpr std::size_t kMaxIdempotencyKey = 128;
+[[nodiscard]] bool is_valid_idempotency_key(std::string_view key);
+
+}  // namespace cartd::cart

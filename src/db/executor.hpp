@@ -1,0 +1,50 @@
+// executor: runs main-DB work off the event loops. A small pool of threads, each with
+// its own connection (opened on first use), so a slow disk or a busy database never
+// stalls a loop; the result is posted back to the loop that asked.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/system/result.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "db/store.hpp"
+
+namespace cartd::db {
+
+template <typename T>
+using DbResult = boost::system::result<T, std::string>;
+
+class Executor {
+ public:
+  Executor(std::string url, std::size_t threads) : url_(std::move(url)), pool_(threads) {}
+  ~Executor() { pool_.join(); }
+
+  // Runs work(store) on a pool thread, then done(result) on `reply_on`. An exception
+  // thrown by work becomes the error.
+  template <typename T>
+  void run(boost::asio::io_context& reply_on, std::function<T(Store&)> work,
+           std::function<void(DbResult<T>)> done) {
+    boost::asio::post(pool_, [this, &reply_on, work = std::move(work), done = std::move(done)] {
+      DbResult<T> result = boost::system::result<T, std::string>(boost::system::in_place_error,
+                                                                 std::string("not run"));
+      try {
+        result = work(store());
+      } catch (const std::exception& e) {
+        result = DbResult<T>(boost::system::in_place_error, std::string(e.what()));
+      }
+      boost::asio::post(reply_on, [done, result = std::move(result)] { done(result); });
+    });
+  }
+
+ private:
+  Store& store();
+
+  std::string url_;
+  boost::asio::thread_pool pool_;
+};
+
+}  // namespace cartd::db

@@ -1,0 +1,316 @@
+#include "stock/routes.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json/array.hpp>
+#include <boost/url/parse.hpp>
+#include <charconv>
+#include <map>
+#include <memory>
+
+#include "cart/api.hpp"
+#include "cart/routes.hpp"
+
+namespace cartd::stock {
+namespace {
+
+namespace json = boost::json;
+using http::error_response;
+using http::PathParams;
+using http::Request;
+using http::Respond;
+using http::Response;
+
+Response db_unavailable(const std::string& why) {
+  spdlog::error("db: {}", why);
+  return error_response(503, "unavailable", "the main DB is unavailable");
+}
+
+json::object stock_json(const db::StockRow& row, const std::optional<LiveCounts>& live) {
+  std::int64_t on_hand = live ? live->on_hand : row.on_hand;
+  std::int64_t reserved = live ? live->reserved : row.reserved;
+  return json::object{{"inventory_id", row.inventory_id}, {"product_id", row.product_id},
+                      {"name", row.name},                 {"price_cents", row.price_cents},
+                      {"on_hand", on_hand},               {"reserved", reserved},
+                      {"available", on_hand - reserved}};
+}
+
+// Groups rows (sorted by product) into products with their stock rows.
+json::array products_json(const std::vector<db::StockRow>& rows,
+                          const std::vector<std::optional<LiveCounts>>& live) {
+  json::array products;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (i == 0 || rows[i].product_id != rows[i - 1].product_id) {
+      products.push_back(json::object{{"product_id", rows[i].product_id},
+                                      {"name", rows[i].name},
+                                      {"price_cents", rows[i].price_cents},
+                                      {"stock", json::array{}}});
+    }
+    products.back().as_object()["stock"].as_array().push_back(stock_json(rows[i], live[i]));
+  }
+  return products;
+}
+
+// Adds live counts from Redis to rows read from the DB, then answers with make(rows, live).
+template <typename Make>
+void with_counts(CatalogContext& ctx, std::vector<db::StockRow> rows, Respond respond, Make make) {
+  std::vector<std::string> ids;
+  for (auto& r : rows) ids.push_back(r.inventory_id);
+  ctx.stock.counts(ids, [rows = std::move(rows), respond = std::move(respond), make](auto live) {
+    if (!live) return respond(cart::unavailable(live.error()));
+    respond(make(rows, *live));
+  });
+}
+
+bool parse_size(std::string_view text, std::size_t& out) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc{} && end == text.data() + text.size();
+}
+
+void list_products(CatalogContext& ctx, const Request& req, Respond respond) {
+  auto target = boost::urls::parse_origin_form(req.target());
+  std::size_t limit = kDefaultPageSize;
+  std::string cursor;
+  for (auto param : target->params()) {
+    if (param.key == "limit") {
+      if (!parse_size(param.value, limit) || limit < 1 || limit > kMaxPageSize) {
+        return respond(error_response(
+            400, "invalid_limit", "limit must be an integer from 1 to " + std::to_string(kMaxPageSize)));
+      }
+    } else if (param.key == "cursor") {
+      cursor = param.value;
+      if (!cart::is_valid_id(cursor)) {
+        return respond(error_response(400, "invalid_cursor", "cursor is not a valid cursor"));
+      }
+    }
+  }
+  ctx.db.run<std::vector<db::StockRow>>(
+      ctx.loop, [cursor, limit](db::Store& s) { return s.products_after(cursor, limit + 1); },
+      [&ctx, respond = std::move(respond), limit](db::DbResult<std::vector<db::StockRow>> rows) {
+        if (!rows) return respond(db_unavailable(rows.error()));
+        // One product more than asked for says whether there is a next page.
+        std::vector<db::StockRow> page = std::move(*rows);
+        std::string next;
+        std::size_t products = 0;
+        for (std::size_t i = 0; i < page.size(); ++i) {
+          if (i == 0 || page[i].product_id != page[i - 1].product_id) ++products;
+          if (products > limit) {
+            next = page[i - 1].product_id;
+            page.resize(i);
+            break;
+          }
+        }
+        with_counts(ctx, std::move(page), respond, [next](const auto& rows, const auto& live) {
+          json::object body{{"products", products_json(rows, live)}};
+          body["next_cursor"] = next.empty() ? json::value(nullptr) : json::value(next);
+          return http::json_response(200, body);
+        });
+      });
+}
+
+void get_product(CatalogContext& ctx, const std::string& product_id, Respond respond) {
+  if (!cart::is_valid_id(product_id)) {
+    return respond(error_response(400, "invalid_id", "product_id is not a valid id"));
+  }
+  ctx.db.run<std::vector<db::StockRow>>(
+      ctx.loop, [product_id](db::Store& s) { return s.product(product_id); },
+      [&ctx, respond = std::move(respond)](db::DbResult<std::vector<db::StockRow>> rows) {
+        if (!rows) return respond(db_unavailable(rows.error()));
+        if (rows->empty()) {
+          return respond(error_response(404, "product_not_found", "no such product"));
+        }
+        with_counts(ctx, std::move(*rows), respond, [](const auto& rows, const auto& live) {
+          return http::json_response(200, products_json(rows, live)[0].as_object());
+        });
+      });
+}
+
+// Compares in time independent of where the strings differ.
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  }
+  return diff == 0;
+}
+
+// Wraps an admin handler with the bearer-token check.
+http::Handler admin(const CatalogContext& ctx, http::Handler handler) {
+  return [&ctx, handler = std::move(handler)](const Request& req, const PathParams& p,
+                                              Respond respond) {
+    auto auth = req.find(boost::beast::http::field::authorization);
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth == req.end() || !auth->value().starts_with(kBearer)) {
+      Response r = error_response(401, "unauthorized", "admin routes need a bearer token");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return respond(std::move(r));
+    }
+    if (!same_secret(auth->value().substr(kBearer.size()), ctx.admin_token)) {
+      return respond(error_response(403, "forbidden", "the token is not the admin token"));
+    }
+    handler(req, p, std::move(respond));
+  };
+}
+
+// Mirrors a row the DB now holds into Redis and answers with it.
+void mirror_and_answer(CatalogContext& ctx, db::StockRow row, unsigned status, Respond respond) {
+  ctx.stock.mirror({row}, [&ctx, row, status, respond = std::move(respond)](auto ok) mutable {
+    if (!ok) return respond(cart::unavailable(ok.error()));
+    with_counts(ctx, {row}, respond, [status](const auto& rows, const auto& live) {
+      return http::json_response(status, stock_json(rows[0], live[0]));
+    });
+  });
+}
+
+void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
+  auto body = cart::parse_object(req.body());
+  if (!body) return respond(cart::reject(body.error()));
+  db::StockRow row;
+  auto inv = cart::id_field(*body, "inventory_id");
+  if (!inv) return respond(cart::reject(inv.error()));
+  auto product = cart::id_field(*body, "product_id");
+  if (!product) return respond(cart::reject(product.error()));
+  const json::value* name = body->if_contains("name");
+  if (!name || !name->is_string() || name->get_string().empty() || name->get_string().size() > 200) {
+    return respond(error_response(400, "invalid_name", "name must be 1-200 characters"));
+  }
+  constexpr std::int64_t kMaxCount = 1'000'000'000;
+  auto price = cart::integer_field(*body, "price_cents", 0, kMaxCount, "invalid_price");
+  if (!price) return respond(cart::reject(price.error()));
+  auto on_hand = cart::integer_field(*body, "on_hand", 0, kMaxCount, "invalid_on_hand");
+  if (!on_hand) return respond(cart::reject(on_hand.error()));
+  row = db::StockRow{*inv, *product, std::string(name->get_string()), *price, *on_hand, 0};
+
+  struct Created {
+    bool inserted;
+    db::StockRow row;
+  };
+  ctx.db.run<Created>(
+      ctx.loop,
+      [row](db::Store& s) {
+        bool inserted = s.insert_stock_row(row);
+        return Created{inserted, *s.stock_row(row.inventory_id)};
+      },
+      [&ctx, row, respond = std::move(respond)](db::DbResult<Created> c) {
+        if (!c) return respond(db_unavailable(c.error()));
+        const db::StockRow& stored = c->row;
+        bool same = stored.product_id == row.product_id && stored.name == row.name &&
+                    stored.price_cents == row.price_cents && stored.on_hand == row.on_hand;
+        if (!c->inserted && !same) {
+          return respond(error_response(409, "stock_exists",
+                                        "a stock row with this inventory_id exists",
+                                        {{"inventory_id", row.inventory_id}}));
+        }
+        // A retry of the same request mirrors again and answers 200.
+        mirror_and_answer(ctx, stored, c->inserted ? 201 : 200, respond);
+      });
+}
+
+// PUT /v1/stock/{id} (absolute) and POST /v1/stock/{id}/adjust (delta): DB first, then
+// the mirror; if the mirror refuses (holds grew meanwhile), the DB change is undone.
+void change_on_hand(CatalogContext& ctx, std::string inv, std::int64_t value, bool absolute,
+                    Respond respond) {
+  ctx.stock.counts({inv}, [&ctx, inv, value, absolute, respond = std::move(respond)](auto live) {
+    if (!live) return respond(cart::unavailable(live.error()));
+    if (!(*live)[0]) return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
+    LiveCounts now = *(*live)[0];
+    std::int64_t target = absolute ? value : now.on_hand + value;
+    if (target < now.reserved) {
+      return respond(error_response(409, "below_reserved",
+                                    "on_hand may not fall below the units held in carts",
+                                    {{"reserved", now.reserved}, {"on_hand", now.on_hand}}));
+    }
+    struct Changed {
+      db::OnHandChange result;
+      db::StockRow row;
+      std::int64_t before;
+    };
+    ctx.db.run<Changed>(
+        ctx.loop,
+        [inv, value, absolute](db::Store& s) {
+          Changed c{db::OnHandChange::unknown_inventory, {}, 0};
+          auto before = s.stock_row(inv);
+          if (!before) return c;
+          c.before = before->on_hand;
+          c.result = absolute ? s.set_on_hand(inv, value, c.row) : s.adjust_on_hand(inv, value, c.row);
+          return c;
+        },
+        [&ctx, inv, respond](db::DbResult<Changed> c) {
+          if (!c) return respond(db_unavailable(c.error()));
+          if (c->result == db::OnHandChange::unknown_inventory) {
+            return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
+          }
+          if (c->result == db::OnHandChange::negative) {
+            return respond(error_response(409, "negative_on_hand", "on_hand may not fall below 0"));
+          }
+          db::StockRow row = c->row;
+          std::int64_t before = c->before;
+          ctx.stock.set_on_hand(inv, row.on_hand, [&ctx, row, before, respond](auto set) {
+            if (!set) return respond(cart::unavailable(set.error()));
+            if (set->kind == SetOnHand::Kind::ok) {
+              return with_counts(ctx, {row}, respond, [](const auto& rows, const auto& live) {
+                return http::json_response(200, stock_json(rows[0], live[0]));
+              });
+            }
+            std::int64_t reserved = set->reserved;
+            ctx.db.run<bool>(
+                ctx.loop,
+                [row, before](db::Store& s) {
+                  db::StockRow ignored;
+                  s.set_on_hand(row.inventory_id, before, ignored);
+                  return true;
+                },
+                [respond, reserved](db::DbResult<bool>) {
+                  respond(error_response(409, "below_reserved",
+                                         "on_hand may not fall below the units held in carts",
+                                         {{"reserved", reserved}}));
+                });
+          });
+        });
+  });
+}
+
+}  // namespace
+
+void add_catalog_routes(http::Router& router, CatalogContext& ctx) {
+  router.add(http::Verb::get, "/v1/products",
+             [&ctx](const Request& req, const PathParams&, Respond respond) {
+               list_products(ctx, req, std::move(respond));
+             });
+  router.add(http::Verb::get, "/v1/products/{product_id}",
+             [&ctx](const Request&, const PathParams& p, Respond respond) {
+               get_product(ctx, p[0], std::move(respond));
+             });
+  if (ctx.admin_token.empty()) return;
+
+  router.add(http::Verb::post, "/v1/stock",
+             admin(ctx, [&ctx](const Request& req, const PathParams&, Respond respond) {
+               create_stock(ctx, req, std::move(respond));
+             }));
+  router.add(http::Verb::put, "/v1/stock/{inventory_id}",
+             admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
+               if (!cart::is_valid_id(p[0])) {
+                 return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+               }
+               auto body = cart::parse_object(req.body());
+               if (!body) return respond(cart::reject(body.error()));
+               auto on_hand =
+                   cart::integer_field(*body, "on_hand", 0, 1'000'000'000, "invalid_on_hand");
+               if (!on_hand) return respond(cart::reject(on_hand.error()));
+               change_on_hand(ctx, p[0], *on_hand, true, std::move(respond));
+             }));
+  router.add(http::Verb::post, "/v1/stock/{inventory_id}/adjust",
+             admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
+               if (!cart::is_valid_id(p[0])) {
+                 return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+               }
+               auto body = cart::parse_object(req.body());
+               if (!body) return respond(cart::reject(body.error()));
+               auto delta = cart::integer_field(*body, "delta", -1'000'000'000, 1'000'000'000,
+                                                "invalid_delta");
+               if (!delta) return respond(cart::reject(delta.error()));
+               change_on_hand(ctx, p[0], *delta, false, std::move(respond));
+             }));
+}
+
+}  // namespace cartd::stock

@@ -1,0 +1,30 @@
+// routes: the catalog (GET /v1/products...) and the admin stock routes.
+//
+// Products are read from the main DB and their counts from Redis, so `reserved` and
+// `available` are live. Admin routes need `Authorization: Bearer <--admin-token>` (401
+// without, 403 with another token) and do not exist when no token is set. Each admin
+// change writes the main DB first, then the Redis mirror, with absolute values.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <string>
+
+#include "db/executor.hpp"
+#include "http/server.hpp"
+#include "stock/service.hpp"
+
+namespace cartd::stock {
+
+struct CatalogContext {
+  boost::asio::io_context& loop;
+  StockService& stock;
+  db::Executor& db;
+  std::string admin_token;  // empty: no admin routes
+};
+
+inline constexpr std::size_t kDefaultPageSize = 20;
+inline constexpr std::size_t kMaxPageSize = 100;
+
+void add_catalog_routes(http::Router& router, CatalogContext& ctx);
+
+}  // namespace cartd::stock

@@ -1,0 +1,71 @@
+#include "stock/service.hpp"
+
+#include "cart/service.hpp"
+
+namespace cartd::stock {
+namespace {
+
+boost::system::error_code unexpected() { return cart::ReplyErrc::unexpected_reply; }
+
+}  // namespace
+
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
+  std::vector<std::string> args;
+  args.reserve(rows.size() * 5);
+  for (const db::StockRow& r : rows) {
+    args.push_back(r.inventory_id);
+    args.push_back(r.product_id);
+    args.push_back(std::to_string(r.on_hand));
+    args.push_back(r.name);
+    args.push_back(std::to_string(r.price_cents));
+  }
+  return args;
+}
+
+void StockService::counts(const std::vector<std::string>& ids,
+                          Callback<std::vector<std::optional<LiveCounts>>> done) {
+  std::vector<std::string_view> args{"FCALL", "cartd_stock_many", "0"};
+  args.insert(args.end(), ids.begin(), ids.end());
+  redis_.command(std::span<const std::string_view>(args), [done, n = ids.size()](redis::Result r) {
+    if (!r) return done(r.error());
+    if (r->elements.size() != 2 * n) return done(unexpected());
+    std::vector<std::optional<LiveCounts>> out;
+    for (std::size_t i = 0; i < n; ++i) {
+      auto on_hand = r->int_at(2 * i), reserved = r->int_at(2 * i + 1);
+      if (!on_hand || *on_hand < 0) {
+        out.emplace_back();
+      } else {
+        out.push_back(LiveCounts{*on_hand, reserved.value_or(0)});
+      }
+    }
+    done(std::move(out));
+  });
+}
+
+void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done) {
+  std::vector<std::string> owned = mirror_args(rows);
+  std::vector<std::string_view> args{"FCALL", "cartd_mirror", "0"};
+  args.insert(args.end(), owned.begin(), owned.end());
+  redis_.command(std::span<const std::string_view>(args), [done](redis::Result r) {
+    if (!r) return done(r.error());
+    if (r->type != redis::Reply::Type::integer) return done(unexpected());
+    done(r->integer);
+  });
+}
+
+void StockService::set_on_hand(const std::string& inventory_id, std::int64_t on_hand,
+                               Callback<SetOnHand> done) {
+  std::string value = std::to_string(on_hand);
+  redis_.command({"FCALL", "cartd_set_on_hand", "0", inventory_id, value}, [done](redis::Result r) {
+    if (!r) return done(r.error());
+    auto tag = r->text_at(0);
+    if (!tag) return done(unexpected());
+    SetOnHand out;
+    out.reserved = r->int_at(1).value_or(0);
+    if (*tag == "below_reserved") out.kind = SetOnHand::Kind::below_reserved;
+    if (*tag == "unknown_inventory") out.kind = SetOnHand::Kind::unknown_inventory;
+    done(out);
+  });
+}
+
+}  // namespace cartd::stock

@@ -1,0 +1,50 @@
+// service: the stock mirror in Redis as the API and the admin routes use it.
+#pragma once
+
+#include <boost/system/result.hpp>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "db/store.hpp"
+#include "redis/client.hpp"
+
+namespace cartd::stock {
+
+template <typename T>
+using Callback = std::function<void(boost::system::result<T>)>;
+
+// Live counts of one row as holds see them now; nullopt for a row Redis does not have.
+struct LiveCounts {
+  std::int64_t on_hand = 0;
+  std::int64_t reserved = 0;
+};
+
+struct SetOnHand {
+  enum class Kind { ok, below_reserved, unknown_inventory };
+  Kind kind = Kind::ok;
+  std::int64_t reserved = 0;
+};
+
+class StockService {
+ public:
+  explicit StockService(redis::Client& redis) : redis_(redis) {}
+
+  void counts(const std::vector<std::string>& inventory_ids,
+              Callback<std::vector<std::optional<LiveCounts>>> done);
+  // Mirrors rows from the main DB (absolute values; reserved recomputed from holds).
+  // Answers how many rows were mirrored.
+  void mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done);
+  void set_on_hand(const std::string& inventory_id, std::int64_t on_hand,
+                   Callback<SetOnHand> done);
+
+ private:
+  redis::Client& redis_;
+};
+
+// The FCALL cartd_mirror arguments for rows (5 per row); used by the mirror step too.
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows);
+
+}  // namespace cartd::stock
