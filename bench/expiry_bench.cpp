@@ -53,8 +53,9 @@ void create_carts(int port, int count, long long deadline_ms, int offset) {
       int row = (offset + done + i) % kRows;
       std::string sid = cart::new_session_id();
       std::string p = "p-" + std::to_string(row), inv = "inv-" + std::to_string(row);
-      const char* argv[] = {"FCALL", "cartd_set_line", "0", "", sid.c_str(), p.c_str(), inv.c_str(),
-                            "1", "set", ttl.c_str(), "86400000", "100", "100"};
+      const char* argv[] = {
+          "FCALL", "cartd_set_line", "0",        "",    sid.c_str(), p.c_str(), inv.c_str(), "1",
+          "set",   ttl.c_str(),      "86400000", "100", "100"};
       redisAppendCommandArgv(c, 13, argv, nullptr);
     }
     for (int i = 0; i < n; ++i) {
@@ -70,7 +71,9 @@ void create_carts(int port, int count, long long deadline_ms, int offset) {
 long long total_reserved_logical(test::RedisServer& redis) {
   long long sum = 0;
   for (int i = 0; i < kRows; ++i) {
-    sum += redis.command({"FCALL", "cartd_stock", "0", "inv-" + std::to_string(i)}).int_at(2).value_or(0);
+    sum += redis.command({"FCALL", "cartd_stock", "0", "inv-" + std::to_string(i)})
+               .int_at(2)
+               .value_or(0);
   }
   return sum;
 }
@@ -106,8 +109,8 @@ int main(int argc, char** argv) {
     if (deleted_after < 0 && redis.command({"ZCARD", "dl"}).integer == live - expiring) {
       deleted_after = elapsed();
     }
-    if (db_after < 0 &&
-        test::sqlite_int(cartd.db_path(), "SELECT SUM(reserved) FROM inventory") == live - expiring) {
+    if (db_after < 0 && test::sqlite_int(cartd.db_path(), "SELECT SUM(reserved) FROM inventory") ==
+                            live - expiring) {
       db_after = elapsed();
     }
     std::this_thread::sleep_for(10ms);

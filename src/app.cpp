@@ -11,17 +11,17 @@
 
 #include "cart/api.hpp"
 #include "cart/routes.hpp"
-#include "db/executor.hpp"
-#include "stock/routes.hpp"
-#include "stock/service.hpp"
 #include "cart/service.hpp"
 #include "db/catalog.hpp"
+#include "db/executor.hpp"
 #include "http/server.hpp"
 #include "lua/library.hpp"
 #include "redis/client.hpp"
 #include "redis/url.hpp"
 #include "stock/housekeeper.hpp"
 #include "stock/mirror.hpp"
+#include "stock/routes.hpp"
+#include "stock/service.hpp"
 
 namespace cartd {
 namespace {

@@ -49,8 +49,8 @@ Response set_line_failure(const SetLineOutcome& out, const SetLineCall& call) {
                             {{"inventory_id", call.inventory_id}});
     case Kind::product_mismatch:
       return error_response(422, "product_mismatch",
-                            "inventory_id " + call.inventory_id + " does not belong to product_id " +
-                                call.product_id);
+                            "inventory_id " + call.inventory_id +
+                                " does not belong to product_id " + call.product_id);
     case Kind::too_many_lines:
       return error_response(422, "too_many_lines",
                             "a cart holds at most " + std::to_string(out.limit) + " lines",
@@ -187,7 +187,9 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
 
 }  // namespace
 
-Response reject(const Rejection& r) { return error_response(r.status, r.code, r.message); }
+Response reject(const Rejection& r) {
+  return error_response(r.status, r.code, r.message);
+}
 
 bool is_valid_idempotency_key(std::string_view key) {
   if (key.empty() || key.size() > kMaxIdempotencyKey) return false;
@@ -233,8 +235,10 @@ json::object order_json(const db::Order& order) {
                                  {"unit_price_cents", l.unit_price_cents},
                                  {"line_total_cents", l.line_total_cents()}});
   }
-  return json::object{{"order_id", order.order_id}, {"cart_id", order.cart_id},
-                      {"lines", std::move(lines)},  {"total_cents", order.total_cents},
+  return json::object{{"order_id", order.order_id},
+                      {"cart_id", order.cart_id},
+                      {"lines", std::move(lines)},
+                      {"total_cents", order.total_cents},
                       {"created_at", order.created_at}};
 }
 
@@ -273,10 +277,10 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                }
                auto line = parse_line_request(req.body(), limits, LineSpec{false, 0});
                if (!line) return respond(reject(line.error()));
-               change_line(ctx,
-                           SetLineCall{*sid, "", p[1], line->inventory_id, line->quantity,
-                                       LineMode::set},
-                           std::move(respond));
+               change_line(
+                   ctx,
+                   SetLineCall{*sid, "", p[1], line->inventory_id, line->quantity, LineMode::set},
+                   std::move(respond));
              });
 
   router.add(http::Verb::post, "/v1/carts/{id}/items",
@@ -291,16 +295,16 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                            std::move(respond));
              });
 
-  router.add(http::Verb::delete_, "/v1/carts/{id}/items/{product_id}",
-             [&ctx](const Request&, const PathParams& p, Respond respond) {
-               auto sid = cart_id(p[0], respond);
-               if (!sid) return;
-               if (!is_valid_id(p[1])) {
-                 return respond(error_response(400, "invalid_id", "product_id is not a valid id"));
-               }
-               change_line(ctx, SetLineCall{*sid, "", p[1], "", 0, LineMode::set},
-                           std::move(respond));
-             });
+  router.add(
+      http::Verb::delete_, "/v1/carts/{id}/items/{product_id}",
+      [&ctx](const Request&, const PathParams& p, Respond respond) {
+        auto sid = cart_id(p[0], respond);
+        if (!sid) return;
+        if (!is_valid_id(p[1])) {
+          return respond(error_response(400, "invalid_id", "product_id is not a valid id"));
+        }
+        change_line(ctx, SetLineCall{*sid, "", p[1], "", 0, LineMode::set}, std::move(respond));
+      });
 
   router.add(http::Verb::delete_, "/v1/carts/{id}",
              [&ctx](const Request&, const PathParams& p, Respond respond) {
@@ -311,8 +315,8 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                  if (!r) return respond(unavailable(r.error()));
                  if (r->kind == K::missing) return respond(missing_cart(r->missing));
                  if (r->kind == K::checkout_in_progress) {
-                   return respond(
-                       error_response(409, "checkout_in_progress", "the cart is being checked out"));
+                   return respond(error_response(409, "checkout_in_progress",
+                                                 "the cart is being checked out"));
                  }
                  json::object body = cart_json(r->cart);
                  body["status"] = "abandoned";
@@ -321,23 +325,23 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                });
              });
 
-  router.add(http::Verb::post, "/v1/carts/{id}/checkout",
-             [&ctx](const Request& req, const PathParams& p, Respond respond) {
-               auto sid = cart_id(p[0], respond);
-               if (!sid) return;
-               auto key = req.find("Idempotency-Key");
-               if (key == req.end()) {
-                 return respond(error_response(400, "missing_idempotency_key",
-                                               "checkout needs an Idempotency-Key header"));
-               }
-               if (!is_valid_idempotency_key(key->value())) {
-                 return respond(error_response(
-                     400, "invalid_idempotency_key",
-                     "an Idempotency-Key is 1-128 printable ASCII characters"));
-               }
-               std::make_shared<Checkout>(ctx, *sid, std::string(key->value()), std::move(respond))
-                   ->start();
-             });
+  router.add(
+      http::Verb::post, "/v1/carts/{id}/checkout",
+      [&ctx](const Request& req, const PathParams& p, Respond respond) {
+        auto sid = cart_id(p[0], respond);
+        if (!sid) return;
+        auto key = req.find("Idempotency-Key");
+        if (key == req.end()) {
+          return respond(error_response(400, "missing_idempotency_key",
+                                        "checkout needs an Idempotency-Key header"));
+        }
+        if (!is_valid_idempotency_key(key->value())) {
+          return respond(error_response(400, "invalid_idempotency_key",
+                                        "an Idempotency-Key is 1-128 printable ASCII characters"));
+        }
+        std::make_shared<Checkout>(ctx, *sid, std::string(key->value()), std::move(respond))
+            ->start();
+      });
 
   router.add(http::Verb::get, "/v1/orders/{order_id}",
              [&ctx](const Request&, const PathParams& p, Respond respond) {
@@ -347,7 +351,8 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                    ctx.loop, [id = *id](db::Store& store) { return store.order(id); },
                    [respond = std::move(respond)](db::DbResult<std::optional<db::Order>> o) {
                      if (!o) return respond(db_unavailable(o.error()));
-                     if (!*o) return respond(error_response(404, "order_not_found", "no such order"));
+                     if (!*o)
+                       return respond(error_response(404, "order_not_found", "no such order"));
                      respond(http::json_response(200, order_json(**o)));
                    });
              });

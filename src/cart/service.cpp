@@ -173,12 +173,10 @@ void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) 
   std::string lifetime = std::to_string(settings_.max_lifetime.count());
   std::string max_lines = std::to_string(settings_.limits.max_lines);
   std::string max_qty = std::to_string(settings_.limits.max_line_quantity);
-  redis_.command({"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id,
-                  c.inventory_id, quantity, c.mode == LineMode::add ? "add" : "set", ttl,
-                  lifetime, max_lines, max_qty},
-                 [done = std::move(done)](redis::Result r) {
-                   finish(std::move(r), done, decode_set_line);
-                 });
+  redis_.command(
+      {"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id, c.inventory_id,
+       quantity, c.mode == LineMode::add ? "add" : "set", ttl, lifetime, max_lines, max_qty},
+      [done = std::move(done)](redis::Result r) { finish(std::move(r), done, decode_set_line); });
 }
 
 void CartService::get_cart(const std::string& session_id, Callback<CartLookup> done) {
@@ -191,27 +189,24 @@ void CartService::get_cart(const std::string& session_id, Callback<CartLookup> d
 }
 
 void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {
-  redis_.command(
-      {"FCALL", "cartd_abandon", "0", session_id},
-      [done = std::move(done), session_id](redis::Result r) {
-        finish(std::move(r), done,
-               [&](const redis::Reply& reply) -> boost::system::result<Abandoned> {
-                 using K = Abandoned::Kind;
-                 auto tag = reply.text_at(0);
-                 if (!tag) return unexpected(reply);
-                 if (*tag == "checkout_in_progress") return Abandoned{K::checkout_in_progress};
-                 if (*tag != "abandoned" || reply.elements.size() != 2) {
-                   return Abandoned{K::missing, {}, missing_from(*tag)};
-                 }
-                 auto view = decode_view(session_id, reply.elements[1]);
-                 if (!view) return view.error();
-                 return Abandoned{K::abandoned, std::move(*view)};
-               });
-      });
+  redis_.command({"FCALL", "cartd_abandon", "0", session_id}, [done = std::move(done),
+                                                               session_id](redis::Result r) {
+    finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<Abandoned> {
+      using K = Abandoned::Kind;
+      auto tag = reply.text_at(0);
+      if (!tag) return unexpected(reply);
+      if (*tag == "checkout_in_progress") return Abandoned{K::checkout_in_progress};
+      if (*tag != "abandoned" || reply.elements.size() != 2) {
+        return Abandoned{K::missing, {}, missing_from(*tag)};
+      }
+      auto view = decode_view(session_id, reply.elements[1]);
+      if (!view) return view.error();
+      return Abandoned{K::abandoned, std::move(*view)};
+    });
+  });
 }
 
-void CartService::stock(const std::string& inventory_id,
-                        Callback<std::optional<StockView>> done) {
+void CartService::stock(const std::string& inventory_id, Callback<std::optional<StockView>> done) {
   redis_.command({"FCALL", "cartd_stock", "0", inventory_id},
                  [done = std::move(done), inventory_id](redis::Result r) {
                    finish(std::move(r), done, [&](const redis::Reply& reply) {
@@ -234,23 +229,21 @@ void CartService::checkout_finish(const std::string& session_id, const std::stri
                                   Callback<bool> done) {
   boost::json::array sold;
   for (const SoldLine& l : lines) {
-    sold.push_back(boost::json::object{{"inventory_id", l.inventory_id},
-                                       {"quantity", l.quantity},
-                                       {"on_hand", l.on_hand_after}});
+    sold.push_back(boost::json::object{
+        {"inventory_id", l.inventory_id}, {"quantity", l.quantity}, {"on_hand", l.on_hand_after}});
   }
   std::string json = boost::json::serialize(sold);
-  redis_.command({"FCALL", "cartd_checkout_finish", "0", session_id, key, order_id, json},
-                 [done = std::move(done)](redis::Result r) {
-                   finish(std::move(r), done,
-                          [](const redis::Reply& reply) -> boost::system::result<bool> {
-                            auto tag = reply.text_at(0);
-                            if (!tag) {
-                              return boost::system::result<bool>(boost::system::in_place_error,
-                                                                 unexpected(reply));
-                            }
-                            return *tag == "finished" || *tag == "done";
-                          });
-                 });
+  redis_.command(
+      {"FCALL", "cartd_checkout_finish", "0", session_id, key, order_id, json},
+      [done = std::move(done)](redis::Result r) {
+        finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
+          auto tag = reply.text_at(0);
+          if (!tag) {
+            return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));
+          }
+          return *tag == "finished" || *tag == "done";
+        });
+      });
 }
 
 }  // namespace cartd::cart

@@ -53,7 +53,7 @@ enum class Missing { unknown, expired };
 struct SetLineOutcome {
   enum class Kind {
     ok,
-    insufficient,      // `available` units are free
+    insufficient,  // `available` units are free
     unknown_inventory,
     product_mismatch,  // the row holds `product_id`
     too_many_lines,    // `limit`

@@ -256,10 +256,10 @@ class SqliteStore final : public Store {
     Transaction tx(*this);
     auto current = stock_row(inventory_id);
     if (!current) return OnHandChange::unknown_inventory;
-    Statement update(db_, (std::string("UPDATE inventory SET on_hand = ") + expression +
-                           ", updated_at = " + kNow + " WHERE inventory_id = ? AND " + expression +
-                           " >= 0")
-                              .c_str());
+    Statement update(
+        db_, (std::string("UPDATE inventory SET on_hand = ") + expression +
+              ", updated_at = " + kNow + " WHERE inventory_id = ? AND " + expression + " >= 0")
+                 .c_str());
     update.bind(1, value).bind(2, inventory_id).bind(3, value);
     update.step();
     if (sqlite3_changes(db_) != 1) return OnHandChange::negative;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/asio/socket_base.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -21,6 +22,13 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// After refusing a request whose body was not read (413, 431, 400), the connection reads
+// and drops what the client still sends, for at most this long and this much, before it
+// closes. Closing at once would reset the connection, and the client could lose the
+// answer while it is still writing (as nginx's lingering_close avoids too).
+constexpr std::chrono::seconds kLingerTime{2};
+constexpr std::size_t kLingerBytes = 4 << 20;
 
 // One keep-alive connection: read a request, hand it to the router, write the answer,
 // read the next. The object keeps itself alive through the handlers it has pending.
@@ -69,7 +77,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Answers a request that cannot be read whole and closes the connection after it.
   void refuse(unsigned status, std::string_view code, std::string message) {
     keep_alive_ = false;
+    linger_ = true;
     write(error_response(status, code, message));
+  }
+
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(kLingerTime);
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > kLingerBytes) return self->close();
+                              self->drain();
+                            });
   }
 
   void write(Response r) {
@@ -88,6 +113,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void on_write(beast::error_code ec, std::size_t) {
     if (ec) return close();
+    if (linger_) return linger();
     if (!keep_alive_) return close();
     do_read();
   }
@@ -105,6 +131,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const Router& router_;
   const ServerLimits& limits_;
   bool keep_alive_ = true;
+  bool linger_ = false;
+  std::size_t drained_ = 0;
+  std::array<char, 16 * 1024> discard_;
 };
 
 std::vector<std::string> split_pattern(std::string_view pattern) {

@@ -222,15 +222,16 @@ void Housekeeper::settle_checkout(const std::string& sid, const std::string& key
   if (!order) {
     redis_.command({"FCALL", "cartd_checkout_abort", "0", sid, key}, [sid](redis::Result r) {
       if (r && !r->is_error() && r->integer == 1) {
-        spdlog::warn("recovery: checkout of cart {} made no order; aborted, the cart lives on", sid);
+        spdlog::warn("recovery: checkout of cart {} made no order; aborted, the cart lives on",
+                     sid);
       }
     });
     return;
   }
-  carts_.checkout_finish(sid, order->idempotency_key, order->order_id, sold,
-                         [sid, id = order->order_id](auto done) {
-                           if (done) spdlog::warn("recovery: finished checkout of cart {} (order {})", sid, id);
-                         });
+  carts_.checkout_finish(
+      sid, order->idempotency_key, order->order_id, sold, [sid, id = order->order_id](auto done) {
+        if (done) spdlog::warn("recovery: finished checkout of cart {} (order {})", sid, id);
+      });
 }
 
 }  // namespace cartd::stock

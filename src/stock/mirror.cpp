@@ -24,9 +24,9 @@ void mirror_rows(redis::Client& client, std::vector<db::StockRow> rows,
   for (std::size_t start = 0; start < rows.size() || (start == 0 && rows.empty());
        start += kRowsPerCall) {
     std::size_t end = std::min(rows.size(), start + kRowsPerCall);
-    std::vector<std::string> owned = mirror_args(
-        std::vector<db::StockRow>(rows.begin() + static_cast<std::ptrdiff_t>(start),
-                                  rows.begin() + static_cast<std::ptrdiff_t>(end)));
+    std::vector<std::string> owned =
+        mirror_args(std::vector<db::StockRow>(rows.begin() + static_cast<std::ptrdiff_t>(start),
+                                              rows.begin() + static_cast<std::ptrdiff_t>(end)));
     std::vector<std::string_view> args{"FCALL", "cartd_mirror", "0"};
     args.insert(args.end(), owned.begin(), owned.end());
     client.setup_command(std::span<const std::string_view>(args), [progress](redis::Result r) {

@@ -29,10 +29,10 @@ Response db_unavailable(const std::string& why) {
 json::object stock_json(const db::StockRow& row, const std::optional<LiveCounts>& live) {
   std::int64_t on_hand = live ? live->on_hand : row.on_hand;
   std::int64_t reserved = live ? live->reserved : row.reserved;
-  return json::object{{"inventory_id", row.inventory_id}, {"product_id", row.product_id},
-                      {"name", row.name},                 {"price_cents", row.price_cents},
-                      {"on_hand", on_hand},               {"reserved", reserved},
-                      {"available", on_hand - reserved}};
+  return json::object{
+      {"inventory_id", row.inventory_id}, {"product_id", row.product_id}, {"name", row.name},
+      {"price_cents", row.price_cents},   {"on_hand", on_hand},           {"reserved", reserved},
+      {"available", on_hand - reserved}};
 }
 
 // Groups rows (sorted by product) into products with their stock rows.
@@ -74,8 +74,9 @@ void list_products(CatalogContext& ctx, const Request& req, Respond respond) {
   for (auto param : target->params()) {
     if (param.key == "limit") {
       if (!parse_size(param.value, limit) || limit < 1 || limit > kMaxPageSize) {
-        return respond(error_response(
-            400, "invalid_limit", "limit must be an integer from 1 to " + std::to_string(kMaxPageSize)));
+        return respond(
+            error_response(400, "invalid_limit",
+                           "limit must be an integer from 1 to " + std::to_string(kMaxPageSize)));
       }
     } else if (param.key == "cursor") {
       cursor = param.value;
@@ -171,7 +172,8 @@ void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
   auto product = cart::id_field(*body, "product_id");
   if (!product) return respond(cart::reject(product.error()));
   const json::value* name = body->if_contains("name");
-  if (!name || !name->is_string() || name->get_string().empty() || name->get_string().size() > 200) {
+  if (!name || !name->is_string() || name->get_string().empty() ||
+      name->get_string().size() > 200) {
     return respond(error_response(400, "invalid_name", "name must be 1-200 characters"));
   }
   constexpr std::int64_t kMaxCount = 1'000'000'000;
@@ -212,7 +214,8 @@ void change_on_hand(CatalogContext& ctx, std::string inv, std::int64_t value, bo
                     Respond respond) {
   ctx.stock.counts({inv}, [&ctx, inv, value, absolute, respond = std::move(respond)](auto live) {
     if (!live) return respond(cart::unavailable(live.error()));
-    if (!(*live)[0]) return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
+    if (!(*live)[0])
+      return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
     LiveCounts now = *(*live)[0];
     std::int64_t target = absolute ? value : now.on_hand + value;
     if (target < now.reserved) {
@@ -232,7 +235,8 @@ void change_on_hand(CatalogContext& ctx, std::string inv, std::int64_t value, bo
           auto before = s.stock_row(inv);
           if (!before) return c;
           c.before = before->on_hand;
-          c.result = absolute ? s.set_on_hand(inv, value, c.row) : s.adjust_on_hand(inv, value, c.row);
+          c.result =
+              absolute ? s.set_on_hand(inv, value, c.row) : s.adjust_on_hand(inv, value, c.row);
           return c;
         },
         [&ctx, inv, respond](db::DbResult<Changed> c) {
@@ -287,30 +291,31 @@ void add_catalog_routes(http::Router& router, CatalogContext& ctx) {
              admin(ctx, [&ctx](const Request& req, const PathParams&, Respond respond) {
                create_stock(ctx, req, std::move(respond));
              }));
-  router.add(http::Verb::put, "/v1/stock/{inventory_id}",
-             admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
-               if (!cart::is_valid_id(p[0])) {
-                 return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
-               }
-               auto body = cart::parse_object(req.body());
-               if (!body) return respond(cart::reject(body.error()));
-               auto on_hand =
-                   cart::integer_field(*body, "on_hand", 0, 1'000'000'000, "invalid_on_hand");
-               if (!on_hand) return respond(cart::reject(on_hand.error()));
-               change_on_hand(ctx, p[0], *on_hand, true, std::move(respond));
-             }));
-  router.add(http::Verb::post, "/v1/stock/{inventory_id}/adjust",
-             admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
-               if (!cart::is_valid_id(p[0])) {
-                 return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
-               }
-               auto body = cart::parse_object(req.body());
-               if (!body) return respond(cart::reject(body.error()));
-               auto delta = cart::integer_field(*body, "delta", -1'000'000'000, 1'000'000'000,
-                                                "invalid_delta");
-               if (!delta) return respond(cart::reject(delta.error()));
-               change_on_hand(ctx, p[0], *delta, false, std::move(respond));
-             }));
+  router.add(
+      http::Verb::put, "/v1/stock/{inventory_id}",
+      admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
+        if (!cart::is_valid_id(p[0])) {
+          return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+        }
+        auto body = cart::parse_object(req.body());
+        if (!body) return respond(cart::reject(body.error()));
+        auto on_hand = cart::integer_field(*body, "on_hand", 0, 1'000'000'000, "invalid_on_hand");
+        if (!on_hand) return respond(cart::reject(on_hand.error()));
+        change_on_hand(ctx, p[0], *on_hand, true, std::move(respond));
+      }));
+  router.add(
+      http::Verb::post, "/v1/stock/{inventory_id}/adjust",
+      admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
+        if (!cart::is_valid_id(p[0])) {
+          return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+        }
+        auto body = cart::parse_object(req.body());
+        if (!body) return respond(cart::reject(body.error()));
+        auto delta =
+            cart::integer_field(*body, "delta", -1'000'000'000, 1'000'000'000, "invalid_delta");
+        if (!delta) return respond(cart::reject(delta.error()));
+        change_on_hand(ctx, p[0], *delta, false, std::move(respond));
+      }));
 }
 
 }  // namespace cartd::stock

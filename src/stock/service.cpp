@@ -5,7 +5,9 @@
 namespace cartd::stock {
 namespace {
 
-boost::system::error_code unexpected() { return cart::ReplyErrc::unexpected_reply; }
+boost::system::error_code unexpected() {
+  return cart::ReplyErrc::unexpected_reply;
+}
 
 }  // namespace
 

@@ -37,8 +37,7 @@ class StockService {
   // Mirrors rows from the main DB (absolute values; reserved recomputed from holds).
   // Answers how many rows were mirrored.
   void mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done);
-  void set_on_hand(const std::string& inventory_id, std::int64_t on_hand,
-                   Callback<SetOnHand> done);
+  void set_on_hand(const std::string& inventory_id, std::int64_t on_hand, Callback<SetOnHand> done);
 
  private:
   redis::Client& redis_;

@@ -103,6 +103,8 @@ class Cartd {
   }
   void start();
   void stop(int sig = SIGTERM);
+  // The extra flags the next start() uses.
+  void set_flags(std::vector<std::string> extra) { extra_ = std::move(extra); }
   std::string log() const;
   bool wait_healthy(std::chrono::milliseconds timeout);
 
