@@ -14,3 +14,20 @@ function(embed_lua_library out_var)
   file(CONFIGURE OUTPUT ${out} CONTENT "${body}" @ONLY)
   set(${out_var} ${out} PARENT_SCOPE)
 endfunction()
+
+# embed_web_files(OUT file...) writes generated/cartd/web_files.cpp, which defines
+# `cartd::web::files`: each file's name (relative to web/) and content, for the
+# storefront that cartd serves from its own binary.
+function(embed_web_files out_var)
+  set(entries "")
+  foreach(file IN LISTS ARGN)
+    get_filename_component(name ${file} NAME)
+    file(READ ${file} content)
+    string(APPEND entries "  {\"${name}\", R\"cartdweb(${content})cartdweb\"},\n")
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${file})
+  endforeach()
+  set(body "// Generated from web/. Do not edit.\n#include \"http/static_files.hpp\"\nnamespace cartd::web {\nconst std::vector<StaticFile> files = {\n${entries}};\n}  // namespace cartd::web\n")
+  set(out ${CMAKE_BINARY_DIR}/generated/cartd/web_files.cpp)
+  file(CONFIGURE OUTPUT ${out} CONTENT "${body}" @ONLY)
+  set(${out_var} ${out} PARENT_SCOPE)
+endfunction()

@@ -15,6 +15,7 @@
 #include "db/catalog.hpp"
 #include "db/executor.hpp"
 #include "http/server.hpp"
+#include "http/static_files.hpp"
 #include "lua/library.hpp"
 #include "redis/client.hpp"
 #include "redis/url.hpp"
@@ -118,6 +119,7 @@ int run(const Config& config) {
       cart::add_stock_routes(loop.router, loop.carts);
       cart::add_cart_api_routes(loop.router, loop.api);
       stock::add_catalog_routes(loop.router, loop.catalog);
+      http::add_static_routes(loop.router, config.web_root);
       add_health_route(loop, housekeeper);
       loop.listener =
           std::make_shared<http::Listener>(loop.io, listen, loop.router, config.http_limits);

@@ -71,6 +71,8 @@ ParsedConfig parse_config(int argc, char** argv) {
       ->check(CLI::Range(10, 600000));
   option(app, "admin-token", c.admin_token,
          "bearer token for the admin stock routes (unset: no admin routes)");
+  option(app, "web-root", c.web_root,
+         "serve the storefront from this folder (unset: the copy built into cartd)");
   option(app, "checkout-grace", c.checkout_grace_seconds,
          "seconds a checkout keeps its units held while it writes the order")
       ->check(CLI::Range(5, 86400));

@@ -27,6 +27,7 @@ struct Config {
   int db_sync_interval_ms = 200;      // how often reserved counts are written to the main DB
   int sweep_batch = 500;              // carts released per sweeper call
   std::string admin_token;            // empty: no admin routes
+  std::string web_root;               // empty: serve the storefront built into the binary
   int checkout_grace_seconds = 120;   // units stay held at least this long into a checkout
   int checkout_recovery_ms = 30000;   // a checkout this old is settled by recovery
   int db_threads = 2;                 // threads running main-DB work for requests

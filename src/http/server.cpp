@@ -140,6 +140,7 @@ std::vector<std::string> split_pattern(std::string_view pattern) {
   std::vector<std::string> out;
   while (!pattern.empty()) {
     if (pattern.front() == '/') pattern.remove_prefix(1);
+    if (pattern.empty()) break;
     auto end = pattern.find('/');
     out.emplace_back(pattern.substr(0, end));
     pattern = end == std::string_view::npos ? std::string_view{} : pattern.substr(end);

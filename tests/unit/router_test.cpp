@@ -21,6 +21,9 @@ Router router(Captured& c) {
     c.params = p;
     respond(Response{200, "stock"});
   });
+  r.add(Verb::get, "/", [](const Request&, const PathParams&, Respond respond) {
+    respond(Response{200, "root"});
+  });
   r.add(Verb::post, "/add-to-cart", [](const Request&, const PathParams&, Respond respond) {
     respond(Response{200, "added"});
   });
@@ -50,6 +53,13 @@ TEST(Router, unknown_path_is_404_and_wrong_method_is_405) {
   EXPECT_EQ(dispatch(r, Verb::get, "/v1/stock/a/b").status, 404u);
   EXPECT_EQ(dispatch(r, Verb::get, "/add-to-cart").status, 405u);
   EXPECT_EQ(dispatch(r, Verb::post, "/add-to-cart/").body, "added");
+}
+
+TEST(Router, the_root_path_has_a_route_of_its_own) {
+  Captured c;
+  Router r = router(c);
+  EXPECT_EQ(dispatch(r, Verb::get, "/").body, "root");
+  EXPECT_EQ(dispatch(r, Verb::get, "/?x=1").body, "root");
 }
 
 TEST(Router, a_target_that_is_not_a_path_is_400) {

@@ -1,0 +1,214 @@
+// The storefront in a real browser: playwright-core drives Debian's chromium (no browser
+// download) against a cartd and a redis-server this test starts on free loopback ports.
+// Screenshots go to test-output/e2e/ (git ignores it) for a person to look at.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CARTD = process.env.CARTD_BINARY ?? resolve(here, '../../build/test/cartd');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const OUTPUT = process.env.E2E_OUTPUT ?? resolve(here, '../../test-output/e2e');
+const TTL_SECONDS = 3;
+
+const catalog = [
+  { inventory_id: 'mug', product_id: 'mug', name: 'Enamel Mug', price_cents: 1500, on_hand: 10 },
+  { inventory_id: 'cap', product_id: 'cap', name: 'Canvas Cap', price_cents: 2500, on_hand: 20 },
+  { inventory_id: 'tee-m', product_id: 'tee-m', name: 'Classic Tee', price_cents: 1999, on_hand: 8 },
+  { inventory_id: 'lamp', product_id: 'lamp', name: 'Desk Lamp', price_cents: 12900, on_hand: 1 },
+];
+
+let dir, redis, cartd, browser, base;
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.on('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+async function until(check, what, timeoutMs = 8000) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`timed out waiting for ${what} (last: ${last})`);
+}
+
+async function stock(inv) {
+  const r = await fetch(`${base}/v1/stock/${inv}`);
+  return r.json();
+}
+
+const card = (page, name) => page.getByRole('article').filter({ has: page.getByRole('heading', { name }) });
+const cart = (page) => page.getByRole('region', { name: 'Cart', exact: true });
+
+async function add(page, name, quantity = 1) {
+  const c = card(page, name);
+  await c.getByLabel('Quantity').fill(String(quantity));
+  await c.getByRole('button', { name: 'Add to cart' }).click();
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cartd-e2e-'));
+  mkdirSync(OUTPUT, { recursive: true });
+  writeFileSync(join(dir, 'catalog.json'), JSON.stringify(catalog));
+  const redisPort = await freePort();
+  redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', ''], { stdio: 'ignore' });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await until(async () => {
+    if (cartd) return true;
+    return new Promise((ok) => {
+      const probe = createServer().once('error', () => ok(false));
+      probe.listen(redisPort, '127.0.0.1', () => probe.close(() => ok(false)));
+      setTimeout(() => ok(false), 200);
+    }).then(() => true);
+  }, 'redis');
+  cartd = spawn(CARTD, ['--listen', `127.0.0.1:${port}`, '--redis', `redis://127.0.0.1:${redisPort}/0`,
+    '--db', `sqlite:${join(dir, 'cartd.db')}`, '--catalog', join(dir, 'catalog.json'),
+    '--cart-ttl', String(TTL_SECONDS), '--sweep-interval-ms', '200', '--threads', '1'], { stdio: 'ignore' });
+  await until(async () => (await fetch(`${base}/healthz`)).ok, 'cartd to be healthy', 15000);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  cartd?.kill('SIGTERM');
+  redis?.kill('SIGTERM');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('a shopper adds, changes, removes and checks out', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(base);
+  await card(page, 'Enamel Mug').getByText('10 available').waitFor();
+  const before = await stock('mug');
+
+  await add(page, 'Enamel Mug', 2);
+  await cart(page).getByText('Enamel Mug').waitFor();
+  await add(page, 'Canvas Cap', 1);
+  await cart(page).getByText('Canvas Cap').waitFor();
+  await page.getByRole('timer').waitFor();
+  assert.match(await page.getByRole('timer').textContent(), /^00:0[0-3]$/);
+
+  await cart(page).getByLabel('Quantity of Enamel Mug').fill('3');
+  await cart(page).getByLabel('Quantity of Enamel Mug').press('Enter');
+  await until(async () => (await stock('mug')).reserved === 3, 'the mug line to be 3');
+  await cart(page).getByRole('button', { name: 'Remove Canvas Cap' }).click();
+  await until(async () => (await cart(page).getByText('Canvas Cap').count()) === 0, 'the cap line to go');
+  assert.equal((await stock('cap')).reserved, 0);
+  await until(async () => (await cart(page).textContent()).includes('$45.00'), 'the total');
+  await page.screenshot({ path: join(OUTPUT, 'desktop-cart.png'), fullPage: true });
+
+  await cart(page).getByRole('button', { name: 'Checkout' }).click();
+  const confirmation = page.getByRole('region', { name: 'Order confirmation' });
+  await confirmation.getByText('Thank you for your order!').waitFor();
+  const text = await confirmation.textContent();
+  assert.match(text, /Order [0-9a-f-]{36}/);
+  assert.match(text, /Total \$45\.00/);
+  await page.screenshot({ path: join(OUTPUT, 'desktop-confirmation.png'), fullPage: true });
+
+  const after = await stock('mug');
+  assert.equal(after.on_hand, before.on_hand - 3, 'on_hand fell by what was bought');
+  assert.equal(after.available, before.available - 3);
+  await card(page, 'Enamel Mug').getByText(`${after.available} available`).waitFor();
+  await page.close();
+});
+
+test('two shoppers race for the last unit, and an expired hold frees it', async () => {
+  const a = await (await browser.newContext()).newPage();
+  const b = await (await browser.newContext()).newPage();
+  await a.goto(base);
+  await b.goto(base);
+  await card(b, 'Desk Lamp').getByText('Only 1 left').waitFor();
+
+  await add(a, 'Desk Lamp');
+  await cart(a).getByText('Desk Lamp').waitFor();
+  await card(b, 'Desk Lamp').getByText('Out of stock').waitFor();
+  await add(b, 'Desk Lamp');
+  const alert = b.getByRole('alert');
+  await alert.getByText(/Out of stock: 0 available/).waitFor();
+  await b.screenshot({ path: join(OUTPUT, 'desktop-out-of-stock.png'), fullPage: true });
+
+  // A leaves the page open but does nothing: after the TTL the unit is free again.
+  await card(b, 'Desk Lamp').getByText('Only 1 left').waitFor({ timeout: (TTL_SECONDS + 5) * 1000 });
+  await a.getByText(/Your cart expired/).waitFor({ timeout: 5000 });
+  await add(b, 'Desk Lamp');
+  await cart(b).getByText('Desk Lamp').waitFor();
+  await cart(b).getByRole('button', { name: 'Checkout' }).click();
+  await b.getByRole('region', { name: 'Order confirmation' }).getByText('Thank you for your order!').waitFor();
+  assert.equal((await stock('lamp')).on_hand, 0);
+  await a.context().close();
+  await b.context().close();
+});
+
+test('a reload keeps the cart, and an expired cart says so', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(base);
+  await add(page, 'Classic Tee', 2);
+  await cart(page).getByText('Classic Tee').waitFor();
+  const id = await page.evaluate(() => localStorage.getItem('cart-session-id'));
+  assert.match(id, /^[0-9a-f-]{36}$/);
+
+  await page.reload();
+  await cart(page).getByText('Classic Tee').waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem('cart-session-id')), id);
+
+  await page.close();
+  await new Promise((r) => setTimeout(r, (TTL_SECONDS + 1) * 1000));
+  const later = await context.newPage();
+  await later.goto(base);
+  await later.getByText(/Your cart expired/).waitFor();
+  assert.equal(await cart(later).getByText('Classic Tee').count(), 0);
+  assert.equal(await later.evaluate(() => localStorage.getItem('cart-session-id')), null);
+  await context.close();
+});
+
+test('a network failure shows a message and the page stays usable', async () => {
+  const page = await browser.newPage();
+  await page.goto(base);
+  await card(page, 'Canvas Cap').getByText(/available/).waitFor();
+  await page.route('**/v1/carts**', (route) => route.abort());
+  await add(page, 'Canvas Cap');
+  await page.getByRole('alert').getByText(/Can't reach the shop/).waitFor();
+  await page.unroute('**/v1/carts**');
+  await add(page, 'Canvas Cap');
+  await cart(page).getByText('Canvas Cap').waitFor();
+  await page.close();
+});
+
+test('the layout works on a desktop and on a phone', async () => {
+  for (const [name, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 390, height: 844 }]]) {
+    const page = await browser.newPage({ viewport, deviceScaleFactor: 1, isMobile: name === 'phone' });
+    await page.goto(base);
+    await add(page, 'Enamel Mug', 1);
+    await cart(page).getByText('Enamel Mug').waitFor();
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= viewport.width, `${name}: no sideways scrolling (${width}px)`);
+    await page.screenshot({ path: join(OUTPUT, `${name}.png`), fullPage: true });
+    await page.close();
+  }
+});

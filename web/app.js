@@ -1,0 +1,322 @@
+// The cartd storefront: lists products with live availability, keeps the shopper's
+// cart id in localStorage, and talks to the /v1 API of the cartd that serves it.
+
+const CART_KEY = 'cart-session-id';
+const POLL_MS = 2000;
+const MAX_QUANTITY = 100;
+
+const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  cartId: localStorage.getItem(CART_KEY),
+  cart: null,
+  deadline: 0,        // local clock ms when the cart expires
+  products: new Map(), // product_id -> product
+  checkoutKey: null,   // reused when a checkout is retried
+  busy: false,
+  stockError: false,   // the message shown is about loading stock
+};
+
+class HttpError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error?.code;
+    this.body = body;
+  }
+}
+
+async function api(method, path, body, headers = {}) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: { ...(body ? { 'Content-Type': 'application/json' } : {}), ...headers },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch {
+    throw new HttpError(0, { error: { code: 'network', message: 'network error' } });
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new HttpError(response.status, data);
+  return data;
+}
+
+function notice(text) {
+  $('notice').textContent = text;
+  $('notice').hidden = !text;
+}
+
+function error(text) {
+  $('error').textContent = text;
+  $('error').hidden = !text;
+  state.stockError = false;
+}
+
+// Says what went wrong in words a shopper understands; the page stays usable.
+function explain(e, what) {
+  if (e.status === 0) return error(`Can't reach the shop right now, so we couldn't ${what}. Check your connection and try again.`);
+  if (e.status === 503) return error(`The shop is busy right now, so we couldn't ${what}. Please try again in a moment.`);
+  if (e.code === 'insufficient_stock') {
+    const left = e.body.error.available;
+    return error(left > 0 ? `Only ${left} left in stock: we couldn't ${what}.` : `Out of stock: 0 available, so we couldn't ${what}.`);
+  }
+  error(`Sorry, we couldn't ${what}: ${e.message}.`);
+}
+
+function forgetCart(expired) {
+  state.cartId = null;
+  state.cart = null;
+  state.checkoutKey = null;
+  localStorage.removeItem(CART_KEY);
+  if (expired) notice('Your cart expired and its items went back on the shelf. A fresh cart starts when you add something.');
+  renderCart();
+}
+
+async function ensureCart() {
+  if (state.cartId) return state.cartId;
+  const cart = await api('POST', '/v1/carts');
+  state.cartId = cart.id;
+  localStorage.setItem(CART_KEY, cart.id);
+  showCart(cart);
+  return cart.id;
+}
+
+function showCart(cart) {
+  state.cart = cart;
+  state.deadline = Date.now() + cart.ttl_seconds * 1000;
+  renderCart();
+}
+
+function isGone(e) {
+  return e.status === 404 && (e.code === 'cart_expired' || e.code === 'cart_not_found');
+}
+
+async function refreshCart() {
+  if (!state.cartId) return renderCart();
+  try {
+    showCart(await api('GET', `/v1/carts/${state.cartId}`));
+  } catch (e) {
+    if (isGone(e)) forgetCart(true);
+    else if (e.status === 0 || e.status === 503) explain(e, 'refresh your cart');
+  }
+}
+
+// Runs a change of the cart; a cart that expired meanwhile is replaced once.
+async function changeCart(what, change) {
+  if (state.busy) return;
+  state.busy = true;
+  error('');
+  try {
+    let id = await ensureCart();
+    try {
+      showCart(await change(id));
+    } catch (e) {
+      if (!isGone(e)) throw e;
+      forgetCart(true);
+      id = await ensureCart();
+      showCart(await change(id));
+    }
+    if (!state.cart.lines.length) notice('');
+  } catch (e) {
+    explain(e, what);
+  } finally {
+    state.busy = false;
+    refreshProducts();
+  }
+}
+
+function addToCart(product, inventoryId, quantity) {
+  notice('');
+  return changeCart(`add ${product.name} to your cart`, (id) =>
+    api('POST', `/v1/carts/${id}/items`, { product_id: product.product_id, inventory_id: inventoryId, quantity }));
+}
+
+function setLine(line, quantity) {
+  return changeCart(`change ${line.name}`, (id) =>
+    api('PUT', `/v1/carts/${id}/items/${encodeURIComponent(line.product_id)}`, { inventory_id: line.inventory_id, quantity }));
+}
+
+function removeLine(line) {
+  return changeCart(`remove ${line.name}`, (id) =>
+    api('DELETE', `/v1/carts/${id}/items/${encodeURIComponent(line.product_id)}`));
+}
+
+async function checkout() {
+  if (!state.cartId || state.busy) return;
+  state.busy = true;
+  error('');
+  state.checkoutKey ??= crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  try {
+    const order = await api('POST', `/v1/carts/${state.cartId}/checkout`, null, { 'Idempotency-Key': state.checkoutKey });
+    forgetCart(false);
+    const box = $('confirmation');
+    box.hidden = false;
+    box.innerHTML = '';
+    const title = document.createElement('h3');
+    title.textContent = 'Thank you for your order!';
+    const id = document.createElement('p');
+    id.append('Order ', Object.assign(document.createElement('code'), { textContent: order.order_id }));
+    const total = document.createElement('p');
+    total.textContent = `Total ${money.format(order.total_cents / 100)}`;
+    box.append(title, id, total);
+  } catch (e) {
+    if (e.status === 410 || isGone(e)) forgetCart(true);
+    else explain(e, 'check out');
+  } finally {
+    state.busy = false;
+    refreshProducts();
+  }
+}
+
+function availabilityText(row) {
+  if (row.available <= 0) return 'Out of stock';
+  if (row.available <= 3) return `Only ${row.available} left`;
+  return `${row.available} available`;
+}
+
+function productCard(product) {
+  const card = document.createElement('article');
+  card.className = 'product';
+  card.dataset.product = product.product_id;
+  const title = document.createElement('h3');
+  title.textContent = product.name;
+  const price = document.createElement('p');
+  price.className = 'price';
+  price.textContent = money.format(product.price_cents / 100);
+  const stock = document.createElement('p');
+  stock.className = 'stock';
+  stock.setAttribute('aria-live', 'polite');
+
+  // A product held in several stock rows (sizes, warehouses) lets the shopper choose one.
+  const source = document.createElement('select');
+  source.setAttribute('aria-label', `Stock of ${product.name}`);
+  for (const row of product.stock) source.append(new Option(row.name, row.inventory_id));
+
+  const quantity = document.createElement('input');
+  quantity.type = 'number';
+  quantity.min = '1';
+  quantity.max = String(MAX_QUANTITY);
+  quantity.value = '1';
+  quantity.id = `qty-${product.product_id}`;
+  const label = document.createElement('label');
+  label.htmlFor = quantity.id;
+  label.textContent = 'Quantity';
+
+  const add = document.createElement('button');
+  add.type = 'button';
+  add.className = 'primary';
+  add.textContent = 'Add to cart';
+  add.addEventListener('click', () => {
+    const n = Math.max(1, Math.min(MAX_QUANTITY, Number.parseInt(quantity.value, 10) || 1));
+    addToCart(state.products.get(product.product_id), source.value, n);
+  });
+  source.addEventListener('change', () => updateCard(card, state.products.get(product.product_id)));
+
+  const row = document.createElement('div');
+  row.className = 'row';
+  row.append(label, quantity);
+  card.append(title, price);
+  if (product.stock.length > 1) card.append(source);
+  card.append(stock, row, add);
+  return card;
+}
+
+function updateCard(card, product) {
+  const select = card.querySelector('select');
+  const row = product.stock.find((r) => r.inventory_id === select?.value) ?? product.stock[0];
+  const stock = card.querySelector('.stock');
+  stock.textContent = availabilityText(row);
+  stock.className = `stock${row.available <= 0 ? ' out' : row.available <= 3 ? ' low' : ''}`;
+  for (const option of select?.options ?? []) {
+    const r = product.stock.find((s) => s.inventory_id === option.value);
+    if (r) option.textContent = `${r.name} (${availabilityText(r).toLowerCase()})`;
+  }
+}
+
+async function refreshProducts() {
+  try {
+    const products = [];
+    let cursor = null;
+    do {
+      const page = await api('GET', `/v1/products?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      products.push(...page.products);
+      cursor = page.next_cursor;
+    } while (cursor);
+    const container = $('products');
+    const known = [...state.products.keys()].join('|');
+    state.products = new Map(products.map((p) => [p.product_id, p]));
+    if (known !== [...state.products.keys()].join('|')) {
+      container.replaceChildren(...products.map(productCard));
+    }
+    for (const card of container.querySelectorAll('article')) updateCard(card, state.products.get(card.dataset.product));
+    container.setAttribute('aria-busy', 'false');
+    if (state.stockError) error('');  // the shop is back
+    state.stockError = false;
+  } catch (e) {
+    explain(e, 'load the latest stock');
+    state.stockError = true;
+  }
+}
+
+function renderCart() {
+  const cart = state.cart;
+  const lines = cart?.lines ?? [];
+  const list = $('lines');
+  list.replaceChildren(...lines.map((line) => {
+    const item = document.createElement('li');
+    item.className = 'line';
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = line.name;
+    const total = document.createElement('span');
+    total.textContent = money.format(line.line_total_cents / 100);
+    const controls = document.createElement('div');
+    controls.className = 'controls';
+    const qty = document.createElement('input');
+    qty.type = 'number';
+    qty.min = '0';
+    qty.max = String(MAX_QUANTITY);
+    qty.value = String(line.quantity);
+    qty.setAttribute('aria-label', `Quantity of ${line.name}`);
+    qty.addEventListener('change', () => {
+      const n = Math.max(0, Math.min(MAX_QUANTITY, Number.parseInt(qty.value, 10) || 0));
+      setLine(line, n);
+    });
+    const each = document.createElement('span');
+    each.className = 'muted';
+    each.textContent = `× ${money.format(line.unit_price_cents / 100)}`;
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.textContent = 'Remove';
+    remove.setAttribute('aria-label', `Remove ${line.name}`);
+    remove.addEventListener('click', () => removeLine(line));
+    controls.append(qty, each, remove);
+    item.append(name, total, controls);
+    return item;
+  }));
+  $('empty').hidden = lines.length > 0;
+  $('total').textContent = money.format((cart?.total_cents ?? 0) / 100);
+  $('checkout').disabled = lines.length === 0;
+  $('timer-line').hidden = !cart || lines.length === 0;
+  tick();
+}
+
+function tick() {
+  const left = Math.max(0, Math.ceil((state.deadline - Date.now()) / 1000));
+  $('timer').textContent = `${String(Math.floor(left / 60)).padStart(2, '0')}:${String(left % 60).padStart(2, '0')}`;
+  if (state.cart && state.cart.lines.length && left === 0 && !state.busy) {
+    state.cart = null;  // ask the server once, then say so
+    refreshCart().then(refreshProducts);
+  }
+}
+
+$('checkout').addEventListener('click', checkout);
+setInterval(tick, 250);
+setInterval(() => {
+  refreshProducts();
+  if (state.cartId && !state.busy && !document.activeElement?.closest?.('.cart')) refreshCart();
+}, POLL_MS);
+refreshProducts();
+refreshCart();
