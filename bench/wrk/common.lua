@@ -1,0 +1,34 @@
+-- common.lua: what the wrk scenarios share: the pool of cart ids, random picks, and a
+-- done() that prints one JSON line of results for scripts/bench to collect.
+local M = {}
+
+local ids = {}
+for line in io.lines(os.getenv("CARTD_BENCH_IDS")) do ids[#ids + 1] = line end
+local rows = tonumber(os.getenv("CARTD_BENCH_ROWS") or "1000")
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+
+function M.random_id() return ids[math.random(#ids)] end
+
+function M.get_cart()
+  return wrk.format("GET", "/get-cart", {["cart-session-id"] = M.random_id()})
+end
+
+function M.add_to_cart()
+  local row = math.random(rows) - 1
+  local body = string.format('{"product_id":"p%d","inventory_id":"inv%d","quantity":%d}', row, row,
+                             math.random(3))
+  return wrk.format("POST", "/add-to-cart",
+                    {["cart-session-id"] = M.random_id(), ["Content-Type"] = "application/json"},
+                    body)
+end
+
+function M.done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "rps": %.1f, "p50_ms": %.3f, "p99_ms": %.3f, "p999_ms": %.3f, "errors": %d}\n',
+    summary.requests, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency:percentile(99.9) / 1000,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+
+return M
