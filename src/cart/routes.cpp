@@ -35,6 +35,7 @@ void add_to_cart(CartService& carts, const Request& req, http::Respond respond) 
   call.product_id = std::move(line->product_id);
   call.inventory_id = std::move(line->inventory_id);
   call.quantity = line->quantity;
+  call.want_cart = false;  // the classic answer names the cart only
 
   carts.set_line(call, [respond = std::move(respond), call](auto result) {
     if (!result) return respond(unavailable(result.error()));
@@ -75,7 +76,7 @@ void get_cart(CartService& carts, const Request& req, http::Respond respond) {
   }
   auto sid = parse_session_id(header->value());
   if (!sid) return respond(data_response(400, "cart-session-id must be a UUID", {}));
-  carts.get_cart(*sid, [respond = std::move(respond)](auto result) {
+  carts.get_lines(*sid, [respond = std::move(respond)](auto result) {
     if (!result) return respond(unavailable(result.error()));
     if (!result->cart || result->cart->lines.empty()) {
       return respond(data_response(404, "Cart is empty", {}));

@@ -3,10 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
+#include <memory>
+
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include "cart/keys.hpp"
 
 namespace cartd::cart {
 namespace {
@@ -68,12 +72,15 @@ boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
   SetLineOutcome out;
   if (*tag == "ok") {
     auto sid = r.text_at(1);
-    auto created = r.int_at(2);
-    if (!sid || !created || r.elements.size() != 6) return unexpected(r);
-    auto view = decode_view(*sid, r.elements[5]);
-    if (!view) return view.error();
+    auto created = r.int_at(2), deadline = r.int_at(3);
+    if (!sid || !created || !deadline || r.elements.size() < 5) return unexpected(r);
     out.created = *created == 1;
-    out.cart = std::move(*view);
+    out.cart = CartView{*sid, *deadline, {}};
+    if (r.elements.size() == 6) {
+      auto view = decode_view(*sid, r.elements[5]);
+      if (!view) return view.error();
+      out.cart = std::move(*view);
+    }
   } else if (*tag == "insufficient") {
     out.kind = Kind::insufficient;
     out.available = r.int_at(1).value_or(0);
@@ -186,6 +193,55 @@ void CartService::get_cart(const std::string& session_id, Callback<CartLookup> d
                      return decode_cart(session_id, reply);
                    });
                  });
+}
+
+void CartService::get_lines(const std::string& session_id, Callback<CartLookup> done) {
+  // Both commands leave in one write; the second answer completes the read. Not atomic,
+  // and need not be: a cart released between the two reads shows as empty.
+  struct Read {
+    std::string id;
+    Callback<CartLookup> done;
+    std::int64_t deadline = -1;
+    boost::system::error_code failed;
+  };
+  auto read = std::make_shared<Read>(Read{session_id, std::move(done)});
+  std::string session = session_key(session_id), cart = cart_key(session_id);
+  redis_.command({"PEXPIRETIME", session}, [read](redis::Result r) {
+    if (!r) {
+      read->failed = r.error();
+    } else if (r->type != Type::integer) {
+      read->failed = unexpected(*r);
+    } else {
+      read->deadline = r->integer;
+    }
+  });
+  redis_.command({"HGETALL", cart}, [read](redis::Result r) {
+    if (read->failed || !r) {
+      auto ec = read->failed ? read->failed : r.error();
+      return read->done(boost::system::result<CartLookup>(boost::system::in_place_error, ec));
+    }
+    if (read->deadline < 0) return read->done(CartLookup{});
+    if (r->type != Type::array || r->elements.size() % 2 != 0) {
+      return read->done(
+          boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
+    }
+    CartView cart{read->id, read->deadline, {}};
+    for (std::size_t i = 0; i < r->elements.size(); i += 2) {
+      const std::string& stored = r->elements[i + 1].str;
+      auto space = stored.find(' ');
+      std::int64_t qty = 0;
+      if (space == std::string::npos ||
+          std::from_chars(stored.data() + space + 1, stored.data() + stored.size(), qty).ec !=
+              std::errc{}) {
+        return read->done(
+            boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
+      }
+      cart.lines.push_back(CartLine{r->elements[i].str, stored.substr(0, space), qty, "", 0});
+    }
+    std::sort(cart.lines.begin(), cart.lines.end(),
+              [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
+    read->done(CartLookup{std::move(cart), Missing::unknown});
+  });
 }
 
 void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {

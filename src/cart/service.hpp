@@ -31,6 +31,7 @@ struct SetLineCall {
   std::string inventory_id;
   std::int64_t quantity = 0;
   LineMode mode = LineMode::set;
+  bool want_cart = true;  // answer with the whole cart (false: id and deadline only)
 };
 
 struct CartLine {
@@ -63,7 +64,7 @@ struct SetLineOutcome {
   };
   Kind kind = Kind::ok;
   bool created = false;
-  CartView cart;  // with ok
+  CartView cart;  // with ok: its lines only if the call wanted the cart
   std::int64_t available = 0;
   std::int64_t limit = 0;
   std::string product_id;
@@ -104,6 +105,10 @@ class CartService {
   void create_cart(const std::string& session_id, Callback<CartView> done);
   void set_line(const SetLineCall& call, Callback<SetLineOutcome> done);
   void get_cart(const std::string& session_id, Callback<CartLookup> done);
+  // The cart's lines without names and prices (what GET /get-cart shows), read with two
+  // plain commands in one round trip instead of a function call: the hot read path.
+  // A cart that is missing or expired comes back without a cart (missing = unknown).
+  void get_lines(const std::string& session_id, Callback<CartLookup> done);
   struct Abandoned {
     enum class Kind { abandoned, checkout_in_progress, missing };
     Kind kind = Kind::abandoned;

@@ -13,8 +13,9 @@
 -- ARGV[8]  maximum cart lifetime in ms (caps the sliding deadline)
 -- ARGV[9]  maximum lines per cart
 -- ARGV[10] maximum quantity per line
+-- ARGV[11] "view" to have the whole cart in the answer (the /v1 routes), else ""
 -- Returns one of
---   {'ok', sid, created (0|1), deadline_ms, line_quantity, cart_view}
+--   {'ok', sid, created (0|1), deadline_ms, line_quantity[, cart_view]}
 --   {'insufficient', available}        {'unknown_inventory'}
 --   {'product_mismatch', product_id}   {'too_many_lines', max}
 --   {'quantity_limit', max}            {'no_cart', 'expired' | 'unknown'}
@@ -83,7 +84,9 @@ local function set_line(keys, args)
     redis.call('PEXPIREAT', session_key(sid), deadline)
   end
   redis.call('ZADD', DEADLINES, deadline, sid)
-  return {'ok', sid, created and 1 or 0, deadline, qty, cart_view(sid)}
+  local reply = {'ok', sid, created and 1 or 0, deadline, qty}
+  if args[11] == 'view' then table.insert(reply, cart_view(sid)) end
+  return reply
 end
 
 redis.register_function('cartd_set_line', set_line)
