@@ -182,7 +182,8 @@ void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) 
   std::string max_qty = std::to_string(settings_.limits.max_line_quantity);
   redis_.command(
       {"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id, c.inventory_id,
-       quantity, c.mode == LineMode::add ? "add" : "set", ttl, lifetime, max_lines, max_qty},
+       quantity, c.mode == LineMode::add ? "add" : "set", ttl, lifetime, max_lines, max_qty,
+       c.want_cart ? "view" : ""},
       [done = std::move(done)](redis::Result r) { finish(std::move(r), done, decode_set_line); });
 }
 
