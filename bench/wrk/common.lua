@@ -9,17 +9,22 @@ math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 
 function M.random_id() return ids[math.random(#ids)] end
 
+-- bench/prepare gave cart i (0-based) lines on rows (3i + l) % rows, l = 0..2.
+local lines_per_cart = 3
+
 function M.get_cart()
   return wrk.format("GET", "/get-cart", {["cart-session-id"] = M.random_id()})
 end
 
+-- Sets one of a random cart's lines to 1-3 units: the hold grows, shrinks or stays,
+-- and the cart keeps its 3 lines, as a shopper changing quantities would.
 function M.add_to_cart()
-  local row = math.random(rows) - 1
+  local i = math.random(#ids)
+  local row = ((i - 1) * lines_per_cart + math.random(lines_per_cart) - 1) % rows
   local body = string.format('{"product_id":"p%d","inventory_id":"inv%d","quantity":%d}', row, row,
                              math.random(3))
   return wrk.format("POST", "/add-to-cart",
-                    {["cart-session-id"] = M.random_id(), ["Content-Type"] = "application/json"},
-                    body)
+                    {["cart-session-id"] = ids[i], ["Content-Type"] = "application/json"}, body)
 end
 
 function M.done(summary, latency, requests)

@@ -205,7 +205,7 @@ void CartService::get_lines(const std::string& session_id, Callback<CartLookup> 
     std::int64_t deadline = -1;
     boost::system::error_code failed;
   };
-  auto read = std::make_shared<Read>(Read{session_id, std::move(done)});
+  auto read = std::make_shared<Read>(Read{session_id, std::move(done), -1, {}});
   std::string session = session_key(session_id), cart = cart_key(session_id);
   redis_.command({"PEXPIRETIME", session}, [read](redis::Result r) {
     if (!r) {
@@ -252,13 +252,13 @@ void CartService::abandon(const std::string& session_id, Callback<Abandoned> don
       using K = Abandoned::Kind;
       auto tag = reply.text_at(0);
       if (!tag) return unexpected(reply);
-      if (*tag == "checkout_in_progress") return Abandoned{K::checkout_in_progress};
+      if (*tag == "checkout_in_progress") return Abandoned{K::checkout_in_progress, {}, {}};
       if (*tag != "abandoned" || reply.elements.size() != 2) {
         return Abandoned{K::missing, {}, missing_from(*tag)};
       }
       auto view = decode_view(session_id, reply.elements[1]);
       if (!view) return view.error();
-      return Abandoned{K::abandoned, std::move(*view)};
+      return Abandoned{K::abandoned, std::move(*view), {}};
     });
   });
 }

@@ -139,6 +139,29 @@ TEST(Expiry, keyspace_event_flags_set_by_others_are_kept) {
   for (char f : std::string("Kgx")) EXPECT_NE(flags.find(f), std::string::npos) << flags;
 }
 
+TEST(Expiry, when_config_is_refused_the_sweeper_still_releases_carts) {
+  RedisServer redis({"--rename-command", "CONFIG", ""});
+  Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "100"});
+  std::string sid = add(cartd, "mug", "mug", 2);
+  EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 3s));
+  EXPECT_EQ(redis_reserved(redis, "mug"), 0);
+  EXPECT_NE(cartd.log().find("relying on the sweeper"), std::string::npos) << cartd.log();
+}
+
+TEST(Expiry, the_listener_subscribes_again_after_redis_restarts) {
+  RedisServer redis({"--appendonly", "yes"});
+  Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "0"});
+  redis.stop();
+  redis.start();
+  ASSERT_TRUE(cartd.wait_healthy(10s));
+  std::this_thread::sleep_for(300ms);  // the subscriber reconnects on its own schedule
+  std::string sid = add(cartd, "mug", "mug", 2);
+  ASSERT_FALSE(sid.empty());
+  EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 5s))
+      << "released by the keyspace event, with no sweeper";
+  EXPECT_EQ(redis_reserved(redis, "mug"), 0);
+}
+
 TEST(Expiry, carts_that_expire_while_cartd_is_down_are_released_after_restart) {
   RedisServer redis({"--appendonly", "yes"});
   Cartd cartd(redis, kCatalog, {"--cart-ttl", "1"});
