@@ -8,21 +8,16 @@
 #include "cart/rules.hpp"
 #include "cart/service.hpp"
 #include "cart/session_id.hpp"
+#include "replies.hpp"
 
 namespace {
 
 using namespace cartd;
 using redis::Reply;
 
-Reply str(std::string s) {
-  return Reply{Reply::Type::string, 0, std::move(s), {}};
-}
-Reply num(std::int64_t v) {
-  return Reply{Reply::Type::integer, v, "", {}};
-}
-Reply arr(std::vector<Reply> e) {
-  return Reply{Reply::Type::array, 0, "", std::move(e)};
-}
+using test::arr;
+using test::num;
+using test::str;
 
 Reply three_line_view() {
   return arr({num(1795910288947), str("cap-navy"), str("cap-navy"), num(2), str("Canvas Cap, Navy"),

@@ -32,13 +32,6 @@ std::optional<std::string> cart_id(const std::string& segment, Respond& respond)
   return id;
 }
 
-Response db_unavailable(const std::string& why) {
-  spdlog::error("db: {}", why);
-  Response r = error_response(503, "unavailable", "the main DB is unavailable");
-  r.headers.emplace_back("Retry-After", "1");
-  return r;
-}
-
 Response set_line_failure(const SetLineOutcome& out, const SetLineCall& call) {
   switch (out.kind) {
     case Kind::insufficient:

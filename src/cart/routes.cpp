@@ -5,6 +5,8 @@
 
 #include "cart/session_id.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace cartd::cart {
 namespace {
 
@@ -115,6 +117,13 @@ Response unavailable(const boost::system::error_code& ec) {
   Response r =
       http::json_response(503, {{"message", "Service unavailable: " + ec.message()},
                                 {"error", {{"code", "unavailable"}, {"message", ec.message()}}}});
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+Response db_unavailable(const std::string& why) {
+  spdlog::error("db: {}", why);
+  Response r = http::error_response(503, "unavailable", "the main DB is unavailable");
   r.headers.emplace_back("Retry-After", "1");
   return r;
 }

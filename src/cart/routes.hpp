@@ -14,5 +14,7 @@ void add_stock_routes(http::Router& router, CartService& carts);
 
 // The answer to a request that Redis could not serve: 503, and nothing was changed.
 http::Response unavailable(const boost::system::error_code& ec);
+// The same when the main DB failed; `why` goes to the log, not to the client.
+http::Response db_unavailable(const std::string& why);
 
 }  // namespace cartd::cart

@@ -21,11 +21,6 @@ using http::Request;
 using http::Respond;
 using http::Response;
 
-Response db_unavailable(const std::string& why) {
-  spdlog::error("db: {}", why);
-  return error_response(503, "unavailable", "the main DB is unavailable");
-}
-
 json::object stock_json(const db::StockRow& row, const std::optional<LiveCounts>& live) {
   std::int64_t on_hand = live ? live->on_hand : row.on_hand;
   std::int64_t reserved = live ? live->reserved : row.reserved;
@@ -88,7 +83,7 @@ void list_products(CatalogContext& ctx, const Request& req, Respond respond) {
   ctx.db.run<std::vector<db::StockRow>>(
       ctx.loop, [cursor, limit](db::Store& s) { return s.products_after(cursor, limit + 1); },
       [&ctx, respond = std::move(respond), limit](db::DbResult<std::vector<db::StockRow>> rows) {
-        if (!rows) return respond(db_unavailable(rows.error()));
+        if (!rows) return respond(cart::db_unavailable(rows.error()));
         // One product more than asked for says whether there is a next page.
         std::vector<db::StockRow> page = std::move(*rows);
         std::string next;
@@ -116,7 +111,7 @@ void get_product(CatalogContext& ctx, const std::string& product_id, Respond res
   ctx.db.run<std::vector<db::StockRow>>(
       ctx.loop, [product_id](db::Store& s) { return s.product(product_id); },
       [&ctx, respond = std::move(respond)](db::DbResult<std::vector<db::StockRow>> rows) {
-        if (!rows) return respond(db_unavailable(rows.error()));
+        if (!rows) return respond(cart::db_unavailable(rows.error()));
         if (rows->empty()) {
           return respond(error_response(404, "product_not_found", "no such product"));
         }
@@ -194,7 +189,7 @@ void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
         return Created{inserted, *s.stock_row(row.inventory_id)};
       },
       [&ctx, row, respond = std::move(respond)](db::DbResult<Created> c) {
-        if (!c) return respond(db_unavailable(c.error()));
+        if (!c) return respond(cart::db_unavailable(c.error()));
         const db::StockRow& stored = c->row;
         bool same = stored.product_id == row.product_id && stored.name == row.name &&
                     stored.price_cents == row.price_cents && stored.on_hand == row.on_hand;
@@ -240,7 +235,7 @@ void change_on_hand(CatalogContext& ctx, std::string inv, std::int64_t value, bo
           return c;
         },
         [&ctx, inv, respond](db::DbResult<Changed> c) {
-          if (!c) return respond(db_unavailable(c.error()));
+          if (!c) return respond(cart::db_unavailable(c.error()));
           if (c->result == db::OnHandChange::unknown_inventory) {
             return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
           }
@@ -274,6 +269,22 @@ void change_on_hand(CatalogContext& ctx, std::string inv, std::int64_t value, bo
   });
 }
 
+// PUT /v1/stock/{id} {"on_hand"} (absolute) or POST .../adjust {"delta"} (relative).
+http::Handler on_hand_route(CatalogContext& ctx, std::string_view field, std::int64_t min,
+                            std::int64_t max, std::string_view code, bool absolute) {
+  return admin(ctx, [&ctx, field, min, max, code, absolute](const Request& req, const PathParams& p,
+                                                            Respond respond) {
+    if (!cart::is_valid_id(p[0])) {
+      return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+    }
+    auto body = cart::parse_object(req.body());
+    if (!body) return respond(cart::reject(body.error()));
+    auto value = cart::integer_field(*body, field, min, max, code);
+    if (!value) return respond(cart::reject(value.error()));
+    change_on_hand(ctx, p[0], *value, absolute, std::move(respond));
+  });
+}
+
 }  // namespace
 
 void add_catalog_routes(http::Router& router, CatalogContext& ctx) {
@@ -291,31 +302,11 @@ void add_catalog_routes(http::Router& router, CatalogContext& ctx) {
              admin(ctx, [&ctx](const Request& req, const PathParams&, Respond respond) {
                create_stock(ctx, req, std::move(respond));
              }));
-  router.add(
-      http::Verb::put, "/v1/stock/{inventory_id}",
-      admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
-        if (!cart::is_valid_id(p[0])) {
-          return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
-        }
-        auto body = cart::parse_object(req.body());
-        if (!body) return respond(cart::reject(body.error()));
-        auto on_hand = cart::integer_field(*body, "on_hand", 0, 1'000'000'000, "invalid_on_hand");
-        if (!on_hand) return respond(cart::reject(on_hand.error()));
-        change_on_hand(ctx, p[0], *on_hand, true, std::move(respond));
-      }));
-  router.add(
-      http::Verb::post, "/v1/stock/{inventory_id}/adjust",
-      admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
-        if (!cart::is_valid_id(p[0])) {
-          return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
-        }
-        auto body = cart::parse_object(req.body());
-        if (!body) return respond(cart::reject(body.error()));
-        auto delta =
-            cart::integer_field(*body, "delta", -1'000'000'000, 1'000'000'000, "invalid_delta");
-        if (!delta) return respond(cart::reject(delta.error()));
-        change_on_hand(ctx, p[0], *delta, false, std::move(respond));
-      }));
+  constexpr std::int64_t kMaxUnits = 1'000'000'000;
+  router.add(http::Verb::put, "/v1/stock/{inventory_id}",
+             on_hand_route(ctx, "on_hand", 0, kMaxUnits, "invalid_on_hand", true));
+  router.add(http::Verb::post, "/v1/stock/{inventory_id}/adjust",
+             on_hand_route(ctx, "delta", -kMaxUnits, kMaxUnits, "invalid_delta", false));
 }
 
 }  // namespace cartd::stock

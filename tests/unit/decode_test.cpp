@@ -2,21 +2,16 @@
 #include <gtest/gtest.h>
 
 #include "cart/service.hpp"
+#include "replies.hpp"
 
 namespace cartd::cart {
 namespace {
 
 using redis::Reply;
 
-Reply str(std::string s) {
-  return Reply{Reply::Type::string, 0, std::move(s), {}};
-}
-Reply num(std::int64_t v) {
-  return Reply{Reply::Type::integer, v, "", {}};
-}
-Reply arr(std::vector<Reply> e) {
-  return Reply{Reply::Type::array, 0, "", std::move(e)};
-}
+using test::arr;
+using test::num;
+using test::str;
 
 TEST(DecodeSetLine, reads_ok_with_the_cart) {
   auto view = arr({num(1234), str("p"), str("inv"), num(3), str("Mug"), num(1499)});
