@@ -1,9 +1,16 @@
 // cartd: carts and stock holds for online shops. See README.md.
+#include <iostream>
+
 #include "app.hpp"
 #include "config/config.hpp"
+#include "stock/check.hpp"
 
 int main(int argc, char** argv) {
   auto parsed = cartd::parse_config(argc, argv);
   if (!parsed.config) return parsed.exit_code;
+  if (parsed.check) {
+    int violations = cartd::stock::check_invariants(*parsed.config, std::cout);
+    return violations == 0 ? 0 : violations < 0 ? 2 : 1;
+  }
   return cartd::run(*parsed.config);
 }

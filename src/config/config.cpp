@@ -90,6 +90,11 @@ ParsedConfig parse_config(int argc, char** argv) {
                "do not listen for expired-session events (the sweeper still runs)")
       ->envname(env_name("no-keyspace-events"));
 
+  auto* check = app.add_subcommand(
+      "check",
+      "verify the invariants on the live Redis and main DB (uses --redis and --db), then exit");
+  check->fallthrough();  // cartd check --redis URL --db URL
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -114,7 +119,7 @@ ParsedConfig parse_config(int argc, char** argv) {
     std::fprintf(stderr, "--listen has a bad port: %s\n", c.listen.c_str());
     return ParsedConfig{std::nullopt, 2};
   }
-  return ParsedConfig{c, 0};
+  return ParsedConfig{c, 0, check->parsed()};
 }
 
 }  // namespace cartd

@@ -42,6 +42,7 @@ struct Config {
 struct ParsedConfig {
   std::optional<Config> config;
   int exit_code = 0;
+  bool check = false;  // `cartd check`: verify the invariants and exit
 };
 ParsedConfig parse_config(int argc, char** argv);
 

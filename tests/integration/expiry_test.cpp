@@ -72,6 +72,8 @@ void expect_all_released(RedisServer& redis, const Cartd& c, std::chrono::millis
     EXPECT_EQ(stock.at("available"), stock.at("on_hand")) << inv;
   }
   EXPECT_TRUE(redis.command({"KEYS", "c:*"}).elements.empty());
+  auto check = c.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
 TEST(Expiry, held_units_return_by_themselves_after_the_ttl) {

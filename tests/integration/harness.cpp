@@ -282,6 +282,17 @@ void Cartd::stop(int sig) {
   process_.reset();
 }
 
+Cartd::CheckRun Cartd::check() const {
+  TempDir dir;
+  auto log = dir.path() / "check.log";
+  Process p({CARTD_BINARY, "check", "--redis", redis_url_, "--db", "sqlite:" + db_.string()}, log);
+  int code = p.wait();
+  std::ifstream in(log);
+  std::stringstream s;
+  s << in.rdbuf();
+  return {code, s.str()};
+}
+
 std::string Cartd::log() const {
   std::ifstream in(dir_.path() / "cartd.log");
   std::stringstream s;

@@ -108,6 +108,13 @@ class Cartd {
   std::string log() const;
   bool wait_healthy(std::chrono::milliseconds timeout);
 
+  struct CheckRun {
+    int exit_code;
+    std::string output;
+  };
+  // Runs `cartd check` against this instance's Redis and main DB.
+  CheckRun check() const;
+
  private:
   TempDir dir_;
   std::string redis_url_;
