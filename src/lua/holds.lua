@@ -77,17 +77,21 @@ end
 -- Logical expiry: drops every hold of one stock row whose deadline is before now, so
 -- the units count as available at the deadline whether or not anything else ran.
 -- A key whose deadline equals now is still live in Redis, so "before" is strict.
+-- Returns how many units it returned.
 local function drop_expired(inv, now)
   local key = holds_key(inv)
+  local returned = 0
   while true do
     local expired = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, EXPIRE_BATCH)
-    if #expired == 0 then return end
+    if #expired == 0 then break end
     local total = 0
     for _, member in ipairs(expired) do total = total + hold_quantity(member) end
     redis.call('ZREM', key, unpack(expired))
     adjust_reserved(inv, -total)
-    if #expired < EXPIRE_BATCH then return end
+    returned = returned + total
+    if #expired < EXPIRE_BATCH then break end
   end
+  return returned
 end
 
 -- A live cart as every cart reply shows it:

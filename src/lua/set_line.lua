@@ -47,12 +47,12 @@ local function set_line(keys, args)
   if qty > max_qty then return {'quantity_limit', max_qty} end
 
   if qty > 0 then
-    local row = redis.call('HMGET', stock_key(inv), 'p', 'oh')
+    local row = redis.call('HMGET', stock_key(inv), 'p', 'oh', 'r')
     if not row[1] then return {'unknown_inventory'} end
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
     if not old and redis.call('HLEN', ck) >= max_lines then return {'too_many_lines', max_lines} end
-    drop_expired(inv, now)
-    local available = tonumber(row[2]) - tonumber(redis.call('HGET', stock_key(inv), 'r') or 0)
+    local reserved = tonumber(row[3] or 0) - drop_expired(inv, now)
+    local available = tonumber(row[2]) - reserved
     local own = 0
     if old_inv == inv and redis.call('ZSCORE', holds_key(inv), hold_member(sid, old_qty)) then
       own = old_qty
@@ -60,14 +60,21 @@ local function set_line(keys, args)
     if qty - own > available then return {'insufficient', math.max(available, 0)} end
   end
 
+  -- Move the hold; reserved changes once per row, by the net difference.
   local deadline = math.min(now + ttl, born + max_life)
-  if old then unhold(old_inv, sid, old_qty) end
+  local delta = {}
+  if old and redis.call('ZREM', holds_key(old_inv), hold_member(sid, old_qty)) == 1 then
+    delta[old_inv] = -old_qty
+  end
   if qty > 0 then
     redis.call('ZADD', holds_key(inv), deadline, hold_member(sid, qty))
-    adjust_reserved(inv, qty)
+    delta[inv] = (delta[inv] or 0) + qty
     redis.call('HSET', ck, pid, inv .. ' ' .. qty)
   elseif old then
     redis.call('HDEL', ck, pid)
+  end
+  for row, change in pairs(delta) do
+    if change ~= 0 then adjust_reserved(row, change) end
   end
 
   -- Every change restarts the cart's TTL, and its holds' deadlines move with it.
