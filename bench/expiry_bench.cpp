@@ -80,7 +80,7 @@ long long total_reserved_logical(test::RedisServer& redis) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   int live = argc > 1 ? std::stoi(argv[1]) : 200000;
   int expiring = argc > 2 ? std::stoi(argv[2]) : 20000;
   test::RedisServer redis;
@@ -121,4 +121,13 @@ int main(int argc, char** argv) {
   std::printf("| all %d expired carts deleted | %.3f |\n", expiring, deleted_after);
   std::printf("| main DB reserved counts show it | %.3f |\n", db_after);
   return logical_ok && deleted_after >= 0 && db_after >= 0 ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "expiry_bench: %s\n", e.what());
+    return 1;
+  }
 }

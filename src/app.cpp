@@ -131,14 +131,16 @@ int run(const Config& config) {
 
   housekeeper.start();
   asio::signal_set signals(loops.front().io, SIGINT, SIGTERM);
-  signals.async_wait([&loops](boost::system::error_code ec, int sig) {
+  auto grace = std::chrono::milliseconds(config.shutdown_grace_ms);
+  signals.async_wait([&loops, grace](boost::system::error_code ec, int sig) {
     if (ec) return;
-    spdlog::info("signal {}: stopping", sig);
+    spdlog::info("signal {}: finishing the requests under way, then stopping", sig);
     for (Loop& loop : loops) {
-      asio::post(loop.io, [&loop] {
-        loop.listener->stop();
-        loop.redis.stop();
-        loop.io.stop();
+      asio::post(loop.io, [&loop, grace] {
+        loop.listener->drain(grace, [&loop] {
+          loop.redis.stop();
+          loop.io.stop();
+        });
       });
     }
   });

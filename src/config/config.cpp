@@ -81,6 +81,9 @@ ParsedConfig parse_config(int argc, char** argv) {
       ->check(CLI::Range(100, 3600000));
   option(app, "db-threads", c.db_threads, "threads that run main-DB work for requests")
       ->check(CLI::Range(1, 64));
+  option(app, "shutdown-grace-ms", c.shutdown_grace_ms,
+         "on SIGTERM, milliseconds requests under way may take to finish")
+      ->check(CLI::Range(0, 600000));
   option(app, "fault-after-checkout-step", c.fault_after_checkout_step,
          "tests only: exit the process right after checkout step 1, 2 or 3")
       ->check(CLI::Range(0, 3))

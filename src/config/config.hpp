@@ -22,15 +22,16 @@ struct Config {
   cart::Limits cart_limits;
   http::ServerLimits http_limits;
   int redis_timeout_ms = 2000;
-  int sweep_interval_ms = 500;        // 0 turns the sweeper off (tests of logical expiry)
-  bool keyspace_events = true;        // --no-keyspace-events turns the listener off
-  int db_sync_interval_ms = 200;      // how often reserved counts are written to the main DB
-  int sweep_batch = 500;              // carts released per sweeper call
-  std::string admin_token;            // empty: no admin routes
-  std::string web_root;               // empty: serve the storefront built into the binary
-  int checkout_grace_seconds = 120;   // units stay held at least this long into a checkout
-  int checkout_recovery_ms = 30000;   // a checkout this old is settled by recovery
-  int db_threads = 2;                 // threads running main-DB work for requests
+  int sweep_interval_ms = 500;       // 0 turns the sweeper off (tests of logical expiry)
+  bool keyspace_events = true;       // --no-keyspace-events turns the listener off
+  int db_sync_interval_ms = 200;     // how often reserved counts are written to the main DB
+  int sweep_batch = 500;             // carts released per sweeper call
+  std::string admin_token;           // empty: no admin routes
+  std::string web_root;              // empty: serve the storefront built into the binary
+  int checkout_grace_seconds = 120;  // units stay held at least this long into a checkout
+  int checkout_recovery_ms = 30000;  // a checkout this old is settled by recovery
+  int db_threads = 2;
+  int shutdown_grace_ms = 5000;       // SIGTERM: how long requests under way may take to finish
   int fault_after_checkout_step = 0;  // tests only: exit after this checkout step
 
   std::string listen_host() const;

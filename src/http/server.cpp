@@ -4,16 +4,18 @@
 
 #include <array>
 #include <boost/asio/socket_base.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/url/parse.hpp>
 #include <optional>
+#include <unordered_set>
 
 namespace cartd::http {
 namespace {
@@ -31,17 +33,41 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 4 << 20;
 
+constexpr std::chrono::milliseconds kDrainPoll{50};
+
+class Connection;
+
+}  // namespace
+
+struct OpenConnections {
+  bool draining = false;
+  std::unordered_set<Connection*> all;
+};
+
+namespace {
+
 // One keep-alive connection: read a request, hand it to the router, write the answer,
 // read the next. The object keeps itself alive through the handlers it has pending.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, const Router& router, const ServerLimits& limits)
-      : stream_(std::move(socket)), router_(router), limits_(limits) {}
+  Connection(tcp::socket socket, const Router& router, const ServerLimits& limits,
+             std::shared_ptr<OpenConnections> open)
+      : stream_(std::move(socket)), router_(router), limits_(limits), open_(std::move(open)) {
+    open_->all.insert(this);
+  }
+  ~Connection() { open_->all.erase(this); }
 
   void start() { do_read(); }
 
+  // Closes the connection if it waits for a request that has not begun; a connection
+  // in the middle of one finishes it (it sees `draining` when it answers).
+  void close_if_idle() {
+    if (idle_ && buffer_.size() == 0) close();
+  }
+
  private:
   void do_read() {
+    idle_ = true;
     parser_.emplace();
     parser_->body_limit(limits_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
@@ -51,6 +77,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void on_read(beast::error_code ec, std::size_t) {
+    idle_ = false;
     if (ec) {
       if (ec == bhttp::error::body_limit) {
         return refuse(413, "payload_too_large",
@@ -68,7 +95,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       return close();  // end of stream, idle timeout, reset: nothing to answer
     }
-    keep_alive_ = parser_->get().keep_alive();
+    keep_alive_ = parser_->get().keep_alive() && !open_->draining;
     head_only_ = parser_->get().method() == bhttp::verb::head;
     // A handler waiting on Redis has its own timeout; the idle timer restarts on write.
     stream_.expires_never();
@@ -103,6 +130,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // buffer the connection reuses: Beast's serializer cost a quarter of the user time
   // of a small JSON answer (see docs/PERFORMANCE.md).
   void write(Response r) {
+    if (open_->draining) keep_alive_ = false;
+    SPDLOG_DEBUG("http: {} {} -> {}", parser_->get().method_string(), parser_->get().target(),
+                 r.status);
     head_.clear();
     head_ += "HTTP/1.1 ";
     head_ += std::to_string(r.status);
@@ -147,6 +177,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string body_;
   const Router& router_;
   const ServerLimits& limits_;
+  std::shared_ptr<OpenConnections> open_;
+  bool idle_ = false;  // waiting for the next request
   bool keep_alive_ = true;
   bool head_only_ = false;  // HEAD: the head of the GET answer, without its body
   bool linger_ = false;
@@ -214,7 +246,11 @@ void Router::dispatch(const Request& req, Respond respond) const {
 
 Listener::Listener(asio::io_context& io, const tcp::endpoint& endpoint, const Router& router,
                    const ServerLimits& limits)
-    : io_(io), acceptor_(io), router_(router), limits_(limits) {
+    : io_(io),
+      acceptor_(io),
+      router_(router),
+      limits_(limits),
+      open_(std::make_shared<OpenConnections>()) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
   acceptor_.set_option(reuse_port(true));
@@ -226,9 +262,27 @@ void Listener::start() {
   do_accept();
 }
 
-void Listener::stop() {
+void Listener::drain(std::chrono::milliseconds grace, std::function<void()> done) {
   beast::error_code ignored;
   acceptor_.close(ignored);
+  open_->draining = true;
+  std::vector<Connection*> idle(open_->all.begin(), open_->all.end());
+  for (Connection* c : idle) c->close_if_idle();
+  wait_drained(std::chrono::steady_clock::now() + grace, std::move(done));
+}
+
+void Listener::wait_drained(std::chrono::steady_clock::time_point until,
+                            std::function<void()> done) {
+  if (open_->all.empty() || std::chrono::steady_clock::now() >= until) {
+    if (!open_->all.empty()) {
+      spdlog::warn("http: {} connections still open at shutdown", open_->all.size());
+    }
+    return done();
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io_, kDrainPoll);
+  timer->async_wait([self = shared_from_this(), timer, until, done](beast::error_code) {
+    self->wait_drained(until, done);
+  });
 }
 
 void Listener::do_accept() {
@@ -237,7 +291,8 @@ void Listener::do_accept() {
     if (!ec) {
       beast::error_code ignored;
       s.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Connection>(std::move(s), self->router_, self->limits_)->start();
+      std::make_shared<Connection>(std::move(s), self->router_, self->limits_, self->open_)
+          ->start();
     } else {
       spdlog::warn("http: accept failed: {}", ec.message());
     }

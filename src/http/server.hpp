@@ -53,6 +53,9 @@ class Router {
   std::vector<Route> routes_;
 };
 
+// The connections of one listener, so that a shutdown can wait for them.
+struct OpenConnections;
+
 // Accepts connections on one loop and serves them with `router`. Lives as long as the
 // loop runs; the router must outlive it.
 class Listener : public std::enable_shared_from_this<Listener> {
@@ -60,14 +63,19 @@ class Listener : public std::enable_shared_from_this<Listener> {
   Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
            const Router& router, const ServerLimits& limits);
   void start();
-  void stop();
+  // Graceful stop: accepts no more connections, closes the idle ones, lets each busy one
+  // finish its answer (sent with Connection: close), and calls done() when none is left
+  // or `grace` has passed, whichever comes first.
+  void drain(std::chrono::milliseconds grace, std::function<void()> done);
 
  private:
   void do_accept();
+  void wait_drained(std::chrono::steady_clock::time_point until, std::function<void()> done);
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   const Router& router_;
   const ServerLimits& limits_;
+  std::shared_ptr<OpenConnections> open_;
 };
 
 }  // namespace cartd::http

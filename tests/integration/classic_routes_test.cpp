@@ -346,5 +346,20 @@ TEST(RedisOutage, an_empty_redis_is_mirrored_again_from_the_db) {
       3s));
 }
 
+TEST(Shutdown, a_request_under_way_finishes_before_cartd_exits) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog);
+  redis.command({"CLIENT", "PAUSE", "800", "ALL"});  // the next request waits on Redis
+  HttpResponse answer;
+  std::thread shopper([&] { answer = cartd.post("/add-to-cart", line("mug", "mug", 1)); });
+  std::this_thread::sleep_for(200ms);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(cartd.stop(SIGTERM), 0);
+  shopper.join();
+  EXPECT_EQ(answer.status, 200u) << answer.body;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(std::stoll(redis.command({"HGET", "st:{mug}", "r"}).str), 1);
+}
+
 }  // namespace
 }  // namespace cartd::test

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,17 +47,24 @@ TempDir::~TempDir() {
 }
 
 Process::Process(std::vector<std::string> argv, const std::filesystem::path& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
-  int rc = posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("cannot fork for " + argv[0]);
+  if (pid_ == 0) {
+    // The child dies with the test process, even if that one crashes: no server is
+    // left running after a failed test.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int in = open("/dev/null", O_RDONLY);
+    if (out < 0 || in < 0) _exit(127);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
 }
 
 Process::~Process() {
@@ -275,11 +282,12 @@ bool Cartd::wait_healthy(std::chrono::milliseconds timeout) {
       timeout, 50ms);
 }
 
-void Cartd::stop(int sig) {
-  if (!process_) return;
+int Cartd::stop(int sig) {
+  if (!process_) return -1;
   process_->signal(sig);
-  process_->wait();
+  int status = process_->wait();
   process_.reset();
+  return status;
 }
 
 Cartd::CheckRun Cartd::check() const {

@@ -102,7 +102,8 @@ class Cartd {
     return http(port_, "POST", target, body, h);
   }
   void start();
-  void stop(int sig = SIGTERM);
+  // Signals cartd and waits for it to end; returns its exit status.
+  int stop(int sig = SIGTERM);
   // The extra flags the next start() uses.
   void set_flags(std::vector<std::string> extra) { extra_ = std::move(extra); }
   std::string log() const;
