@@ -34,6 +34,7 @@ constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 4 << 20;
 
 constexpr std::chrono::milliseconds kDrainPoll{50};
+constexpr std::chrono::milliseconds kAcceptRetry{100};
 
 class Connection;
 
@@ -294,7 +295,10 @@ void Listener::do_accept() {
       std::make_shared<Connection>(std::move(s), self->router_, self->limits_, self->open_)
           ->start();
     } else {
+      // Out of file descriptors, say: wait a little instead of spinning on the error.
       spdlog::warn("http: accept failed: {}", ec.message());
+      auto pause = std::make_shared<asio::steady_timer>(self->io_, kAcceptRetry);
+      return pause->async_wait([self, pause](beast::error_code) { self->do_accept(); });
     }
     self->do_accept();
   });
