@@ -9,6 +9,7 @@
 
 #include "cart/keys.hpp"
 #include "db/store.hpp"
+#include "redis/sync.hpp"
 #include "redis/url.hpp"
 
 namespace cartd::stock {
@@ -17,28 +18,12 @@ namespace {
 constexpr const char* kScanBatch = "1000";
 
 using Context = std::unique_ptr<redisContext, decltype(&redisFree)>;
-using ReplyPtr = std::unique_ptr<redisReply, decltype(&freeReplyObject)>;
 
-ReplyPtr run(redisContext* c, const std::vector<std::string>& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  for (auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-  if (r == nullptr) throw std::runtime_error(std::string("redis: ") + c->errstr);
-  if (r->type == REDIS_REPLY_ERROR) {
-    std::string why(r->str, r->len);
-    freeReplyObject(r);
-    throw std::runtime_error("redis: " + why);
-  }
-  return ReplyPtr(r, freeReplyObject);
-}
-
-std::string text(const redisReply* r) {
-  return r && r->str ? std::string(r->str, r->len) : "";
+// One command; an error reply ends the check.
+redis::Reply run(redisContext* c, const std::vector<std::string>& args) {
+  redis::Reply r = redis::sync_command(c, args);
+  if (r.is_error()) throw std::runtime_error("redis: " + r.str);
+  return r;
 }
 
 // Every key matching `pattern`, by SCAN (never KEYS: a shop's Redis stays responsive).
@@ -47,9 +32,8 @@ std::vector<std::string> scan(redisContext* c, const std::string& pattern) {
   std::string cursor = "0";
   do {
     auto r = run(c, {"SCAN", cursor, "MATCH", pattern, "COUNT", kScanBatch});
-    cursor = text(r->element[0]);
-    for (std::size_t i = 0; i < r->element[1]->elements; ++i)
-      keys.push_back(text(r->element[1]->element[i]));
+    cursor = r.elements[0].str;
+    for (const auto& key : r.elements[1].elements) keys.push_back(key.str);
   } while (cursor != "0");
   return keys;
 }
@@ -89,7 +73,7 @@ int check_invariants(const Config& config, std::ostream& out) {
     run(c.get(), {"SELECT", std::to_string(endpoint->db)});
     auto time = run(c.get(), {"TIME"});
     std::int64_t now =
-        std::stoll(text(time->element[0])) * 1000 + std::stoll(text(time->element[1])) / 1000;
+        std::stoll(time.elements[0].str) * 1000 + std::stoll(time.elements[1].str) / 1000;
 
     std::map<std::string, db::StockRow> db_rows;
     for (auto& row : db::open_store(config.db_url)->stock_rows()) db_rows[row.inventory_id] = row;
@@ -101,21 +85,21 @@ int check_invariants(const Config& config, std::ostream& out) {
       ++rows;
       std::string inv = id_of(key);
       auto st = run(c.get(), {"HMGET", key, "oh", "r"});
-      std::int64_t on_hand = std::stoll(text(st->element[0]).empty() ? "0" : text(st->element[0]));
-      std::int64_t reserved = std::stoll(text(st->element[1]).empty() ? "0" : text(st->element[1]));
+      std::int64_t on_hand = st.int_at(0).value_or(0);
+      std::int64_t reserved = st.int_at(1).value_or(0);
       auto holds = run(c.get(), {"ZRANGE", "h:{" + inv + "}", "0", "-1", "WITHSCORES"});
       std::int64_t all = 0, live = 0;
-      for (std::size_t i = 0; i + 1 < holds->elements; i += 2) {
-        std::string member = text(holds->element[i]);
+      for (std::size_t i = 0; i + 1 < holds.elements.size(); i += 2) {
+        const std::string& member = holds.elements[i].str;
         auto colon = member.rfind(':');
         std::int64_t qty = std::stoll(member.substr(colon + 1));
-        bool alive = std::stoll(text(holds->element[i + 1])) >= now;
+        bool alive = std::stoll(holds.elements[i + 1].str) >= now;
         all += qty;
         if (alive) {
           live += qty;
           std::string sid = member.substr(0, colon);
           carts_with_holds.insert(sid);
-          if (run(c.get(), {"EXISTS", cart::cart_key(sid)})->integer == 0) {
+          if (run(c.get(), {"EXISTS", cart::cart_key(sid)}).integer == 0) {
             out << "warn " << inv << ": a live hold of " << qty << " for cart " << sid
                 << " whose cart is gone (it frees itself at its deadline)\n";
             ++warnings;
@@ -153,8 +137,8 @@ int check_invariants(const Config& config, std::ostream& out) {
     for (const std::string& key : scan(c.get(), "c:{*}")) {
       ++carts;
       std::string sid = id_of(key);
-      bool live = run(c.get(), {"EXISTS", cart::session_key(sid)})->integer == 1;
-      bool indexed = run(c.get(), {"ZSCORE", "dl", sid})->type != REDIS_REPLY_NIL;
+      bool live = run(c.get(), {"EXISTS", cart::session_key(sid)}).integer == 1;
+      bool indexed = !run(c.get(), {"ZSCORE", "dl", sid}).is_nil();
       if (!live && !indexed)
         fail("cart " + sid + ": no session and no deadline entry: it would never be released");
     }

@@ -1,5 +1,7 @@
 #include "harness.hpp"
 
+#include "redis/sync.hpp"
+
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
@@ -160,22 +162,13 @@ void RedisServer::connect() {
 
 redis::Reply RedisServer::command(const std::vector<std::string>& args) {
   if (!ctx_) connect();
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  for (auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()));
-  if (!r) {
+  try {
+    return redis::sync_command(ctx_, args);
+  } catch (const std::exception&) {
     redisFree(ctx_);
     ctx_ = nullptr;
-    throw std::runtime_error("redis command failed");
+    throw;
   }
-  redis::Reply out = redis::copy_reply(*r);
-  freeReplyObject(r);
-  return out;
 }
 
 std::vector<std::string> RedisServer::snapshot() {
