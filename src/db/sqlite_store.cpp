@@ -317,6 +317,8 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
+std::unique_ptr<Store> open_postgres_store(const std::string& url);
+
 std::unique_ptr<Store> open_store(std::string_view url) {
   constexpr std::string_view kSqlite = "sqlite:";
   if (url.starts_with(kSqlite)) {
@@ -324,7 +326,11 @@ std::unique_ptr<Store> open_store(std::string_view url) {
     if (path.empty()) throw StoreError("sqlite: the URL names no file");
     return std::make_unique<SqliteStore>(path);
   }
-  throw StoreError("unsupported database URL (expected sqlite:PATH): " + std::string(url));
+  if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+    return open_postgres_store(std::string(url));
+  }
+  throw StoreError("unsupported database URL (expected sqlite:PATH or postgresql://...): " +
+                   std::string(url));
 }
 
 }  // namespace cartd::db

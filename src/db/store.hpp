@@ -2,8 +2,9 @@
 //
 // cartd reads stock rows from it at start (and when Redis lost its data), and writes
 // back the reserved counts that holds in Redis produce, so the inventory table shows
-// what is reserved and available. SQLite is the default; the interface leaves room
-// for PostgreSQL. Errors are thrown as StoreError: no store call sits on a hot path.
+// what is reserved and available. SQLite is the default; PostgreSQL serves several
+// cartd instances sharing one main DB. Errors are thrown as StoreError: no store call
+// sits on a hot path.
 #pragma once
 
 #include <cstdint>
@@ -93,7 +94,8 @@ class Store {
   virtual std::vector<StockRow> product(std::string_view product_id) = 0;
 };
 
-// Opens the store a URL names: "sqlite:PATH". Creates the schema if it is missing.
+// Opens the store a URL names: "sqlite:PATH" or "postgresql://user@host:port/db" (libpq
+// URL; "postgres://" too). Creates the schema if it is missing.
 std::unique_ptr<Store> open_store(std::string_view url);
 
 }  // namespace cartd::db

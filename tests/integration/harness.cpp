@@ -4,6 +4,8 @@
 
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/prctl.h>
@@ -48,15 +50,17 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-Process::Process(std::vector<std::string> argv, const std::filesystem::path& log) {
+Process::Process(std::vector<std::string> argv, const std::filesystem::path& log,
+                 std::optional<RunAs> run_as) {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("cannot fork for " + argv[0]);
   if (pid_ == 0) {
+    if (run_as && (setgid(run_as->gid) != 0 || setuid(run_as->uid) != 0)) _exit(126);
     // The child dies with the test process, even if that one crashes: no server is
-    // left running after a failed test.
+    // left running after a failed test. (Set after setuid, which clears it.)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     int in = open("/dev/null", O_RDONLY);
@@ -194,6 +198,76 @@ std::vector<std::string> RedisServer::snapshot() {
   return out;
 }
 
+namespace {
+
+std::string pg_bin(const std::string& tool) {
+  for (const auto& entry : std::filesystem::directory_iterator("/usr/lib/postgresql")) {
+    auto path = entry.path() / "bin" / tool;
+    if (std::filesystem::exists(path)) return path.string();
+  }
+  throw std::runtime_error("no PostgreSQL server installed (" + tool + ")");
+}
+
+}  // namespace
+
+PgServer::PgServer() : port_(free_port()) {
+  if (geteuid() == 0) {
+    struct passwd* pw = getpwnam("postgres");
+    if (pw == nullptr) throw std::runtime_error("no postgres user to run PostgreSQL as");
+    run_as_ = RunAs{pw->pw_uid, pw->pw_gid};
+    std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
+    if (chown(dir_.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+      throw std::runtime_error("cannot hand the PostgreSQL folder to postgres");
+    }
+  }
+  auto data = dir_.path() / "data";
+  Process initdb(
+      {pg_bin("initdb"), "-D", data.string(), "-A", "trust", "-U", "postgres", "--no-sync"},
+      dir_.path() / "initdb.log", run_as_);
+  if (initdb.wait() != 0) throw std::runtime_error("initdb failed; see " + dir_.path().string());
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{pg_bin("postgres"), "-D", data.string(), "-p", std::to_string(port_),
+                               "-k", dir_.path().string(), "-c", "listen_addresses=127.0.0.1", "-c",
+                               "fsync=off"},
+      dir_.path() / "postgres.log", run_as_);
+  bool up = eventually(
+      [&] {
+        PGconn* c = PQconnectdb(
+            ("postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/postgres").c_str());
+        bool ok = PQstatus(c) == CONNECTION_OK;
+        PQfinish(c);
+        return ok;
+      },
+      20s, 100ms);
+  if (!up) throw std::runtime_error("PostgreSQL did not start");
+}
+
+PgServer::~PgServer() {
+  if (process_) {
+    process_->signal(SIGINT);  // fast shutdown
+    process_->wait();
+  }
+}
+
+std::string PgServer::new_database(const std::string& name) {
+  query_int("postgres", "CREATE DATABASE " + name);
+  return "postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + name;
+}
+
+std::int64_t PgServer::query_int(const std::string& database, const std::string& sql) {
+  PGconn* c = PQconnectdb(
+      ("postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + database).c_str());
+  PGresult* r = PQexec(c, sql.c_str());
+  std::int64_t v = -1;
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) v = std::stoll(PQgetvalue(r, 0, 0));
+  bool failed = PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK;
+  std::string why = PQerrorMessage(c);
+  PQclear(r);
+  PQfinish(c);
+  if (failed) throw std::runtime_error("postgresql: " + why);
+  return v;
+}
+
 boost::json::value HttpResponse::json() const {
   return boost::json::parse(body);
 }
@@ -233,6 +307,10 @@ Cartd::Cartd(const RedisServer& redis, const std::string& catalog_json,
              std::vector<std::string> extra, std::optional<std::filesystem::path> db)
     : redis_url_(redis.url()), extra_(std::move(extra)), port_(free_port()) {
   db_ = db ? *db : dir_.path() / "cartd.db";
+  db_url_ = "sqlite:" + db_.string();
+  for (std::size_t i = 0; i + 1 < extra_.size(); ++i) {
+    if (extra_[i] == "--db") db_url_ = extra_[i + 1];
+  }
   std::ofstream(dir_.path() / "catalog.json") << catalog_json;
   start();
 }
@@ -286,7 +364,7 @@ int Cartd::stop(int sig) {
 Cartd::CheckRun Cartd::check() const {
   TempDir dir;
   auto log = dir.path() / "check.log";
-  Process p({CARTD_BINARY, "check", "--redis", redis_url_, "--db", "sqlite:" + db_.string()}, log);
+  Process p({CARTD_BINARY, "check", "--redis", redis_url_, "--db", db_url_}, log);
   int code = p.wait();
   std::ifstream in(log);
   std::stringstream s;

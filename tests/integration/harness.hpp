@@ -3,6 +3,7 @@
 // when it ends.
 #pragma once
 
+#include <sys/types.h>
 #include <boost/json/value.hpp>
 #include <chrono>
 #include <csignal>
@@ -33,10 +34,17 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Who a child process runs as (PostgreSQL refuses to run as root).
+struct RunAs {
+  uid_t uid;
+  gid_t gid;
+};
+
 // A child process with its output in a log file.
 class Process {
  public:
-  Process(std::vector<std::string> argv, const std::filesystem::path& log);
+  Process(std::vector<std::string> argv, const std::filesystem::path& log,
+          std::optional<RunAs> run_as = std::nullopt);
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -71,6 +79,23 @@ class RedisServer {
   std::vector<std::string> extra_;
   std::unique_ptr<Process> process_;
   redisContext* ctx_ = nullptr;
+};
+
+// A PostgreSQL server of its own (initdb in a temporary folder, trust auth, loopback).
+// When the tests run as root, it runs as the `postgres` user.
+class PgServer {
+ public:
+  PgServer();
+  ~PgServer();
+  // A libpq URL of a new, empty database on this server.
+  std::string new_database(const std::string& name);
+  std::int64_t query_int(const std::string& database, const std::string& sql);
+
+ private:
+  TempDir dir_;
+  int port_;
+  std::optional<RunAs> run_as_;
+  std::unique_ptr<Process> process_;
 };
 
 struct HttpResponse {
@@ -121,6 +146,7 @@ class Cartd {
   std::string redis_url_;
   std::vector<std::string> extra_;
   std::filesystem::path db_;
+  std::string db_url_;  // sqlite:<db_>, or the --db among the extra flags
   int port_;
   std::unique_ptr<Process> process_;
 };

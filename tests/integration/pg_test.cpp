@@ -1,0 +1,110 @@
+// PostgreSQL as the main DB: what the SQLite tests prove for one instance, here for
+// several cartd instances sharing one PostgreSQL (started by the test).
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace cartd::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+constexpr const char* kCatalog = R"json([
+  {"inventory_id": "mug", "product_id": "mug", "name": "Mug", "price_cents": 1500, "on_hand": 10},
+  {"inventory_id": "cap", "product_id": "cap", "name": "Cap", "price_cents": 2500, "on_hand": 200}
+])json";
+
+std::string line(const std::string& inv, int qty) {
+  return R"({"product_id":")" + inv + R"(","inventory_id":")" + inv + R"(","quantity":)" +
+         std::to_string(qty) + "}";
+}
+
+class Postgres : public ::testing::Test {
+ protected:
+  PgServer pg_;
+  std::string url_ = pg_.new_database("shop");
+  std::int64_t sql(const std::string& query) { return pg_.query_int("shop", query); }
+};
+
+TEST_F(Postgres, holds_orders_and_admin_changes_reach_postgres) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {"--db", url_, "--admin-token", "t"});
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM inventory"), 2) << "the catalog was imported";
+
+  auto r = cartd.post("/add-to-cart", line("mug", 3));
+  ASSERT_EQ(r.status, 200u) << r.body;
+  std::string sid(r.json().at("cartSessionId").as_string());
+  EXPECT_TRUE(eventually(
+      [&] { return sql("SELECT reserved FROM inventory WHERE inventory_id = 'mug'") == 3; }, 3s));
+  EXPECT_EQ(sql("SELECT available FROM inventory WHERE inventory_id = 'mug'"), 7);
+
+  auto order = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k"}});
+  ASSERT_EQ(order.status, 201u) << order.body;
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM orders"), 1);
+  EXPECT_EQ(sql("SELECT SUM(quantity) FROM order_lines"), 3);
+  EXPECT_EQ(sql("SELECT on_hand FROM inventory WHERE inventory_id = 'mug'"), 7);
+  std::string order_id(order.json().at("order_id").as_string());
+  auto fetched = cartd.get("/v1/orders/" + order_id);
+  EXPECT_EQ(fetched.status, 200u);
+  EXPECT_EQ(fetched.json(), order.json());
+
+  auto put = http(cartd.port(), "PUT", "/v1/stock/cap", R"({"on_hand": 150})",
+                  {{"Authorization", "Bearer t"}});
+  EXPECT_EQ(put.status, 200u) << put.body;
+  EXPECT_EQ(sql("SELECT on_hand FROM inventory WHERE inventory_id = 'cap'"), 150);
+  EXPECT_TRUE(eventually([&] { return cartd.check().exit_code == 0; }, 3s)) << cartd.check().output;
+}
+
+TEST_F(Postgres, two_instances_share_one_database_and_release_each_cart_once) {
+  RedisServer redis;
+  std::vector<std::string> flags{"--db", url_, "--cart-ttl", "1", "--sweep-interval-ms", "50"};
+  Cartd a(redis, kCatalog, flags);
+  Cartd b(redis, kCatalog, flags);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ((i % 2 ? a : b).post("/add-to-cart", line("cap", 1 + i % 3)).status, 200u);
+  }
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sql("SELECT reserved FROM inventory WHERE inventory_id = 'cap'") == 0 &&
+               redis.command({"XLEN", "cart-events"}).integer == 40;
+      },
+      4s));
+  EXPECT_EQ(sql("SELECT on_hand FROM inventory WHERE inventory_id = 'cap'"), 200);
+  EXPECT_EQ(redis.command({"XLEN", "cart-events"}).integer, 40) << "each cart released once";
+  auto check = a.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST_F(Postgres, concurrent_checkouts_of_one_cart_make_one_order) {
+  RedisServer redis;
+  std::vector<std::string> flags{"--db", url_};
+  Cartd a(redis, kCatalog, flags);
+  Cartd b(redis, kCatalog, flags);
+  auto r = a.post("/add-to-cart", line("cap", 2));
+  std::string sid(r.json().at("cartSessionId").as_string());
+  std::mutex m;
+  std::set<std::string> orders;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 10; ++i) {
+    clients.emplace_back([&, i] {
+      auto o =
+          (i % 2 ? a : b).post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "same"}});
+      std::lock_guard lock(m);
+      if (o.status < 300) orders.insert(std::string(o.json().at("order_id").as_string()));
+    });
+  }
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(orders.size(), 1u);
+  EXPECT_EQ(sql("SELECT COUNT(*) FROM orders"), 1);
+  EXPECT_EQ(sql("SELECT on_hand FROM inventory WHERE inventory_id = 'cap'"), 198);
+}
+
+}  // namespace
+}  // namespace cartd::test
