@@ -7,6 +7,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <list>
+#include <optional>
 #include <thread>
 
 #include "cart/api.hpp"
@@ -107,10 +108,11 @@ int run(const Config& config) {
   auto load_rows = [db_url = config.db_url] { return db::open_store(db_url)->stock_rows(); };
   auto setup = stock::mirror_on_setup(load_rows, mirrored_once);
 
-  stock::Housekeeper housekeeper(config, *endpoint, scripts::library, setup);
+  std::optional<stock::Housekeeper> housekeeper;
   db::Executor db(config.db_url, static_cast<std::size_t>(config.db_threads));
   std::list<Loop> loops;  // a list: Loops do not move once built
   try {
+    housekeeper.emplace(config, *endpoint, scripts::library, setup);
     asio::ip::tcp::endpoint listen{asio::ip::make_address(config.listen_host()),
                                    config.listen_port()};
     for (unsigned i = 0; i < config.threads; ++i) {
@@ -120,16 +122,16 @@ int run(const Config& config) {
       cart::add_cart_api_routes(loop.router, loop.api);
       stock::add_catalog_routes(loop.router, loop.catalog);
       http::add_static_routes(loop.router, config.web_root);
-      add_health_route(loop, housekeeper);
+      add_health_route(loop, *housekeeper);
       loop.listener =
           std::make_shared<http::Listener>(loop.io, listen, loop.router, config.http_limits);
     }
   } catch (const std::exception& e) {
-    spdlog::critical("cannot listen on {}: {}", config.listen, e.what());
+    spdlog::critical("cannot start (listening on {}): {}", config.listen, e.what());
     return 1;
   }
 
-  housekeeper.start();
+  housekeeper->start();
   asio::signal_set signals(loops.front().io, SIGINT, SIGTERM);
   auto grace = std::chrono::milliseconds(config.shutdown_grace_ms);
   signals.async_wait([&loops, grace](boost::system::error_code ec, int sig) {
@@ -156,7 +158,7 @@ int run(const Config& config) {
   }
   spdlog::info("cartd listening on http://{} with {} event loop(s)", config.listen, loops.size());
   for (auto& t : threads) t.join();
-  housekeeper.stop();
+  housekeeper->stop();
   spdlog::info("stopped");
   return 0;
 }
