@@ -22,6 +22,8 @@ const catalog = [
   { inventory_id: 'cap', product_id: 'cap', name: 'Canvas Cap', price_cents: 2500, on_hand: 20 },
   { inventory_id: 'tee-m', product_id: 'tee-m', name: 'Classic Tee', price_cents: 1999, on_hand: 8 },
   { inventory_id: 'lamp', product_id: 'lamp', name: 'Desk Lamp', price_cents: 12900, on_hand: 1 },
+  { inventory_id: 'boot-eu', product_id: 'boot', name: 'Trail Boot', price_cents: 9900, on_hand: 4 },
+  { inventory_id: 'boot-us', product_id: 'boot', name: 'Trail Boot (US warehouse)', price_cents: 9900, on_hand: 2 },
 ];
 
 let dir, redis, cartd, browser, base;
@@ -197,6 +199,20 @@ test('a network failure shows a message and the page stays usable', async () => 
   await page.unroute('**/v1/carts**');
   await add(page, 'Canvas Cap');
   await cart(page).getByText('Canvas Cap').waitFor();
+  await page.close();
+});
+
+test('a product held in two stock rows lets the shopper pick one', async () => {
+  const page = await browser.newPage();
+  await page.goto(base);
+  const boot = card(page, 'Trail Boot');
+  const source = boot.getByLabel('Stock of Trail Boot');
+  await source.selectOption('boot-us');
+  await boot.getByText('Only 2 left', { exact: true }).waitFor();
+  await boot.getByRole('button', { name: 'Add to cart' }).click();
+  await cart(page).getByText('Trail Boot').waitFor();
+  await until(async () => (await stock('boot-us')).reserved === 1, 'the US row to hold one');
+  assert.equal((await stock('boot-eu')).reserved, 0);
   await page.close();
 });
 
