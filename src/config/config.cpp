@@ -71,6 +71,11 @@ ParsedConfig parse_config(int argc, char** argv) {
       ->check(CLI::Range(10, 600000));
   option(app, "admin-token", c.admin_token,
          "bearer token for the admin stock routes (unset: no admin routes)");
+  app.add_option("--cors-origin", c.http_limits.cors_origins,
+                 "an origin (https://shop.example) whose pages may call the API from a "
+                 "browser; repeat it, or * for any")
+      ->envname(env_name("cors-origin"))
+      ->delimiter(',');
   option(app, "web-root", c.web_root,
          "serve the storefront from this folder (unset: the copy built into cartd)");
   option(app, "checkout-grace", c.checkout_grace_seconds,

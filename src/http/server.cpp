@@ -34,6 +34,13 @@ constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 4 << 20;
 
 constexpr std::chrono::milliseconds kDrainPoll{50};
+// CORS: what a page from an allowed origin may send and read, and how long a browser
+// may cache the preflight answer.
+constexpr std::string_view kCorsMethods = "GET, POST, PUT, DELETE, OPTIONS";
+constexpr std::string_view kCorsRequestHeaders =
+    "Content-Type, cart-session-id, Idempotency-Key, Authorization";
+constexpr std::string_view kCorsExposedHeaders = "cart-session-id, Location, Retry-After";
+constexpr std::string_view kCorsMaxAgeSeconds = "600";
 constexpr std::chrono::milliseconds kAcceptRetry{100};
 
 class Connection;
@@ -98,10 +105,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     keep_alive_ = parser_->get().keep_alive() && !open_->draining;
     head_only_ = parser_->get().method() == bhttp::verb::head;
+    const Request& req = parser_->get();
+    cors_.clear();
+    if (auto origin = req.find(bhttp::field::origin); origin != req.end()) {
+      cors_ = cors_headers(limits_, origin->value());
+    }
+    if (req.method() == bhttp::verb::options &&
+        req.find(bhttp::field::access_control_request_method) != req.end()) {
+      return write(preflight());
+    }
     // A handler waiting on Redis has its own timeout; the idle timer restarts on write.
     stream_.expires_never();
-    router_.dispatch(parser_->get(),
-                     [self = shared_from_this()](Response r) { self->write(std::move(r)); });
+    router_.dispatch(req, [self = shared_from_this()](Response r) { self->write(std::move(r)); });
+  }
+
+  // The answer to a CORS preflight: 204 with what an allowed origin may do, or 403.
+  Response preflight() {
+    if (cors_.empty()) {
+      return error_response(403, "forbidden", "this origin may not call the API");
+    }
+    Response r{204, "", "text/plain", {}};
+    r.headers.emplace_back("Access-Control-Allow-Methods", std::string(kCorsMethods));
+    r.headers.emplace_back("Access-Control-Allow-Headers", std::string(kCorsRequestHeaders));
+    r.headers.emplace_back("Access-Control-Max-Age", std::string(kCorsMaxAgeSeconds));
+    return r;
   }
 
   // Answers a request that cannot be read whole and closes the connection after it.
@@ -141,9 +168,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     head_ += bhttp::obsolete_reason(static_cast<bhttp::status>(r.status));
     head_ += "\r\nContent-Type: ";
     head_ += r.content_type;
-    head_ += "\r\nContent-Length: ";
-    head_ += std::to_string(r.body.size());
+    if (r.status != 204) {  // a 204 carries no Content-Length (RFC 9110)
+      head_ += "\r\nContent-Length: ";
+      head_ += std::to_string(r.body.size());
+    }
     head_ += keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n";
+    r.headers.insert(r.headers.end(), cors_.begin(), cors_.end());
     for (auto& [name, value] : r.headers) {
       head_ += name;
       head_ += ": ";
@@ -179,7 +209,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const Router& router_;
   const ServerLimits& limits_;
   std::shared_ptr<OpenConnections> open_;
-  bool idle_ = false;  // waiting for the next request
+  bool idle_ = false;                                      // waiting for the next request
+  std::vector<std::pair<std::string, std::string>> cors_;  // for the request being answered
   bool keep_alive_ = true;
   bool head_only_ = false;  // HEAD: the head of the GET answer, without its body
   bool linger_ = false;
@@ -204,6 +235,18 @@ bool is_param(const std::string& segment) {
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits& limits,
+                                                              std::string_view origin) {
+  for (const std::string& allowed : limits.cors_origins) {
+    if (allowed == "*" || allowed == origin) {
+      return {{"Access-Control-Allow-Origin", std::string(origin)},
+              {"Access-Control-Expose-Headers", std::string(kCorsExposedHeaders)},
+              {"Vary", "Origin"}};
+    }
+  }
+  return {};
+}
 
 void Router::add(Verb verb, std::string_view pattern, Handler handler) {
   routes_.push_back(Route{verb, split_pattern(pattern), std::move(handler)});

@@ -30,7 +30,14 @@ struct ServerLimits {
   std::size_t max_body_bytes = 16 * 1024;
   std::size_t max_header_bytes = 8 * 1024;
   std::chrono::seconds idle_timeout{30};
+  // Origins whose pages may call the API from a browser (CORS); "*" allows any. Empty:
+  // only pages served by cartd itself (same origin).
+  std::vector<std::string> cors_origins;
 };
+
+// The CORS answer headers for a request from `origin`, or none if it is not allowed.
+std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits& limits,
+                                                              std::string_view origin);
 
 // The {name} segments of a matched route, in order.
 using PathParams = std::vector<std::string>;

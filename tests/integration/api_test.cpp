@@ -488,5 +488,29 @@ TEST_F(Api, admin_creates_rows_and_changes_stock_db_first) {
   EXPECT_EQ(code(r), "invalid_on_hand");
 }
 
+TEST(Cors, pages_of_an_allowed_origin_may_call_the_api) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {"--cors-origin", "https://shop.example"});
+  auto pre = http(cartd.port(), "OPTIONS", "/v1/carts", "",
+                  {{"Origin", "https://shop.example"}, {"Access-Control-Request-Method", "POST"}});
+  EXPECT_EQ(pre.status, 204u);
+  EXPECT_EQ(pre.headers["access-control-allow-origin"], "https://shop.example");
+  EXPECT_NE(pre.headers["access-control-allow-headers"].find("cart-session-id"), std::string::npos);
+  EXPECT_FALSE(pre.headers.contains("content-length"));
+
+  auto created = http(cartd.port(), "POST", "/v1/carts", "", {{"Origin", "https://shop.example"}});
+  EXPECT_EQ(created.status, 201u);
+  EXPECT_EQ(created.headers["access-control-allow-origin"], "https://shop.example");
+  EXPECT_NE(created.headers["access-control-expose-headers"].find("cart-session-id"),
+            std::string::npos);
+
+  auto other = http(cartd.port(), "POST", "/v1/carts", "", {{"Origin", "https://evil.example"}});
+  EXPECT_FALSE(other.headers.contains("access-control-allow-origin"));
+  auto refused =
+      http(cartd.port(), "OPTIONS", "/v1/carts", "",
+           {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}});
+  EXPECT_EQ(refused.status, 403u);
+}
+
 }  // namespace
 }  // namespace cartd::test
