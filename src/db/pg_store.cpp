@@ -1,12 +1,10 @@
-// pg_store: the Store on PostgreSQL, for several cartd instances sharing one main DB.
-// One connection per Store (the DB executor keeps one per thread); a lost connection is
-// reset before the next call. Schema creation is serialized across instances by an
+// pg_store: the main DB on PostgreSQL, for several cartd instances sharing it. One
+// connection per Store (the DB executor keeps one per thread); a lost connection is reset
+// before the next statement. Schema creation is serialized across instances by an
 // advisory lock.
 #include <libpq-fe.h>
 
-#include <memory>
-
-#include "db/store.hpp"
+#include "db/sql_store.hpp"
 
 namespace cartd::db {
 namespace {
@@ -44,161 +42,75 @@ CREATE TABLE IF NOT EXISTS order_lines (
 );
 )sql";
 
-constexpr const char* kRowColumns =
-    "SELECT inventory_id, product_id, name, price_cents, on_hand, reserved FROM inventory";
+constexpr SqlDialect kDialect{
+    "BEGIN", "now()", "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+    " FOR UPDATE"};
 
 using Result = std::unique_ptr<PGresult, decltype(&PQclear)>;
 
-class PgStore final : public Store {
+// `?` placeholders as PostgreSQL's $1, $2, ... (the SQL here has no ? in literals).
+std::string numbered(const std::string& sql) {
+  std::string out;
+  int n = 0;
+  for (char c : sql) {
+    if (c == '?') {
+      out += "$" + std::to_string(++n);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+class PgConnection final : public SqlConnection {
  public:
-  explicit PgStore(std::string url) : url_(std::move(url)), conn_(PQconnectdb(url_.c_str())) {
+  explicit PgConnection(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
     if (PQstatus(conn_) != CONNECTION_OK) {
       std::string why = PQerrorMessage(conn_);
       PQfinish(conn_);
       throw StoreError("postgresql: cannot connect: " + why);
     }
-    exec("SELECT pg_advisory_lock($1)", {std::to_string(kSchemaLock)});
-    exec_script(kSchema);
-    exec("SELECT pg_advisory_unlock($1)", {std::to_string(kSchemaLock)});
+    execute("SELECT pg_advisory_lock(?)", {kSchemaLock});
+    check(Result(PQexec(conn_, kSchema), PQclear));  // several statements: no parameters
+    execute("SELECT pg_advisory_unlock(?)", {kSchemaLock});
   }
-  ~PgStore() override { PQfinish(conn_); }
+  ~PgConnection() override { PQfinish(conn_); }
 
-  std::size_t add_missing(std::span<const StockRow> rows) override {
-    Transaction tx(*this);
-    std::size_t added = 0;
-    for (const StockRow& r : rows) {
-      auto res = exec(
-          "INSERT INTO inventory (inventory_id, product_id, name, price_cents, on_hand) "
-          "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (inventory_id) DO NOTHING",
-          {r.inventory_id, r.product_id, r.name, std::to_string(r.price_cents),
-           std::to_string(r.on_hand)});
-      added += std::stoul(PQcmdTuples(res.get()));
+  std::vector<SqlRow> query(const std::string& sql, const std::vector<SqlParam>& params) override {
+    Result res = run(sql, params);
+    std::vector<SqlRow> rows;
+    for (int i = 0; i < PQntuples(res.get()); ++i) {
+      SqlRow row;
+      for (int c = 0; c < PQnfields(res.get()); ++c) row.emplace_back(PQgetvalue(res.get(), i, c));
+      rows.push_back(std::move(row));
     }
-    tx.commit();
-    return added;
+    return rows;
   }
 
-  std::vector<StockRow> stock_rows() override {
-    return rows(exec(std::string(kRowColumns) + " ORDER BY inventory_id", {}));
-  }
-
-  void set_reserved(std::span<const ReservedCount> counts) override {
-    Transaction tx(*this);
-    for (const ReservedCount& c : counts) {
-      exec(
-          "UPDATE inventory SET reserved = $1, updated_at = now() "
-          "WHERE inventory_id = $2 AND reserved <> $1",
-          {std::to_string(c.reserved), c.inventory_id});
-    }
-    tx.commit();
-  }
-
-  void ping() override { exec("SELECT 1", {}); }
-
-  PlacedOrder place_order(const Order& draft) override {
-    Transaction tx(*this);
-    auto inserted = exec(
-        "INSERT INTO orders (order_id, cart_id, idempotency_key, total_cents) "
-        "VALUES ($1, $2, $3, $4) ON CONFLICT (cart_id) DO NOTHING",
-        {draft.order_id, draft.cart_id, draft.idempotency_key, std::to_string(draft.total_cents)});
-    if (std::string(PQcmdTuples(inserted.get())) == "0") {
-      auto existing = order_where("cart_id", draft.cart_id);
-      tx.commit();
-      return {std::move(*existing), false};
-    }
-    for (const OrderLine& l : draft.lines) {
-      exec(
-          "INSERT INTO order_lines (order_id, product_id, inventory_id, name, quantity, "
-          "unit_price_cents, line_total_cents) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-          {draft.order_id, l.product_id, l.inventory_id, l.name, std::to_string(l.quantity),
-           std::to_string(l.unit_price_cents), std::to_string(l.line_total_cents())});
-      auto sold = exec(
-          "UPDATE inventory SET on_hand = on_hand - $1, updated_at = now() "
-          "WHERE inventory_id = $2 AND on_hand >= $1",
-          {std::to_string(l.quantity), l.inventory_id});
-      if (std::string(PQcmdTuples(sold.get())) != "1") {
-        throw StoreError("inventory " + l.inventory_id + " has fewer than " +
-                         std::to_string(l.quantity) + " units on hand");
-      }
-    }
-    auto placed = order_where("order_id", draft.order_id);
-    tx.commit();
-    return {std::move(*placed), true};
-  }
-
-  std::optional<Order> order(std::string_view order_id) override {
-    return order_where("order_id", order_id);
-  }
-
-  std::optional<Order> order_for_cart(std::string_view cart_id) override {
-    return order_where("cart_id", cart_id);
-  }
-
-  bool insert_stock_row(const StockRow& r) override {
-    auto res = exec(
-        "INSERT INTO inventory (inventory_id, product_id, name, price_cents, on_hand) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (inventory_id) DO NOTHING",
-        {r.inventory_id, r.product_id, r.name, std::to_string(r.price_cents),
-         std::to_string(r.on_hand)});
-    return std::string(PQcmdTuples(res.get())) == "1";
-  }
-
-  std::optional<StockRow> stock_row(std::string_view inventory_id) override {
-    auto found = rows(
-        exec(std::string(kRowColumns) + " WHERE inventory_id = $1", {std::string(inventory_id)}));
-    if (found.empty()) return std::nullopt;
-    return found.front();
-  }
-
-  OnHandChange set_on_hand(std::string_view inventory_id, std::int64_t on_hand,
-                           StockRow& row) override {
-    return change_on_hand("$1::bigint", inventory_id, on_hand, row);
-  }
-
-  OnHandChange adjust_on_hand(std::string_view inventory_id, std::int64_t delta,
-                              StockRow& row) override {
-    return change_on_hand("on_hand + $1::bigint", inventory_id, delta, row);
-  }
-
-  std::vector<StockRow> products_after(std::string_view after, std::size_t limit) override {
-    return rows(exec(std::string(kRowColumns) +
-                         " WHERE product_id IN (SELECT DISTINCT product_id FROM inventory "
-                         "WHERE product_id > $1 ORDER BY product_id LIMIT $2) "
-                         "ORDER BY product_id, inventory_id",
-                     {std::string(after), std::to_string(limit)}));
-  }
-
-  std::vector<StockRow> product(std::string_view product_id) override {
-    return rows(exec(std::string(kRowColumns) + " WHERE product_id = $1 ORDER BY inventory_id",
-                     {std::string(product_id)}));
+  std::int64_t execute(const std::string& sql, const std::vector<SqlParam>& params) override {
+    Result res = run(sql, params);
+    std::string changed = PQcmdTuples(res.get());
+    return changed.empty() ? 0 : std::stoll(changed);
   }
 
  private:
-  class Transaction {
-   public:
-    explicit Transaction(PgStore& s) : s_(s) { s_.exec("BEGIN", {}); }
-    ~Transaction() {
-      if (!done_) PQclear(PQexec(s_.conn_, "ROLLBACK"));
-    }
-    void commit() {
-      s_.exec("COMMIT", {});
-      done_ = true;
-    }
-
-   private:
-    PgStore& s_;
-    bool done_ = false;
-  };
-
-  // Runs one statement with text parameters; throws StoreError on failure. A broken
-  // connection is reset first, so a restarted PostgreSQL is used again.
-  Result exec(const std::string& sql, const std::vector<std::string>& params) {
+  // A broken connection is reset first, so a restarted PostgreSQL is used again.
+  Result run(const std::string& sql, const std::vector<SqlParam>& params) {
     if (PQstatus(conn_) != CONNECTION_OK) PQreset(conn_);
+    std::vector<std::string> text;
+    for (const SqlParam& p : params) {
+      text.push_back(std::holds_alternative<std::string>(p)
+                         ? std::get<std::string>(p)
+                         : std::to_string(std::get<std::int64_t>(p)));
+    }
     std::vector<const char*> values;
-    for (const auto& p : params) values.push_back(p.c_str());
-    Result res(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                            values.data(), nullptr, nullptr, 0),
-               PQclear);
+    for (const auto& t : text) values.push_back(t.c_str());
+    return check(Result(PQexecParams(conn_, numbered(sql).c_str(), static_cast<int>(values.size()),
+                                     nullptr, values.data(), nullptr, nullptr, 0),
+                        PQclear));
+  }
+
+  Result check(Result res) {
     auto status = PQresultStatus(res.get());
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       throw StoreError(std::string("postgresql: ") + PQerrorMessage(conn_));
@@ -206,75 +118,13 @@ class PgStore final : public Store {
     return res;
   }
 
-  // Runs several statements at once (no parameters), as the schema needs.
-  void exec_script(const char* sql) {
-    Result res(PQexec(conn_, sql), PQclear);
-    if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-      throw StoreError(std::string("postgresql: ") + PQerrorMessage(conn_));
-    }
-  }
-
-  static std::vector<StockRow> rows(const Result& res) {
-    std::vector<StockRow> out;
-    for (int i = 0; i < PQntuples(res.get()); ++i) {
-      out.push_back(StockRow{PQgetvalue(res.get(), i, 0), PQgetvalue(res.get(), i, 1),
-                             PQgetvalue(res.get(), i, 2), std::stoll(PQgetvalue(res.get(), i, 3)),
-                             std::stoll(PQgetvalue(res.get(), i, 4)),
-                             std::stoll(PQgetvalue(res.get(), i, 5))});
-    }
-    return out;
-  }
-
-  OnHandChange change_on_hand(const char* expression, std::string_view inventory_id,
-                              std::int64_t value, StockRow& row) {
-    Transaction tx(*this);
-    auto current = rows(exec(std::string(kRowColumns) + " WHERE inventory_id = $1 FOR UPDATE",
-                             {std::string(inventory_id)}));
-    if (current.empty()) return OnHandChange::unknown_inventory;
-    auto changed =
-        exec(std::string("UPDATE inventory SET on_hand = ") + expression +
-                 ", updated_at = now() WHERE inventory_id = $2 AND " + expression + " >= 0",
-             {std::to_string(value), std::string(inventory_id)});
-    if (std::string(PQcmdTuples(changed.get())) != "1") return OnHandChange::negative;
-    row = *stock_row(inventory_id);
-    tx.commit();
-    return OnHandChange::ok;
-  }
-
-  std::optional<Order> order_where(const char* column, std::string_view value) {
-    auto head = exec(std::string("SELECT order_id, cart_id, idempotency_key, total_cents, "
-                                 "to_char(created_at AT TIME ZONE 'UTC', "
-                                 "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM orders WHERE ") +
-                         column + " = $1",
-                     {std::string(value)});
-    if (PQntuples(head.get()) == 0) return std::nullopt;
-    Order o{PQgetvalue(head.get(), 0, 0),
-            PQgetvalue(head.get(), 0, 1),
-            PQgetvalue(head.get(), 0, 2),
-            {},
-            std::stoll(PQgetvalue(head.get(), 0, 3)),
-            PQgetvalue(head.get(), 0, 4)};
-    auto lines = exec(
-        "SELECT product_id, inventory_id, name, quantity, unit_price_cents FROM order_lines "
-        "WHERE order_id = $1 ORDER BY product_id",
-        {o.order_id});
-    for (int i = 0; i < PQntuples(lines.get()); ++i) {
-      o.lines.push_back(OrderLine{PQgetvalue(lines.get(), i, 0), PQgetvalue(lines.get(), i, 1),
-                                  PQgetvalue(lines.get(), i, 2),
-                                  std::stoll(PQgetvalue(lines.get(), i, 3)),
-                                  std::stoll(PQgetvalue(lines.get(), i, 4))});
-    }
-    return o;
-  }
-
-  std::string url_;
   PGconn* conn_;
 };
 
 }  // namespace
 
 std::unique_ptr<Store> open_postgres_store(const std::string& url) {
-  return std::make_unique<PgStore>(url);
+  return make_sql_store(std::make_unique<PgConnection>(url), kDialect);
 }
 
 }  // namespace cartd::db
