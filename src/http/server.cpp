@@ -159,8 +159,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // of a small JSON answer (see docs/PERFORMANCE.md).
   void write(Response r) {
     if (open_->draining) keep_alive_ = false;
-    SPDLOG_DEBUG("http: {} {} -> {}", parser_->get().method_string(), parser_->get().target(),
-                 r.status);
+    // The access log, at debug level (checked first: formatting costs on the hot path).
+    if (spdlog::should_log(spdlog::level::debug)) {
+      spdlog::debug("http: {} {} -> {}", parser_->get().method_string(), parser_->get().target(),
+                    r.status);
+    }
     head_.clear();
     head_ += "HTTP/1.1 ";
     head_ += std::to_string(r.status);

@@ -24,8 +24,6 @@
 #include <stdexcept>
 #include <thread>
 
-extern char** environ;
-
 namespace cartd::test {
 
 namespace asio = boost::asio;
