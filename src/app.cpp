@@ -118,7 +118,6 @@ int run(const Config& config) {
     for (unsigned i = 0; i < config.threads; ++i) {
       Loop& loop = loops.emplace_back(config, *endpoint, setup, static_cast<int>(i), db);
       cart::add_classic_routes(loop.router, loop.carts);
-      cart::add_stock_routes(loop.router, loop.carts);
       cart::add_cart_api_routes(loop.router, loop.api);
       stock::add_catalog_routes(loop.router, loop.catalog);
       http::add_static_routes(loop.router, config.web_root);

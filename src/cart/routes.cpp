@@ -93,24 +93,6 @@ void get_cart(CartService& carts, const Request& req, http::Respond respond) {
   });
 }
 
-void get_stock(CartService& carts, const std::string& inventory_id, http::Respond respond) {
-  if (!is_valid_id(inventory_id)) {
-    return respond(http::error_response(400, "invalid_id",
-                                        "inventory_id must be 1-64 characters of [A-Za-z0-9._-]"));
-  }
-  carts.stock(inventory_id, [respond = std::move(respond)](auto result) {
-    if (!result) return respond(unavailable(result.error()));
-    if (!*result)
-      return respond(http::error_response(404, "unknown_inventory", "Unknown inventory_id"));
-    const StockView& s = **result;
-    respond(http::json_response(200, {{"inventory_id", s.inventory_id},
-                                      {"product_id", s.product_id},
-                                      {"on_hand", s.on_hand},
-                                      {"reserved", s.reserved},
-                                      {"available", s.available()}}));
-  });
-}
-
 }  // namespace
 
 Response unavailable(const boost::system::error_code& ec) {
@@ -136,13 +118,6 @@ void add_classic_routes(http::Router& router, CartService& carts) {
   router.add(http::Verb::get, "/get-cart",
              [&carts](const Request& req, const http::PathParams&, http::Respond respond) {
                get_cart(carts, req, std::move(respond));
-             });
-}
-
-void add_stock_routes(http::Router& router, CartService& carts) {
-  router.add(http::Verb::get, "/v1/stock/{inventory_id}",
-             [&carts](const Request&, const http::PathParams& p, http::Respond respond) {
-               get_stock(carts, p[0], std::move(respond));
              });
 }
 

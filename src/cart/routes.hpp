@@ -9,8 +9,6 @@
 namespace cartd::cart {
 
 void add_classic_routes(http::Router& router, CartService& carts);
-// GET /v1/stock/{inventory_id}
-void add_stock_routes(http::Router& router, CartService& carts);
 
 // The answer to a request that Redis could not serve: 503, and nothing was changed.
 http::Response unavailable(const boost::system::error_code& ec);

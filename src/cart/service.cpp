@@ -113,16 +113,6 @@ boost::system::result<CartLookup> decode_cart(const std::string& id, const redis
   return CartLookup{std::move(*view), Missing::unknown};
 }
 
-boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
-                                                             const redis::Reply& r) {
-  if (r.is_nil()) return std::optional<StockView>{};
-  auto product = r.text_at(0);
-  auto on_hand = r.int_at(1), reserved = r.int_at(2);
-  if (!product || !on_hand || !reserved) return unexpected(r);
-  return std::optional<StockView>{
-      StockView{std::move(inventory_id), *product, *on_hand, *reserved}};
-}
-
 boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r) {
   using K = CheckoutStart::Kind;
   auto tag = r.text_at(0);
@@ -261,15 +251,6 @@ void CartService::abandon(const std::string& session_id, Callback<Abandoned> don
       return Abandoned{K::abandoned, std::move(*view), {}};
     });
   });
-}
-
-void CartService::stock(const std::string& inventory_id, Callback<std::optional<StockView>> done) {
-  redis_.command({"FCALL", "cartd_stock", "0", inventory_id},
-                 [done = std::move(done), inventory_id](redis::Result r) {
-                   finish(std::move(r), done, [&](const redis::Reply& reply) {
-                     return decode_stock(inventory_id, reply);
-                   });
-                 });
 }
 
 void CartService::checkout_begin(const std::string& session_id, const std::string& key,

@@ -77,14 +77,6 @@ struct CartLookup {
   Missing missing = Missing::unknown;
 };
 
-struct StockView {
-  std::string inventory_id;
-  std::string product_id;
-  std::int64_t on_hand = 0;
-  std::int64_t reserved = 0;
-  std::int64_t available() const { return on_hand - reserved; }
-};
-
 struct CheckoutStart {
   enum class Kind { begun, resume, done, conflict, expired, unknown, empty };
   Kind kind = Kind::begun;
@@ -116,8 +108,6 @@ class CartService {
     Missing missing = Missing::unknown;
   };
   void abandon(const std::string& session_id, Callback<Abandoned> done);
-  // nullopt: no such stock row.
-  void stock(const std::string& inventory_id, Callback<std::optional<StockView>> done);
 
   void checkout_begin(const std::string& session_id, const std::string& key,
                       Callback<CheckoutStart> done);
@@ -139,8 +129,6 @@ class CartService {
 // Decoders of the functions' replies (src/lua), kept apart to be tested on their own.
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r);
 boost::system::result<CartLookup> decode_cart(const std::string& id, const redis::Reply& r);
-boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
-                                                             const redis::Reply& r);
 boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r);
 
 // An unexpected reply (a Lua error, a wrong shape): a server fault, not the client's.

@@ -121,6 +121,23 @@ void get_product(CatalogContext& ctx, const std::string& product_id, Respond res
       });
 }
 
+void get_stock(CatalogContext& ctx, const std::string& inventory_id, Respond respond) {
+  if (!cart::is_valid_id(inventory_id)) {
+    return respond(error_response(400, "invalid_id",
+                                  "inventory_id must be 1-64 characters of [A-Za-z0-9._-]"));
+  }
+  ctx.stock.stock(inventory_id, [respond = std::move(respond)](auto result) {
+    if (!result) return respond(cart::unavailable(result.error()));
+    if (!*result) return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
+    const StockView& s = **result;
+    respond(http::json_response(200, {{"inventory_id", s.inventory_id},
+                                      {"product_id", s.product_id},
+                                      {"on_hand", s.on_hand},
+                                      {"reserved", s.reserved},
+                                      {"available", s.available()}}));
+  });
+}
+
 // Compares in time independent of where the strings differ.
 bool same_secret(std::string_view a, std::string_view b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
@@ -295,6 +312,10 @@ void add_catalog_routes(http::Router& router, CatalogContext& ctx) {
   router.add(http::Verb::get, "/v1/products/{product_id}",
              [&ctx](const Request&, const PathParams& p, Respond respond) {
                get_product(ctx, p[0], std::move(respond));
+             });
+  router.add(http::Verb::get, "/v1/stock/{inventory_id}",
+             [&ctx](const Request&, const PathParams& p, Respond respond) {
+               get_stock(ctx, p[0], std::move(respond));
              });
   if (ctx.admin_token.empty()) return;
 

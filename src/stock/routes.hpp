@@ -1,4 +1,5 @@
-// routes: the catalog (GET /v1/products...) and the admin stock routes.
+// routes: the catalog (GET /v1/products..., GET /v1/stock/{id}) and the admin stock
+// routes.
 //
 // Products are read from the main DB and their counts from Redis, so `reserved` and
 // `available` are live. Admin routes need `Authorization: Bearer <--admin-token>` (401

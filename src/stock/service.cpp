@@ -11,6 +11,24 @@ boost::system::error_code unexpected() {
 
 }  // namespace
 
+boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
+                                                             const redis::Reply& r) {
+  if (r.is_nil()) return std::optional<StockView>{};
+  auto product = r.text_at(0);
+  auto on_hand = r.int_at(1), reserved = r.int_at(2);
+  if (!product || !on_hand || !reserved) return unexpected();
+  return std::optional<StockView>{
+      StockView{std::move(inventory_id), *product, *on_hand, *reserved}};
+}
+
+void StockService::stock(const std::string& inventory_id, Callback<std::optional<StockView>> done) {
+  redis_.command({"FCALL", "cartd_stock", "0", inventory_id},
+                 [done = std::move(done), inventory_id](redis::Result r) {
+                   if (!r) return done(r.error());
+                   done(decode_stock(inventory_id, *r));
+                 });
+}
+
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
   std::vector<std::string> args;
   args.reserve(rows.size() * 5);

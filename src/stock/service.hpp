@@ -22,6 +22,15 @@ struct LiveCounts {
   std::int64_t reserved = 0;
 };
 
+// One stock row as holds see it right now (expired holds never count).
+struct StockView {
+  std::string inventory_id;
+  std::string product_id;
+  std::int64_t on_hand = 0;
+  std::int64_t reserved = 0;
+  std::int64_t available() const { return on_hand - reserved; }
+};
+
 struct SetOnHand {
   enum class Kind { ok, below_reserved, unknown_inventory };
   Kind kind = Kind::ok;
@@ -32,6 +41,8 @@ class StockService {
  public:
   explicit StockService(redis::Client& redis) : redis_(redis) {}
 
+  // nullopt: no such stock row.
+  void stock(const std::string& inventory_id, Callback<std::optional<StockView>> done);
   void counts(const std::vector<std::string>& inventory_ids,
               Callback<std::vector<std::optional<LiveCounts>>> done);
   // Mirrors rows from the main DB (absolute values; reserved recomputed from holds).
@@ -42,6 +53,10 @@ class StockService {
  private:
   redis::Client& redis_;
 };
+
+// Decodes the reply of cartd_stock (src/lua/stock.lua).
+boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
+                                                             const redis::Reply& r);
 
 // The FCALL cartd_mirror arguments for rows (5 per row); used by the mirror step too.
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows);

@@ -3,6 +3,7 @@
 
 #include "cart/service.hpp"
 #include "replies.hpp"
+#include "stock/service.hpp"
 
 namespace cartd::cart {
 namespace {
@@ -83,10 +84,10 @@ TEST(DecodeCheckoutStart, reads_the_frozen_lines) {
 }
 
 TEST(DecodeStock, reads_counts) {
-  auto r = decode_stock("inv", arr({str("p"), num(10), num(3)}));
+  auto r = stock::decode_stock("inv", arr({str("p"), num(10), num(3)}));
   ASSERT_TRUE(r && *r);
   EXPECT_EQ((*r)->available(), 7);
-  auto none = decode_stock("inv", Reply{});
+  auto none = stock::decode_stock("inv", Reply{});
   ASSERT_TRUE(none);
   EXPECT_FALSE(*none);
 }
