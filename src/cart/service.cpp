@@ -153,10 +153,17 @@ boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r
   return out;
 }
 
+CartService::CartService(redis::Client& redis, CartSettings settings)
+    : redis_(redis),
+      settings_(std::move(settings)),
+      ttl_ms_(std::to_string(settings_.ttl.count())),
+      max_lifetime_ms_(std::to_string(settings_.max_lifetime.count())),
+      checkout_grace_ms_(std::to_string(settings_.checkout_grace.count())),
+      max_lines_(std::to_string(settings_.limits.max_lines)),
+      max_line_quantity_(std::to_string(settings_.limits.max_line_quantity)) {}
+
 void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
-  std::string ttl = std::to_string(settings_.ttl.count());
-  std::string lifetime = std::to_string(settings_.max_lifetime.count());
-  redis_.command({"FCALL", "cartd_create_cart", "0", session_id, ttl, lifetime},
+  redis_.command({"FCALL", "cartd_create_cart", "0", session_id, ttl_ms_, max_lifetime_ms_},
                  [done = std::move(done), session_id](redis::Result r) {
                    finish(std::move(r), done, [&](const redis::Reply& reply) {
                      return decode_view(session_id, reply);
@@ -166,14 +173,10 @@ void CartService::create_cart(const std::string& session_id, Callback<CartView> 
 
 void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) {
   std::string quantity = std::to_string(c.quantity);
-  std::string ttl = std::to_string(settings_.ttl.count());
-  std::string lifetime = std::to_string(settings_.max_lifetime.count());
-  std::string max_lines = std::to_string(settings_.limits.max_lines);
-  std::string max_qty = std::to_string(settings_.limits.max_line_quantity);
   redis_.command(
       {"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id, c.inventory_id,
-       quantity, c.mode == LineMode::add ? "add" : "set", ttl, lifetime, max_lines, max_qty,
-       c.want_cart ? "view" : ""},
+       quantity, c.mode == LineMode::add ? "add" : "set", ttl_ms_, max_lifetime_ms_, max_lines_,
+       max_line_quantity_, c.want_cart ? "view" : ""},
       [done = std::move(done)](redis::Result r) { finish(std::move(r), done, decode_set_line); });
 }
 
@@ -255,8 +258,7 @@ void CartService::abandon(const std::string& session_id, Callback<Abandoned> don
 
 void CartService::checkout_begin(const std::string& session_id, const std::string& key,
                                  Callback<CheckoutStart> done) {
-  std::string grace = std::to_string(settings_.checkout_grace.count());
-  redis_.command({"FCALL", "cartd_checkout_begin", "0", session_id, key, grace},
+  redis_.command({"FCALL", "cartd_checkout_begin", "0", session_id, key, checkout_grace_ms_},
                  [done = std::move(done)](redis::Result r) {
                    finish(std::move(r), done, decode_checkout_start);
                  });

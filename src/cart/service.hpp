@@ -89,8 +89,7 @@ using Callback = std::function<void(boost::system::result<T>)>;
 
 class CartService {
  public:
-  CartService(redis::Client& redis, CartSettings settings)
-      : redis_(redis), settings_(std::move(settings)) {}
+  CartService(redis::Client& redis, CartSettings settings);
 
   const CartSettings& settings() const { return settings_; }
 
@@ -124,6 +123,8 @@ class CartService {
  private:
   redis::Client& redis_;
   CartSettings settings_;
+  // The settings as the functions take them, written out once rather than per call.
+  std::string ttl_ms_, max_lifetime_ms_, checkout_grace_ms_, max_lines_, max_line_quantity_;
 };
 
 // Decoders of the functions' replies (src/lua), kept apart to be tested on their own.
