@@ -44,7 +44,8 @@ struct Loop {
                                         config.cart_limits}),
         stock(redis),
         api{io, carts, db, config.fault_after_checkout_step},
-        catalog{io, stock, db, config.admin_token} {}
+        catalog{io, stock, db, config.admin_token,
+                std::chrono::milliseconds(config.admin_hold_ms)} {}
 
   asio::io_context io{1};
   redis::Client redis;
@@ -92,7 +93,7 @@ int run(const Config& config) {
 
   // Start-up errors (a bad DB URL or catalog, a busy port) end the process here.
   try {
-    auto store = db::open_store(config.db_url);
+    auto store = db::open_store(config.db_url, config.db_timeout_ms);
     if (!config.catalog.empty()) {
       auto rows = db::load_catalog(config.catalog);
       std::size_t added = store->add_missing(rows);
@@ -105,12 +106,16 @@ int run(const Config& config) {
   }
 
   auto mirrored_once = std::make_shared<std::atomic<bool>>(false);
-  auto load_rows = [db_url = config.db_url] { return db::open_store(db_url)->stock_rows(); };
+  auto load_rows = [db_url = config.db_url, timeout = config.db_timeout_ms] {
+    return db::open_store(db_url, timeout)->stock_rows();
+  };
   auto setup = stock::mirror_on_setup(load_rows, mirrored_once);
 
   std::optional<stock::Housekeeper> housekeeper;
-  db::Executor db(config.db_url, static_cast<std::size_t>(config.db_threads));
   std::list<Loop> loops;  // a list: Loops do not move once built
+  // Declared after the loops, so destroyed (stopped) before them: DB work still running
+  // at shutdown posts its result into a loop's io_context, which must still exist.
+  db::Executor db(config.db_url, static_cast<std::size_t>(config.db_threads), config.db_timeout_ms);
   try {
     housekeeper.emplace(config, *endpoint, scripts::library, setup);
     asio::ip::tcp::endpoint listen{asio::ip::make_address(config.listen_host()),
@@ -157,6 +162,7 @@ int run(const Config& config) {
   }
   spdlog::info("cartd listening on http://{} with {} event loop(s)", config.listen, loops.size());
   for (auto& t : threads) t.join();
+  db.stop();
   housekeeper->stop();
   spdlog::info("stopped");
   return 0;

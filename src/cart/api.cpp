@@ -85,11 +85,13 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
       : ctx_(ctx), sid_(std::move(sid)), key_(std::move(key)), respond_(std::move(respond)) {}
 
   void start() {
-    ctx_.carts.checkout_begin(sid_, key_, [self = shared_from_this()](auto r) { self->begun(r); });
+    ctx_.carts.checkout_begin(sid_, key_, new_session_id(),
+                              [self = shared_from_this()](auto r) { self->begun(r); });
   }
 
  private:
   using K = CheckoutStart::Kind;
+  using Placed = db::PlacedOrder::Kind;
 
   void begun(const boost::system::result<CheckoutStart>& r) {
     if (!r) return respond_(unavailable(r.error()));
@@ -115,6 +117,7 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
         break;
     }
     if (ctx_.fault_after_checkout_step == 1) inject_fault(1);
+    attempt_ = r->attempt_id;
     db::Order draft;
     draft.order_id = new_session_id();
     draft.cart_id = sid_;
@@ -124,31 +127,33 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
           db::OrderLine{l.product_id, l.inventory_id, l.name, l.quantity, l.unit_price_cents});
       draft.total_cents += l.quantity * l.unit_price_cents;
     }
-    struct Placed {
-      db::PlacedOrder placed;
-      std::vector<CartService::SoldLine> sold;
-    };
-    ctx_.db.run<Placed>(
+    ctx_.db.run<db::PlacedOrder>(
         ctx_.loop,
-        [draft](db::Store& store) {
-          Placed p{store.place_order(draft), {}};
-          for (const db::OrderLine& l : p.placed.order.lines) {
-            auto row = store.stock_row(l.inventory_id);
-            p.sold.push_back({l.inventory_id, l.quantity, row ? row->on_hand : 0});
-          }
-          return p;
-        },
-        [self = shared_from_this()](db::DbResult<Placed> placed) {
+        [draft, attempt = attempt_](db::Store& store) { return store.place_order(draft, attempt); },
+        [self = shared_from_this()](db::DbResult<db::PlacedOrder> placed) {
+          // The transaction may or may not have committed: the cart stays frozen until a
+          // retry with the same key or recovery settles it (see docs/DESIGN.md).
           if (!placed) return self->respond_(db_unavailable(placed.error()));
-          self->placed(std::move(placed->placed), std::move(placed->sold));
+          self->placed(std::move(*placed));
         });
   }
 
-  void placed(db::PlacedOrder placed, std::vector<CartService::SoldLine> sold) {
+  void placed(db::PlacedOrder placed) {
+    switch (placed.kind) {
+      case Placed::created:
+      case Placed::existing:
+        break;
+      case Placed::aborted:
+        return respond_(error_response(
+            409, "checkout_aborted",
+            "the checkout took too long and was given up; the cart is as it was, check out again"));
+      case Placed::insufficient:
+        return refuse_short(std::move(placed.rows));
+    }
     if (ctx_.fault_after_checkout_step == 2) inject_fault(2);
     order_ = std::move(placed.order);
-    created_ = placed.created;
-    ctx_.carts.checkout_finish(sid_, key_, order_.order_id, sold,
+    created_ = placed.kind == Placed::created;
+    ctx_.carts.checkout_finish(sid_, order_, placed.rows,
                                [self = shared_from_this()](auto r) { self->finished(r); });
   }
 
@@ -158,6 +163,25 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
     if (!r) spdlog::warn("checkout {}: Redis not settled yet: {}", sid_, r.error().message());
     if (ctx_.fault_after_checkout_step == 3) inject_fault(3);
     respond_(http::json_response(created_ ? 201 : 200, order_json(order_)));
+  }
+
+  // The main DB has fewer units of a row than the cart held: the promise of the hold is
+  // broken (the DB was changed behind cartd's back, or Redis lost a change). The DB has
+  // fenced the attempt; unfreeze the cart so the shopper can change it, and correct the
+  // row's mirror so that no one else is promised those units.
+  void refuse_short(std::vector<db::OnHandVersion> rows) {
+    spdlog::error(
+        "checkout {}: the main DB refused the order: {} has fewer units on hand than "
+        "the cart held (a broken hold promise)",
+        sid_, rows.empty() ? std::string("a row") : rows.front().inventory_id);
+    std::string inv = rows.empty() ? "" : rows.front().inventory_id;
+    ctx_.carts.checkout_abort(sid_, key_, attempt_, rows, [self = shared_from_this(), inv](auto r) {
+      if (!r) return self->respond_(unavailable(r.error()));
+      self->respond_(error_response(409, "stock_unavailable",
+                                    "the shop no longer has the units this cart held; change "
+                                    "the cart and check out again",
+                                    {{"inventory_id", inv}}));
+    });
   }
 
   void answer_existing(const std::string& order_id) {
@@ -173,6 +197,7 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
   ApiContext& ctx_;
   std::string sid_;
   std::string key_;
+  std::string attempt_;
   Respond respond_;
   db::Order order_;
   bool created_ = false;

@@ -138,6 +138,8 @@ boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r
     }
     std::sort(out.lines.begin(), out.lines.end(),
               [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
+    out.attempt_id = r.text_at(2).value_or("");
+    if (out.attempt_id.empty()) return unexpected(r);
   } else if (*tag == "done" || *tag == "conflict") {
     out.kind = *tag == "done" ? K::done : K::conflict;
     out.order_id = r.text_at(1).value_or("");
@@ -257,24 +259,32 @@ void CartService::abandon(const std::string& session_id, Callback<Abandoned> don
 }
 
 void CartService::checkout_begin(const std::string& session_id, const std::string& key,
-                                 Callback<CheckoutStart> done) {
-  redis_.command({"FCALL", "cartd_checkout_begin", "0", session_id, key, checkout_grace_ms_},
-                 [done = std::move(done)](redis::Result r) {
-                   finish(std::move(r), done, decode_checkout_start);
-                 });
+                                 const std::string& attempt_id, Callback<CheckoutStart> done) {
+  redis_.command(
+      {"FCALL", "cartd_checkout_begin", "0", session_id, key, checkout_grace_ms_, attempt_id},
+      [done = std::move(done)](redis::Result r) {
+        finish(std::move(r), done, decode_checkout_start);
+      });
 }
 
-void CartService::checkout_finish(const std::string& session_id, const std::string& key,
-                                  const std::string& order_id, const std::vector<SoldLine>& lines,
-                                  Callback<bool> done) {
+void CartService::checkout_finish(const std::string& session_id, const db::Order& order,
+                                  const std::vector<db::OnHandVersion>& rows, Callback<bool> done) {
   boost::json::array sold;
-  for (const SoldLine& l : lines) {
-    sold.push_back(boost::json::object{
-        {"inventory_id", l.inventory_id}, {"quantity", l.quantity}, {"on_hand", l.on_hand_after}});
+  for (const db::OrderLine& l : order.lines) {
+    auto row = std::find_if(rows.begin(), rows.end(), [&](const db::OnHandVersion& r) {
+      return r.inventory_id == l.inventory_id;
+    });
+    boost::json::object line{{"inventory_id", l.inventory_id}, {"quantity", l.quantity}};
+    if (row != rows.end()) {
+      line["on_hand"] = row->on_hand;
+      line["version"] = row->version;
+    }
+    sold.push_back(std::move(line));
   }
   std::string json = boost::json::serialize(sold);
   redis_.command(
-      {"FCALL", "cartd_checkout_finish", "0", session_id, key, order_id, json},
+      {"FCALL", "cartd_checkout_finish", "0", session_id, order.idempotency_key, order.order_id,
+       json},
       [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
           auto tag = reply.text_at(0);
@@ -282,6 +292,27 @@ void CartService::checkout_finish(const std::string& session_id, const std::stri
             return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));
           }
           return *tag == "finished" || *tag == "done";
+        });
+      });
+}
+
+void CartService::checkout_abort(const std::string& session_id, const std::string& key,
+                                 const std::string& attempt_id,
+                                 const std::vector<db::OnHandVersion>& rows, Callback<bool> done) {
+  boost::json::array mirror;
+  for (const db::OnHandVersion& r : rows) {
+    mirror.push_back(boost::json::object{
+        {"inventory_id", r.inventory_id}, {"on_hand", r.on_hand}, {"version", r.version}});
+  }
+  std::string json = boost::json::serialize(mirror);
+  redis_.command(
+      {"FCALL", "cartd_checkout_abort", "0", session_id, key, attempt_id, json},
+      [done = std::move(done)](redis::Result r) {
+        finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
+          if (reply.type != Type::integer) {
+            return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));
+          }
+          return reply.integer == 1;
         });
       });
 }

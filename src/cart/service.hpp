@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cart/rules.hpp"
+#include "db/store.hpp"
 #include "redis/client.hpp"
 
 namespace cartd::cart {
@@ -81,6 +82,7 @@ struct CheckoutStart {
   enum class Kind { begun, resume, done, conflict, expired, unknown, empty };
   Kind kind = Kind::begun;
   std::vector<CartLine> lines;  // begun, resume: the frozen lines
+  std::string attempt_id;       // begun, resume: the attempt the order must be fenced by
   std::string order_id;         // done, conflict (may be empty: a checkout in progress)
 };
 
@@ -108,17 +110,19 @@ class CartService {
   };
   void abandon(const std::string& session_id, Callback<Abandoned> done);
 
+  // `attempt_id` names the attempt if this call begins one (a new id per call).
   void checkout_begin(const std::string& session_id, const std::string& key,
-                      Callback<CheckoutStart> done);
-  struct SoldLine {
-    std::string inventory_id;
-    std::int64_t quantity = 0;
-    std::int64_t on_hand_after = 0;  // the row's on_hand in the main DB after the order
-  };
-  // Makes Redis agree with an order written to the main DB (idempotent).
-  void checkout_finish(const std::string& session_id, const std::string& key,
-                       const std::string& order_id, const std::vector<SoldLine>& lines,
-                       Callback<bool> done);
+                      const std::string& attempt_id, Callback<CheckoutStart> done);
+  // Makes Redis agree with an order written to the main DB (idempotent); `rows` are the
+  // order's stock rows as the DB has them (versioned, so a late call undoes nothing).
+  void checkout_finish(const std::string& session_id, const db::Order& order,
+                       const std::vector<db::OnHandVersion>& rows, Callback<bool> done);
+  // Gives up a checkout attempt that made no order (the DB has fenced it); the cart
+  // lives on. `rows` are stock rows whose on_hand the mirror takes in the same step
+  // (versioned). True if the attempt was in progress.
+  void checkout_abort(const std::string& session_id, const std::string& key,
+                      const std::string& attempt_id, const std::vector<db::OnHandVersion>& rows,
+                      Callback<bool> done);
 
  private:
   redis::Client& redis_;

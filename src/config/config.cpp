@@ -86,6 +86,18 @@ ParsedConfig parse_config(int argc, char** argv) {
       ->check(CLI::Range(100, 3600000));
   option(app, "db-threads", c.db_threads, "threads that run main-DB work for requests")
       ->check(CLI::Range(1, 64));
+  option(app, "db-timeout-ms", c.db_timeout_ms,
+         "milliseconds a main-DB statement may wait for a lock (or run) before it fails")
+      ->check(CLI::Range(10, 600000));
+  option(app, "mirror-sync-ms", c.mirror_sync_ms,
+         "milliseconds between comparisons of Redis' on-hand mirror with the main DB")
+      ->check(CLI::Range(100, 3600000));
+  option(app, "admin-hold-ms", c.admin_hold_ms,
+         "milliseconds an admin change that lowers on_hand holds the units it removes")
+      ->check(CLI::Range(1000, 3600000));
+  option(app, "db-heartbeat-ms", c.db_heartbeat_ms,
+         "milliseconds between write probes of the main DB (what /healthz reports)")
+      ->check(CLI::Range(100, 600000));
   option(app, "shutdown-grace-ms", c.shutdown_grace_ms,
          "on SIGTERM, milliseconds requests under way may take to finish")
       ->check(CLI::Range(0, 600000));
@@ -112,6 +124,18 @@ ParsedConfig parse_config(int argc, char** argv) {
   if (c.checkout_recovery_ms >= c.checkout_grace_seconds * 1000) {
     std::fprintf(stderr, "--checkout-recovery-ms must be shorter than --checkout-grace\n");
     return ParsedConfig{std::nullopt, 2};
+  }
+  if (c.admin_hold_ms <= c.db_timeout_ms) {
+    std::fprintf(stderr, "--admin-hold-ms must be longer than --db-timeout-ms\n");
+    return ParsedConfig{std::nullopt, 2};
+  }
+  // Not an error: the checkout fence keeps orders right either way, but a checkout whose
+  // transaction outlives the recovery age is given up and answered 409.
+  if (c.db_timeout_ms >= c.checkout_recovery_ms) {
+    std::fprintf(stderr,
+                 "warning: --db-timeout-ms (%d) is not shorter than --checkout-recovery-ms (%d): "
+                 "slow checkouts will be given up by recovery\n",
+                 c.db_timeout_ms, c.checkout_recovery_ms);
   }
   c.keyspace_events = !no_events;
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());

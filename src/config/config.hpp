@@ -31,6 +31,10 @@ struct Config {
   int checkout_grace_seconds = 120;  // units stay held at least this long into a checkout
   int checkout_recovery_ms = 30000;  // a checkout this old is settled by recovery
   int db_threads = 2;
+  int db_timeout_ms = 5000;           // a main-DB statement waits for a lock at most this long
+  int mirror_sync_ms = 5000;          // how often on_hand is compared with the main DB
+  int admin_hold_ms = 60000;          // how long an admin change holds the units it removes
+  int db_heartbeat_ms = 1000;         // how often /healthz's DB write probe runs
   int shutdown_grace_ms = 5000;       // SIGTERM: how long requests under way may take to finish
   int fault_after_checkout_step = 0;  // tests only: exit after this checkout step
 

@@ -18,10 +18,20 @@ namespace cartd::db {
 template <typename T>
 using DbResult = boost::system::result<T, std::string>;
 
+// Ownership: an Executor posts results into the loops' io_contexts, so it must stop
+// (stop() or its destructor) before they are destroyed: declare it after the loops.
 class Executor {
  public:
-  Executor(std::string url, std::size_t threads) : url_(std::move(url)), pool_(threads) {}
-  ~Executor() { pool_.join(); }
+  Executor(std::string url, std::size_t threads, int statement_timeout_ms)
+      : url_(std::move(url)), statement_timeout_ms_(statement_timeout_ms), pool_(threads) {}
+  ~Executor() { stop(); }
+
+  // Drops the work not yet begun and waits for the work under way, which the statement
+  // timeout bounds. Results still posted then go to loops that no longer run them.
+  void stop() {
+    pool_.stop();
+    pool_.join();
+  }
 
   // Runs work(store) on a pool thread, then done(result) on `reply_on`. An exception
   // thrown by work becomes the error.
@@ -44,6 +54,7 @@ class Executor {
   Store& store();
 
   std::string url_;
+  int statement_timeout_ms_;
   boost::asio::thread_pool pool_;
 };
 

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS inventory (
   available    BIGINT GENERATED ALWAYS AS (on_hand - reserved) STORED,
   updated_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+ALTER TABLE inventory ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS inventory_product ON inventory (product_id);
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -64,14 +65,18 @@ std::string numbered(const std::string& sql) {
 
 class PgConnection final : public SqlConnection {
  public:
-  explicit PgConnection(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
+  PgConnection(const std::string& url, int statement_timeout_ms)
+      : conn_(PQconnectdb(url.c_str())), statement_timeout_ms_(statement_timeout_ms) {
     if (PQstatus(conn_) != CONNECTION_OK) {
       std::string why = PQerrorMessage(conn_);
       PQfinish(conn_);
       throw StoreError("postgresql: cannot connect: " + why);
     }
+    apply_timeouts();
     execute("SELECT pg_advisory_lock(?)", {kSchemaLock});
-    check(Result(PQexec(conn_, kSchema), PQclear));  // several statements: no parameters
+    std::string schema =
+        std::string(kSchema) + shared_schema("BIGSERIAL", "BIGINT", "TIMESTAMPTZ", "now()");
+    check(Result(PQexec(conn_, schema.c_str()), PQclear));  // several statements: no parameters
     execute("SELECT pg_advisory_unlock(?)", {kSchemaLock});
   }
   ~PgConnection() override { PQfinish(conn_); }
@@ -94,9 +99,21 @@ class PgConnection final : public SqlConnection {
   }
 
  private:
+  // No statement waits for a row lock, or runs, longer than the timeout: a checkout's
+  // transaction ends before checkout recovery judges it. Session settings: set again
+  // after every reset.
+  void apply_timeouts() {
+    std::string ms = std::to_string(statement_timeout_ms_);
+    std::string sql = "SET statement_timeout = " + ms + "; SET lock_timeout = " + ms;
+    check(Result(PQexec(conn_, sql.c_str()), PQclear));
+  }
+
   // A broken connection is reset first, so a restarted PostgreSQL is used again.
   Result run(const std::string& sql, const std::vector<SqlParam>& params) {
-    if (PQstatus(conn_) != CONNECTION_OK) PQreset(conn_);
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      PQreset(conn_);
+      if (PQstatus(conn_) == CONNECTION_OK) apply_timeouts();
+    }
     std::vector<std::string> text;
     for (const SqlParam& p : params) {
       text.push_back(std::holds_alternative<std::string>(p)
@@ -119,12 +136,13 @@ class PgConnection final : public SqlConnection {
   }
 
   PGconn* conn_;
+  int statement_timeout_ms_;
 };
 
 }  // namespace
 
-std::unique_ptr<Store> open_postgres_store(const std::string& url) {
-  return make_sql_store(std::make_unique<PgConnection>(url), kDialect);
+std::unique_ptr<Store> open_postgres_store(const std::string& url, int statement_timeout_ms) {
+  return make_sql_store(std::make_unique<PgConnection>(url, statement_timeout_ms), kDialect);
 }
 
 }  // namespace cartd::db

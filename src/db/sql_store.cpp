@@ -4,10 +4,12 @@ namespace cartd::db {
 namespace {
 
 constexpr const char* kRowColumns =
-    "SELECT inventory_id, product_id, name, price_cents, on_hand, reserved FROM inventory";
+    "SELECT inventory_id, product_id, name, price_cents, on_hand, reserved, version FROM "
+    "inventory";
 
 StockRow to_stock_row(const SqlRow& r) {
-  return StockRow{r[0], r[1], r[2], std::stoll(r[3]), std::stoll(r[4]), std::stoll(r[5])};
+  return StockRow{
+      r[0], r[1], r[2], std::stoll(r[3]), std::stoll(r[4]), std::stoll(r[5]), std::stoll(r[6])};
 }
 
 class SqlStore final : public Store {
@@ -34,38 +36,79 @@ class SqlStore final : public Store {
     tx.commit();
   }
 
-  void ping() override { db_->query("SELECT 1", {}); }
+  void heartbeat() override {
+    db_->execute(std::string("INSERT INTO cartd_heartbeat (id, at) VALUES (1, ") + dialect_.now +
+                     ") ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                 {});
+  }
 
-  PlacedOrder place_order(const Order& draft) override {
-    Transaction tx(*this);
-    std::int64_t inserted = db_->execute(
-        std::string("INSERT INTO orders (order_id, cart_id, idempotency_key, total_cents, "
-                    "created_at) VALUES (?, ?, ?, ?, ") +
-            dialect_.now + ") ON CONFLICT (cart_id) DO NOTHING",
-        {draft.order_id, draft.cart_id, draft.idempotency_key, draft.total_cents});
-    if (inserted == 0) {  // the cart has its order already
-      auto existing = order_where("cart_id", draft.cart_id);
-      tx.commit();
-      return {std::move(*existing), false};
-    }
-    for (const OrderLine& l : draft.lines) {
-      db_->execute(
-          "INSERT INTO order_lines (order_id, product_id, inventory_id, name, quantity, "
-          "unit_price_cents, line_total_cents) VALUES (?, ?, ?, ?, ?, ?, ?)",
-          {draft.order_id, l.product_id, l.inventory_id, l.name, l.quantity, l.unit_price_cents,
-           l.line_total_cents()});
-      std::int64_t sold =
-          db_->execute(std::string("UPDATE inventory SET on_hand = on_hand - ?, updated_at = ") +
-                           dialect_.now + " WHERE inventory_id = ? AND on_hand >= ?",
-                       {l.quantity, l.inventory_id, l.quantity});
-      if (sold != 1) {
-        throw StoreError("inventory " + l.inventory_id + " has fewer than " +
-                         std::to_string(l.quantity) + " units on hand");
+  PlacedOrder place_order(const Order& draft, std::string_view attempt_id) override {
+    using Kind = PlacedOrder::Kind;
+    {
+      Transaction tx(*this);
+      if (auto existing = order_where("cart_id", draft.cart_id)) {
+        auto rows = versions(*existing);
+        tx.commit();
+        return {Kind::existing, std::move(*existing), std::move(rows)};
+      }
+      // The fence: this attempt's outcome is 'ordered' only if recovery has not recorded
+      // it as 'aborted' first. A concurrent recovery waits on this row's key until we end.
+      if (record_attempt(attempt_id, draft.cart_id, "ordered") == 0) {
+        return {Kind::aborted, {}, {}};
+      }
+      std::int64_t inserted = db_->execute(
+          std::string("INSERT INTO orders (order_id, cart_id, idempotency_key, total_cents, "
+                      "created_at) VALUES (?, ?, ?, ?, ") +
+              dialect_.now + ") ON CONFLICT (cart_id) DO NOTHING",
+          {draft.order_id, draft.cart_id, draft.idempotency_key, draft.total_cents});
+      if (inserted == 1) {
+        std::optional<std::string> short_row;
+        for (const OrderLine& l : draft.lines) {
+          db_->execute(
+              "INSERT INTO order_lines (order_id, product_id, inventory_id, name, quantity, "
+              "unit_price_cents, line_total_cents) VALUES (?, ?, ?, ?, ?, ?, ?)",
+              {draft.order_id, l.product_id, l.inventory_id, l.name, l.quantity, l.unit_price_cents,
+               l.line_total_cents()});
+          if (!move_on_hand(l.inventory_id, -l.quantity, "sale", draft.order_id)) {
+            short_row = l.inventory_id;
+            break;
+          }
+        }
+        if (!short_row) {
+          auto placed = order_where("order_id", draft.order_id);
+          auto rows = versions(*placed);
+          tx.commit();
+          return {Kind::created, std::move(*placed), std::move(rows)};
+        }
+        tx.rollback();
+        // The units the cart held are not in the main DB (it changed behind cartd's back,
+        // or a Redis failover lost a change): the attempt ends here, the cart lives on.
+        Transaction abort(*this);
+        record_attempt(attempt_id, draft.cart_id, "aborted");
+        auto row = rows_where("inventory_id = ?", {*short_row});
+        abort.commit();
+        PlacedOrder out{Kind::insufficient, {}, {}};
+        if (!row.empty()) out.rows.push_back(version_of(row.front()));
+        return out;
       }
     }
-    auto placed = order_where("order_id", draft.order_id);
+    // Another attempt of this cart made its order while we waited: that order stands.
+    auto existing = order_where("cart_id", draft.cart_id);
+    if (!existing) throw StoreError("order of cart " + draft.cart_id + " vanished");
+    return {Kind::existing, *existing, versions(*existing)};
+  }
+
+  SettledCheckout settle_checkout(std::string_view cart_id, std::string_view attempt_id) override {
+    Transaction tx(*this);
+    auto order = order_where("cart_id", cart_id);
+    if (!order && record_attempt(attempt_id, cart_id, "aborted") == 0) {
+      // The attempt has an outcome already: 'aborted' (nothing to find) or 'ordered' by a
+      // transaction that committed while we waited for its key.
+      order = order_where("cart_id", cart_id);
+    }
+    SettledCheckout out{order, order ? versions(*order) : std::vector<OnHandVersion>{}};
     tx.commit();
-    return {std::move(*placed), true};
+    return out;
   }
 
   std::optional<Order> order(std::string_view order_id) override {
@@ -76,7 +119,12 @@ class SqlStore final : public Store {
     return order_where("cart_id", cart_id);
   }
 
-  bool insert_stock_row(const StockRow& r) override { return insert_row(r) == 1; }
+  bool insert_stock_row(const StockRow& r) override {
+    Transaction tx(*this);
+    bool inserted = insert_row(r) == 1;
+    tx.commit();
+    return inserted;
+  }
 
   std::optional<StockRow> stock_row(std::string_view inventory_id) override {
     auto found = rows_where("inventory_id = ?", {std::string(inventory_id)});
@@ -84,14 +132,39 @@ class SqlStore final : public Store {
     return found.front();
   }
 
-  OnHandChange set_on_hand(std::string_view inventory_id, std::int64_t on_hand,
-                           StockRow& row) override {
-    return change_on_hand("?", inventory_id, on_hand, row);
+  OnHandResult change_on_hand(const OnHandRequest& req) override {
+    Transaction tx(*this);
+    if (db_->execute(std::string("INSERT INTO admin_requests (request_key, inventory_id, "
+                                 "request, created_at) VALUES (?, ?, ?, ") +
+                         dialect_.now + ") ON CONFLICT (request_key) DO NOTHING",
+                     {req.request_key, req.inventory_id, req.request}) == 0) {
+      auto earlier =
+          db_->query("SELECT inventory_id, request FROM admin_requests WHERE request_key = ?",
+                     {req.request_key});
+      tx.commit();
+      if (earlier.empty() || earlier.front()[0] != req.inventory_id ||
+          earlier.front()[1] != req.request) {
+        return {OnHandChange::key_reused, {}};
+      }
+      return {OnHandChange::replayed, *stock_row(req.inventory_id)};
+    }
+    auto rows = rows_where("inventory_id = ?", {req.inventory_id}, dialect_.for_update);
+    if (rows.empty()) return {OnHandChange::unknown_inventory, {}};
+    if (req.expected_version && rows.front().version != *req.expected_version) {
+      return {OnHandChange::version_changed, {}};
+    }
+    if (!move_on_hand(req.inventory_id, req.delta, req.reason, req.request_key)) {
+      return {OnHandChange::negative, {}};
+    }
+    auto row = stock_row(req.inventory_id);
+    tx.commit();
+    return {OnHandChange::ok, *row};
   }
 
-  OnHandChange adjust_on_hand(std::string_view inventory_id, std::int64_t delta,
-                              StockRow& row) override {
-    return change_on_hand("on_hand + ?", inventory_id, delta, row);
+  bool admin_request_applied(std::string_view request_key) override {
+    return !db_->query("SELECT 1 FROM admin_requests WHERE request_key = ?",
+                       {std::string(request_key)})
+                .empty();
   }
 
   std::vector<StockRow> products_after(std::string_view after, std::size_t limit) override {
@@ -103,6 +176,38 @@ class SqlStore final : public Store {
 
   std::vector<StockRow> product(std::string_view product_id) override {
     return rows_where("product_id = ?", {std::string(product_id)});
+  }
+
+  std::vector<std::string> audit() override {
+    std::vector<std::string> out;
+    for (const SqlRow& r : db_->query(
+             "SELECT i.inventory_id, i.on_hand, COALESCE((SELECT SUM(m.delta) FROM "
+             "inventory_movements m WHERE m.inventory_id = i.inventory_id), 0) FROM inventory i "
+             "ORDER BY i.inventory_id",
+             {})) {
+      if (r[1] != r[2]) {
+        out.push_back(r[0] + ": on_hand " + r[1] + " but its ledger sums to " + r[2]);
+      }
+    }
+    for (const SqlRow& r : db_->query(
+             "SELECT s.inventory_id, s.units, COALESCE(l.units, 0) FROM (SELECT inventory_id, "
+             "-SUM(delta) AS units FROM inventory_movements WHERE reason = 'sale' GROUP BY "
+             "inventory_id) s LEFT JOIN (SELECT inventory_id, SUM(quantity) AS units FROM "
+             "order_lines GROUP BY inventory_id) l ON l.inventory_id = s.inventory_id "
+             "UNION SELECT l.inventory_id, 0, l.units FROM (SELECT inventory_id, SUM(quantity) AS "
+             "units FROM order_lines GROUP BY inventory_id) l WHERE NOT EXISTS (SELECT 1 FROM "
+             "inventory_movements m WHERE m.inventory_id = l.inventory_id AND m.reason = 'sale')",
+             {})) {
+      if (r[1] != r[2]) {
+        out.push_back(r[0] + ": the ledger records " + r[1] + " units sold, orders hold " + r[2]);
+      }
+    }
+    for (const SqlRow& r : db_->query("SELECT o.order_id FROM orders o WHERE NOT EXISTS (SELECT "
+                                      "1 FROM order_lines l WHERE l.order_id = o.order_id)",
+                                      {})) {
+      out.push_back("order " + r[0] + " has no lines");
+    }
+    return out;
   }
 
  private:
@@ -121,17 +226,68 @@ class SqlStore final : public Store {
       s_.db_->execute("COMMIT", {});
       done_ = true;
     }
+    void rollback() {
+      done_ = true;
+      s_.db_->execute("ROLLBACK", {});
+    }
 
    private:
     SqlStore& s_;
     bool done_ = false;
   };
 
+  // Inside a transaction: inserts a row, its on_hand entering the ledger as `initial`.
   std::int64_t insert_row(const StockRow& r) {
-    return db_->execute(
+    std::int64_t inserted = db_->execute(
         "INSERT INTO inventory (inventory_id, product_id, name, price_cents, on_hand) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (inventory_id) DO NOTHING",
         {r.inventory_id, r.product_id, r.name, r.price_cents, r.on_hand});
+    if (inserted == 1) record_movement(r.inventory_id, r.on_hand, "initial", "");
+    return inserted;
+  }
+
+  // Inside a transaction: changes on_hand by `delta` unless that makes it negative, bumps
+  // the row's version and writes the ledger row. False if refused (nothing changed).
+  bool move_on_hand(const std::string& inventory_id, std::int64_t delta, const std::string& reason,
+                    const std::string& reference) {
+    std::int64_t changed = db_->execute(
+        std::string("UPDATE inventory SET on_hand = on_hand + ?, version = version + 1, "
+                    "updated_at = ") +
+            dialect_.now + " WHERE inventory_id = ? AND on_hand + ? >= 0",
+        {delta, inventory_id, delta});
+    if (changed != 1) return false;
+    record_movement(inventory_id, delta, reason, reference);
+    return true;
+  }
+
+  void record_movement(const std::string& inventory_id, std::int64_t delta,
+                       const std::string& reason, const std::string& reference) {
+    db_->execute(std::string("INSERT INTO inventory_movements (inventory_id, delta, reason, "
+                             "reference, on_hand_after, created_at) SELECT inventory_id, ?, ?, ?, "
+                             "on_hand, ") +
+                     dialect_.now + " FROM inventory WHERE inventory_id = ?",
+                 {delta, reason, reference, inventory_id});
+  }
+
+  // Records a checkout attempt's outcome unless it has one; returns 1 if recorded.
+  std::int64_t record_attempt(std::string_view attempt_id, std::string_view cart_id,
+                              const char* outcome) {
+    return db_->execute(std::string("INSERT INTO checkout_attempts (attempt_id, cart_id, outcome, "
+                                    "created_at) VALUES (?, ?, ?, ") +
+                            dialect_.now + ") ON CONFLICT (attempt_id) DO NOTHING",
+                        {std::string(attempt_id), std::string(cart_id), std::string(outcome)});
+  }
+
+  static OnHandVersion version_of(const StockRow& r) {
+    return {r.inventory_id, r.on_hand, r.version};
+  }
+
+  std::vector<OnHandVersion> versions(const Order& order) {
+    std::vector<OnHandVersion> out;
+    for (const OrderLine& l : order.lines) {
+      if (auto row = stock_row(l.inventory_id)) out.push_back(version_of(*row));
+    }
+    return out;
   }
 
   std::vector<StockRow> rows_where(const std::string& condition, std::vector<SqlParam> params,
@@ -143,23 +299,6 @@ class SqlStore final : public Store {
       out.push_back(to_stock_row(r));
     }
     return out;
-  }
-
-  // Sets on_hand to `expression` (its ? is `value`) unless that would be negative.
-  OnHandChange change_on_hand(const std::string& expression, std::string_view inventory_id,
-                              std::int64_t value, StockRow& row) {
-    Transaction tx(*this);
-    if (rows_where("inventory_id = ?", {std::string(inventory_id)}, dialect_.for_update).empty()) {
-      return OnHandChange::unknown_inventory;
-    }
-    std::int64_t changed = db_->execute("UPDATE inventory SET on_hand = " + expression +
-                                            ", updated_at = " + dialect_.now +
-                                            " WHERE inventory_id = ? AND " + expression + " >= 0",
-                                        {value, std::string(inventory_id), value});
-    if (changed != 1) return OnHandChange::negative;
-    row = *stock_row(inventory_id);
-    tx.commit();
-    return OnHandChange::ok;
   }
 
   std::optional<Order> order_where(const char* column, std::string_view value) {
@@ -184,20 +323,70 @@ class SqlStore final : public Store {
 
 }  // namespace
 
+std::string shared_schema(const char* serial, const char* integer, const char* time,
+                          const char* now) {
+  std::string t(time), i(integer);
+  return std::string(
+             "CREATE TABLE IF NOT EXISTS inventory_movements (\n"
+             "  movement_id   ") +
+         serial +
+         " PRIMARY KEY,\n"
+         "  inventory_id  TEXT NOT NULL,\n"
+         "  delta         " +
+         i +
+         " NOT NULL,\n"
+         "  reason        TEXT NOT NULL,\n"  // opening, initial, sale, admin_set, admin_adjust
+         "  reference     TEXT NOT NULL,\n"  // the order id, or the admin request's key
+         "  on_hand_after " +
+         i +
+         " NOT NULL,\n"
+         "  created_at    " +
+         t +
+         " NOT NULL\n"
+         ");\n"
+         "CREATE INDEX IF NOT EXISTS inventory_movements_row ON inventory_movements "
+         "(inventory_id);\n"
+         "CREATE TABLE IF NOT EXISTS checkout_attempts (\n"
+         "  attempt_id TEXT PRIMARY KEY,\n"
+         "  cart_id    TEXT NOT NULL,\n"
+         "  outcome    TEXT NOT NULL CHECK (outcome IN ('ordered', 'aborted')),\n"
+         "  created_at " +
+         t +
+         " NOT NULL\n"
+         ");\n"
+         "CREATE TABLE IF NOT EXISTS admin_requests (\n"
+         "  request_key  TEXT PRIMARY KEY,\n"
+         "  inventory_id TEXT NOT NULL,\n"
+         "  request      TEXT NOT NULL,\n"
+         "  created_at   " +
+         t +
+         " NOT NULL\n"
+         ");\n"
+         "CREATE TABLE IF NOT EXISTS cartd_heartbeat (id " +
+         i + " PRIMARY KEY, at " + t +
+         " NOT NULL);\n"
+         // A main DB from before the ledger: each row's on_hand opens its ledger.
+         "INSERT INTO inventory_movements (inventory_id, delta, reason, reference, "
+         "on_hand_after, created_at) SELECT inventory_id, on_hand, 'opening', '', on_hand, " +
+         now +
+         " FROM inventory i WHERE NOT EXISTS (SELECT 1 FROM inventory_movements m WHERE "
+         "m.inventory_id = i.inventory_id);\n";
+}
+
 std::unique_ptr<Store> make_sql_store(std::unique_ptr<SqlConnection> connection,
                                       SqlDialect dialect) {
   return std::make_unique<SqlStore>(std::move(connection), dialect);
 }
 
-std::unique_ptr<Store> open_store(std::string_view url) {
+std::unique_ptr<Store> open_store(std::string_view url, int statement_timeout_ms) {
   constexpr std::string_view kSqlite = "sqlite:";
   if (url.starts_with(kSqlite)) {
     std::string path(url.substr(kSqlite.size()));
     if (path.empty()) throw StoreError("sqlite: the URL names no file");
-    return open_sqlite_store(path);
+    return open_sqlite_store(path, statement_timeout_ms);
   }
   if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
-    return open_postgres_store(std::string(url));
+    return open_postgres_store(std::string(url), statement_timeout_ms);
   }
   throw StoreError("unsupported database URL (expected sqlite:PATH or postgresql://...): " +
                    std::string(url));

@@ -38,7 +38,16 @@ std::unique_ptr<Store> make_sql_store(std::unique_ptr<SqlConnection> connection,
 
 // The engines (sqlite_store.cpp, pg_store.cpp): each opens a connection and makes sure
 // its schema exists.
-std::unique_ptr<Store> open_sqlite_store(const std::string& path);
-std::unique_ptr<Store> open_postgres_store(const std::string& url);
+// Every statement fails after waiting `statement_timeout_ms` for a lock (or running so
+// long, where the engine can stop it).
+std::unique_ptr<Store> open_sqlite_store(const std::string& path, int statement_timeout_ms);
+std::unique_ptr<Store> open_postgres_store(const std::string& url, int statement_timeout_ms);
+
+// The tables both engines share beyond inventory and orders: the ledger of on_hand, the
+// checkout fence, admin requests applied, and the health heartbeat. `serial` is the
+// engine's auto-increment key type, `integer` its 64-bit integer, `time` its time column,
+// `now` its current time. Run after the engine's own schema.
+std::string shared_schema(const char* serial, const char* integer, const char* time,
+                          const char* now);
 
 }  // namespace cartd::db

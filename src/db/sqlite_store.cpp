@@ -7,8 +7,6 @@
 namespace cartd::db {
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;
-
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS inventory (
   inventory_id TEXT PRIMARY KEY,
@@ -18,6 +16,7 @@ CREATE TABLE IF NOT EXISTS inventory (
   on_hand      INTEGER NOT NULL CHECK (on_hand >= 0),
   reserved     INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
   available    INTEGER GENERATED ALWAYS AS (on_hand - reserved) VIRTUAL,
+  version      INTEGER NOT NULL DEFAULT 0,
   updated_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS inventory_product ON inventory (product_id);
@@ -41,12 +40,12 @@ CREATE TABLE IF NOT EXISTS order_lines (
 )sql";
 
 // BEGIN IMMEDIATE takes the write lock at once, so no row lock is needed after it.
-constexpr SqlDialect kDialect{"BEGIN IMMEDIATE", "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                              "created_at", ""};
+constexpr const char* kNow = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+constexpr SqlDialect kDialect{"BEGIN IMMEDIATE", kNow, "created_at", ""};
 
 class SqliteConnection final : public SqlConnection {
  public:
-  explicit SqliteConnection(const std::string& path) {
+  SqliteConnection(const std::string& path, int statement_timeout_ms) {
     int rc =
         sqlite3_open_v2(path.c_str(), &db_,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -55,10 +54,17 @@ class SqliteConnection final : public SqlConnection {
       sqlite3_close(db_);
       throw StoreError("sqlite: cannot open " + path + ": " + why);
     }
-    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    // A statement waits at most this long for another writer's lock, then fails.
+    sqlite3_busy_timeout(db_, statement_timeout_ms);
     script("PRAGMA journal_mode=WAL");
     script("PRAGMA synchronous=NORMAL");
     script(kSchema);
+    // A main DB from before row versions gets the column.
+    if (query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = 'version'", {})
+            .front()[0] == "0") {
+      script("ALTER TABLE inventory ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
+    }
+    script(shared_schema("INTEGER", "INTEGER", "TEXT", kNow).c_str());
   }
   ~SqliteConnection() override { sqlite3_close(db_); }
 
@@ -131,8 +137,8 @@ class SqliteConnection final : public SqlConnection {
 
 }  // namespace
 
-std::unique_ptr<Store> open_sqlite_store(const std::string& path) {
-  return make_sql_store(std::make_unique<SqliteConnection>(path), kDialect);
+std::unique_ptr<Store> open_sqlite_store(const std::string& path, int statement_timeout_ms) {
+  return make_sql_store(std::make_unique<SqliteConnection>(path, statement_timeout_ms), kDialect);
 }
 
 }  // namespace cartd::db

@@ -5,13 +5,22 @@
 --   2. cartd (not Redis) writes the order to the main DB, idempotently per cart;
 --   3. cartd_checkout_finish turns the holds into sold units: it drops the holds, lowers
 --      the on-hand mirror, deletes the cart and records ck:{sid}.
--- A checkout left between 1 and 3 (cartd died) is settled by recovery: with an order in
--- the DB it is finished, without one it is aborted (the cart lives on).
+-- A checkout left between 1 and 3 (cartd died, or the DB is slow) is settled by
+-- recovery: with an order in the DB it is finished; without one, recovery first records
+-- the attempt as aborted in the DB (a fence: step 2 of that attempt can no longer
+-- commit, even if its transaction is still waiting for a lock), then aborts it here
+-- (the cart lives on). Each begin makes a new attempt id; a retry with the same key
+-- resumes the same attempt.
+
+-- A checkout begun before attempt ids existed: its attempt is named by cart and key.
+local function attempt_of(sid, key) return sid .. ' ' .. key end
 
 -- cartd_checkout_begin
 -- ARGV[1] session id  ARGV[2] idempotency key  ARGV[3] grace in ms (holds kept at least so long)
+-- ARGV[4] a new attempt id (used if this call begins a checkout)
 -- Returns one of
---   {'begun', lines_json}     {'resume', lines_json}   (same key, checkout in progress)
+--   {'begun', lines_json, attempt}
+--   {'resume', lines_json, attempt}   (same key, checkout in progress)
 --   {'done', order_id}        (this key already made an order)
 --   {'conflict', order_id}    (another key already made one; order_id may be '')
 --   {'expired'} {'unknown'} {'empty'}
@@ -24,10 +33,10 @@ local function checkout_begin(keys, args)
     if done_key_value == key then return {'done', order_id} end
     return {'conflict', order_id}
   end
-  local co = redis.call('HMGET', checkout_key(sid), 'key', 'lines')
+  local co = redis.call('HMGET', checkout_key(sid), 'key', 'lines', 'attempt')
   if co[1] then
     if co[1] ~= key then return {'conflict', ''} end
-    return {'resume', co[2]}
+    return {'resume', co[2], co[3] or attempt_of(sid, co[1])}
   end
   local view = cart_view(sid)
   if not view then return {missing_cart(sid)} end
@@ -45,25 +54,33 @@ local function checkout_begin(keys, args)
   redis.call('PEXPIREAT', session_key(sid), deadline, 'GT')
   redis.call('ZADD', DEADLINES, 'GT', deadline, sid)
   local json = cjson.encode(lines)
-  redis.call('HSET', checkout_key(sid), 'key', key, 'lines', json, 'started', now)
+  redis.call('HSET', checkout_key(sid), 'key', key, 'attempt', args[4], 'lines', json,
+             'started', now)
   redis.call('ZADD', CHECKOUTS, now, sid)
-  return {'begun', json}
+  return {'begun', json, args[4]}
 end
 
 -- cartd_checkout_finish: the order is in the main DB; make Redis agree. Works whether
 -- or not the checkout marker is still there (recovery may settle a cart that expired).
 -- ARGV[1] session id  ARGV[2] idempotency key  ARGV[3] order id
--- ARGV[4] JSON [{inventory_id, quantity, on_hand}]: the order's lines, with each row's
---         on_hand in the main DB after the order (the mirror takes absolute values)
+-- ARGV[4] JSON [{inventory_id, quantity, on_hand, version}]: the order's lines, with
+--         each row's on_hand in the main DB after the order and its version (the mirror
+--         takes it unless it has a newer one)
 -- Returns {'finished'}, or {'done'} when it had finished already.
 local function checkout_finish(keys, args)
   local sid, key, order_id = args[1], args[2], args[3]
   if redis.call('EXISTS', done_key(sid)) == 1 then return {'done'} end
+  -- The cart's holds go with it, whatever their quantity now: had its lines changed
+  -- since the order was drafted, a hold of the new quantity must not be orphaned.
+  local fields = redis.call('HGETALL', cart_key(sid))
+  for i = 1, #fields, 2 do
+    local inv, qty = parse_line(fields[i + 1])
+    unhold(inv, sid, qty)
+  end
   local lines = {}
   for _, l in ipairs(cjson.decode(args[4])) do
     unhold(l.inventory_id, sid, l.quantity)
-    redis.call('HSET', stock_key(l.inventory_id), 'oh', l.on_hand)
-    redis.call('SADD', DIRTY, l.inventory_id)
+    if l.version then mirror_on_hand(l.inventory_id, l.on_hand, l.version) end
     table.insert(lines, {inventory_id = l.inventory_id, quantity = l.quantity})
   end
   redis.call('DEL', cart_key(sid), session_key(sid), checkout_key(sid))
@@ -76,26 +93,36 @@ local function checkout_finish(keys, args)
 end
 
 -- cartd_checkout_abort: gives up a checkout that made no order; the cart lives on.
--- ARGV[1] session id  ARGV[2] idempotency key.  Returns 1 if there was such a checkout.
+-- ARGV[1] session id  ARGV[2] idempotency key  ARGV[3] attempt id
+-- ARGV[4] JSON [{inventory_id, on_hand, version}]: rows whose on_hand the mirror takes
+--         (versioned) in the same step, when the DB refused the order for lack of units
+-- Returns 1 if there was such a checkout.
 local function checkout_abort(keys, args)
   local sid = args[1]
-  if redis.call('HGET', checkout_key(sid), 'key') ~= args[2] then return 0 end
+  for _, r in ipairs(cjson.decode(args[4] or '[]')) do
+    if redis.call('EXISTS', stock_key(r.inventory_id)) == 1 then
+      mirror_on_hand(r.inventory_id, r.on_hand, r.version)
+    end
+  end
+  local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
+  if co[1] ~= args[2] or (co[2] or attempt_of(sid, co[1])) ~= args[3] then return 0 end
   redis.call('DEL', checkout_key(sid))
   redis.call('ZREM', CHECKOUTS, sid)
   return 1
 end
 
 -- cartd_checkouts_stale: checkouts begun before now - ARGV[1] ms, at most ARGV[2].
--- Returns {sid, key, sid, key, ...}.
+-- Returns {sid, key, attempt, ...}.
 local function checkouts_stale(keys, args)
   local before = now_ms() - tonumber(args[1])
   local out = {}
   for _, sid in ipairs(redis.call('ZRANGE', CHECKOUTS, '-inf', before, 'BYSCORE', 'LIMIT', 0,
                                   tonumber(args[2]))) do
-    local key = redis.call('HGET', checkout_key(sid), 'key')
-    if key then
+    local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
+    if co[1] then
       table.insert(out, sid)
-      table.insert(out, key)
+      table.insert(out, co[1])
+      table.insert(out, co[2] or attempt_of(sid, co[1]))
     else
       redis.call('ZREM', CHECKOUTS, sid)
     end

@@ -5,12 +5,15 @@
 --               Its expiry is the fast trigger (keyspace event) for releasing the cart.
 --   c:{sid}     hash product_id -> "inventory_id quantity". No TTL: release deletes it.
 --   st:{inv}    hash p = product_id, n = name, pc = price in cents, oh = on hand (mirror
---               of the main DB), r = reserved.
+--               of the main DB), ov = the main DB's version of that on_hand, r = reserved.
 --   h:{inv}     zset of holds: member "sid:quantity", score = the holding cart's deadline.
+--               An admin change that lowers on_hand holds its units first as member
+--               "admin-<request>:quantity" (see cartd_admin_hold).
 --   dl          zset sid -> deadline: the sweeper's index of carts.
 --   dirty       set of inventory ids whose r changed since the DB writer last looked.
 --   cart-events stream of released carts (expired, abandoned, checked_out).
---   co:{sid}    hash key, lines (JSON), started: a checkout in progress (see checkout.lua).
+--   co:{sid}    hash key, attempt, lines (JSON), started: a checkout in progress (see
+--               checkout.lua).
 --   checkouts   zset sid -> start time (ms): checkouts in progress, for recovery.
 --   ck:{sid}    string "idempotency_key order_id": a finished checkout (kept DONE_TTL_MS).
 --   g:{sid}     string, the reason a cart ended (expired | abandoned), kept GONE_TTL_MS, so
@@ -66,12 +69,27 @@ local function adjust_reserved(inv, delta)
 end
 
 -- Removes one hold and returns its units; a hold that is already gone returns nothing.
-local function unhold(inv, sid, qty)
-  if redis.call('ZREM', holds_key(inv), hold_member(sid, qty)) == 1 then
-    adjust_reserved(inv, -qty)
+local function unhold_member(inv, member)
+  if redis.call('ZREM', holds_key(inv), member) == 1 then
+    adjust_reserved(inv, -hold_quantity(member))
     return true
   end
   return false
+end
+
+local function unhold(inv, sid, qty)
+  return unhold_member(inv, hold_member(sid, qty))
+end
+
+-- Takes a row's on_hand from the main DB unless the mirror has a newer one. Versions
+-- order the writes, so a late write (a slow checkout, recovery after a kill, a second
+-- instance) never undoes a newer one, and writing the same version twice is harmless.
+local function mirror_on_hand(inv, on_hand, version)
+  local have = tonumber(redis.call('HGET', stock_key(inv), 'ov') or -1)
+  if version < have then return false end
+  redis.call('HSET', stock_key(inv), 'oh', on_hand, 'ov', version)
+  redis.call('SADD', DIRTY, inv)
+  return true
 end
 
 -- Logical expiry: drops every hold of one stock row whose deadline is before now, so

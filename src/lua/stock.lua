@@ -11,40 +11,74 @@ local function stock(keys, args)
   return {row[1], tonumber(row[2]), tonumber(row[3] or 0)}
 end
 
--- cartd_mirror: sets stock rows from the main DB (absolute values, so running it twice
--- changes nothing) and recomputes each row's reserved count from the holds that exist.
--- ARGV: inventory_id, product_id, on_hand, name, price_cents, repeated.
+-- cartd_mirror: sets stock rows from the main DB (on_hand only if its version is not
+-- older than the mirror's, so running it twice, or late, changes nothing) and recomputes
+-- each row's reserved count from the holds that exist.
+-- ARGV: inventory_id, product_id, on_hand, version, name, price_cents, repeated.
 -- Returns the number of rows mirrored.
 local function mirror(keys, args)
   local now = now_ms()
-  for i = 1, #args, 5 do
+  for i = 1, #args, 6 do
     local inv = args[i]
     drop_expired(inv, now)
     local reserved = 0
     for _, member in ipairs(redis.call('ZRANGE', holds_key(inv), 0, -1)) do
       reserved = reserved + hold_quantity(member)
     end
-    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'oh', args[i + 2], 'r', reserved,
-               'n', args[i + 3], 'pc', args[i + 4])
+    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', reserved, 'n', args[i + 4],
+               'pc', args[i + 5])
+    mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]))
     redis.call('SADD', DIRTY, inv)
   end
   redis.call('SET', 'cartd:mirrored', now)
-  return #args / 5
+  return #args / 6
 end
 
--- cartd_set_on_hand: sets a row's on-hand mirror after the main DB changed it, unless
--- that would leave fewer units than are held.
--- ARGV[1] inventory_id  ARGV[2] on_hand (absolute)
--- Returns {'ok', reserved}, {'below_reserved', reserved} or {'unknown_inventory'}.
-local function set_on_hand(keys, args)
-  local inv, on_hand = args[1], tonumber(args[2])
+-- cartd_admin_hold: before an admin change lowers a row's on_hand in the main DB, holds
+-- the units it removes, so that no cart can hold them meanwhile. The hold expires by
+-- itself at its deadline if cartd dies before cartd_apply_on_hand drops it.
+-- ARGV[1] inventory_id  ARGV[2] member ("admin-<request>:<quantity>")  ARGV[3] quantity
+-- ARGV[4] how long the hold lasts, in ms
+-- Returns {'ok', on_hand, reserved}, {'below_reserved', on_hand, reserved} (fewer units
+-- are available than the change removes) or {'unknown_inventory'}.
+local function admin_hold(keys, args)
+  local inv, member, qty = args[1], args[2], tonumber(args[3])
   if redis.call('EXISTS', stock_key(inv)) == 0 then return {'unknown_inventory'} end
-  drop_expired(inv, now_ms())
-  local reserved = tonumber(redis.call('HGET', stock_key(inv), 'r') or 0)
-  if on_hand < reserved then return {'below_reserved', reserved} end
-  redis.call('HSET', stock_key(inv), 'oh', on_hand)
-  redis.call('SADD', DIRTY, inv)
-  return {'ok', reserved}
+  local now = now_ms()
+  drop_expired(inv, now)
+  local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
+  local on_hand, reserved = tonumber(row[1]), tonumber(row[2] or 0)
+  if on_hand - reserved < qty then return {'below_reserved', on_hand, reserved} end
+  if redis.call('ZADD', holds_key(inv), 'NX', now + tonumber(args[4]), member) == 1 then
+    adjust_reserved(inv, qty)
+    reserved = reserved + qty
+  end
+  return {'ok', on_hand, reserved}
+end
+
+-- cartd_apply_on_hand: takes rows' on_hand from the main DB after it changed them
+-- (versioned, see mirror_on_hand), and drops an admin hold in the same step.
+-- ARGV[1] inventory_id of an admin hold to drop, or ''  ARGV[2] that hold's member
+-- ARGV[3..] inventory_id, on_hand, version, repeated
+-- Returns {on_hand, reserved, ...} per row as the mirror has it now (-1, -1: unknown).
+local function apply_on_hand(keys, args)
+  local now = now_ms()
+  if args[1] ~= '' then unhold_member(args[1], args[2]) end
+  local out = {}
+  for i = 3, #args, 3 do
+    local inv = args[i]
+    if redis.call('EXISTS', stock_key(inv)) == 1 then
+      mirror_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]))
+      drop_expired(inv, now)
+      local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
+      table.insert(out, tonumber(row[1]))
+      table.insert(out, tonumber(row[2] or 0))
+    else
+      table.insert(out, -1)
+      table.insert(out, -1)
+    end
+  end
+  return out
 end
 
 -- cartd_stock_many: like cartd_stock for many rows in one call.
@@ -86,6 +120,7 @@ end
 
 redis.register_function{function_name = 'cartd_stock', callback = stock}
 redis.register_function('cartd_mirror', mirror)
-redis.register_function('cartd_set_on_hand', set_on_hand)
+redis.register_function('cartd_admin_hold', admin_hold)
+redis.register_function('cartd_apply_on_hand', apply_on_hand)
 redis.register_function('cartd_stock_many', stock_many)
 redis.register_function('cartd_take_dirty', take_dirty)

@@ -34,7 +34,7 @@ std::string merge_event_flags(std::string current) {
 Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
                          SetupStep mirror_step)
     : config_(config),
-      store_(db::open_store(config.db_url)),
+      store_(db::open_store(config.db_url, config.db_timeout_ms)),
       redis_(io_, redis::Client::Options{endpoint, library,
                                          std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
                                          "cartd-housekeeper",
@@ -59,7 +59,9 @@ Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::st
       sweep_timer_(io_),
       sync_timer_(io_),
       recovery_timer_(io_),
-      carts_(redis_, cart::CartSettings{}) {}
+      mirror_timer_(io_),
+      carts_(redis_, cart::CartSettings{}),
+      stock_(redis_) {}
 
 Housekeeper::~Housekeeper() {
   stop();
@@ -77,6 +79,10 @@ void Housekeeper::start() {
     }
     sync_db();
     recover_checkouts();
+    mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));
+    mirror_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) sync_mirror();
+    });
   });
   thread_ = std::thread([this] {
     auto work = boost::asio::make_work_guard(io_);
@@ -90,6 +96,7 @@ void Housekeeper::stop() {
     sweep_timer_.cancel();
     sync_timer_.cancel();
     recovery_timer_.cancel();
+    mirror_timer_.cancel();
     redis_.stop();
     events_.stop();
     io_.stop();
@@ -171,12 +178,16 @@ void Housekeeper::sync_db() {
       }
     }
     try {
-      if (counts.empty()) {
-        store_->ping();
-      } else {
+      auto now = std::chrono::steady_clock::now();
+      if (!counts.empty()) {
         store_->set_reserved(counts);
+        last_heartbeat_ = now;
+      } else if (now - last_heartbeat_ >= std::chrono::milliseconds(config_.db_heartbeat_ms)) {
+        // A read would succeed on a disk that can no longer write: probe with a write.
+        store_->heartbeat();
+        last_heartbeat_ = now;
       }
-      db_ok_.store(true, std::memory_order_relaxed);
+      if (!db_ok_.exchange(true)) spdlog::info("db: the main DB writes again");
     } catch (const std::exception& e) {
       if (db_ok_.exchange(false)) spdlog::error("db: {}", e.what());
       // Mark the rows dirty again so the next round writes them.
@@ -194,8 +205,8 @@ void Housekeeper::recover_checkouts() {
   std::string batch = std::to_string(kRecoveryBatch);
   redis_.command({"FCALL", "cartd_checkouts_stale", "0", age, batch}, [this](redis::Result r) {
     if (r && !r->is_error()) {
-      for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-        settle_checkout(r->elements[i].str, r->elements[i + 1].str);
+      for (std::size_t i = 0; i + 2 < r->elements.size(); i += 3) {
+        settle_checkout(r->elements[i].str, r->elements[i + 1].str, r->elements[i + 2].str);
       }
     }
     recovery_timer_.expires_after(
@@ -206,22 +217,20 @@ void Housekeeper::recover_checkouts() {
   });
 }
 
-void Housekeeper::settle_checkout(const std::string& sid, const std::string& key) {
-  std::optional<db::Order> order;
-  std::vector<cart::CartService::SoldLine> sold;
+void Housekeeper::settle_checkout(const std::string& sid, const std::string& key,
+                                  const std::string& attempt) {
+  db::SettledCheckout settled;
   try {
-    order = store_->order_for_cart(sid);
-    for (const db::OrderLine& l : order ? order->lines : std::vector<db::OrderLine>{}) {
-      auto row = store_->stock_row(l.inventory_id);
-      sold.push_back({l.inventory_id, l.quantity, row ? row->on_hand : 0});
-    }
+    // Blocks this thread while the DB waits for a lock (at most --db-timeout-ms): the
+    // fence must be in before Redis lets the cart change.
+    settled = store_->settle_checkout(sid, attempt);
   } catch (const std::exception& e) {
-    spdlog::error("recovery: cannot read the order of cart {}: {}", sid, e.what());
+    spdlog::error("recovery: cannot settle the checkout of cart {}: {}", sid, e.what());
     return;  // the next round tries again
   }
-  if (!order) {
-    redis_.command({"FCALL", "cartd_checkout_abort", "0", sid, key}, [sid](redis::Result r) {
-      if (r && !r->is_error() && r->integer == 1) {
+  if (!settled.order) {
+    carts_.checkout_abort(sid, key, attempt, {}, [sid](auto r) {
+      if (r && *r) {
         spdlog::warn("recovery: checkout of cart {} made no order; aborted, the cart lives on",
                      sid);
       }
@@ -229,9 +238,34 @@ void Housekeeper::settle_checkout(const std::string& sid, const std::string& key
     return;
   }
   carts_.checkout_finish(
-      sid, order->idempotency_key, order->order_id, sold, [sid, id = order->order_id](auto done) {
-        if (done) spdlog::warn("recovery: finished checkout of cart {} (order {})", sid, id);
+      sid, *settled.order, settled.rows, [sid, id = settled.order->order_id](auto done) {
+        if (done) {
+          spdlog::warn("recovery: finished checkout of cart {} (order {})", sid, id);
+        }
       });
+}
+
+void Housekeeper::sync_mirror() {
+  constexpr std::size_t kRowsPerCall = 500;
+  std::vector<db::StockRow> rows;
+  try {
+    rows = store_->stock_rows();
+  } catch (const std::exception& e) {
+    spdlog::debug("mirror sync: {}", e.what());
+  }
+  for (std::size_t start = 0; start < rows.size(); start += kRowsPerCall) {
+    std::vector<db::OnHandVersion> batch;
+    for (std::size_t i = start; i < std::min(rows.size(), start + kRowsPerCall); ++i) {
+      batch.push_back({rows[i].inventory_id, rows[i].on_hand, rows[i].version});
+    }
+    stock_.apply_on_hand("", "", batch, [](auto r) {
+      if (!r) spdlog::debug("mirror sync: {}", r.error().message());
+    });
+  }
+  mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));
+  mirror_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) sync_mirror();
+  });
 }
 
 }  // namespace cartd::stock

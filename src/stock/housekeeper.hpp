@@ -6,8 +6,14 @@
 //     timer: the certain path, which also catches up after cartd was down);
 //   - the DB writer: stock rows the Redis functions marked dirty are read and their
 //     reserved counts written to the main DB as absolute values, batched;
-//   - checkout recovery: a checkout left unfinished (cartd died mid-way) is finished if
-//     its order is in the main DB and aborted if not (see src/lua/checkout.lua).
+//   - checkout recovery: a checkout left unfinished (cartd died mid-way, or its DB
+//     transaction is stuck) is finished if its order is in the main DB, and otherwise
+//     fenced in the DB, then aborted (see src/lua/checkout.lua);
+//   - the mirror sync: every row's on_hand and version are read from the main DB and
+//     given to Redis, which takes those newer than its own: a change whose mirror step
+//     was lost (Redis down, cartd killed) reaches Redis within --mirror-sync-ms;
+//   - the DB heartbeat: a small write now and then, so /healthz sees a main DB that
+//     can no longer write.
 // Every instance runs one; the functions they call are atomic and idempotent, so any
 // number of instances can run them at once.
 #pragma once
@@ -21,6 +27,7 @@
 #include "db/store.hpp"
 #include "redis/client.hpp"
 #include "stock/mirror.hpp"
+#include "stock/service.hpp"
 
 namespace cartd::stock {
 
@@ -32,7 +39,7 @@ class Housekeeper {
 
   void start();
   void stop();
-  // True when the last DB write or ping succeeded (read by /healthz on other threads).
+  // True when the last DB write succeeded (read by /healthz on other threads).
   bool db_healthy() const { return db_ok_.load(std::memory_order_relaxed); }
 
  private:
@@ -41,7 +48,8 @@ class Housekeeper {
   void sweep();
   void sync_db();
   void recover_checkouts();
-  void settle_checkout(const std::string& sid, const std::string& key);
+  void settle_checkout(const std::string& sid, const std::string& key, const std::string& attempt);
+  void sync_mirror();
 
   const Config& config_;
   boost::asio::io_context io_{1};
@@ -51,7 +59,10 @@ class Housekeeper {
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer sync_timer_;
   boost::asio::steady_timer recovery_timer_;
+  boost::asio::steady_timer mirror_timer_;
   cart::CartService carts_;  // for checkout_finish, on the housekeeper's connection
+  StockService stock_;       // for the mirror sync, on the housekeeper's connection
+  std::chrono::steady_clock::time_point last_heartbeat_{};
   std::atomic<bool> db_ok_{false};
   std::thread thread_;
 };

@@ -7,9 +7,11 @@
 #include <charconv>
 #include <map>
 #include <memory>
+#include <utility>
 
 #include "cart/api.hpp"
 #include "cart/routes.hpp"
+#include "cart/session_id.hpp"
 
 namespace cartd::stock {
 namespace {
@@ -220,71 +222,173 @@ void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
       });
 }
 
-// PUT /v1/stock/{id} (absolute) and POST /v1/stock/{id}/adjust (delta): DB first, then
-// the mirror; if the mirror refuses (holds grew meanwhile), the DB change is undone.
-void change_on_hand(CatalogContext& ctx, std::string inv, std::int64_t value, bool absolute,
-                    Respond respond) {
-  ctx.stock.counts({inv}, [&ctx, inv, value, absolute, respond = std::move(respond)](auto live) {
-    if (!live) return respond(cart::unavailable(live.error()));
-    if (!(*live)[0])
-      return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
-    LiveCounts now = *(*live)[0];
-    std::int64_t target = absolute ? value : now.on_hand + value;
-    if (target < now.reserved) {
-      return respond(error_response(409, "below_reserved",
-                                    "on_hand may not fall below the units held in carts",
-                                    {{"reserved", now.reserved}, {"on_hand", now.on_hand}}));
+// PUT /v1/stock/{id} (absolute) and POST /v1/stock/{id}/adjust (delta). Every change is a
+// delta applied once in the main DB, with its ledger row and its request key:
+//   1. read the row (PUT: the delta from its on_hand, and its version) and whether the
+//      request key was applied before (a replay answers without changing anything);
+//   2. a change that removes units first holds them in Redis (cartd_admin_hold), so no
+//      cart can hold them while the DB changes; refused if they are not available;
+//   3. the DB applies the delta (PUT: only if the row's version is still the one read;
+//      otherwise start again); a DB error is checked against the request key, so the
+//      answer is either "applied once" or "nothing changed";
+//   4. Redis takes the new on_hand (versioned) and drops the hold in one step. If Redis
+//      does not answer, the change stands (200) and the mirror sync catches up.
+class AdminChange : public std::enable_shared_from_this<AdminChange> {
+ public:
+  AdminChange(CatalogContext& ctx, std::string inv, std::int64_t value, bool absolute,
+              std::string request_key, Respond respond)
+      : ctx_(ctx),
+        inv_(std::move(inv)),
+        value_(value),
+        absolute_(absolute),
+        request_key_(std::move(request_key)),
+        respond_(std::move(respond)) {}
+
+  void start() {
+    if (!ctx_.stock.ready()) {
+      // Not begun: a change the mirror could not take now would change nothing visible.
+      return respond_(cart::unavailable(make_error_code(redis::Errc::unavailable)));
     }
-    struct Changed {
-      db::OnHandChange result;
-      db::StockRow row;
-      std::int64_t before;
+    if (++attempts_ > kMaxAttempts) {
+      return respond_(
+          error_response(409, "concurrent_change", "the stock row kept changing; try again"));
+    }
+    struct Read {
+      std::optional<db::StockRow> row;
+      bool applied = false;
     };
-    ctx.db.run<Changed>(
-        ctx.loop,
-        [inv, value, absolute](db::Store& s) {
-          Changed c{db::OnHandChange::unknown_inventory, {}, 0};
-          auto before = s.stock_row(inv);
-          if (!before) return c;
-          c.before = before->on_hand;
-          c.result =
-              absolute ? s.set_on_hand(inv, value, c.row) : s.adjust_on_hand(inv, value, c.row);
-          return c;
+    ctx_.db.run<Read>(
+        ctx_.loop,
+        [inv = inv_, key = request_key_](db::Store& s) {
+          return Read{s.stock_row(inv), s.admin_request_applied(key)};
         },
-        [&ctx, inv, respond](db::DbResult<Changed> c) {
-          if (!c) return respond(cart::db_unavailable(c.error()));
-          if (c->result == db::OnHandChange::unknown_inventory) {
-            return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
+        [self = shared_from_this()](db::DbResult<Read> read) {
+          if (!read) return self->respond_(cart::db_unavailable(read.error()));
+          if (!read->row) {
+            return self->respond_(error_response(404, "unknown_inventory", "Unknown inventory_id"));
           }
-          if (c->result == db::OnHandChange::negative) {
-            return respond(error_response(409, "negative_on_hand", "on_hand may not fall below 0"));
-          }
-          db::StockRow row = c->row;
-          std::int64_t before = c->before;
-          ctx.stock.set_on_hand(inv, row.on_hand, [&ctx, row, before, respond](auto set) {
-            if (!set) return respond(cart::unavailable(set.error()));
-            if (set->kind == SetOnHand::Kind::ok) {
-              return with_counts(ctx, {row}, respond, [](const auto& rows, const auto& live) {
-                return http::json_response(200, stock_json(rows[0], live[0]));
-              });
-            }
-            std::int64_t reserved = set->reserved;
-            ctx.db.run<bool>(
-                ctx.loop,
-                [row, before](db::Store& s) {
-                  db::StockRow ignored;
-                  s.set_on_hand(row.inventory_id, before, ignored);
-                  return true;
-                },
-                [respond, reserved](db::DbResult<bool>) {
-                  respond(error_response(409, "below_reserved",
-                                         "on_hand may not fall below the units held in carts",
-                                         {{"reserved", reserved}}));
-                });
-          });
+          self->read(*read->row, read->applied);
         });
-  });
-}
+  }
+
+ private:
+  static constexpr int kMaxAttempts = 5;
+
+  void read(const db::StockRow& row, bool applied) {
+    request_.inventory_id = inv_;
+    request_.request_key = request_key_;
+    request_.reason = absolute_ ? "admin_set" : "admin_adjust";
+    request_.request = request_.reason + " " + std::to_string(value_);
+    request_.delta = absolute_ ? value_ - row.on_hand : value_;
+    if (absolute_) request_.expected_version = row.version;
+    if (applied || request_.delta >= 0) return write();
+    hold_member_ = admin_hold_member(cart::new_session_id(), -request_.delta);
+    ctx_.stock.admin_hold(
+        inv_, hold_member_, -request_.delta, ctx_.admin_hold,
+        [self = shared_from_this()](boost::system::result<AdminHold> held) {
+          if (!held) return self->respond_(cart::unavailable(held.error()));
+          switch (held->kind) {
+            case AdminHold::Kind::ok:
+              return self->write();
+            case AdminHold::Kind::unknown_inventory:
+              return self->respond_(
+                  error_response(404, "unknown_inventory", "Unknown inventory_id"));
+            case AdminHold::Kind::below_reserved:
+              return self->respond_(error_response(
+                  409, "below_reserved", "on_hand may not fall below the units held in carts",
+                  {{"reserved", held->counts.reserved}, {"on_hand", held->counts.on_hand}}));
+          }
+        });
+  }
+
+  void write() {
+    ctx_.db.run<db::OnHandResult>(
+        ctx_.loop, [req = request_](db::Store& s) { return s.change_on_hand(req); },
+        [self = shared_from_this()](db::DbResult<db::OnHandResult> r) {
+          if (!r) return self->after_db_error(r.error());
+          self->written(*r);
+        });
+  }
+
+  void written(const db::OnHandResult& r) {
+    using C = db::OnHandChange;
+    switch (r.result) {
+      case C::ok:
+      case C::replayed:
+        return apply(r.row);
+      case C::version_changed:
+        return release_hold([self = shared_from_this()] { self->start(); });
+      case C::unknown_inventory:
+        return release_hold([self = shared_from_this()] {
+          self->respond_(error_response(404, "unknown_inventory", "Unknown inventory_id"));
+        });
+      case C::negative:
+        return release_hold([self = shared_from_this()] {
+          self->respond_(error_response(409, "negative_on_hand", "on_hand may not fall below 0"));
+        });
+      case C::key_reused:
+        return release_hold([self = shared_from_this()] {
+          self->respond_(error_response(422, "idempotency_key_reused",
+                                        "this Idempotency-Key was used for another request"));
+        });
+    }
+  }
+
+  // The DB failed: whether the change committed is unknown until the request key says.
+  void after_db_error(const std::string& error) {
+    struct Outcome {
+      bool applied;
+      std::optional<db::StockRow> row;
+    };
+    ctx_.db.run<Outcome>(
+        ctx_.loop,
+        [key = request_key_, inv = inv_](db::Store& s) {
+          bool applied = s.admin_request_applied(key);
+          return Outcome{applied, applied ? s.stock_row(inv) : std::nullopt};
+        },
+        [self = shared_from_this(), error](db::DbResult<Outcome> o) {
+          if (o && o->applied && o->row) return self->apply(*o->row);
+          // Not applied (or unknown: then a retry with the same Idempotency-Key is safe).
+          self->release_hold([self, error] { self->respond_(cart::db_unavailable(error)); });
+        });
+  }
+
+  void apply(const db::StockRow& row) {
+    ctx_.stock.apply_on_hand(
+        hold_member_.empty() ? "" : inv_, hold_member_,
+        {{row.inventory_id, row.on_hand, row.version}},
+        [self = shared_from_this(), row](auto live) {
+          std::optional<LiveCounts> counts;
+          if (live && !live->empty()) {
+            counts = (*live)[0];
+          } else {
+            spdlog::warn(
+                "admin: {} changed in the main DB; Redis did not take it yet ({}): the "
+                "mirror sync will",
+                row.inventory_id, live ? "unknown row" : live.error().message());
+          }
+          self->respond_(http::json_response(200, stock_json(row, counts)));
+        });
+  }
+
+  // Drops the admin hold, if any, then calls next (whatever Redis answered: a hold left
+  // behind frees itself at its deadline).
+  void release_hold(std::function<void()> next) {
+    if (hold_member_.empty()) return next();
+    std::string member = std::exchange(hold_member_, "");
+    ctx_.stock.apply_on_hand(inv_, member, {}, [next](auto) { next(); });
+  }
+
+  CatalogContext& ctx_;
+  std::string inv_;
+  std::int64_t value_;
+  bool absolute_;
+  std::string request_key_;
+  Respond respond_;
+  db::OnHandRequest request_;
+  std::string hold_member_;
+  int attempts_ = 0;
+};
 
 // PUT /v1/stock/{id} {"on_hand"} (absolute) or POST .../adjust {"delta"} (relative).
 http::Handler on_hand_route(CatalogContext& ctx, std::string_view field, std::int64_t min,
@@ -298,7 +402,18 @@ http::Handler on_hand_route(CatalogContext& ctx, std::string_view field, std::in
     if (!body) return respond(cart::reject(body.error()));
     auto value = cart::integer_field(*body, field, min, max, code);
     if (!value) return respond(cart::reject(value.error()));
-    change_on_hand(ctx, p[0], *value, absolute, std::move(respond));
+    // With an Idempotency-Key, a retry of a request whose answer was lost is applied at
+    // most once; without one, each request is its own.
+    std::string key = cart::new_session_id();
+    if (auto given = req.find("Idempotency-Key"); given != req.end()) {
+      if (!cart::is_valid_idempotency_key(given->value())) {
+        return respond(error_response(400, "invalid_idempotency_key",
+                                      "an Idempotency-Key is 1-128 printable ASCII characters"));
+      }
+      key = std::string(given->value());
+    }
+    std::make_shared<AdminChange>(ctx, p[0], *value, absolute, std::move(key), std::move(respond))
+        ->start();
   });
 }
 

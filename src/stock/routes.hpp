@@ -3,11 +3,14 @@
 //
 // Products are read from the main DB and their counts from Redis, so `reserved` and
 // `available` are live. Admin routes need `Authorization: Bearer <--admin-token>` (401
-// without, 403 with another token) and do not exist when no token is set. Each admin
-// change writes the main DB first, then the Redis mirror, with absolute values.
+// without, 403 with another token) and do not exist when no token is set. An on-hand
+// change is a delta applied once in the main DB (with a ledger row, and once per
+// Idempotency-Key), its removed units held in Redis first; the mirror takes the result
+// by version (see AdminChange in routes.cpp).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <string>
 
 #include "db/executor.hpp"
@@ -21,6 +24,9 @@ struct CatalogContext {
   StockService& stock;
   db::Executor& db;
   std::string admin_token;  // empty: no admin routes
+  // How long an admin change holds the units it removes (longer than a DB statement may
+  // wait, so the hold outlasts the change; it frees itself if cartd dies meanwhile).
+  std::chrono::milliseconds admin_hold{60'000};
 };
 
 inline constexpr std::size_t kDefaultPageSize = 20;

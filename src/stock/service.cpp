@@ -31,16 +31,37 @@ void StockService::stock(const std::string& inventory_id, Callback<std::optional
 
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
   std::vector<std::string> args;
-  args.reserve(rows.size() * 5);
+  args.reserve(rows.size() * 6);
   for (const db::StockRow& r : rows) {
     args.push_back(r.inventory_id);
     args.push_back(r.product_id);
     args.push_back(std::to_string(r.on_hand));
+    args.push_back(std::to_string(r.version));
     args.push_back(r.name);
     args.push_back(std::to_string(r.price_cents));
   }
   return args;
 }
+
+namespace {
+
+// {on_hand, reserved, ...} per row, -1 for a row Redis does not have.
+boost::system::result<std::vector<std::optional<LiveCounts>>> decode_counts(const redis::Reply& r,
+                                                                            std::size_t n) {
+  if (r.elements.size() != 2 * n) return unexpected();
+  std::vector<std::optional<LiveCounts>> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto on_hand = r.int_at(2 * i), reserved = r.int_at(2 * i + 1);
+    if (!on_hand || *on_hand < 0) {
+      out.emplace_back();
+    } else {
+      out.push_back(LiveCounts{*on_hand, reserved.value_or(0)});
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 void StockService::counts(const std::vector<std::string>& ids,
                           Callback<std::vector<std::optional<LiveCounts>>> done) {
@@ -48,17 +69,7 @@ void StockService::counts(const std::vector<std::string>& ids,
   args.insert(args.end(), ids.begin(), ids.end());
   redis_.command(std::span<const std::string_view>(args), [done, n = ids.size()](redis::Result r) {
     if (!r) return done(r.error());
-    if (r->elements.size() != 2 * n) return done(unexpected());
-    std::vector<std::optional<LiveCounts>> out;
-    for (std::size_t i = 0; i < n; ++i) {
-      auto on_hand = r->int_at(2 * i), reserved = r->int_at(2 * i + 1);
-      if (!on_hand || *on_hand < 0) {
-        out.emplace_back();
-      } else {
-        out.push_back(LiveCounts{*on_hand, reserved.value_or(0)});
-      }
-    }
-    done(std::move(out));
+    done(decode_counts(*r, n));
   });
 }
 
@@ -73,18 +84,49 @@ void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::i
   });
 }
 
-void StockService::set_on_hand(const std::string& inventory_id, std::int64_t on_hand,
-                               Callback<SetOnHand> done) {
-  std::string value = std::to_string(on_hand);
-  redis_.command({"FCALL", "cartd_set_on_hand", "0", inventory_id, value}, [done](redis::Result r) {
+std::string admin_hold_member(const std::string& request_id, std::int64_t quantity) {
+  return std::string(kAdminHoldPrefix) + request_id + ":" + std::to_string(quantity);
+}
+
+void StockService::admin_hold(const std::string& inventory_id, const std::string& member,
+                              std::int64_t quantity, std::chrono::milliseconds hold_for,
+                              Callback<AdminHold> done) {
+  std::string qty = std::to_string(quantity), ms = std::to_string(hold_for.count());
+  redis_.command({"FCALL", "cartd_admin_hold", "0", inventory_id, member, qty, ms},
+                 [done](redis::Result r) {
+                   if (!r) return done(r.error());
+                   auto tag = r->text_at(0);
+                   if (!tag) return done(unexpected());
+                   AdminHold out;
+                   if (*tag == "unknown_inventory") {
+                     out.kind = AdminHold::Kind::unknown_inventory;
+                     return done(out);
+                   }
+                   if (*tag == "below_reserved")
+                     out.kind = AdminHold::Kind::below_reserved;
+                   else if (*tag != "ok")
+                     return done(unexpected());
+                   out.counts = LiveCounts{r->int_at(1).value_or(0), r->int_at(2).value_or(0)};
+                   done(out);
+                 });
+}
+
+void StockService::apply_on_hand(const std::string& hold_inventory_id,
+                                 const std::string& hold_member,
+                                 const std::vector<db::OnHandVersion>& rows,
+                                 Callback<std::vector<std::optional<LiveCounts>>> done) {
+  std::vector<std::string> owned;
+  for (const db::OnHandVersion& r : rows) {
+    owned.push_back(r.inventory_id);
+    owned.push_back(std::to_string(r.on_hand));
+    owned.push_back(std::to_string(r.version));
+  }
+  std::vector<std::string_view> args{"FCALL", "cartd_apply_on_hand", "0", hold_inventory_id,
+                                     hold_member};
+  args.insert(args.end(), owned.begin(), owned.end());
+  redis_.command(std::span<const std::string_view>(args), [done, n = rows.size()](redis::Result r) {
     if (!r) return done(r.error());
-    auto tag = r->text_at(0);
-    if (!tag) return done(unexpected());
-    SetOnHand out;
-    out.reserved = r->int_at(1).value_or(0);
-    if (*tag == "below_reserved") out.kind = SetOnHand::Kind::below_reserved;
-    if (*tag == "unknown_inventory") out.kind = SetOnHand::Kind::unknown_inventory;
-    done(out);
+    done(decode_counts(*r, n));
   });
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/system/result.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -31,15 +32,17 @@ struct StockView {
   std::int64_t available() const { return on_hand - reserved; }
 };
 
-struct SetOnHand {
+struct AdminHold {
   enum class Kind { ok, below_reserved, unknown_inventory };
   Kind kind = Kind::ok;
-  std::int64_t reserved = 0;
+  LiveCounts counts;  // ok, below_reserved: the row before the hold
 };
 
 class StockService {
  public:
   explicit StockService(redis::Client& redis) : redis_(redis) {}
+  // Whether Redis takes commands now (an admin change needs it before it starts).
+  bool ready() const { return redis_.ready(); }
 
   // nullopt: no such stock row.
   void stock(const std::string& inventory_id, Callback<std::optional<StockView>> done);
@@ -48,17 +51,30 @@ class StockService {
   // Mirrors rows from the main DB (absolute values; reserved recomputed from holds).
   // Answers how many rows were mirrored.
   void mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done);
-  void set_on_hand(const std::string& inventory_id, std::int64_t on_hand, Callback<SetOnHand> done);
+  // Holds `quantity` units of a row for an admin change that is about to remove them
+  // (hold member "admin-<request>:<quantity>"), unless fewer are available.
+  void admin_hold(const std::string& inventory_id, const std::string& member, std::int64_t quantity,
+                  std::chrono::milliseconds hold_for, Callback<AdminHold> done);
+  // Takes rows' on_hand from the main DB (versioned: never older than the mirror's) and
+  // drops an admin hold (`hold_member` of row `hold_inventory_id`; "" for none), in one
+  // step. Answers each row's live counts after it.
+  void apply_on_hand(const std::string& hold_inventory_id, const std::string& hold_member,
+                     const std::vector<db::OnHandVersion>& rows,
+                     Callback<std::vector<std::optional<LiveCounts>>> done);
 
  private:
   redis::Client& redis_;
 };
 
+// The hold member of an admin request: "admin-<request id>:<quantity>".
+std::string admin_hold_member(const std::string& request_id, std::int64_t quantity);
+inline constexpr std::string_view kAdminHoldPrefix = "admin-";
+
 // Decodes the reply of cartd_stock (src/lua/stock.lua).
 boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
                                                              const redis::Reply& r);
 
-// The FCALL cartd_mirror arguments for rows (5 per row); used by the mirror step too.
+// The FCALL cartd_mirror arguments for rows (6 per row); used by the mirror step too.
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows);
 
 }  // namespace cartd::stock

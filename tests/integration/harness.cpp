@@ -395,4 +395,16 @@ std::int64_t sqlite_int(const std::filesystem::path& db, const std::string& sql)
   return v;
 }
 
+void sqlite_exec(const std::filesystem::path& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  sqlite3_open(db.c_str(), &h);
+  sqlite3_busy_timeout(h, 5000);
+  char* err = nullptr;
+  int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+  std::string why = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(h);
+  if (rc != SQLITE_OK) throw std::runtime_error("sqlite: " + why);
+}
+
 }  // namespace cartd::test

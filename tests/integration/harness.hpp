@@ -153,6 +153,8 @@ class Cartd {
 
 // Runs `sql` with the sqlite3 library and returns the first column of the first row.
 std::int64_t sqlite_int(const std::filesystem::path& db, const std::string& sql);
+// Runs statements that write (as a shop's own tooling would, behind cartd's back).
+void sqlite_exec(const std::filesystem::path& db, const std::string& sql);
 
 // Polls `done` until it is true or `timeout` passes; returns its last value.
 template <typename F>

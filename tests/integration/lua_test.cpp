@@ -17,7 +17,7 @@ class LuaFunctions : public ::testing::Test {
   void SetUp() override {
     auto r = redis_.command({"FUNCTION", "LOAD", "REPLACE", std::string(scripts::library)});
     ASSERT_FALSE(r.is_error()) << r.str;
-    call({"cartd_mirror", "inv", "prod", "10", "Item", "100"});
+    call({"cartd_mirror", "inv", "prod", "10", "1", "Item", "100"});
   }
 
   redis::Reply call(std::vector<std::string> args) {
@@ -121,8 +121,8 @@ TEST_F(LuaFunctions, sweep_releases_due_carts_in_batches) {
 TEST_F(LuaFunctions, mirror_sets_absolute_values_and_recomputes_reserved) {
   hold(3);
   redis_.command({"HSET", "st:{inv}", "r", "99"});  // a drifted count
-  call({"cartd_mirror", "inv", "prod", "12", "Item", "100"});
-  call({"cartd_mirror", "inv", "prod", "12", "Item", "100"});
+  call({"cartd_mirror", "inv", "prod", "12", "2", "Item", "100"});
+  call({"cartd_mirror", "inv", "prod", "12", "2", "Item", "100"});
   auto s = call({"cartd_stock", "inv"});
   EXPECT_EQ(s.int_at(1), 12);
   EXPECT_EQ(s.int_at(2), 3);

@@ -71,9 +71,10 @@ TEST(DecodeCart, a_missing_cart_says_why_and_bad_lines_are_faults) {
 
 TEST(DecodeCheckoutStart, reads_the_frozen_lines) {
   auto r = decode_checkout_start(arr({str("begun"), str(R"([{"product_id":"p","inventory_id":"i",
-      "quantity":2,"name":"P","unit_price_cents":150}])")}));
+      "quantity":2,"name":"P","unit_price_cents":150}])"), str("attempt-1")}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->kind, CheckoutStart::Kind::begun);
+  EXPECT_EQ(r->attempt_id, "attempt-1");
   ASSERT_EQ(r->lines.size(), 1u);
   EXPECT_EQ(r->lines[0].quantity, 2);
   EXPECT_EQ(r->lines[0].unit_price_cents, 150);
