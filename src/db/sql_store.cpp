@@ -54,7 +54,14 @@ class SqlStore final : public Store {
       // The fence: this attempt's outcome is 'ordered' only if recovery has not recorded
       // it as 'aborted' first. A concurrent recovery waits on this row's key until we end.
       if (record_attempt(attempt_id, draft.cart_id, "ordered") == 0) {
-        return {Kind::aborted, {}, {}};
+        // The attempt has its outcome: aborted, or ordered by a retry with the same key
+        // that committed while this transaction waited for its row.
+        if (attempt_outcome(attempt_id) != "ordered") return {Kind::aborted, {}, {}};
+        auto existing = order_where("cart_id", draft.cart_id);
+        if (!existing) throw StoreError("order of cart " + draft.cart_id + " vanished");
+        auto rows = versions(*existing);
+        tx.commit();
+        return {Kind::existing, std::move(*existing), std::move(rows)};
       }
       std::int64_t inserted = db_->execute(
           std::string("INSERT INTO orders (order_id, cart_id, idempotency_key, total_cents, "
@@ -276,6 +283,12 @@ class SqlStore final : public Store {
                                     "created_at) VALUES (?, ?, ?, ") +
                             dialect_.now + ") ON CONFLICT (attempt_id) DO NOTHING",
                         {std::string(attempt_id), std::string(cart_id), std::string(outcome)});
+  }
+
+  std::string attempt_outcome(std::string_view attempt_id) {
+    auto r = db_->query("SELECT outcome FROM checkout_attempts WHERE attempt_id = ?",
+                        {std::string(attempt_id)});
+    return r.empty() ? "" : r.front()[0];
   }
 
   static OnHandVersion version_of(const StockRow& r) {

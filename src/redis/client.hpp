@@ -9,6 +9,8 @@
 // Redis turns into errors, not hung requests.
 #pragma once
 
+#include <atomic>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -47,6 +49,7 @@ class Client {
 
   void start();
   void stop();
+  // Safe to call from any thread (/healthz asks every loop's client).
   bool ready() const { return state_ == State::ready; }
 
   // Sends one command. The handler runs on this client's loop, exactly once.
@@ -81,7 +84,7 @@ class Client {
 
   boost::asio::io_context& io_;
   Options options_;
-  State state_ = State::stopped;
+  std::atomic<State> state_ = State::stopped;
   redisAsyncContext* ctx_ = nullptr;
   boost::asio::steady_timer reconnect_timer_;
   boost::asio::steady_timer watchdog_;
