@@ -57,25 +57,32 @@ struct Loop {
   std::shared_ptr<http::Listener> listener;
 };
 
-// Healthy when every loop's Redis connection is ready (a request may land on any loop)
-// and the main DB takes writes. Loops are all built before the first request.
-void add_health_route(Loop& loop, const std::list<Loop>& loops,
+// Ready when every loop's Redis connection is ready (a request may land on any loop)
+// and the main DB takes writes: /readyz, and /healthz as before. /livez only says the
+// process serves: a liveness probe must not restart instances during a Redis outage
+// that cartd rides out by itself. Loops are all built before the first request.
+void add_probe_routes(Loop& loop, const std::list<Loop>& loops,
                       const stock::Housekeeper& housekeeper) {
-  loop.router.add(
-      http::Verb::get, "/healthz",
-      [&loops, &housekeeper](const http::Request&, const http::PathParams&, http::Respond respond) {
-        for (const Loop& l : loops) {
-          if (!l.redis.ready()) {
-            return respond(http::json_response(
-                503, {{"status", "unavailable"}, {"reason", "Redis is unavailable"}}));
-          }
-        }
-        if (!housekeeper.db_healthy()) {
-          return respond(http::json_response(
-              503, {{"status", "unavailable"}, {"reason", "the main DB is unavailable"}}));
-        }
-        respond(http::json_response(200, {{"status", "ok"}}));
-      });
+  auto ready = [&loops, &housekeeper](const http::Request&, const http::PathParams&,
+                                      http::Respond respond) {
+    for (const Loop& l : loops) {
+      if (!l.redis.ready()) {
+        return respond(http::json_response(
+            503, {{"status", "unavailable"}, {"reason", "Redis is unavailable"}}));
+      }
+    }
+    if (!housekeeper.db_healthy()) {
+      return respond(http::json_response(
+          503, {{"status", "unavailable"}, {"reason", "the main DB cannot be written"}}));
+    }
+    respond(http::json_response(200, {{"status", "ok"}}));
+  };
+  loop.router.add(http::Verb::get, "/healthz", ready);
+  loop.router.add(http::Verb::get, "/readyz", ready);
+  loop.router.add(http::Verb::get, "/livez",
+                  [](const http::Request&, const http::PathParams&, http::Respond respond) {
+                    respond(http::json_response(200, {{"status", "ok"}}));
+                  });
 }
 
 void setup_logging(const std::string& level) {
@@ -131,7 +138,7 @@ int run(const Config& config) {
       cart::add_cart_api_routes(loop.router, loop.api);
       stock::add_catalog_routes(loop.router, loop.catalog);
       http::add_static_routes(loop.router, config.web_root);
-      add_health_route(loop, loops, *housekeeper);
+      add_probe_routes(loop, loops, *housekeeper);
       loop.listener =
           std::make_shared<http::Listener>(loop.io, listen, loop.router, config.http_limits);
     }

@@ -2,7 +2,9 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
+#include <vector>
 
 namespace cartd {
 namespace {
@@ -18,9 +20,31 @@ std::string env_name(std::string flag) {
 template <typename T>
 CLI::Option* option(CLI::App& app, const std::string& flag, T& value, const std::string& help) {
   return app.add_option("--" + flag, value, help)
-      ->envname(env_name(flag))
       ->capture_default_str()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one given wins
+}
+
+// The arguments as CLI11 parses them: each CARTD_<NAME> of the environment as a flag,
+// then the command line. Flags given later win, and a config file only fills what is
+// still unset, so the order of precedence is: command line, environment, config file,
+// defaults. (CLI11's own envname() would rank the config file above the environment.)
+std::vector<std::string> with_environment(const CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> args{argv[0]};
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->get_lnames().empty()) continue;
+    const std::string& name = opt->get_lnames().front();
+    if (name == "help" || name == "version" || name == "config") continue;
+    const char* value = std::getenv(env_name(name).c_str());
+    if (value == nullptr || *value == '\0') continue;
+    if (opt->get_type_size() == 0) {  // a flag: set by any value but false/0
+      std::string v(value);
+      if (v != "0" && v != "false") args.push_back("--" + name);
+    } else {
+      args.push_back("--" + name + "=" + value);
+    }
+  }
+  args.insert(args.end(), argv + 1, argv + argc);
+  return args;
 }
 
 }  // namespace
@@ -36,9 +60,18 @@ unsigned short Config::listen_port() const {
 ParsedConfig parse_config(int argc, char** argv) {
   Config c;
   CLI::App app{"cartd: carts and stock holds for online shops"};
+  app.footer(
+      "Every flag can also be set as CARTD_<NAME> (--cart-ttl: CARTD_CART_TTL) or in the "
+      "--config file (cart-ttl = 900). The command line wins over the environment, which "
+      "wins over the file.");
+  app.set_version_flag(
+      "--version", std::string("cartd ") + CARTD_VERSION + " (commit " + CARTD_GIT_COMMIT + ")");
+  app.set_config("--config", "", "read flags from this TOML file (names as the flags')");
   option(app, "listen", c.listen, "HOST:PORT to serve HTTP on");
   option(app, "redis", c.redis_url, "redis://[user:password@]host:port[/db]");
-  option(app, "db", c.db_url, "main database: sqlite:PATH");
+  option(app, "db", c.db_url,
+         "main database: sqlite:PATH, or postgresql://user:password@host:port/dbname when "
+         "several instances share it");
   option(app, "catalog", c.catalog, "JSON catalog of stock rows to add to the database at start");
   option(app, "cart-ttl", c.cart_ttl_seconds, "seconds a cart holds stock after its last change")
       ->check(CLI::Range(1, 86400 * 30));
@@ -74,7 +107,6 @@ ParsedConfig parse_config(int argc, char** argv) {
   app.add_option("--cors-origin", c.http_limits.cors_origins,
                  "an origin (https://shop.example) whose pages may call the API from a "
                  "browser; repeat it, or * for any")
-      ->envname(env_name("cors-origin"))
       ->delimiter(',');
   option(app, "web-root", c.web_root,
          "serve the storefront from this folder (unset: the copy built into cartd)");
@@ -107,8 +139,7 @@ ParsedConfig parse_config(int argc, char** argv) {
       ->group("");  // hidden from --help
   bool no_events = false;
   app.add_flag("--no-keyspace-events", no_events,
-               "do not listen for expired-session events (the sweeper still runs)")
-      ->envname(env_name("no-keyspace-events"));
+               "do not listen for expired-session events (the sweeper still runs)");
 
   auto* check = app.add_subcommand(
       "check",
@@ -116,7 +147,10 @@ ParsedConfig parse_config(int argc, char** argv) {
   check->fallthrough();  // cartd check --redis URL --db URL
 
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args = with_environment(app, argc, argv);
+    std::vector<char*> pointers;
+    for (std::string& a : args) pointers.push_back(a.data());
+    app.parse(static_cast<int>(pointers.size()), pointers.data());
   } catch (const CLI::ParseError& e) {
     return ParsedConfig{std::nullopt, app.exit(e)};
   }
