@@ -1,5 +1,23 @@
 -- stock.lua: the stock mirror (st:{inv}) and what the main DB writer reads from it.
 
+-- {on_hand, reserved, ...} of rows as holds see them now (-1, -1 for an unknown row).
+local function live_counts(rows)
+  local now = now_ms()
+  local out = {}
+  for _, inv in ipairs(rows) do
+    if redis.call('EXISTS', stock_key(inv)) == 1 then
+      drop_expired(inv, now)
+      local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
+      table.insert(out, tonumber(row[1]))
+      table.insert(out, tonumber(row[2] or 0))
+    else
+      table.insert(out, -1)
+      table.insert(out, -1)
+    end
+  end
+  return out
+end
+
 -- cartd_stock: one stock row as holds see it right now (expired holds are dropped).
 -- ARGV[1] inventory_id
 -- Returns nil if unknown, else {product_id, on_hand, reserved}.
@@ -62,42 +80,22 @@ end
 -- ARGV[3..] inventory_id, on_hand, version, repeated
 -- Returns {on_hand, reserved, ...} per row as the mirror has it now (-1, -1: unknown).
 local function apply_on_hand(keys, args)
-  local now = now_ms()
   if args[1] ~= '' then unhold_member(args[1], args[2]) end
-  local out = {}
+  local rows = {}
   for i = 3, #args, 3 do
     local inv = args[i]
     if redis.call('EXISTS', stock_key(inv)) == 1 then
       mirror_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]))
-      drop_expired(inv, now)
-      local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
-      table.insert(out, tonumber(row[1]))
-      table.insert(out, tonumber(row[2] or 0))
-    else
-      table.insert(out, -1)
-      table.insert(out, -1)
     end
+    table.insert(rows, inv)
   end
-  return out
+  return live_counts(rows)
 end
 
 -- cartd_stock_many: like cartd_stock for many rows in one call.
 -- ARGV: inventory ids.  Returns {on_hand, reserved, ...} in order (-1, -1 for unknown).
 local function stock_many(keys, args)
-  local now = now_ms()
-  local out = {}
-  for _, inv in ipairs(args) do
-    if redis.call('EXISTS', stock_key(inv)) == 1 then
-      drop_expired(inv, now)
-      local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
-      table.insert(out, tonumber(row[1]))
-      table.insert(out, tonumber(row[2] or 0))
-    else
-      table.insert(out, -1)
-      table.insert(out, -1)
-    end
-  end
-  return out
+  return live_counts(args)
 end
 
 -- cartd_take_dirty: pops up to ARGV[1] stock rows marked dirty and returns their
