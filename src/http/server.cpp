@@ -176,6 +176,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       head_ += std::to_string(r.body.size());
     }
     head_ += keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n";
+    if (r.content_type == kJsonContentType) head_ += kJsonAnswerHeaders;
     r.headers.insert(r.headers.end(), cors_.begin(), cors_.end());
     for (auto& [name, value] : r.headers) {
       head_ += name;
