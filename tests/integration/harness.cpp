@@ -133,7 +133,10 @@ void RedisServer::start() {
         bool ok = c && !c->err;
         if (ok) {
           auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-          ok = r && r->type == REDIS_REPLY_STATUS;
+          // NOAUTH: up, and started with --requirepass.
+          ok = r &&
+               (r->type == REDIS_REPLY_STATUS ||
+                (r->type == REDIS_REPLY_ERROR && std::string_view(r->str).starts_with("NOAUTH")));
           if (r) freeReplyObject(r);
         }
         if (c) redisFree(c);
