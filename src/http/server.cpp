@@ -2,12 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -109,6 +111,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     cors_.clear();
     if (auto origin = req.find(bhttp::field::origin); origin != req.end()) {
       cors_ = cors_headers(limits_, origin->value());
+    }
+    if (auto rejection = check_request_head(req)) {
+      if (rejection->close) {
+        return refuse(rejection->status, rejection->code, std::move(rejection->message));
+      }
+      return write(error_response(rejection->status, rejection->code, rejection->message));
     }
     if (req.method() == bhttp::verb::options &&
         req.find(bhttp::field::access_control_request_method) != req.end()) {
@@ -250,6 +258,64 @@ std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits
     }
   }
   return {};
+}
+
+std::optional<HeadRejection> check_request_head(const Request& req) {
+  auto refuse = [](unsigned status, std::string_view code, std::string message, bool close) {
+    return std::optional<HeadRejection>(HeadRejection{status, code, std::move(message), close});
+  };
+  // Framing first (RFC 9112 section 6.3). Beast reads a body of unknown codings as empty
+  // and takes Content-Length beside a coding it ignores; either way the body's bytes
+  // would be read as the next request. cartd decodes chunked and nothing else.
+  auto codings = req.equal_range(bhttp::field::transfer_encoding);
+  if (codings.first != codings.second) {
+    if (req.version() < 11) {
+      return refuse(400, "bad_request", "Transfer-Encoding is not allowed in HTTP/1.0", true);
+    }
+    if (req.find(bhttp::field::content_length) != req.end()) {
+      return refuse(400, "bad_request",
+                    "a request may not have both Transfer-Encoding and Content-Length", true);
+    }
+    std::vector<std::string_view> list;  // every field line is part of one list
+    for (auto field = codings.first; field != codings.second; ++field) {
+      std::string_view value = field->value();
+      while (!value.empty()) {
+        auto comma = value.find(',');
+        std::string_view coding = value.substr(0, comma);
+        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+        while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) {
+          coding.remove_prefix(1);
+        }
+        while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) {
+          coding.remove_suffix(1);
+        }
+        if (!coding.empty()) list.push_back(coding);  // empty list elements are allowed
+      }
+    }
+    auto is_chunked = [](std::string_view coding) { return beast::iequals(coding, "chunked"); };
+    if (list.empty() || !is_chunked(list.back()) ||
+        std::count_if(list.begin(), list.end(), is_chunked) > 1) {
+      return refuse(400, "bad_request", "chunked must be the final transfer coding, applied once",
+                    true);
+    }
+    if (list.size() > 1) {
+      return refuse(501, "not_implemented", "the only transfer coding cartd accepts is chunked",
+                    true);
+    }
+  }
+  auto hosts = std::distance(req.equal_range(bhttp::field::host).first,
+                             req.equal_range(bhttp::field::host).second);
+  if (hosts > 1) {
+    return refuse(400, "bad_request", "a request may have only one Host header", false);
+  }
+  if (hosts == 0 && req.version() >= 11) {
+    return refuse(400, "bad_request", "an HTTP/1.1 request needs a Host header", false);
+  }
+  if (req.method() == bhttp::verb::unknown) {
+    return refuse(501, "not_implemented",
+                  "the method " + std::string(req.method_string()) + " is not implemented", false);
+  }
+  return std::nullopt;
 }
 
 void Router::add(Verb verb, std::string_view pattern, Handler handler) {

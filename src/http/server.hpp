@@ -15,6 +15,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,23 @@ struct ServerLimits {
 // The CORS answer headers for a request from `origin`, or none if it is not allowed.
 std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits& limits,
                                                               std::string_view origin);
+
+// A request head cartd refuses before routing it: its answer, and whether the connection
+// must close after it (when the body's length is in doubt, the bytes after the head must
+// never be read as another request).
+struct HeadRejection {
+  unsigned status = 400;
+  std::string_view code;
+  std::string message;
+  bool close = false;
+};
+
+// Checks what Beast's parser lets through but RFC 9112 forbids or cartd does not do: a
+// Transfer-Encoding other than exactly `chunked` (400 when chunked is not the final
+// coding, 501 for any other coding), Transfer-Encoding with Content-Length or in
+// HTTP/1.0 (400), an HTTP/1.1 request without exactly one Host (400), a method Beast
+// does not know (501).
+[[nodiscard]] std::optional<HeadRejection> check_request_head(const Request& req);
 
 // The {name} segments of a matched route, in order.
 using PathParams = std::vector<std::string>;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <sstream>
 
 #include "harness.hpp"
 
@@ -101,6 +102,16 @@ class RawConnection {
   int fd_;
 };
 
+// How many "HTTP/1.1 " status lines a byte stream holds: the answers to it.
+std::size_t answers_in(const std::string& bytes) {
+  std::size_t n = 0;
+  for (auto at = bytes.find("HTTP/1.1 "); at != std::string::npos;
+       at = bytes.find("HTTP/1.1 ", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
 std::string line_body(const std::string& extra = "") {
   return R"({"product_id":"mug","inventory_id":"mug","quantity":1)" + extra + "}";
 }
@@ -144,6 +155,95 @@ TEST_F(HttpServer, a_body_with_a_duplicate_key_is_refused_and_changes_nothing) {
   EXPECT_EQ(v1.json().at("error").at("code"), "duplicate_key") << v1.body;
 
   EXPECT_EQ(redis_.snapshot(), before);
+}
+
+// A request head for raw sends: `fields` are whole header lines.
+std::string request_head(const std::string& start, const std::vector<std::string>& fields) {
+  std::string out = start + "\r\n";
+  for (const auto& f : fields) out += f + "\r\n";
+  return out + "\r\n";
+}
+
+// A request hidden in a body: answered only if the body is read as a second request.
+const std::string kSmuggled = "GET /v1/stock/mug HTTP/1.1\r\nHost: shop\r\n\r\n";
+
+TEST_F(HttpServer, a_transfer_encoding_other_than_chunked_is_refused_and_the_body_never_answered) {
+  auto before = redis_.snapshot();
+  struct Case {
+    std::vector<std::string> fields;
+    std::string body;
+    std::string status;
+  };
+  std::string chunked = "5\r\n{\"a\":\r\n0\r\n\r\n";
+  for (const Case& c : std::vector<Case>{
+           {{"Transfer-Encoding: chunked, gzip"}, kSmuggled, "400"},
+           {{"Transfer-Encoding: gzip"}, kSmuggled, "400"},
+           {{"Transfer-Encoding: x-unknown"}, kSmuggled, "400"},
+           {{"Transfer-Encoding: gzip", "Content-Length: " + std::to_string(kSmuggled.size())},
+            kSmuggled,
+            "400"},
+           {{"Transfer-Encoding: chunked", "Content-Length: 3"}, chunked + kSmuggled, "400"},
+           {{"Content-Length: 3", "Transfer-Encoding: chunked"}, chunked + kSmuggled, "400"},
+           {{"Transfer-Encoding: gzip, chunked"}, chunked + kSmuggled, "501"},
+           {{"Transfer-Encoding: gzip", "Transfer-Encoding: chunked"}, chunked + kSmuggled, "501"},
+       }) {
+    std::vector<std::string> fields{"Host: shop", "Content-Type: application/json"};
+    fields.insert(fields.end(), c.fields.begin(), c.fields.end());
+    RawConnection conn(cartd_.port());
+    conn.send(request_head("POST /add-to-cart HTTP/1.1", fields) + c.body);
+    bool closed = false;
+    std::string answers = conn.read_until_closed(3s, &closed);
+    std::string name = c.fields[0] + (c.fields.size() > 1 ? " + " + c.fields[1] : "");
+    EXPECT_EQ(answers_in(answers), 1u) << name << ":\n" << answers;
+    EXPECT_TRUE(answers.starts_with("HTTP/1.1 " + c.status)) << name << ":\n" << answers;
+    EXPECT_EQ(answers.find("on_hand"), std::string::npos) << name << ": the body was answered";
+    EXPECT_NE(answers.find("\"error\""), std::string::npos) << name << ": a JSON error";
+    EXPECT_TRUE(closed) << name << ": the connection closes";
+  }
+  EXPECT_EQ(redis_.snapshot(), before);
+}
+
+TEST_F(HttpServer, a_chunked_body_is_still_read) {
+  std::string body = line_body();
+  std::string chunked = "10\r\n" + body.substr(0, 16) + "\r\n" +
+                        [&] {
+                          std::ostringstream hex;
+                          hex << std::hex << body.size() - 16;
+                          return hex.str();
+                        }() +
+                        "\r\n" + body.substr(16) + "\r\n0\r\n\r\n";
+  RawConnection conn(cartd_.port());
+  conn.send(request_head("POST /add-to-cart HTTP/1.1",
+                         {"Host: shop", "Transfer-Encoding: chunked", "Connection: close"}) +
+            chunked);
+  std::string answer = conn.read_until_closed(3s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer;
+}
+
+TEST_F(HttpServer, an_http_1_1_request_without_one_host_is_400) {
+  for (std::vector<std::string> fields :
+       {std::vector<std::string>{}, std::vector<std::string>{"Host: a", "Host: b"}}) {
+    RawConnection conn(cartd_.port());
+    conn.send(request_head("GET /healthz HTTP/1.1", fields));
+    std::string answer = conn.read_answer(3s);
+    EXPECT_TRUE(answer.starts_with("HTTP/1.1 400")) << answer;
+    EXPECT_NE(answer.find("Host"), std::string::npos) << answer;
+    EXPECT_NE(answer.find("\"bad_request\""), std::string::npos) << answer;
+  }
+  RawConnection old(cartd_.port());
+  old.send(request_head("GET /healthz HTTP/1.0", {}));
+  EXPECT_TRUE(old.read_answer(3s).starts_with("HTTP/1.1 200")) << "HTTP/1.0 needs no Host";
+}
+
+TEST_F(HttpServer, an_unknown_method_is_501_with_a_json_error) {
+  RawConnection conn(cartd_.port());
+  conn.send(request_head("FOO /healthz HTTP/1.1", {"Host: shop"}));
+  std::string answer = conn.read_answer(3s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 501")) << answer;
+  EXPECT_NE(answer.find("\"not_implemented\""), std::string::npos) << answer;
+  // The connection stays usable: the next request on it is answered.
+  conn.send(request_head("GET /healthz HTTP/1.1", {"Host: shop"}));
+  EXPECT_TRUE(conn.read_answer(3s).starts_with("HTTP/1.1 200"));
 }
 
 }  // namespace
