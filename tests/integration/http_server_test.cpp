@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <memory>
 #include <sstream>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -244,6 +246,117 @@ TEST_F(HttpServer, an_unknown_method_is_501_with_a_json_error) {
   // The connection stays usable: the next request on it is answered.
   conn.send(request_head("GET /healthz HTTP/1.1", {"Host: shop"}));
   EXPECT_TRUE(conn.read_answer(3s).starts_with("HTTP/1.1 200"));
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+const std::string kHealthz = "GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n";
+
+// Connections that connect and send nothing, as a crowd of idle clients (or an attacker)
+// would hold them.
+std::vector<std::unique_ptr<RawConnection>> open_idle(int port, int n) {
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < n; ++i) idle.push_back(std::make_unique<RawConnection>(port));
+  return idle;
+}
+
+TEST(ConnectionLimits, idle_connections_at_the_open_file_limit_do_not_lock_out_a_new_client) {
+  // 256 descriptors in all (soft = hard, so cartd cannot raise it): 300 idle connections
+  // used to take every descriptor, and a new client waited for the idle timeout (30 s).
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {}, {}, OpenFileLimit{256, 256});
+  auto idle = open_idle(cartd.port(), 300);
+
+  RawConnection client(cartd.port());
+  auto start = std::chrono::steady_clock::now();
+  client.send(kHealthz);
+  std::string answer = client.read_answer(2s);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer << "\n" << cartd.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+  EXPECT_EQ(count_of(cartd.log(), "accept failed"), 0u) << "the cap stays below the limit";
+  EXPECT_NE(cartd.log().find("at most"), std::string::npos) << cartd.log();
+}
+
+TEST(ConnectionLimits, the_cap_sheds_the_oldest_idle_connections_and_keeps_busy_ones) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {"--max-connections", "50"});
+  // The oldest connection is in the middle of a request: it is not idle and stays.
+  RawConnection busy(cartd.port());
+  busy.send("GET /healthz HTTP/1.1\r\n");
+  // The next oldest answered a request and waits, kept alive, for another.
+  RawConnection kept_alive(cartd.port());
+  kept_alive.send(kHealthz);
+  ASSERT_TRUE(kept_alive.read_answer(2s).starts_with("HTTP/1.1 200"));
+  std::this_thread::sleep_for(100ms);  // cartd has read the busy one's first bytes
+
+  auto idle = open_idle(cartd.port(), 100);
+  RawConnection client(cartd.port());
+  client.send(kHealthz);
+  EXPECT_TRUE(client.read_answer(2s).starts_with("HTTP/1.1 200")) << cartd.log();
+
+  EXPECT_TRUE(eventually([&] { return kept_alive.closed_by_peer(); }, 2s))
+      << "the oldest idle connection went first";
+  std::size_t closed = 0;
+  for (auto& c : idle) closed += c->closed_by_peer() ? 1 : 0;
+  EXPECT_GE(closed, 40u) << "idle connections made room";
+  EXPECT_LT(closed, 100u) << "only as many as needed";
+
+  busy.send("Host: shop\r\n\r\n");
+  EXPECT_TRUE(busy.read_answer(2s).starts_with("HTTP/1.1 200")) << "a busy connection is kept";
+}
+
+TEST(ConnectionLimits, when_every_connection_is_busy_a_new_one_is_refused_with_503) {
+  RedisServer redis;
+  // One loop: the cap is shared between loops, and this test wants to fill all of it.
+  Cartd cartd(redis, kCatalog, {"--max-connections", "4", "--threads", "1"});
+  std::vector<std::unique_ptr<RawConnection>> busy;
+  for (int i = 0; i < 4; ++i) {
+    busy.push_back(std::make_unique<RawConnection>(cartd.port()));
+    busy.back()->send("GET /healthz HTTP/1.1\r\n");  // a request begun, not finished
+  }
+  std::this_thread::sleep_for(100ms);
+  RawConnection refused(cartd.port());
+  bool closed = false;
+  std::string answer = refused.read_until_closed(2s, &closed);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 503")) << answer;
+  EXPECT_NE(answer.find("\"unavailable\""), std::string::npos) << answer;
+  EXPECT_TRUE(closed);
+  for (auto& c : busy) {
+    c->send("Host: shop\r\n\r\n");
+    EXPECT_TRUE(c->read_answer(2s).starts_with("HTTP/1.1 200")) << "the busy ones are served";
+  }
+}
+
+TEST(ConnectionLimits, a_connection_that_sends_nothing_is_closed_after_the_first_request_timeout) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {"--first-request-timeout-ms", "300", "--idle-timeout", "30"});
+  RawConnection silent(cartd.port());
+  auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  silent.read_until_closed(5s, &closed);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(closed);
+  EXPECT_GE(took, 250ms);
+  EXPECT_LT(took, 2s);
+
+  // After its first request, a connection may idle for the keep-alive time.
+  RawConnection kept_alive(cartd.port());
+  kept_alive.send(kHealthz);
+  ASSERT_TRUE(kept_alive.read_answer(2s).starts_with("HTTP/1.1 200"));
+  std::this_thread::sleep_for(800ms);
+  kept_alive.send(kHealthz);
+  EXPECT_TRUE(kept_alive.read_answer(2s).starts_with("HTTP/1.1 200"));
+}
+
+TEST(ConnectionLimits, the_soft_open_file_limit_is_raised_to_the_hard_one) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {}, {}, OpenFileLimit{256, 4096});
+  EXPECT_NE(cartd.log().find("open-file limit raised from 256 to 4096"), std::string::npos)
+      << cartd.log();
 }
 
 }  // namespace
