@@ -72,6 +72,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
              std::shared_ptr<OpenConnections> open)
       : stream_(std::move(socket)), router_(router), limits_(limits), open_(std::move(open)) {
     open_->all.insert(this);
+    idle_at_ = idle_node_.insert(idle_node_.end(), this);
   }
   ~Connection() {
     leave_idle_list();
@@ -105,8 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void do_read() {
     idle_ = true;
-    in_idle_list_ = true;
-    idle_at_ = open_->idle.insert(open_->idle.end(), this);
+    enter_idle_list();
     parser_.emplace();
     parser_->body_limit(limits_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
@@ -116,8 +116,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       beast::bind_front_handler(&Connection::on_read, shared_from_this()));
   }
 
+  // The connection's list node moves between idle_node_ and the listener's list by
+  // splice: joining and leaving on every request allocates nothing.
+  void enter_idle_list() {
+    open_->idle.splice(open_->idle.end(), idle_node_, idle_at_);
+    in_idle_list_ = true;
+  }
   void leave_idle_list() {
-    if (in_idle_list_) open_->idle.erase(idle_at_);
+    if (in_idle_list_) idle_node_.splice(idle_node_.end(), open_->idle, idle_at_);
     in_idle_list_ = false;
   }
 
@@ -259,8 +265,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ServerLimits& limits_;
   std::shared_ptr<OpenConnections> open_;
   bool idle_ = false;                         // waiting for the next request
-  bool in_idle_list_ = false;                 // idle_at_ is valid
-  std::list<Connection*>::iterator idle_at_;  // this, in open_->idle
+  std::list<Connection*> idle_node_;          // holds idle_at_ while not in open_->idle
+  std::list<Connection*>::iterator idle_at_;  // this, in idle_node_ or open_->idle
+  bool in_idle_list_ = false;                 // idle_at_ is in open_->idle
   bool served_any_ = false;  // a request has arrived: the keep-alive time applies, not the first
   std::vector<std::pair<std::string, std::string>> cors_;  // for the request being answered
   bool keep_alive_ = true;
