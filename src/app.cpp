@@ -2,10 +2,13 @@
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
+#include <cstring>
 #include <list>
 #include <optional>
 #include <thread>
@@ -30,6 +33,17 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+
+// Descriptors kept out of the connection cap for what is not a client connection: the
+// process itself (stdio, logs, the housekeeper's loop, Redis and DB connections, SQLite
+// files with their WAL), each event loop (epoll, eventfd, timerfd, acceptor, Redis), and
+// each DB thread (a SQLite file with WAL and shared memory, or a PostgreSQL socket). A
+// cartd with 2 loops uses about 30; these leave room to spare.
+constexpr std::size_t kReservedFds = 64;
+constexpr std::size_t kReservedFdsPerLoop = 8;
+constexpr std::size_t kReservedFdsPerDbThread = 4;
+// The soft limit to ask for when the hard one is unlimited (Linux's default fs.nr_open).
+constexpr rlim_t kOpenFilesWhenUnlimited = 1 << 20;
 
 // Everything one event loop owns. Nothing in it is touched from another thread.
 struct Loop {
@@ -85,6 +99,55 @@ void add_probe_routes(Loop& loop, const std::list<Loop>& loops,
                   });
 }
 
+// Raises the soft open-file limit to the hard one and returns the limit in force. Every
+// connection is a descriptor, and the usual soft default (1024) is far below what the
+// hard limit allows: at 1024, a thousand idle clients would use them all.
+std::size_t raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("cannot read the open-file limit: {}", std::strerror(errno));
+    return 1024;  // the usual soft default, the safe guess
+  }
+  rlim_t want = limit.rlim_max == RLIM_INFINITY ? kOpenFilesWhenUnlimited : limit.rlim_max;
+  rlim_t now = limit.rlim_cur == RLIM_INFINITY ? kOpenFilesWhenUnlimited : limit.rlim_cur;
+  if (now >= want) {
+    spdlog::info("open-file limit {}", now);
+    return now;
+  }
+  limit.rlim_cur = want;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("open-file limit {}: cannot raise it to {}: {}", now, want, std::strerror(errno));
+    return now;
+  }
+  spdlog::info("open-file limit raised from {} to {}", now, want);
+  return want;
+}
+
+// The server limits with the connection cap resolved against the open-file limit.
+http::ServerLimits resolve_http_limits(const Config& config) {
+  http::ServerLimits limits = config.http_limits;
+  std::size_t open_files = raise_open_file_limit();
+  std::size_t reserved = kReservedFds + kReservedFdsPerLoop * config.threads +
+                         kReservedFdsPerDbThread * static_cast<std::size_t>(config.db_threads);
+  std::size_t most = http::max_connections_for(open_files, reserved);
+  if (limits.max_connections == 0) {
+    limits.max_connections = most;
+  } else if (limits.max_connections > most) {
+    spdlog::warn(
+        "--max-connections {} is more than the open-file limit {} leaves for clients; "
+        "using {}",
+        limits.max_connections, open_files, most);
+    limits.max_connections = most;
+  }
+  spdlog::info(
+      "http: at most {} connections, shared by {} loops (at a loop's share, its longest-idle "
+      "connection closes for a new one); a new connection's first request must arrive within "
+      "{} ms, keep-alive connections idle {} s",
+      limits.max_connections, config.threads, limits.first_request_timeout.count(),
+      limits.idle_timeout.count());
+  return limits;
+}
+
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("cartd");
   spdlog::set_default_logger(logger);
@@ -123,6 +186,10 @@ int run(const Config& config) {
   };
   auto setup = stock::mirror_on_setup(load_rows, mirrored_once);
 
+  // Outlives the loops' listeners, which keep a reference to it.
+  const http::ServerLimits http_limits = resolve_http_limits(config);
+  auto http_warnings = std::make_shared<http::ThrottledWarning>();
+
   std::optional<stock::Housekeeper> housekeeper;
   std::list<Loop> loops;  // a list: Loops do not move once built
   // Declared after the loops, so destroyed (stopped) before them: DB work still running
@@ -139,8 +206,9 @@ int run(const Config& config) {
       stock::add_catalog_routes(loop.router, loop.catalog);
       http::add_static_routes(loop.router, config.web_root);
       add_probe_routes(loop, loops, *housekeeper);
-      loop.listener =
-          std::make_shared<http::Listener>(loop.io, listen, loop.router, config.http_limits);
+      loop.listener = std::make_shared<http::Listener>(
+          loop.io, listen, loop.router, http_limits,
+          http::connection_share(http_limits.max_connections, config.threads, i), http_warnings);
     }
   } catch (const std::exception& e) {
     spdlog::critical("cannot start (listening on {}): {}", config.listen, e.what());

@@ -1,7 +1,10 @@
 #include "cart/rules.hpp"
 
-#include <boost/json/parse.hpp>
+#include <algorithm>
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value.hpp>
+#include <boost/json/value_stack.hpp>
+#include <vector>
 
 namespace cartd::cart {
 namespace {
@@ -12,12 +15,108 @@ Rejection bad_request(std::string code, std::string message) {
   return Rejection{400, std::move(code), std::move(message)};
 }
 
+// A duplicate key named in an error message is cut to this length: it came from the client.
+constexpr std::size_t kMaxKeyInMessage = 64;
+
+// A boost::json::basic_parser handler that builds the value as json::parse does and
+// fails on a key given twice in one object. Boost.JSON keeps the last of duplicate keys
+// silently (parse_options has no switch for it in 1.81), so the keys of each open
+// object are collected here and compared when the object closes.
+class StrictHandler {
+ public:
+  static constexpr std::size_t max_object_size = json::object::max_size();
+  static constexpr std::size_t max_array_size = json::array::max_size();
+  static constexpr std::size_t max_key_size = json::string::max_size();
+  static constexpr std::size_t max_string_size = json::string::max_size();
+
+  json::value_stack stack;
+  std::optional<std::string> duplicate;  // the first key found twice
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  bool on_object_begin(json::error_code&) {
+    keys_.emplace_back();
+    return true;
+  }
+  bool on_object_end(std::size_t n, json::error_code& ec) {
+    std::vector<std::string>& keys = keys_.back();
+    std::sort(keys.begin(), keys.end());
+    if (auto twice = std::adjacent_find(keys.begin(), keys.end()); twice != keys.end()) {
+      duplicate = std::move(*twice);
+      ec = json::error::syntax;  // any error stops the parser; `duplicate` says which
+      return false;
+    }
+    keys_.pop_back();
+    stack.push_object(n);
+    return true;
+  }
+  bool on_array_begin(json::error_code&) { return true; }
+  bool on_array_end(std::size_t n, json::error_code&) {
+    stack.push_array(n);
+    return true;
+  }
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+    key_.append(s.data(), s.size());
+    stack.push_chars(s);
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, json::error_code&) {
+    key_.append(s.data(), s.size());
+    keys_.back().push_back(std::move(key_));
+    key_.clear();
+    stack.push_key(s);
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_chars(s);
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    stack.push_string(s);
+    return true;
+  }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+    stack.push_int64(i);
+    return true;
+  }
+  bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
+    stack.push_uint64(u);
+    return true;
+  }
+  bool on_double(double d, json::string_view, json::error_code&) {
+    stack.push_double(d);
+    return true;
+  }
+  bool on_bool(bool b, json::error_code&) {
+    stack.push_bool(b);
+    return true;
+  }
+  bool on_null(json::error_code&) {
+    stack.push_null();
+    return true;
+  }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+ private:
+  std::string key_;                             // the parts of a key still arriving
+  std::vector<std::vector<std::string>> keys_;  // the keys of each open object, innermost last
+};
+
 }  // namespace
 
 boost::system::result<json::object, Rejection> parse_object(std::string_view text) {
-  boost::system::error_code ec;
-  json::value doc = json::parse(text, ec);
-  if (ec) return bad_request("invalid_json", "the body is not valid JSON");
+  json::basic_parser<StrictHandler> parser{json::parse_options{}};
+  parser.handler().stack.reset();
+  json::error_code ec;
+  std::size_t used = parser.write_some(false, text.data(), text.size(), ec);
+  if (const auto& key = parser.handler().duplicate) {
+    return bad_request("duplicate_key", "the key \"" + key->substr(0, kMaxKeyInMessage) +
+                                            "\" appears more than once in one object");
+  }
+  if (ec || used != text.size()) return bad_request("invalid_json", "the body is not valid JSON");
+  json::value doc = parser.handler().stack.release();
   if (!doc.is_object()) return bad_request("invalid_json", "the body must be a JSON object");
   return std::move(doc.get_object());
 }

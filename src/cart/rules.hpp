@@ -51,6 +51,8 @@ struct LineSpec {
     std::string_view body, const Limits& limits, LineSpec spec = {});
 
 // Building blocks for other JSON bodies: each names the field and the problem.
+// parse_object refuses a key given twice in one object (400 duplicate_key) rather than
+// letting the last one win.
 [[nodiscard]] boost::system::result<boost::json::object, Rejection> parse_object(
     std::string_view body);
 [[nodiscard]] boost::system::result<std::string, Rejection> id_field(

@@ -91,6 +91,14 @@ ParsedConfig parse_config(int argc, char** argv) {
   int idle = static_cast<int>(c.http_limits.idle_timeout.count());
   option(app, "idle-timeout", idle, "seconds an idle keep-alive connection stays open")
       ->check(CLI::Range(1, 3600));
+  int first_request_ms = static_cast<int>(c.http_limits.first_request_timeout.count());
+  option(app, "first-request-timeout-ms", first_request_ms,
+         "milliseconds a new connection has to send its whole first request")
+      ->check(CLI::Range(100, 3600000));
+  option(app, "max-connections", c.http_limits.max_connections,
+         "open connections in all; at the cap the longest-idle one is closed for a new one "
+         "(0: the open-file limit minus a reserve)")
+      ->check(CLI::Range(0, 10000000));
   option(app, "redis-timeout-ms", c.redis_timeout_ms,
          "milliseconds before an unanswered Redis command fails (503)")
       ->check(CLI::Range(10, 600000));
@@ -155,6 +163,7 @@ ParsedConfig parse_config(int argc, char** argv) {
     return ParsedConfig{std::nullopt, app.exit(e)};
   }
   c.http_limits.idle_timeout = std::chrono::seconds(idle);
+  c.http_limits.first_request_timeout = std::chrono::milliseconds(first_request_ms);
   if (c.checkout_recovery_ms >= c.checkout_grace_seconds * 1000) {
     std::fprintf(stderr, "--checkout-recovery-ms must be shorter than --checkout-grace\n");
     return ParsedConfig{std::nullopt, 2};

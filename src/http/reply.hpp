@@ -11,10 +11,19 @@
 
 namespace cartd::http {
 
+inline constexpr std::string_view kJsonContentType = "application/json";
+
+// Written by the server into the head of every JSON answer. JSON answers carry carts and
+// orders: no browser may sniff them into something executable, and no cache (a shared
+// proxy, the browser's back button) may keep a copy. As one constant, the head writer
+// appends them without building header pairs per answer.
+inline constexpr std::string_view kJsonAnswerHeaders =
+    "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n";
+
 struct Response {
   unsigned status = 200;
   std::string body;
-  std::string_view content_type = "application/json";
+  std::string_view content_type = kJsonContentType;
   std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
 };
 

@@ -2,20 +2,24 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/url/parse.hpp>
+#include <list>
 #include <optional>
 #include <unordered_set>
+#include <utility>
 
 namespace cartd::http {
 namespace {
@@ -42,6 +46,8 @@ constexpr std::string_view kCorsRequestHeaders =
 constexpr std::string_view kCorsExposedHeaders = "cart-session-id, Location, Retry-After";
 constexpr std::string_view kCorsMaxAgeSeconds = "600";
 constexpr std::chrono::milliseconds kAcceptRetry{100};
+// A repeated warning (accept failing, connections refused) is logged at most this often.
+constexpr std::chrono::seconds kWarningInterval{1};
 
 class Connection;
 
@@ -50,6 +56,10 @@ class Connection;
 struct OpenConnections {
   bool draining = false;
   std::unordered_set<Connection*> all;
+  // Connections waiting for a request, the longest-waiting first: the ones a full
+  // listener closes. A connection leaves when its read ends or when it is found to have
+  // begun a request.
+  std::list<Connection*> idle;
 };
 
 namespace {
@@ -62,30 +72,65 @@ class Connection : public std::enable_shared_from_this<Connection> {
              std::shared_ptr<OpenConnections> open)
       : stream_(std::move(socket)), router_(router), limits_(limits), open_(std::move(open)) {
     open_->all.insert(this);
+    idle_at_ = idle_node_.insert(idle_node_.end(), this);
   }
-  ~Connection() { open_->all.erase(this); }
+  ~Connection() {
+    leave_idle_list();
+    open_->all.erase(this);
+  }
 
   void start() { do_read(); }
 
   // Closes the connection if it waits for a request that has not begun; a connection
-  // in the middle of one finishes it (it sees `draining` when it answers).
-  void close_if_idle() {
-    if (idle_ && buffer_.size() == 0) close();
+  // in the middle of one finishes it (it sees `draining` when it answers). Returns
+  // whether it closed. A connection found busy leaves the idle list, so that the next
+  // search for an idle one does not look at it again.
+  bool close_if_idle() {
+    if (waiting_for_request()) {
+      leave_idle_list();
+      close();
+      return true;
+    }
+    leave_idle_list();
+    return false;
   }
 
  private:
+  // Waiting for a request of which no byte has arrived: not in the parser, not in the
+  // buffer, not in the socket (a client may have sent it just now).
+  bool waiting_for_request() {
+    if (!idle_ || buffer_.size() != 0 || parser_->got_some()) return false;
+    beast::error_code ec;
+    return stream_.socket().available(ec) == 0 && !ec;
+  }
+
   void do_read() {
     idle_ = true;
+    enter_idle_list();
     parser_.emplace();
     parser_->body_limit(limits_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    stream_.expires_after(limits_.idle_timeout);
+    stream_.expires_after(served_any_ ? std::chrono::milliseconds(limits_.idle_timeout)
+                                      : limits_.first_request_timeout);
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Connection::on_read, shared_from_this()));
   }
 
+  // The connection's list node moves between idle_node_ and the listener's list by
+  // splice: joining and leaving on every request allocates nothing.
+  void enter_idle_list() {
+    open_->idle.splice(open_->idle.end(), idle_node_, idle_at_);
+    in_idle_list_ = true;
+  }
+  void leave_idle_list() {
+    if (in_idle_list_) idle_node_.splice(idle_node_.end(), open_->idle, idle_at_);
+    in_idle_list_ = false;
+  }
+
   void on_read(beast::error_code ec, std::size_t) {
     idle_ = false;
+    served_any_ = true;
+    leave_idle_list();
     if (ec) {
       if (ec == bhttp::error::body_limit) {
         return refuse(413, "payload_too_large",
@@ -109,6 +154,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     cors_.clear();
     if (auto origin = req.find(bhttp::field::origin); origin != req.end()) {
       cors_ = cors_headers(limits_, origin->value());
+    }
+    if (auto rejection = check_request_head(req)) {
+      if (rejection->close) {
+        return refuse(rejection->status, rejection->code, std::move(rejection->message));
+      }
+      return write(error_response(rejection->status, rejection->code, rejection->message));
     }
     if (req.method() == bhttp::verb::options &&
         req.find(bhttp::field::access_control_request_method) != req.end()) {
@@ -176,6 +227,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       head_ += std::to_string(r.body.size());
     }
     head_ += keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n";
+    if (r.content_type == kJsonContentType) head_ += kJsonAnswerHeaders;
     r.headers.insert(r.headers.end(), cors_.begin(), cors_.end());
     for (auto& [name, value] : r.headers) {
       head_ += name;
@@ -212,7 +264,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const Router& router_;
   const ServerLimits& limits_;
   std::shared_ptr<OpenConnections> open_;
-  bool idle_ = false;                                      // waiting for the next request
+  bool idle_ = false;                         // waiting for the next request
+  std::list<Connection*> idle_node_;          // holds idle_at_ while not in open_->idle
+  std::list<Connection*>::iterator idle_at_;  // this, in idle_node_ or open_->idle
+  bool in_idle_list_ = false;                 // idle_at_ is in open_->idle
+  bool served_any_ = false;  // a request has arrived: the keep-alive time applies, not the first
   std::vector<std::pair<std::string, std::string>> cors_;  // for the request being answered
   bool keep_alive_ = true;
   bool head_only_ = false;  // HEAD: the head of the GET answer, without its body
@@ -220,6 +276,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t drained_ = 0;
   std::array<char, 16 * 1024> discard_;
 };
+
+// The answer to a connection over the cap when no idle connection could make room: a 503
+// written at once, without a Connection (the socket is new, its send buffer empty; a
+// client that cannot take it loses only this answer), then the socket closes.
+void refuse_connection(tcp::socket socket) {
+  static const std::string answer = [] {
+    Response r = error_response(503, "unavailable",
+                                "cartd has as many connections open as it may; retry shortly");
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " + std::string(kJsonContentType) +
+           "\r\nContent-Length: " + std::to_string(r.body.size()) +
+           "\r\nConnection: close\r\nRetry-After: 1\r\n" + std::string(kJsonAnswerHeaders) +
+           "\r\n" + r.body;
+  }();
+  beast::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.send(asio::buffer(answer), 0, ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
 
 std::vector<std::string> split_pattern(std::string_view pattern) {
   std::vector<std::string> out;
@@ -249,6 +324,64 @@ std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits
     }
   }
   return {};
+}
+
+std::optional<HeadRejection> check_request_head(const Request& req) {
+  auto refuse = [](unsigned status, std::string_view code, std::string message, bool close) {
+    return std::optional<HeadRejection>(HeadRejection{status, code, std::move(message), close});
+  };
+  // Framing first (RFC 9112 section 6.3). Beast reads a body of unknown codings as empty
+  // and takes Content-Length beside a coding it ignores; either way the body's bytes
+  // would be read as the next request. cartd decodes chunked and nothing else.
+  auto codings = req.equal_range(bhttp::field::transfer_encoding);
+  if (codings.first != codings.second) {
+    if (req.version() < 11) {
+      return refuse(400, "bad_request", "Transfer-Encoding is not allowed in HTTP/1.0", true);
+    }
+    if (req.find(bhttp::field::content_length) != req.end()) {
+      return refuse(400, "bad_request",
+                    "a request may not have both Transfer-Encoding and Content-Length", true);
+    }
+    std::vector<std::string_view> list;  // every field line is part of one list
+    for (auto field = codings.first; field != codings.second; ++field) {
+      std::string_view value = field->value();
+      while (!value.empty()) {
+        auto comma = value.find(',');
+        std::string_view coding = value.substr(0, comma);
+        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+        while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) {
+          coding.remove_prefix(1);
+        }
+        while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) {
+          coding.remove_suffix(1);
+        }
+        if (!coding.empty()) list.push_back(coding);  // empty list elements are allowed
+      }
+    }
+    auto is_chunked = [](std::string_view coding) { return beast::iequals(coding, "chunked"); };
+    if (list.empty() || !is_chunked(list.back()) ||
+        std::count_if(list.begin(), list.end(), is_chunked) > 1) {
+      return refuse(400, "bad_request", "chunked must be the final transfer coding, applied once",
+                    true);
+    }
+    if (list.size() > 1) {
+      return refuse(501, "not_implemented", "the only transfer coding cartd accepts is chunked",
+                    true);
+    }
+  }
+  auto hosts = std::distance(req.equal_range(bhttp::field::host).first,
+                             req.equal_range(bhttp::field::host).second);
+  if (hosts > 1) {
+    return refuse(400, "bad_request", "a request may have only one Host header", false);
+  }
+  if (hosts == 0 && req.version() >= 11) {
+    return refuse(400, "bad_request", "an HTTP/1.1 request needs a Host header", false);
+  }
+  if (req.method() == bhttp::verb::unknown) {
+    return refuse(501, "not_implemented",
+                  "the method " + std::string(req.method_string()) + " is not implemented", false);
+  }
+  return std::nullopt;
 }
 
 void Router::add(Verb verb, std::string_view pattern, Handler handler) {
@@ -291,12 +424,48 @@ void Router::dispatch(const Request& req, Respond respond) const {
   respond(error_response(404, "not_found", "no such route"));
 }
 
+std::size_t max_connections_for(std::size_t open_file_limit, std::size_t reserved) {
+  std::size_t reserve = std::min(reserved, open_file_limit / 2);
+  return std::max<std::size_t>(open_file_limit - reserve, 1);
+}
+
+std::optional<std::size_t> WarningThrottle::admit(Clock::time_point now) {
+  if (last_ && now - *last_ < interval_) {
+    ++held_back_;
+    return std::nullopt;
+  }
+  last_ = now;
+  return std::exchange(held_back_, 0);
+}
+
+std::size_t connection_share(std::size_t max_connections, std::size_t loops, std::size_t index) {
+  std::size_t share = max_connections / loops + (index < max_connections % loops ? 1 : 0);
+  return std::max<std::size_t>(share, 1);
+}
+
+ThrottledWarning::ThrottledWarning() : throttle_(kWarningInterval) {}
+
+void ThrottledWarning::warn(const std::string& what) {
+  std::optional<std::size_t> held_back;
+  {
+    std::lock_guard lock(mutex_);
+    held_back = throttle_.admit(WarningThrottle::Clock::now());
+  }
+  if (!held_back) return;
+  if (*held_back == 0) return spdlog::warn("{}", what);
+  spdlog::warn("{} ({} more warnings held back in the last {} s)", what, *held_back,
+               kWarningInterval.count());
+}
+
 Listener::Listener(asio::io_context& io, const tcp::endpoint& endpoint, const Router& router,
-                   const ServerLimits& limits)
+                   const ServerLimits& limits, std::size_t max_connections,
+                   std::shared_ptr<ThrottledWarning> warnings)
     : io_(io),
       acceptor_(io),
       router_(router),
       limits_(limits),
+      max_connections_(max_connections),
+      warnings_(std::move(warnings)),
       open_(std::make_shared<OpenConnections>()) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -313,8 +482,8 @@ void Listener::drain(std::chrono::milliseconds grace, std::function<void()> done
   beast::error_code ignored;
   acceptor_.close(ignored);
   open_->draining = true;
-  std::vector<Connection*> idle(open_->all.begin(), open_->all.end());
-  for (Connection* c : idle) c->close_if_idle();
+  std::vector<Connection*> all(open_->all.begin(), open_->all.end());
+  for (Connection* c : all) c->close_if_idle();
   wait_drained(std::chrono::steady_clock::now() + grace, std::move(done));
 }
 
@@ -333,21 +502,43 @@ void Listener::wait_drained(std::chrono::steady_clock::time_point until,
 }
 
 void Listener::do_accept() {
-  acceptor_.async_accept(io_, [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
-    if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      beast::error_code ignored;
-      s.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Connection>(std::move(s), self->router_, self->limits_, self->open_)
-          ->start();
-    } else {
-      // Out of file descriptors, say: wait a little instead of spinning on the error.
-      spdlog::warn("http: accept failed: {}", ec.message());
-      auto pause = std::make_shared<asio::steady_timer>(self->io_, kAcceptRetry);
-      return pause->async_wait([self, pause](beast::error_code) { self->do_accept(); });
-    }
-    self->do_accept();
-  });
+  acceptor_.async_accept(io_, beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
+}
+
+bool Listener::shed_idle() {
+  while (!open_->idle.empty()) {
+    // Closing or finding it busy takes it off the list, so this ends.
+    if (open_->idle.front()->close_if_idle()) return true;
+  }
+  return false;
+}
+
+void Listener::on_accept(beast::error_code ec, tcp::socket socket) {
+  if (ec == asio::error::operation_aborted) return;
+  if (ec) {
+    // Out of descriptors despite the cap (something else used them): an idle connection
+    // makes room, or wait a little instead of spinning on the error.
+    bool no_descriptors = ec == boost::system::errc::too_many_files_open ||
+                          ec == boost::system::errc::too_many_files_open_in_system;
+    if (no_descriptors && shed_idle()) return do_accept();
+    warnings_->warn("http: accept failed: " + ec.message());
+    auto pause = std::make_shared<asio::steady_timer>(io_, kAcceptRetry);
+    return pause->async_wait(
+        [self = shared_from_this(), pause](beast::error_code) { self->do_accept(); });
+  }
+  // A connection closed to make room still counts until its handlers have run, though its
+  // descriptor is free at once; each new connection still closes exactly one.
+  if (open_->all.size() >= max_connections_ && !shed_idle()) {
+    warnings_->warn("http: a loop has its share of --max-connections (" +
+                    std::to_string(max_connections_) +
+                    ") open and all busy: refusing a new connection");
+    refuse_connection(std::move(socket));
+    return do_accept();
+  }
+  beast::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  std::make_shared<Connection>(std::move(socket), router_, limits_, open_)->start();
+  do_accept();
 }
 
 }  // namespace cartd::http

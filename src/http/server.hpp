@@ -15,6 +15,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +32,13 @@ struct ServerLimits {
   std::size_t max_body_bytes = 16 * 1024;
   std::size_t max_header_bytes = 8 * 1024;
   std::chrono::seconds idle_timeout{30};
+  // A new connection must deliver its whole first request within this: a client that
+  // connects and says nothing holds a descriptor, and the keep-alive time is for clients
+  // that have shown they are real.
+  std::chrono::milliseconds first_request_timeout{5000};
+  // Open connections in all, over every loop (each is a descriptor). 0: derived from the
+  // open-file limit at start (see max_connections_for).
+  std::size_t max_connections = 0;
   // Origins whose pages may call the API from a browser (CORS); "*" allows any. Empty:
   // only pages served by cartd itself (same origin).
   std::vector<std::string> cors_origins;
@@ -38,6 +47,23 @@ struct ServerLimits {
 // The CORS answer headers for a request from `origin`, or none if it is not allowed.
 std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits& limits,
                                                               std::string_view origin);
+
+// A request head cartd refuses before routing it: its answer, and whether the connection
+// must close after it (when the body's length is in doubt, the bytes after the head must
+// never be read as another request).
+struct HeadRejection {
+  unsigned status = 400;
+  std::string_view code;
+  std::string message;
+  bool close = false;
+};
+
+// Checks what Beast's parser lets through but RFC 9112 forbids or cartd does not do: a
+// Transfer-Encoding other than exactly `chunked` (400 when chunked is not the final
+// coding, 501 for any other coding), Transfer-Encoding with Content-Length or in
+// HTTP/1.0 (400), an HTTP/1.1 request without exactly one Host (400), a method Beast
+// does not know (501).
+[[nodiscard]] std::optional<HeadRejection> check_request_head(const Request& req);
 
 // The {name} segments of a matched route, in order.
 using PathParams = std::vector<std::string>;
@@ -60,15 +86,61 @@ class Router {
   std::vector<Route> routes_;
 };
 
-// The connections of one listener, so that a shutdown can wait for them.
+// The connection cap the open-file limit allows when `reserved` descriptors are kept for
+// everything that is not a client connection (Redis, the main DB, the loops, logs). The
+// reserve is at most half the limit, so a tiny limit still serves some clients.
+[[nodiscard]] std::size_t max_connections_for(std::size_t open_file_limit, std::size_t reserved);
+
+// Lets a warning that may repeat many times a second (accept failing with no descriptors
+// left, say) through at most once per `interval`, counting the ones it holds back, so a
+// flood of the same failure cannot flood the log.
+class WarningThrottle {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit WarningThrottle(Clock::duration interval) : interval_(interval) {}
+  // Whether to log a warning at `now`: if so, how many were held back since the last one.
+  [[nodiscard]] std::optional<std::size_t> admit(Clock::time_point now);
+
+ private:
+  Clock::duration interval_;
+  std::optional<Clock::time_point> last_;
+  std::size_t held_back_ = 0;
+};
+
+// Loop `index`'s share of `max_connections` over `loops` loops; the shares add up to it.
+// Each loop keeps to its own share, so that the cap needs no lock and a loop makes room
+// among its own connections (a connection never leaves its loop). The kernel spreads new
+// connections evenly over the loops' acceptors (SO_REUSEPORT), so the shares fill evenly.
+[[nodiscard]] std::size_t connection_share(std::size_t max_connections, std::size_t loops,
+                                           std::size_t index);
+
+// One warning that may repeat many times a second from any loop, logged through one
+// WarningThrottle (at most once a second, with the count of the ones held back).
+class ThrottledWarning {
+ public:
+  ThrottledWarning();
+  void warn(const std::string& what);
+
+ private:
+  std::mutex mutex_;  // loops warn from their own threads
+  WarningThrottle throttle_;
+};
+
+// The connections of one listener, so that a shutdown can wait for them and a full
+// listener can close the ones that have waited longest.
 struct OpenConnections;
 
-// Accepts connections on one loop and serves them with `router`. Lives as long as the
-// loop runs; the router must outlive it.
+// Accepts connections on one loop and serves them with `router`, at most
+// `max_connections` at once. Lives as long as the loop runs; the router and the limits
+// must outlive it. At the cap, a new connection makes room by closing this loop's
+// longest-idle connection (one waiting for a request that has not begun); only when
+// every one is busy is the new one refused (503). `warnings` is shared by the listeners
+// of every loop.
 class Listener : public std::enable_shared_from_this<Listener> {
  public:
   Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
-           const Router& router, const ServerLimits& limits);
+           const Router& router, const ServerLimits& limits, std::size_t max_connections,
+           std::shared_ptr<ThrottledWarning> warnings);
   void start();
   // Graceful stop: accepts no more connections, closes the idle ones, lets each busy one
   // finish its answer (sent with Connection: close), and calls done() when none is left
@@ -77,11 +149,17 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void do_accept();
+  void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
+  // Closes the connection that has waited longest for a request that has not begun.
+  // Returns false when no connection of this loop is idle.
+  bool shed_idle();
   void wait_drained(std::chrono::steady_clock::time_point until, std::function<void()> done);
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   const Router& router_;
   const ServerLimits& limits_;
+  const std::size_t max_connections_;
+  std::shared_ptr<ThrottledWarning> warnings_;
   std::shared_ptr<OpenConnections> open_;
 };
 

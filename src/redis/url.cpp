@@ -21,7 +21,7 @@ bool parse_int(std::string_view text, int& out) {
 
 UrlResult parse_url(std::string_view text) {
   auto url = boost::urls::parse_uri(text);
-  if (!url) return fail(std::string("not a URL: ") + std::string(text));
+  if (!url) return fail("not a URL: " + redact_password(text));
   if (url->scheme() != "redis") return fail(std::string("the scheme must be redis://"));
   Endpoint e;
   if (url->encoded_host().empty()) return fail(std::string("the URL names no host"));
@@ -41,6 +41,23 @@ UrlResult parse_url(std::string_view text) {
       return fail(std::string("the path must be a database number: ") + std::string(path));
   }
   return e;
+}
+
+std::string redact_password(std::string_view url) {
+  constexpr std::string_view kMask = "***";
+  auto at = url.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  auto scheme_end = url.find("://");
+  std::size_t start = scheme_end != std::string_view::npos && scheme_end < at ? scheme_end + 3 : 0;
+  std::string_view userinfo = url.substr(start, at - start);
+  std::string out(url.substr(0, start));
+  // user:password keeps the user; a lone token is the password (redis://secret@host).
+  if (auto colon = userinfo.find(':'); colon != std::string_view::npos) {
+    out += userinfo.substr(0, colon + 1);
+  }
+  out += kMask;
+  out += url.substr(at);
+  return out;
 }
 
 }  // namespace cartd::redis

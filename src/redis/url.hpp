@@ -15,7 +15,13 @@ struct Endpoint {
   int db = 0;
 };
 
-// Parses a redis:// URL; the error message says what is wrong with it.
+// Parses a redis:// URL; the error message says what is wrong with it, and never shows
+// the password.
 [[nodiscard]] boost::system::result<Endpoint, std::string> parse_url(std::string_view url);
+
+// The URL as it may be printed (logs, errors, `cartd check`): the password replaced with
+// ***, redis://user:***@host:port/db. Works on malformed URLs too, since those are the
+// ones an error message shows: everything up to the last '@' is taken as user info.
+[[nodiscard]] std::string redact_password(std::string_view url);
 
 }  // namespace cartd::redis

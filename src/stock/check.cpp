@@ -55,7 +55,7 @@ int check_invariants(const Config& config, std::ostream& out) {
   }
   Context c(redisConnect(endpoint->host.c_str(), endpoint->port), redisFree);
   if (!c || c->err) {
-    out << "error: cannot connect to Redis at " << config.redis_url << "\n";
+    out << "error: cannot connect to Redis at " << redis::redact_password(config.redis_url) << "\n";
     return -1;
   }
   int violations = 0, warnings = 0;

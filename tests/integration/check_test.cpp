@@ -1,6 +1,9 @@
 // `cartd check` on live data: silent on a healthy shop, loud on a broken invariant.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "harness.hpp"
 
 namespace cartd::test {
@@ -60,6 +63,73 @@ TEST(Check, an_unreachable_redis_is_an_error) {
   redis.stop();
   auto run = cartd.check();
   EXPECT_EQ(run.exit_code, 2) << run.output;
+}
+
+struct Run {
+  int exit_code;
+  std::string output;
+};
+
+// Runs cartd with `args` and returns its exit code and everything it printed.
+Run run_cartd(std::vector<std::string> args) {
+  TempDir dir;
+  args.insert(args.begin(), CARTD_BINARY);
+  Process p(args, dir.path() / "out.log");
+  int code = p.wait();
+  std::ifstream in(dir.path() / "out.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return {code, s.str()};
+}
+
+constexpr const char* kPassword = "s3cret-pw";
+
+TEST(Check, its_output_never_shows_the_redis_password) {
+  RedisServer redis({"--requirepass", kPassword});
+  TempDir dir;
+  std::string db = "sqlite:" + (dir.path() / "cartd.db").string();
+  std::string at = "@127.0.0.1:" + std::to_string(redis.port()) + "/0";
+  std::string nobody_listens = "@127.0.0.1:" + std::to_string(free_port()) + "/0";
+  struct Case {
+    std::string url;
+    int exit_code;
+    std::string printed;  // what the output shows in place of the URL, if it shows it
+  };
+  for (const Case& c : std::vector<Case>{
+           {std::string("redis://:") + kPassword + at, 0, ""},
+           {std::string("redis://default:") + kPassword + at, 0, ""},
+           {std::string("redis://:") + kPassword + nobody_listens, 2,
+            "redis://:***" + nobody_listens},
+           {std::string("redis://shop:") + kPassword + nobody_listens, 2,
+            "redis://shop:***" + nobody_listens},
+           {std::string("redis://:wrong-") + kPassword + at, 2, ""},
+       }) {
+    auto run = run_cartd({"check", "--redis", c.url, "--db", db});
+    EXPECT_EQ(run.exit_code, c.exit_code) << run.output;
+    EXPECT_EQ(run.output.find(kPassword), std::string::npos) << run.output;
+    if (!c.printed.empty()) {
+      EXPECT_NE(run.output.find(c.printed), std::string::npos) << run.output;
+    }
+  }
+}
+
+TEST(Check, a_malformed_redis_url_is_refused_without_showing_its_password) {
+  TempDir dir;
+  std::string db = "sqlite:" + (dir.path() / "cartd.db").string();
+  for (std::string url : {std::string("redis://shop:") + kPassword + "@no host:6379/0",
+                          std::string("redis://:") + kPassword + "@h:99999/0",
+                          std::string("redis://:") + kPassword + "@h:6379/x"}) {
+    auto check = run_cartd({"check", "--redis", url, "--db", db});
+    EXPECT_EQ(check.exit_code, 2) << check.output;
+    EXPECT_NE(check.output.find("--redis"), std::string::npos) << check.output;
+    EXPECT_EQ(check.output.find(kPassword), std::string::npos) << check.output;
+
+    auto serve = run_cartd(
+        {"--redis", url, "--db", db, "--listen", "127.0.0.1:" + std::to_string(free_port())});
+    EXPECT_EQ(serve.exit_code, 2) << serve.output;
+    EXPECT_NE(serve.output.find("--redis"), std::string::npos) << serve.output;
+    EXPECT_EQ(serve.output.find(kPassword), std::string::npos) << serve.output;
+  }
 }
 
 }  // namespace

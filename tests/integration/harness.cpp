@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,7 +50,7 @@ TempDir::~TempDir() {
 }
 
 Process::Process(std::vector<std::string> argv, const std::filesystem::path& log,
-                 std::optional<RunAs> run_as) {
+                 std::optional<RunAs> run_as, std::optional<OpenFileLimit> open_files) {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -57,6 +58,10 @@ Process::Process(std::vector<std::string> argv, const std::filesystem::path& log
   if (pid_ < 0) throw std::runtime_error("cannot fork for " + argv[0]);
   if (pid_ == 0) {
     if (run_as && (setgid(run_as->gid) != 0 || setuid(run_as->uid) != 0)) _exit(126);
+    if (open_files) {
+      rlimit limit{open_files->soft, open_files->hard};
+      if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(125);
+    }
     // The child dies with the test process, even if that one crashes: no server is
     // left running after a failed test. (Set after setuid, which clears it.)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -133,7 +138,10 @@ void RedisServer::start() {
         bool ok = c && !c->err;
         if (ok) {
           auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-          ok = r && r->type == REDIS_REPLY_STATUS;
+          // NOAUTH: up, and started with --requirepass.
+          ok = r &&
+               (r->type == REDIS_REPLY_STATUS ||
+                (r->type == REDIS_REPLY_ERROR && std::string_view(r->str).starts_with("NOAUTH")));
           if (r) freeReplyObject(r);
         }
         if (c) redisFree(c);
@@ -302,8 +310,12 @@ HttpResponse http(int port, const std::string& method, const std::string& target
 }
 
 Cartd::Cartd(const RedisServer& redis, const std::string& catalog_json,
-             std::vector<std::string> extra, std::optional<std::filesystem::path> db)
-    : redis_url_(redis.url()), extra_(std::move(extra)), port_(free_port()) {
+             std::vector<std::string> extra, std::optional<std::filesystem::path> db,
+             std::optional<OpenFileLimit> open_files)
+    : redis_url_(redis.url()),
+      extra_(std::move(extra)),
+      port_(free_port()),
+      open_files_(open_files) {
   db_ = db ? *db : dir_.path() / "cartd.db";
   db_url_ = "sqlite:" + db_.string();
   for (std::size_t i = 0; i + 1 < extra_.size(); ++i) {
@@ -332,7 +344,7 @@ void Cartd::start() {
                                 "--log-level",
                                 "debug"};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
-  process_ = std::make_unique<Process>(argv, dir_.path() / "cartd.log");
+  process_ = std::make_unique<Process>(argv, dir_.path() / "cartd.log", std::nullopt, open_files_);
   if (!wait_healthy(15s)) {
     throw std::runtime_error("cartd did not become healthy; its log:\n" + log());
   }

@@ -40,11 +40,18 @@ struct RunAs {
   gid_t gid;
 };
 
+// The open-file limit (RLIMIT_NOFILE) a child starts with.
+struct OpenFileLimit {
+  unsigned long soft;
+  unsigned long hard;
+};
+
 // A child process with its output in a log file.
 class Process {
  public:
   Process(std::vector<std::string> argv, const std::filesystem::path& log,
-          std::optional<RunAs> run_as = std::nullopt);
+          std::optional<RunAs> run_as = std::nullopt,
+          std::optional<OpenFileLimit> open_files = std::nullopt);
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -112,10 +119,11 @@ HttpResponse http(int port, const std::string& method, const std::string& target
 
 class Cartd {
  public:
-  // Starts cartd against `redis` with the demo-like catalog `catalog_json` and extra flags,
-  // and waits until /healthz answers 200.
+  // Starts cartd against `redis` with the demo-like catalog `catalog_json` and extra flags
+  // (and, if given, that open-file limit), and waits until /healthz answers 200.
   Cartd(const RedisServer& redis, const std::string& catalog_json,
-        std::vector<std::string> extra = {}, std::optional<std::filesystem::path> db = {});
+        std::vector<std::string> extra = {}, std::optional<std::filesystem::path> db = {},
+        std::optional<OpenFileLimit> open_files = {});
   ~Cartd();
   int port() const { return port_; }
   const std::filesystem::path& db_path() const { return db_; }
@@ -148,6 +156,7 @@ class Cartd {
   std::filesystem::path db_;
   std::string db_url_;  // sqlite:<db_>, or the --db among the extra flags
   int port_;
+  std::optional<OpenFileLimit> open_files_;
   std::unique_ptr<Process> process_;
 };
 

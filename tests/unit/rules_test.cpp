@@ -79,6 +79,41 @@ TEST(ParseLineRequest, rejects_each_kind_of_bad_body_with_its_code) {
   }
 }
 
+TEST(ParseObject, rejects_a_key_given_twice_in_one_object) {
+  // Last-one-wins would let a body say two things at once ({"quantity":1,"quantity":99}),
+  // and what a proxy or a log reads could differ from what cartd acts on.
+  for (const char* body : {
+           R"({"quantity":1,"quantity":2})",
+           R"({"product_id":"p","inventory_id":"i","quantity":1,"product_id":"q"})",
+           R"({"outer":{"a":1,"b":2,"a":3}})", R"({"list":[{"a":1,"a":1}]})",
+           R"({"a":1,"\u0061":2})",  // the same key, once escaped
+       }) {
+    auto r = parse_object(body);
+    ASSERT_FALSE(r) << body;
+    EXPECT_EQ(r.error().status, 400u) << body;
+    EXPECT_EQ(r.error().code, "duplicate_key") << body;
+  }
+  auto line = parse_line_request(
+      R"({"product_id":"p","inventory_id":"i","quantity":1,"quantity":2})", limits());
+  ASSERT_FALSE(line);
+  EXPECT_EQ(line.error().code, "duplicate_key");
+}
+
+TEST(ParseObject, the_same_key_in_different_objects_is_fine) {
+  auto r = parse_object(R"({"a":{"a":1},"b":[{"a":1},{"a":2}],"c":{"b":{"a":null}}})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->at("a").at("a").as_int64(), 1);
+  EXPECT_EQ(r->at("b").as_array().size(), 2u);
+}
+
+TEST(ParseObject, still_rejects_what_is_not_one_json_object) {
+  for (const char* body : {"", "{", "[]", "{} {}", "{\"a\":1,}", "{\"a\":1} x", "1"}) {
+    auto r = parse_object(body);
+    ASSERT_FALSE(r) << body;
+    EXPECT_EQ(r.error().code, "invalid_json") << body;
+  }
+}
+
 TEST(PlanLineChange, a_new_line_holds_its_quantity) {
   auto c = plan_line_change(std::nullopt, Line{"a", 3});
   EXPECT_FALSE(c.release);

@@ -39,5 +39,38 @@ TEST(RedisUrl, rejects_what_it_cannot_use) {
   }
 }
 
+TEST(RedisUrl, redaction_hides_the_password_and_keeps_the_rest) {
+  struct Case {
+    const char* url;
+    const char* printed;
+  };
+  for (auto [url, printed] : std::initializer_list<Case>{
+           {"redis://shop:s3cret@10.0.0.5:6379/0", "redis://shop:***@10.0.0.5:6379/0"},
+           {"redis://:s3cret@h:1/2", "redis://:***@h:1/2"},
+           {"redis://s3cret@h", "redis://***@h"},  // the password alone
+           {"redis://shop:s3%40cret@h:1", "redis://shop:***@h:1"},
+           {"redis://h:6379/0", "redis://h:6379/0"},
+           {"redis://h", "redis://h"},
+           // Malformed: still no password, whatever is wrong with the rest.
+           {"redis://shop:s3cret@no host:6379/0", "redis://shop:***@no host:6379/0"},
+           {"redis://:s3c@ret@h:1", "redis://:***@h:1"},
+           {"redis://:s3c/ret@h:1", "redis://:***@h:1"},
+           {"shop:s3cret@h:1", "shop:***@h:1"},
+           {"not a url", "not a url"},
+       }) {
+    EXPECT_EQ(redact_password(url), printed) << url;
+  }
+}
+
+TEST(RedisUrl, errors_never_show_the_password) {
+  for (auto bad : {"redis://shop:s3cret@no host:6379/0", "redis://shop:s3cret@h:0",
+                   "redis://shop:s3cret@h:1/x", "http://shop:s3cret@h:1", "redis://:s3c@ret@h:1",
+                   "redis://s3cret@h:99999", "shop:s3cret@h"}) {
+    auto e = parse_url(bad);
+    ASSERT_FALSE(e) << bad;
+    EXPECT_EQ(e.error().find("s3c"), std::string::npos) << e.error();
+  }
+}
+
 }  // namespace
 }  // namespace cartd::redis
