@@ -401,8 +401,9 @@ std::unique_ptr<Store> open_store(std::string_view url, int statement_timeout_ms
   if (url.starts_with("postgresql://") || url.starts_with("postgres://")) {
     return open_postgres_store(std::string(url), statement_timeout_ms);
   }
-  throw StoreError("unsupported database URL (expected sqlite:PATH or postgresql://...): " +
-                   std::string(url));
+  // The scheme only: the rest of a URL may carry a password.
+  throw StoreError("unsupported database URL scheme '" + std::string(url.substr(0, url.find(':'))) +
+                   "' (expected sqlite:PATH or postgresql://...)");
 }
 
 }  // namespace cartd::db

@@ -282,6 +282,10 @@ class AdminChange : public std::enable_shared_from_this<AdminChange> {
     request_.delta = absolute_ ? value_ - row.on_hand : value_;
     if (absolute_) request_.expected_version = row.version;
     if (applied || request_.delta >= 0) return write();
+    if (row.on_hand + request_.delta < 0) {
+      return respond_(error_response(409, "negative_on_hand", "on_hand may not fall below 0",
+                                     {{"on_hand", row.on_hand}}));
+    }
     hold_member_ = admin_hold_member(cart::new_session_id(), -request_.delta);
     ctx_.stock.admin_hold(
         inv_, hold_member_, -request_.delta, ctx_.admin_hold,

@@ -293,6 +293,9 @@ TEST(AdminChanges, a_retry_with_the_same_key_is_applied_once) {
     EXPECT_EQ(r.status, 200u) << r.body;
     EXPECT_EQ(r.json().at("on_hand").as_int64(), 90) << r.body;
   }
+  auto below_zero = http(cartd.port(), "POST", "/v1/stock/mug/adjust", R"({"delta":-91})", kAdmin);
+  EXPECT_EQ(below_zero.status, 409u);
+  EXPECT_EQ(code_of(below_zero), "negative_on_hand") << below_zero.body;
   auto put = http(cartd.port(), "PUT", "/v1/stock/mug", R"({"on_hand":50})", h);
   EXPECT_EQ(put.status, 422u) << "the key was used for another request: " << put.body;
   h["Idempotency-Key"] = "set-1";
