@@ -50,6 +50,7 @@ local function checkout_begin(keys, args)
     table.insert(lines, {product_id = pid, inventory_id = inv, quantity = qty,
                          name = view[i + 3], unit_price_cents = view[i + 4]})
     redis.call('ZADD', holds_key(inv), 'XX', 'GT', deadline, hold_member(sid, qty))
+    mark_pending(inv, sid, deadline)
   end
   redis.call('PEXPIREAT', session_key(sid), deadline, 'GT')
   redis.call('ZADD', DEADLINES, 'GT', deadline, sid)
@@ -76,10 +77,12 @@ local function checkout_finish(keys, args)
   for i = 1, #fields, 2 do
     local inv, qty = parse_line(fields[i + 1])
     unhold(inv, sid, qty)
+    clear_pending(inv, sid)
   end
   local lines = {}
   for _, l in ipairs(cjson.decode(args[4])) do
     unhold(l.inventory_id, sid, l.quantity)
+    clear_pending(l.inventory_id, sid)
     if l.version then mirror_on_hand(l.inventory_id, l.on_hand, l.version) end
     table.insert(lines, {inventory_id = l.inventory_id, quantity = l.quantity})
   end
@@ -104,8 +107,9 @@ local function checkout_abort(keys, args)
       mirror_on_hand(r.inventory_id, r.on_hand, r.version)
     end
   end
-  local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
+  local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt', 'lines')
   if co[1] ~= args[2] or (co[2] or attempt_of(sid, co[1])) ~= args[3] then return 0 end
+  for _, l in ipairs(cjson.decode(co[3])) do clear_pending(l.inventory_id, sid) end
   redis.call('DEL', checkout_key(sid))
   redis.call('ZREM', CHECKOUTS, sid)
   return 1

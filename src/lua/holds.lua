@@ -16,6 +16,11 @@
 --               checkout.lua).
 --   checkouts   zset sid -> start time (ms): checkouts in progress, for recovery.
 --   ck:{sid}    string "idempotency_key order_id": a finished checkout (kept DONE_TTL_MS).
+--   pd:{inv}    zset of changes under way whose units the main DB may already have
+--               removed while their holds still count here: member = the checkout's
+--               sid or the admin hold's member, score = when it lapses. While one is
+--               there, the mirror sync leaves the row's on_hand alone (see
+--               mirror_on_hand).
 --   g:{sid}     string, the reason a cart ended (expired | abandoned), kept GONE_TTL_MS, so
 --               an old id answers "gone" rather than "unknown".
 --
@@ -43,6 +48,7 @@ local function holds_key(inv) return 'h:{' .. inv .. '}' end
 local function checkout_key(sid) return 'co:{' .. sid .. '}' end
 local function done_key(sid) return 'ck:{' .. sid .. '}' end
 local function gone_key(sid) return 'g:{' .. sid .. '}' end
+local function pending_key(inv) return 'pd:{' .. inv .. '}' end
 
 -- Server time in milliseconds: every deadline is compared against Redis' own clock,
 -- so cartd instances with skewed clocks still agree on what has expired.
@@ -81,10 +87,32 @@ local function unhold(inv, sid, qty)
   return unhold_member(inv, hold_member(sid, qty))
 end
 
+-- A change under way on a row: its holds still count here, and the main DB may already
+-- have removed its units. Marked when the change begins, cleared by the step that drops
+-- its holds and lowers on_hand at once; it lapses at `deadline` if that never runs.
+local function mark_pending(inv, member, deadline)
+  redis.call('ZADD', pending_key(inv), deadline, member)
+end
+
+local function clear_pending(inv, member)
+  redis.call('ZREM', pending_key(inv), member)
+end
+
+local function has_pending(inv, now)
+  local key = pending_key(inv)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
+  return redis.call('ZCARD', key) > 0
+end
+
 -- Takes a row's on_hand from the main DB unless the mirror has a newer one. Versions
 -- order the writes, so a late write (a slow checkout, recovery after a kill, a second
 -- instance) never undoes a newer one, and writing the same version twice is harmless.
-local function mirror_on_hand(inv, on_hand, version)
+-- A `careful` write (the mirror sync, the start-up mirror) also leaves a row alone while
+-- a change is under way on it: the DB's count may already lack units whose holds still
+-- count here, and taking it would subtract them twice. The step that ends the change
+-- writes the row itself.
+local function mirror_on_hand(inv, on_hand, version, careful)
+  if careful and has_pending(inv, now_ms()) then return false end
   local have = tonumber(redis.call('HGET', stock_key(inv), 'ov') or -1)
   if version < have then return false end
   redis.call('HSET', stock_key(inv), 'oh', on_hand, 'ov', version)

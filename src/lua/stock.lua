@@ -30,8 +30,9 @@ local function stock(keys, args)
 end
 
 -- cartd_mirror: sets stock rows from the main DB (on_hand only if its version is not
--- older than the mirror's, so running it twice, or late, changes nothing) and recomputes
--- each row's reserved count from the holds that exist.
+-- older than the mirror's and no change is under way on the row, so running it twice,
+-- or late, changes nothing) and recomputes each row's reserved count from the holds
+-- that exist.
 -- ARGV: inventory_id, product_id, on_hand, version, name, price_cents, repeated.
 -- Returns the number of rows mirrored.
 local function mirror(keys, args)
@@ -45,7 +46,7 @@ local function mirror(keys, args)
     end
     redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', reserved, 'n', args[i + 4],
                'pc', args[i + 5])
-    mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]))
+    mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]), true)
     redis.call('SADD', DIRTY, inv)
   end
   redis.call('SET', 'cartd:mirrored', now)
@@ -67,20 +68,26 @@ local function admin_hold(keys, args)
   local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
   local on_hand, reserved = tonumber(row[1]), tonumber(row[2] or 0)
   if on_hand - reserved < qty then return {'below_reserved', on_hand, reserved} end
-  if redis.call('ZADD', holds_key(inv), 'NX', now + tonumber(args[4]), member) == 1 then
+  local deadline = now + tonumber(args[4])
+  if redis.call('ZADD', holds_key(inv), 'NX', deadline, member) == 1 then
     adjust_reserved(inv, qty)
     reserved = reserved + qty
+    mark_pending(inv, member, deadline)
   end
   return {'ok', on_hand, reserved}
 end
 
 -- cartd_apply_on_hand: takes rows' on_hand from the main DB after it changed them
--- (versioned, see mirror_on_hand), and drops an admin hold in the same step.
+-- (versioned, see mirror_on_hand), and ends an admin change in the same step: drops its
+-- hold and its pending mark.
 -- ARGV[1] inventory_id of an admin hold to drop, or ''  ARGV[2] that hold's member
 -- ARGV[3..] inventory_id, on_hand, version, repeated
 -- Returns {on_hand, reserved, ...} per row as the mirror has it now (-1, -1: unknown).
 local function apply_on_hand(keys, args)
-  if args[1] ~= '' then unhold_member(args[1], args[2]) end
+  if args[1] ~= '' then
+    unhold_member(args[1], args[2])
+    clear_pending(args[1], args[2])
+  end
   local rows = {}
   for i = 3, #args, 3 do
     local inv = args[i]
@@ -90,6 +97,21 @@ local function apply_on_hand(keys, args)
     table.insert(rows, inv)
   end
   return live_counts(rows)
+end
+
+-- cartd_sync_on_hand: the mirror sync. Takes rows' on_hand from the main DB where it is
+-- newer and no change is under way on the row (a careful mirror_on_hand).
+-- ARGV: inventory_id, on_hand, version, repeated.  Returns how many rows it changed.
+local function sync_on_hand(keys, args)
+  local changed = 0
+  for i = 1, #args, 3 do
+    local inv = args[i]
+    if redis.call('EXISTS', stock_key(inv)) == 1 and
+        mirror_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]), true) then
+      changed = changed + 1
+    end
+  end
+  return changed
 end
 
 -- cartd_stock_many: like cartd_stock for many rows in one call.
@@ -120,5 +142,6 @@ redis.register_function{function_name = 'cartd_stock', callback = stock}
 redis.register_function('cartd_mirror', mirror)
 redis.register_function('cartd_admin_hold', admin_hold)
 redis.register_function('cartd_apply_on_hand', apply_on_hand)
+redis.register_function('cartd_sync_on_hand', sync_on_hand)
 redis.register_function('cartd_stock_many', stock_many)
 redis.register_function('cartd_take_dirty', take_dirty)

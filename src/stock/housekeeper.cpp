@@ -258,8 +258,13 @@ void Housekeeper::sync_mirror() {
     for (std::size_t i = start; i < std::min(rows.size(), start + kRowsPerCall); ++i) {
       batch.push_back({rows[i].inventory_id, rows[i].on_hand, rows[i].version});
     }
-    stock_.apply_on_hand("", "", batch, [](auto r) {
-      if (!r) spdlog::debug("mirror sync: {}", r.error().message());
+    stock_.sync_on_hand(batch, [](auto r) {
+      if (!r) {
+        spdlog::debug("mirror sync: {}", r.error().message());
+      } else if (*r > 0) {
+        // Every change writes its own row: a sync that finds work found a lost step.
+        spdlog::info("mirror sync: {} rows took on_hand from the main DB", *r);
+      }
     });
   }
   mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));

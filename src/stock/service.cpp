@@ -84,6 +84,21 @@ void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::i
   });
 }
 
+namespace {
+
+// FCALL arguments: inventory_id, on_hand, version per row, after `head`.
+std::vector<std::string> on_hand_args(const std::vector<db::OnHandVersion>& rows) {
+  std::vector<std::string> owned;
+  for (const db::OnHandVersion& r : rows) {
+    owned.push_back(r.inventory_id);
+    owned.push_back(std::to_string(r.on_hand));
+    owned.push_back(std::to_string(r.version));
+  }
+  return owned;
+}
+
+}  // namespace
+
 std::string admin_hold_member(const std::string& request_id, std::int64_t quantity) {
   return std::string(kAdminHoldPrefix) + request_id + ":" + std::to_string(quantity);
 }
@@ -115,18 +130,25 @@ void StockService::apply_on_hand(const std::string& hold_inventory_id,
                                  const std::string& hold_member,
                                  const std::vector<db::OnHandVersion>& rows,
                                  Callback<std::vector<std::optional<LiveCounts>>> done) {
-  std::vector<std::string> owned;
-  for (const db::OnHandVersion& r : rows) {
-    owned.push_back(r.inventory_id);
-    owned.push_back(std::to_string(r.on_hand));
-    owned.push_back(std::to_string(r.version));
-  }
+  std::vector<std::string> owned = on_hand_args(rows);
   std::vector<std::string_view> args{"FCALL", "cartd_apply_on_hand", "0", hold_inventory_id,
                                      hold_member};
   args.insert(args.end(), owned.begin(), owned.end());
   redis_.command(std::span<const std::string_view>(args), [done, n = rows.size()](redis::Result r) {
     if (!r) return done(r.error());
     done(decode_counts(*r, n));
+  });
+}
+
+void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
+                                Callback<std::int64_t> done) {
+  std::vector<std::string> owned = on_hand_args(rows);
+  std::vector<std::string_view> args{"FCALL", "cartd_sync_on_hand", "0"};
+  args.insert(args.end(), owned.begin(), owned.end());
+  redis_.command(std::span<const std::string_view>(args), [done](redis::Result r) {
+    if (!r) return done(r.error());
+    if (r->type != redis::Reply::Type::integer) return done(unexpected());
+    done(r->integer);
   });
 }
 

@@ -61,6 +61,9 @@ class StockService {
   void apply_on_hand(const std::string& hold_inventory_id, const std::string& hold_member,
                      const std::vector<db::OnHandVersion>& rows,
                      Callback<std::vector<std::optional<LiveCounts>>> done);
+  // The mirror sync: rows' on_hand from the main DB, taken where newer and where no
+  // change is under way on the row. Answers how many rows changed.
+  void sync_on_hand(const std::vector<db::OnHandVersion>& rows, Callback<std::int64_t> done);
 
  private:
   redis::Client& redis_;
