@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -849,6 +850,142 @@ TEST(Soak, postgres_two_instances_account_for_every_unit_through_chaos) {
                   std::this_thread::sleep_for(2s);
                   b.start();
                 }}}});
+}
+
+// Found while writing the soak's availability watch (the soak itself seldom lands in the
+// window: its recovery age is 1 s): units whose Redis step did not run are subtracted
+// twice. When the main DB has removed units (a sale, an admin write-off) but the Redis
+// step that drops their hold and lowers the on-hand mirror in one go did not run (Redis
+// was down, or cartd died between the steps), the mirror sync (or the start-up mirror of
+// a restarted cartd) lowers on_hand anyway while the hold still counts in reserved:
+// available goes negative and cartd check reports the row oversold, until recovery
+// finishes the checkout (--checkout-recovery-ms after it began: 30 s by default) or the
+// admin hold lapses (--admin-hold-ms: 60 s by default). Never an oversell (the error is
+// on the safe side), but wrong counts in the API and a false alarm from cartd check.
+// Disabled until fixed: they fail today (--gtest_also_run_disabled_tests runs them).
+
+// The least `available` GET /v1/stock/{inv} shows over `window`.
+std::int64_t least_available(int port, const std::string& inv, std::chrono::milliseconds window) {
+  std::int64_t least = std::numeric_limits<std::int64_t>::max();
+  auto until = Clock::now() + window;
+  while (Clock::now() < until) {
+    auto a = call(port, "GET", "/v1/stock/" + inv);
+    if (a.status == 200) least = std::min(least, a.json().at("available").as_int64());
+    std::this_thread::sleep_for(50ms);
+  }
+  return least;
+}
+
+std::string one_row(const std::string& inv, int on_hand) {
+  return R"([{"inventory_id":")" + inv + R"(","product_id":")" + inv +
+         R"(","name":"Item","price_cents":100,"on_hand":)" + std::to_string(on_hand) + "}]";
+}
+
+std::string hold_all(int port, int units) {
+  auto a =
+      call(port, "POST", "/add-to-cart",
+           R"({"product_id":"mug","inventory_id":"mug","quantity":)" + std::to_string(units) + "}");
+  EXPECT_EQ(a.status, 200u) << a.text();
+  return std::string(a.json().at("cartSessionId").as_string());
+}
+
+TEST(SoakFindings, DISABLED_a_checkout_redis_missed_is_not_subtracted_twice) {
+  RedisServer redis({"--appendonly", "yes"});
+  Cartd cartd(
+      redis, one_row("mug", 4),
+      {"--checkout-recovery-ms", "6000", "--checkout-grace", "30", "--mirror-sync-ms", "200"});
+  std::string cart = hold_all(cartd.port(), 4);
+  Answer order;
+  {
+    // The checkout waits in its DB step while Redis goes down: the order commits, its
+    // Redis step (drop the holds, lower the mirror) fails; the answer is still 201.
+    std::thread lock([&] { stall_sqlite(cartd.db_path()); });
+    std::this_thread::sleep_for(200ms);
+    std::thread checkout([&] {
+      order = call(cartd.port(), "POST", "/v1/carts/" + cart + "/checkout", "",
+                   {{"Idempotency-Key", "k"}});
+    });
+    std::this_thread::sleep_for(400ms);
+    redis.stop();
+    lock.join();
+    checkout.join();
+  }
+  ASSERT_EQ(order.status, 201u) << order.text();
+  redis.start();
+  ASSERT_TRUE(cartd.wait_healthy(5s));
+  // Until recovery finishes the checkout (6 s after it began), the sync has lowered
+  // on_hand to 0 while the cart's 4 units are still reserved.
+  EXPECT_GE(least_available(cartd.port(), "mug", 2s), 0) << cartd.log();
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(SoakFindings, DISABLED_a_checkout_whose_cartd_died_after_the_order_is_not_subtracted_twice) {
+  RedisServer redis({"--appendonly", "yes"});
+  Cartd cartd(redis, one_row("mug", 4),
+              {"--fault-after-checkout-step", "2", "--checkout-recovery-ms", "6000",
+               "--checkout-grace", "30"});
+  std::string cart = hold_all(cartd.port(), 4);
+  auto died =
+      call(cartd.port(), "POST", "/v1/carts/" + cart + "/checkout", "", {{"Idempotency-Key", "k"}});
+  EXPECT_EQ(died.status, 0u) << "cartd died after the order was written: " << died.text();
+  cartd.stop(SIGKILL);
+  cartd.set_flags({"--checkout-recovery-ms", "6000", "--checkout-grace", "30"});
+  cartd.start();
+  // The start-up mirror took on_hand 0 from the DB; the 4 units are still reserved.
+  EXPECT_GE(least_available(cartd.port(), "mug", 2s), 0) << cartd.log();
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(SoakFindings, DISABLED_an_admin_write_off_redis_missed_is_not_subtracted_twice) {
+  PgServer pg;
+  std::string url = pg.new_database("shop");
+  RedisServer redis({"--appendonly", "yes"});
+  Cartd cartd(redis, one_row("mug", 4),
+              {"--db", url, "--admin-token", kToken, "--admin-hold-ms", "20000", "--mirror-sync-ms",
+               "200", "--db-threads", "1"});
+  // Every event loop has its Redis connection, and the DB thread its connection (opening
+  // one runs schema statements, which would wait for the row lock below).
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (int i = 0; i < 20; ++i) {
+          if (call(cartd.port(), "GET", "/healthz").status != 200) return false;
+        }
+        return true;
+      },
+      5s));
+  ASSERT_EQ(call(cartd.port(), "GET", "/v1/products/mug").status, 200u);
+  Answer adjust;
+  {
+    // The write-off holds its 3 units in Redis, then waits for the row in the DB while
+    // Redis goes down: the change commits, its Redis step (drop the hold, lower the
+    // mirror) fails; the answer is still 200.
+    std::thread lock([&] {
+      PGconn* c = PQconnectdb(url.c_str());
+      PQclear(PQexec(c, "BEGIN"));
+      PQclear(PQexec(c, "SELECT on_hand FROM inventory WHERE inventory_id = 'mug' FOR UPDATE"));
+      std::this_thread::sleep_for(1500ms);
+      PQclear(PQexec(c, "COMMIT"));
+      PQfinish(c);
+    });
+    std::this_thread::sleep_for(200ms);
+    Headers h = kAdmin;
+    h["Idempotency-Key"] = "write-off";
+    std::thread change(
+        [&] { adjust = call(cartd.port(), "POST", "/v1/stock/mug/adjust", R"({"delta":-3})", h); });
+    std::this_thread::sleep_for(400ms);
+    redis.stop();
+    lock.join();
+    change.join();
+  }
+  ASSERT_EQ(adjust.status, 200u) << adjust.text();
+  redis.start();
+  ASSERT_TRUE(cartd.wait_healthy(5s));
+  // The sync lowers on_hand to 1 while the write-off's hold of 3 stays for 20 s.
+  EXPECT_GE(least_available(cartd.port(), "mug", 2s), 0) << cartd.log();
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
 }  // namespace
