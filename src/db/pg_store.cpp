@@ -73,6 +73,7 @@ class PgConnection final : public SqlConnection {
       throw StoreError("postgresql: cannot connect: " + why);
     }
     apply_timeouts();
+    if (schema_complete()) return;
     execute("SELECT pg_advisory_lock(?)", {kSchemaLock});
     std::string schema =
         std::string(kSchema) + shared_schema("BIGSERIAL", "BIGINT", "TIMESTAMPTZ", "now()");
@@ -99,6 +100,11 @@ class PgConnection final : public SqlConnection {
   }
 
  private:
+  bool schema_complete() {
+    return query("SELECT to_regclass(?) IS NOT NULL", {std::string(kSchemaMarker)}).front()[0] ==
+           "t";
+  }
+
   // No statement waits for a row lock, or runs, longer than the timeout: a checkout's
   // transaction ends before checkout recovery judges it. Session settings: set again
   // after every reset.

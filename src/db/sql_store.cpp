@@ -338,52 +338,49 @@ class SqlStore final : public Store {
 
 std::string shared_schema(const char* serial, const char* integer, const char* time,
                           const char* now) {
-  std::string t(time), i(integer);
-  return std::string(
-             "CREATE TABLE IF NOT EXISTS inventory_movements (\n"
-             "  movement_id   ") +
-         serial +
-         " PRIMARY KEY,\n"
-         "  inventory_id  TEXT NOT NULL,\n"
-         "  delta         " +
-         i +
-         " NOT NULL,\n"
-         "  reason        TEXT NOT NULL,\n"  // opening, initial, sale, admin_set, admin_adjust
-         "  reference     TEXT NOT NULL,\n"  // the order id, or the admin request's key
-         "  on_hand_after " +
-         i +
-         " NOT NULL,\n"
-         "  created_at    " +
-         t +
-         " NOT NULL\n"
-         ");\n"
-         "CREATE INDEX IF NOT EXISTS inventory_movements_row ON inventory_movements "
-         "(inventory_id);\n"
-         "CREATE TABLE IF NOT EXISTS checkout_attempts (\n"
-         "  attempt_id TEXT PRIMARY KEY,\n"
-         "  cart_id    TEXT NOT NULL,\n"
-         "  outcome    TEXT NOT NULL CHECK (outcome IN ('ordered', 'aborted')),\n"
-         "  created_at " +
-         t +
-         " NOT NULL\n"
-         ");\n"
-         "CREATE TABLE IF NOT EXISTS admin_requests (\n"
-         "  request_key  TEXT PRIMARY KEY,\n"
-         "  inventory_id TEXT NOT NULL,\n"
-         "  request      TEXT NOT NULL,\n"
-         "  created_at   " +
-         t +
-         " NOT NULL\n"
-         ");\n"
-         "CREATE TABLE IF NOT EXISTS cartd_heartbeat (id " +
-         i + " PRIMARY KEY, at " + t +
-         " NOT NULL);\n"
-         // A main DB from before the ledger: each row's on_hand opens its ledger.
-         "INSERT INTO inventory_movements (inventory_id, delta, reason, reference, "
-         "on_hand_after, created_at) SELECT inventory_id, on_hand, 'opening', '', on_hand, " +
-         now +
-         " FROM inventory i WHERE NOT EXISTS (SELECT 1 FROM inventory_movements m WHERE "
-         "m.inventory_id = i.inventory_id);\n";
+  // reason: opening, initial, sale, admin_set, admin_adjust; reference: the order id or
+  // the admin request's key.
+  std::string schema = R"sql(
+CREATE TABLE IF NOT EXISTS inventory_movements (
+  movement_id   $SERIAL PRIMARY KEY,
+  inventory_id  TEXT NOT NULL,
+  delta         $INTEGER NOT NULL,
+  reason        TEXT NOT NULL,
+  reference     TEXT NOT NULL,
+  on_hand_after $INTEGER NOT NULL,
+  created_at    $TIME NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inventory_movements_row ON inventory_movements (inventory_id);
+CREATE TABLE IF NOT EXISTS checkout_attempts (
+  attempt_id TEXT PRIMARY KEY,
+  cart_id    TEXT NOT NULL,
+  outcome    TEXT NOT NULL CHECK (outcome IN ('ordered', 'aborted')),
+  created_at $TIME NOT NULL
+);
+CREATE TABLE IF NOT EXISTS admin_requests (
+  request_key  TEXT PRIMARY KEY,
+  inventory_id TEXT NOT NULL,
+  request      TEXT NOT NULL,
+  created_at   $TIME NOT NULL
+);
+-- A main DB from before the ledger: each row's on_hand opens its ledger.
+INSERT INTO inventory_movements (inventory_id, delta, reason, reference, on_hand_after, created_at)
+  SELECT inventory_id, on_hand, 'opening', '', on_hand, $NOW FROM inventory i
+  WHERE NOT EXISTS (SELECT 1 FROM inventory_movements m WHERE m.inventory_id = i.inventory_id);
+-- Last: its presence says the schema is complete (kSchemaMarker).
+CREATE TABLE IF NOT EXISTS cartd_heartbeat (id $INTEGER PRIMARY KEY, at $TIME NOT NULL);
+)sql";
+  auto replace_all = [&schema](std::string_view token, std::string_view value) {
+    for (auto at = schema.find(token); at != std::string::npos; at = schema.find(token, at)) {
+      schema.replace(at, token.size(), value);
+      at += value.size();
+    }
+  };
+  replace_all("$SERIAL", serial);
+  replace_all("$INTEGER", integer);
+  replace_all("$TIME", time);
+  replace_all("$NOW", now);
+  return schema;
 }
 
 std::unique_ptr<Store> make_sql_store(std::unique_ptr<SqlConnection> connection,

@@ -49,5 +49,9 @@ std::unique_ptr<Store> open_postgres_store(const std::string& url, int statement
 // `now` its current time. Run after the engine's own schema.
 std::string shared_schema(const char* serial, const char* integer, const char* time,
                           const char* now);
+// The table shared_schema creates last. When it exists the schema is complete, and an
+// engine runs no DDL at all: DDL on a live table takes locks that queue every reader
+// behind any writer's row lock (PostgreSQL), or the write lock (SQLite).
+inline constexpr const char* kSchemaMarker = "cartd_heartbeat";
 
 }  // namespace cartd::db

@@ -56,8 +56,13 @@ class SqliteConnection final : public SqlConnection {
     }
     // A statement waits at most this long for another writer's lock, then fails.
     sqlite3_busy_timeout(db_, statement_timeout_ms);
-    script("PRAGMA journal_mode=WAL");
     script("PRAGMA synchronous=NORMAL");
+    if (!query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+               {std::string(kSchemaMarker)})
+             .empty()) {
+      return;  // the schema is complete (and the file in WAL mode)
+    }
+    script("PRAGMA journal_mode=WAL");
     script(kSchema);
     // A main DB from before row versions gets the column.
     if (query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = 'version'", {})

@@ -126,8 +126,16 @@ int check_invariants(const Config& config, std::ostream& out) {
         continue;
       }
       if (db->second.on_hand != on_hand) {
-        fail(inv + ": on_hand " + std::to_string(on_hand) + " in Redis, " +
-             std::to_string(db->second.on_hand) + " in the main DB");
+        std::string what = inv + ": on_hand " + std::to_string(on_hand) + " in Redis, " +
+                           std::to_string(db->second.on_hand) + " in the main DB";
+        // A checkout or admin change under way (its Redis step still to run, or waiting
+        // for recovery) leaves the mirror behind on purpose: see mirror_on_hand.
+        if (run(c.get(), {"ZCOUNT", "pd:{" + inv + "}", std::to_string(now), "+inf"}).integer > 0) {
+          out << "warn " << what << " (a change under way; its own step will settle it)\n";
+          ++warnings;
+        } else {
+          fail(what);
+        }
       }
       if (db->second.reserved != live) {
         out << "warn " << inv << ": reserved " << live << " in Redis, " << db->second.reserved
