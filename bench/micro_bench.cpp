@@ -53,7 +53,7 @@ void decode_three_line_cart(benchmark::State& state) {
 BENCHMARK(decode_three_line_cart);
 
 void decode_set_line_reply(benchmark::State& state) {
-  Reply r = arr({str("ok"), str(cart::new_session_id()), num(0), num(1795910288947), num(3),
+  Reply r = arr({str("ok"), str(cart::new_session_id()), num(0), num(1795910288947), num(3), num(0),
                  three_line_view()});
   for (auto _ : state) benchmark::DoNotOptimize(cart::decode_set_line(r));
 }

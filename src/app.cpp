@@ -21,6 +21,7 @@
 #include "http/server.hpp"
 #include "http/static_files.hpp"
 #include "lua/library.hpp"
+#include "metrics/metrics.hpp"
 #include "redis/client.hpp"
 #include "redis/url.hpp"
 #include "stock/housekeeper.hpp"
@@ -47,20 +48,26 @@ constexpr rlim_t kOpenFilesWhenUnlimited = 1 << 20;
 
 // Everything one event loop owns. Nothing in it is touched from another thread.
 struct Loop {
+  // `shard` is this loop's metrics; it outlives the loop (see run()).
   Loop(const Config& config, const redis::Endpoint& endpoint, stock::SetupStep setup, int index,
-       db::Executor& db)
-      : redis(io, redis::Client::Options{endpoint, scripts::library,
+       db::Executor& db, metrics::Shard& shard)
+      : metrics(shard),
+        redis(io, redis::Client::Options{endpoint, scripts::library,
                                          std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
-                                         "cartd-loop-" + std::to_string(index), std::move(setup)}),
-        carts(redis, cart::CartSettings{std::chrono::seconds(config.cart_ttl_seconds),
-                                        std::chrono::seconds(config.cart_max_lifetime_seconds),
-                                        std::chrono::seconds(config.checkout_grace_seconds),
-                                        config.cart_limits}),
+                                         "cartd-loop-" + std::to_string(index), std::move(setup),
+                                         &shard.redis_latency()}),
+        carts(redis,
+              cart::CartSettings{std::chrono::seconds(config.cart_ttl_seconds),
+                                 std::chrono::seconds(config.cart_max_lifetime_seconds),
+                                 std::chrono::seconds(config.checkout_grace_seconds),
+                                 config.cart_limits},
+              &shard),
         stock(redis),
-        api{io, carts, db, config.fault_after_checkout_step},
+        api{io, carts, db, config.fault_after_checkout_step, &shard},
         catalog{io, stock, db, config.admin_token,
                 std::chrono::milliseconds(config.admin_hold_ms)} {}
 
+  metrics::Shard& metrics;
   asio::io_context io{1};
   redis::Client redis;
   cart::CartService carts;
@@ -97,6 +104,16 @@ void add_probe_routes(Loop& loop, const std::list<Loop>& loops,
                   [](const http::Request&, const http::PathParams&, http::Respond respond) {
                     respond(http::json_response(200, {{"status", "ok"}}));
                   });
+}
+
+// GET /metrics: every loop's and the housekeeper's counts in the Prometheus text format.
+// A scrape reads the other threads' counters (relaxed atomics) and takes no lock.
+void add_metrics_route(Loop& loop, const metrics::Registry& registry) {
+  loop.router.add(
+      http::Verb::get, "/metrics",
+      [&registry](const http::Request&, const http::PathParams&, http::Respond respond) {
+        respond(http::Response{200, registry.scrape(), metrics::kContentType, {}});
+      });
 }
 
 // Raises the soft open-file limit to the hard one and returns the limit in force. Every
@@ -190,26 +207,45 @@ int run(const Config& config) {
   const http::ServerLimits http_limits = resolve_http_limits(config);
   auto http_warnings = std::make_shared<http::ThrottledWarning>();
 
+  // Declared before the housekeeper and the loops, whose shards it holds: it outlives them.
+  metrics::Registry registry;
   std::optional<stock::Housekeeper> housekeeper;
   std::list<Loop> loops;  // a list: Loops do not move once built
   // Declared after the loops, so destroyed (stopped) before them: DB work still running
   // at shutdown posts its result into a loop's io_context, which must still exist.
   db::Executor db(config.db_url, static_cast<std::size_t>(config.db_threads), config.db_timeout_ms);
   try {
-    housekeeper.emplace(config, *endpoint, scripts::library, setup);
+    housekeeper.emplace(config, *endpoint, scripts::library, setup, registry.add_shard());
     asio::ip::tcp::endpoint listen{asio::ip::make_address(config.listen_host()),
                                    config.listen_port()};
     for (unsigned i = 0; i < config.threads; ++i) {
-      Loop& loop = loops.emplace_back(config, *endpoint, setup, static_cast<int>(i), db);
+      Loop& loop = loops.emplace_back(config, *endpoint, setup, static_cast<int>(i), db,
+                                      registry.add_shard());
       cart::add_classic_routes(loop.router, loop.carts);
       cart::add_cart_api_routes(loop.router, loop.api);
       stock::add_catalog_routes(loop.router, loop.catalog);
       http::add_static_routes(loop.router, config.web_root);
       add_probe_routes(loop, loops, *housekeeper);
+      add_metrics_route(loop, registry);
+      loop.metrics.set_routes(loop.router.patterns());
       loop.listener = std::make_shared<http::Listener>(
           loop.io, listen, loop.router, http_limits,
-          http::connection_share(http_limits.max_connections, config.threads, i), http_warnings);
+          http::connection_share(http_limits.max_connections, config.threads, i), http_warnings,
+          &loop.metrics);
     }
+    registry.add_gauge("cartd_redis_up",
+                       "1 when every event loop's Redis connection is ready, else 0", [&loops] {
+                         for (const Loop& l : loops) {
+                           if (!l.redis.ready()) return 0.0;
+                         }
+                         return 1.0;
+                       });
+    registry.add_gauge(
+        "cartd_db_sync_lag_seconds",
+        "Seconds since the DB writer last took every changed reserved count from Redis and "
+        "wrote it to the main DB: a bound on the age of the oldest reserved change not yet "
+        "written (grows while Redis or the main DB fails)",
+        [&housekeeper] { return housekeeper->db_sync_lag_seconds(); });
   } catch (const std::exception& e) {
     spdlog::critical("cannot start (listening on {}): {}", config.listen, e.what());
     return 1;

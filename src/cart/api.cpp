@@ -92,26 +92,29 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
  private:
   using K = CheckoutStart::Kind;
   using Placed = db::PlacedOrder::Kind;
+  using Result = metrics::CheckoutResult;
 
   void begun(const boost::system::result<CheckoutStart>& r) {
-    if (!r) return respond_(unavailable(r.error()));
+    if (!r) return answer(Result::error, unavailable(r.error()));
     switch (r->kind) {
       case K::done:
         return answer_existing(r->order_id);
       case K::conflict:
         if (r->order_id.empty()) {
-          return respond_(error_response(409, "checkout_in_progress",
-                                         "the cart is being checked out with another key"));
+          return answer(Result::conflict,
+                        error_response(409, "checkout_in_progress",
+                                       "the cart is being checked out with another key"));
         }
-        return respond_(error_response(409, "already_checked_out",
-                                       "the cart was checked out with another Idempotency-Key",
-                                       {{"order_id", r->order_id}}));
+        return answer(Result::conflict,
+                      error_response(409, "already_checked_out",
+                                     "the cart was checked out with another Idempotency-Key",
+                                     {{"order_id", r->order_id}}));
       case K::expired:
-        return respond_(error_response(410, "cart_expired", "the cart has expired"));
+        return answer(Result::expired, error_response(410, "cart_expired", "the cart has expired"));
       case K::unknown:
-        return respond_(error_response(404, "cart_not_found", "no such cart"));
+        return answer(Result::not_found, error_response(404, "cart_not_found", "no such cart"));
       case K::empty:
-        return respond_(error_response(422, "cart_empty", "the cart has no lines"));
+        return answer(Result::empty, error_response(422, "cart_empty", "the cart has no lines"));
       case K::begun:
       case K::resume:
         break;
@@ -133,7 +136,7 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
         [self = shared_from_this()](db::DbResult<db::PlacedOrder> placed) {
           // The transaction may or may not have committed: the cart stays frozen until a
           // retry with the same key or recovery settles it (see docs/DESIGN.md).
-          if (!placed) return self->respond_(db_unavailable(placed.error()));
+          if (!placed) return self->answer(Result::error, db_unavailable(placed.error()));
           self->placed(std::move(*placed));
         });
   }
@@ -144,9 +147,10 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
       case Placed::existing:
         break;
       case Placed::aborted:
-        return respond_(error_response(
-            409, "checkout_aborted",
-            "the checkout took too long and was given up; the cart is as it was, check out again"));
+        return answer(Result::aborted,
+                      error_response(409, "checkout_aborted",
+                                     "the checkout took too long and was given up; the cart is "
+                                     "as it was, check out again"));
       case Placed::insufficient:
         return refuse_short(std::move(placed.rows));
     }
@@ -162,7 +166,8 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
     // recovery (or a retry with the same key) settles Redis.
     if (!r) spdlog::warn("checkout {}: Redis not settled yet: {}", sid_, r.error().message());
     if (ctx_.fault_after_checkout_step == 3) inject_fault(3);
-    respond_(http::json_response(created_ ? 201 : 200, order_json(order_)));
+    answer(created_ ? Result::created : Result::existing,
+           http::json_response(created_ ? 201 : 200, order_json(order_)));
   }
 
   // The main DB has fewer units of a row than the cart held: the promise of the hold is
@@ -170,17 +175,19 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
   // fenced the attempt; unfreeze the cart so the shopper can change it, and correct the
   // row's mirror so that no one else is promised those units.
   void refuse_short(std::vector<db::OnHandVersion> rows) {
+    if (ctx_.metrics != nullptr) ctx_.metrics->count_broken_promise();
     spdlog::error(
         "checkout {}: the main DB refused the order: {} has fewer units on hand than "
         "the cart held (a broken hold promise)",
         sid_, rows.empty() ? std::string("a row") : rows.front().inventory_id);
     std::string inv = rows.empty() ? "" : rows.front().inventory_id;
     ctx_.carts.checkout_abort(sid_, key_, attempt_, rows, [self = shared_from_this(), inv](auto r) {
-      if (!r) return self->respond_(unavailable(r.error()));
-      self->respond_(error_response(409, "stock_unavailable",
-                                    "the shop no longer has the units this cart held; change "
-                                    "the cart and check out again",
-                                    {{"inventory_id", inv}}));
+      if (!r) return self->answer(Result::error, unavailable(r.error()));
+      self->answer(Result::stock_unavailable,
+                   error_response(409, "stock_unavailable",
+                                  "the shop no longer has the units this cart held; change "
+                                  "the cart and check out again",
+                                  {{"inventory_id", inv}}));
     });
   }
 
@@ -188,10 +195,19 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
     ctx_.db.run<std::optional<db::Order>>(
         ctx_.loop, [order_id](db::Store& store) { return store.order(order_id); },
         [self = shared_from_this()](db::DbResult<std::optional<db::Order>> o) {
-          if (!o) return self->respond_(db_unavailable(o.error()));
-          if (!*o) return self->respond_(error_response(404, "order_not_found", "no such order"));
-          self->respond_(http::json_response(200, order_json(**o)));
+          if (!o) return self->answer(Result::error, db_unavailable(o.error()));
+          if (!*o) {
+            return self->answer(Result::error,
+                                error_response(404, "order_not_found", "no such order"));
+          }
+          self->answer(Result::existing, http::json_response(200, order_json(**o)));
         });
+  }
+
+  // Every answer of a checkout goes through here, so each is counted once by result.
+  void answer(Result result, Response response) {
+    if (ctx_.metrics != nullptr) ctx_.metrics->count_checkout(result);
+    respond_(std::move(response));
   }
 
   ApiContext& ctx_;

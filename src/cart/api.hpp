@@ -9,6 +9,7 @@
 #include "cart/service.hpp"
 #include "db/executor.hpp"
 #include "http/server.hpp"
+#include "metrics/metrics.hpp"
 
 namespace cartd::cart {
 
@@ -19,6 +20,7 @@ struct ApiContext {
   // Test-only fault injection: the process exits at once after this checkout step
   // (1 begun in Redis, 2 order in the DB, 3 finished in Redis); 0 never.
   int fault_after_checkout_step = 0;
+  metrics::Shard* metrics = nullptr;  // the loop's counts (checkout results); none: not counted
 };
 
 void add_cart_api_routes(http::Router& router, ApiContext& ctx);

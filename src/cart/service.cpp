@@ -73,17 +73,20 @@ boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
   if (*tag == "ok") {
     auto sid = r.text_at(1);
     auto created = r.int_at(2), deadline = r.int_at(3);
-    if (!sid || !created || !deadline || r.elements.size() < 5) return unexpected(r);
+    auto dropped = r.int_at(5);
+    if (!sid || !created || !deadline || !dropped) return unexpected(r);
     out.created = *created == 1;
+    out.dropped = *dropped;
     out.cart = CartView{*sid, *deadline, {}};
-    if (r.elements.size() == 6) {
-      auto view = decode_view(*sid, r.elements[5]);
+    if (r.elements.size() == 7) {
+      auto view = decode_view(*sid, r.elements[6]);
       if (!view) return view.error();
       out.cart = std::move(*view);
     }
   } else if (*tag == "insufficient") {
     out.kind = Kind::insufficient;
     out.available = r.int_at(1).value_or(0);
+    out.dropped = r.int_at(2).value_or(0);
   } else if (*tag == "unknown_inventory") {
     out.kind = Kind::unknown_inventory;
   } else if (*tag == "product_mismatch") {
@@ -155,9 +158,10 @@ boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r
   return out;
 }
 
-CartService::CartService(redis::Client& redis, CartSettings settings)
+CartService::CartService(redis::Client& redis, CartSettings settings, metrics::Shard* metrics)
     : redis_(redis),
       settings_(std::move(settings)),
+      metrics_(metrics),
       ttl_ms_(std::to_string(settings_.ttl.count())),
       max_lifetime_ms_(std::to_string(settings_.max_lifetime.count())),
       checkout_grace_ms_(std::to_string(settings_.checkout_grace.count())),
@@ -179,7 +183,24 @@ void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) 
       {"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id, c.inventory_id,
        quantity, c.mode == LineMode::add ? "add" : "set", ttl_ms_, max_lifetime_ms_, max_lines_,
        max_line_quantity_, c.want_cart ? "view" : ""},
-      [done = std::move(done)](redis::Result r) { finish(std::move(r), done, decode_set_line); });
+      [done = std::move(done), metrics = metrics_](redis::Result r) {
+        auto outcome =
+            r ? decode_set_line(*r)
+              : boost::system::result<SetLineOutcome>(boost::system::in_place_error, r.error());
+        if (metrics != nullptr) {
+          using metrics::HoldResult;
+          if (!outcome) {
+            metrics->count_hold(HoldResult::error);
+          } else {
+            metrics->count_released(metrics::ReleasePath::logical, outcome->dropped);
+            metrics->count_hold(outcome->kind == SetLineOutcome::Kind::ok ? HoldResult::ok
+                                : outcome->kind == SetLineOutcome::Kind::insufficient
+                                    ? HoldResult::insufficient
+                                    : HoldResult::refused);
+          }
+        }
+        done(std::move(outcome));
+      });
 }
 
 void CartService::get_cart(const std::string& session_id, Callback<CartLookup> done) {
@@ -241,15 +262,19 @@ void CartService::get_lines(const std::string& session_id, Callback<CartLookup> 
 }
 
 void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {
-  redis_.command({"FCALL", "cartd_abandon", "0", session_id}, [done = std::move(done),
-                                                               session_id](redis::Result r) {
+  redis_.command({"FCALL", "cartd_abandon", "0", session_id}, [done = std::move(done), session_id,
+                                                               metrics =
+                                                                   metrics_](redis::Result r) {
     finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<Abandoned> {
       using K = Abandoned::Kind;
       auto tag = reply.text_at(0);
       if (!tag) return unexpected(reply);
       if (*tag == "checkout_in_progress") return Abandoned{K::checkout_in_progress, {}, {}};
-      if (*tag != "abandoned" || reply.elements.size() != 2) {
+      if (*tag != "abandoned" || reply.elements.size() != 3) {
         return Abandoned{K::missing, {}, missing_from(*tag)};
+      }
+      if (metrics != nullptr) {
+        metrics->count_released(metrics::ReleasePath::abandon, reply.int_at(2).value_or(0));
       }
       auto view = decode_view(session_id, reply.elements[1]);
       if (!view) return view.error();
@@ -285,11 +310,14 @@ void CartService::checkout_finish(const std::string& session_id, const db::Order
   redis_.command(
       {"FCALL", "cartd_checkout_finish", "0", session_id, order.idempotency_key, order.order_id,
        json},
-      [done = std::move(done)](redis::Result r) {
-        finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
+      [done = std::move(done), metrics = metrics_](redis::Result r) {
+        finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<bool> {
           auto tag = reply.text_at(0);
           if (!tag) {
             return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));
+          }
+          if (metrics != nullptr && *tag == "finished") {
+            metrics->count_released(metrics::ReleasePath::checkout, reply.int_at(1).value_or(0));
           }
           return *tag == "finished" || *tag == "done";
         });

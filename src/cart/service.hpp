@@ -12,6 +12,7 @@
 
 #include "cart/rules.hpp"
 #include "db/store.hpp"
+#include "metrics/metrics.hpp"
 #include "redis/client.hpp"
 
 namespace cartd::cart {
@@ -70,6 +71,7 @@ struct SetLineOutcome {
   std::int64_t limit = 0;
   std::string product_id;
   Missing missing = Missing::unknown;
+  std::int64_t dropped = 0;  // ok, insufficient: units of expired holds dropped (logical expiry)
 };
 
 // A cart, or why there is none.
@@ -91,7 +93,9 @@ using Callback = std::function<void(boost::system::result<T>)>;
 
 class CartService {
  public:
-  CartService(redis::Client& redis, CartSettings settings);
+  // `metrics`, when given, counts line changes and released units; it belongs to the
+  // thread of `redis`'s loop and must outlive this service.
+  CartService(redis::Client& redis, CartSettings settings, metrics::Shard* metrics = nullptr);
 
   const CartSettings& settings() const { return settings_; }
 
@@ -127,6 +131,7 @@ class CartService {
  private:
   redis::Client& redis_;
   CartSettings settings_;
+  metrics::Shard* metrics_;
   // The settings as the functions take them, written out once rather than per call.
   std::string ttl_ms_, max_lifetime_ms_, checkout_grace_ms_, max_lines_, max_line_quantity_;
 };

@@ -69,14 +69,20 @@ namespace {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, const Router& router, const ServerLimits& limits,
-             std::shared_ptr<OpenConnections> open)
-      : stream_(std::move(socket)), router_(router), limits_(limits), open_(std::move(open)) {
+             std::shared_ptr<OpenConnections> open, metrics::Shard* metrics)
+      : stream_(std::move(socket)),
+        router_(router),
+        limits_(limits),
+        open_(std::move(open)),
+        metrics_(metrics) {
     open_->all.insert(this);
     idle_at_ = idle_node_.insert(idle_node_.end(), this);
+    if (metrics_) metrics_->connection_opened();
   }
   ~Connection() {
     leave_idle_list();
     open_->all.erase(this);
+    if (metrics_) metrics_->connection_closed();
   }
 
   void start() { do_read(); }
@@ -131,6 +137,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     idle_ = false;
     served_any_ = true;
     leave_idle_list();
+    // Until the router matches a pattern, an answer counts as unmatched.
+    route_ = router_.patterns().size();
+    if (metrics_) read_at_ = std::chrono::steady_clock::now();
     if (ec) {
       if (ec == bhttp::error::body_limit) {
         return refuse(413, "payload_too_large",
@@ -167,7 +176,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     // A handler waiting on Redis has its own timeout; the idle timer restarts on write.
     stream_.expires_never();
-    router_.dispatch(req, [self = shared_from_this()](Response r) { self->write(std::move(r)); });
+    router_.dispatch(
+        req, [self = shared_from_this()](Response r) { self->write(std::move(r)); }, route_);
   }
 
   // The answer to a CORS preflight: 204 with what an allowed origin may do, or 403.
@@ -210,6 +220,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // of a small JSON answer (see docs/PERFORMANCE.md).
   void write(Response r) {
     if (open_->draining) keep_alive_ = false;
+    if (metrics_) {
+      metrics_->count_request(route_, r.status, std::chrono::steady_clock::now() - read_at_);
+    }
     // The access log, at debug level (checked first: formatting costs on the hot path).
     if (spdlog::should_log(spdlog::level::debug)) {
       spdlog::debug("http: {} {} -> {}", parser_->get().method_string(), parser_->get().target(),
@@ -264,10 +277,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const Router& router_;
   const ServerLimits& limits_;
   std::shared_ptr<OpenConnections> open_;
-  bool idle_ = false;                         // waiting for the next request
-  std::list<Connection*> idle_node_;          // holds idle_at_ while not in open_->idle
-  std::list<Connection*>::iterator idle_at_;  // this, in idle_node_ or open_->idle
-  bool in_idle_list_ = false;                 // idle_at_ is in open_->idle
+  metrics::Shard* metrics_;
+  std::size_t route_ = 0;                          // the matched pattern of the request
+  std::chrono::steady_clock::time_point read_at_;  // when the request was read whole
+  bool idle_ = false;                              // waiting for the next request
+  std::list<Connection*> idle_node_;               // holds idle_at_ while not in open_->idle
+  std::list<Connection*>::iterator idle_at_;       // this, in idle_node_ or open_->idle
+  bool in_idle_list_ = false;                      // idle_at_ is in open_->idle
   bool served_any_ = false;  // a request has arrived: the keep-alive time applies, not the first
   std::vector<std::pair<std::string, std::string>> cors_;  // for the request being answered
   bool keep_alive_ = true;
@@ -385,10 +401,14 @@ std::optional<HeadRejection> check_request_head(const Request& req) {
 }
 
 void Router::add(Verb verb, std::string_view pattern, Handler handler) {
-  routes_.push_back(Route{verb, split_pattern(pattern), std::move(handler)});
+  auto known = std::find(patterns_.begin(), patterns_.end(), pattern);
+  std::size_t index = static_cast<std::size_t>(known - patterns_.begin());
+  if (known == patterns_.end()) patterns_.emplace_back(pattern);
+  routes_.push_back(Route{verb, split_pattern(pattern), index, std::move(handler)});
 }
 
-void Router::dispatch(const Request& req, Respond respond) const {
+void Router::dispatch(const Request& req, Respond respond, std::size_t& matched) const {
+  matched = patterns_.size();
   auto target = boost::urls::parse_origin_form(req.target());
   if (!target) {
     return respond(error_response(400, "bad_request", "the request target is not a valid path"));
@@ -413,6 +433,7 @@ void Router::dispatch(const Request& req, Respond respond) const {
     }
     if (!match) continue;
     path_known = true;
+    matched = route.pattern;
     if (route.verb == req.method() || (route.verb == Verb::get && req.method() == Verb::head)) {
       return route.handler(req, params, std::move(respond));
     }
@@ -459,14 +480,15 @@ void ThrottledWarning::warn(const std::string& what) {
 
 Listener::Listener(asio::io_context& io, const tcp::endpoint& endpoint, const Router& router,
                    const ServerLimits& limits, std::size_t max_connections,
-                   std::shared_ptr<ThrottledWarning> warnings)
+                   std::shared_ptr<ThrottledWarning> warnings, metrics::Shard* metrics)
     : io_(io),
       acceptor_(io),
       router_(router),
       limits_(limits),
       max_connections_(max_connections),
       warnings_(std::move(warnings)),
-      open_(std::make_shared<OpenConnections>()) {
+      open_(std::make_shared<OpenConnections>()),
+      metrics_(metrics) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
   acceptor_.set_option(reuse_port(true));
@@ -537,7 +559,7 @@ void Listener::on_accept(beast::error_code ec, tcp::socket socket) {
   }
   beast::error_code ignored;
   socket.set_option(tcp::no_delay(true), ignored);
-  std::make_shared<Connection>(std::move(socket), router_, limits_, open_)->start();
+  std::make_shared<Connection>(std::move(socket), router_, limits_, open_, metrics_)->start();
   do_accept();
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "http/reply.hpp"
+#include "metrics/metrics.hpp"
 
 namespace cartd::http {
 
@@ -75,15 +76,26 @@ class Router {
  public:
   void add(Verb verb, std::string_view pattern, Handler handler);
   // Answers 404 for an unknown path and 405 for a known path with another method.
-  void dispatch(const Request& req, Respond respond) const;
+  // `matched` is set, before the handler runs, to the index in patterns() of the route
+  // whose path matched, or to patterns().size() when none did.
+  void dispatch(const Request& req, Respond respond, std::size_t& matched) const;
+  void dispatch(const Request& req, Respond respond) const {
+    std::size_t matched = 0;
+    dispatch(req, std::move(respond), matched);
+  }
+  // Every distinct pattern, in the order first added: the bounded set of route labels
+  // of the metrics (never the raw path).
+  const std::vector<std::string>& patterns() const { return patterns_; }
 
  private:
   struct Route {
     Verb verb;
     std::vector<std::string> segments;
+    std::size_t pattern;  // index in patterns_
     Handler handler;
   };
   std::vector<Route> routes_;
+  std::vector<std::string> patterns_;
 };
 
 // The connection cap the open-file limit allows when `reserved` descriptors are kept for
@@ -140,7 +152,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
  public:
   Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint,
            const Router& router, const ServerLimits& limits, std::size_t max_connections,
-           std::shared_ptr<ThrottledWarning> warnings);
+           std::shared_ptr<ThrottledWarning> warnings, metrics::Shard* metrics = nullptr);
   void start();
   // Graceful stop: accepts no more connections, closes the idle ones, lets each busy one
   // finish its answer (sent with Connection: close), and calls done() when none is left
@@ -161,6 +173,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
   const std::size_t max_connections_;
   std::shared_ptr<ThrottledWarning> warnings_;
   std::shared_ptr<OpenConnections> open_;
+  metrics::Shard* metrics_;  // this loop's counts; none in tests that serve without them
 };
 
 }  // namespace cartd::http

@@ -67,21 +67,23 @@ end
 -- ARGV[4] JSON [{inventory_id, quantity, on_hand, version}]: the order's lines, with
 --         each row's on_hand in the main DB after the order and its version (the mirror
 --         takes it unless it has a newer one)
--- Returns {'finished'}, or {'done'} when it had finished already.
+-- Returns {'finished', units}: units = the held units this call dropped (sold now), or
+-- {'done'} when it had finished already.
 local function checkout_finish(keys, args)
   local sid, key, order_id = args[1], args[2], args[3]
   if redis.call('EXISTS', done_key(sid)) == 1 then return {'done'} end
   -- The cart's holds go with it, whatever their quantity now: had its lines changed
   -- since the order was drafted, a hold of the new quantity must not be orphaned.
   local fields = redis.call('HGETALL', cart_key(sid))
+  local units = 0
   for i = 1, #fields, 2 do
     local inv, qty = parse_line(fields[i + 1])
-    unhold(inv, sid, qty)
+    if unhold(inv, sid, qty) then units = units + qty end
     clear_pending(inv, sid)
   end
   local lines = {}
   for _, l in ipairs(cjson.decode(args[4])) do
-    unhold(l.inventory_id, sid, l.quantity)
+    if unhold(l.inventory_id, sid, l.quantity) then units = units + l.quantity end
     clear_pending(l.inventory_id, sid)
     if l.version then mirror_on_hand(l.inventory_id, l.on_hand, l.version) end
     table.insert(lines, {inventory_id = l.inventory_id, quantity = l.quantity})
@@ -92,7 +94,7 @@ local function checkout_finish(keys, args)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)
   redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', 'checked_out', 'cart', sid,
              'lines', cjson.encode(lines), 'order', order_id)
-  return {'finished'}
+  return {'finished', units}
 end
 
 -- cartd_checkout_abort: gives up a checkout that made no order; the cart lives on.

@@ -15,13 +15,14 @@
 -- ARGV[10] maximum quantity per line
 -- ARGV[11] "view" to have the whole cart in the answer (the /v1 routes), else ""
 -- Returns one of
---   {'ok', sid, created (0|1), deadline_ms, line_quantity[, cart_view]}
---   {'insufficient', available}        {'unknown_inventory'}
+--   {'ok', sid, created (0|1), deadline_ms, line_quantity, dropped[, cart_view]}
+--   {'insufficient', available, dropped}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}   {'too_many_lines', max}
 --   {'quantity_limit', max}            {'no_cart', 'expired' | 'unknown'}
 --   {'checkout_in_progress'}
 -- Nothing is written unless the answer is 'ok' (dropping expired holds aside, which
--- changes no availability).
+-- changes no availability). dropped: the units of expired holds this call dropped from
+-- the line's stock row (logical expiry; counted by the metrics).
 local function set_line(keys, args)
   local now = now_ms()
   local sid, pid, inv = args[1], args[3], args[4]
@@ -46,18 +47,20 @@ local function set_line(keys, args)
   if mode == 'add' then qty = qty + old_qty end
   if qty > max_qty then return {'quantity_limit', max_qty} end
 
+  local dropped = 0
   if qty > 0 then
     local row = redis.call('HMGET', stock_key(inv), 'p', 'oh', 'r')
     if not row[1] then return {'unknown_inventory'} end
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
     if not old and redis.call('HLEN', ck) >= max_lines then return {'too_many_lines', max_lines} end
-    local reserved = tonumber(row[3] or 0) - drop_expired(inv, now)
+    dropped = drop_expired(inv, now)
+    local reserved = tonumber(row[3] or 0) - dropped
     local available = tonumber(row[2]) - reserved
     local own = 0
     if old_inv == inv and redis.call('ZSCORE', holds_key(inv), hold_member(sid, old_qty)) then
       own = old_qty
     end
-    if qty - own > available then return {'insufficient', math.max(available, 0)} end
+    if qty - own > available then return {'insufficient', math.max(available, 0), dropped} end
   end
 
   -- Move the hold; reserved changes once per row, by the net difference.
@@ -91,7 +94,7 @@ local function set_line(keys, args)
     redis.call('PEXPIREAT', session_key(sid), deadline)
   end
   redis.call('ZADD', DEADLINES, deadline, sid)
-  local reply = {'ok', sid, created and 1 or 0, deadline, qty}
+  local reply = {'ok', sid, created and 1 or 0, deadline, qty, dropped}
   if args[11] == 'view' then table.insert(reply, cart_view(sid)) end
   return reply
 end

@@ -20,6 +20,7 @@ constexpr std::size_t kInlineArgs = 24;  // more arguments than this take one al
 
 struct Pending {
   ReplyHandler handler;
+  std::chrono::steady_clock::time_point sent;  // set only when latency is counted
 };
 
 class Category : public boost::system::error_category {
@@ -290,7 +291,8 @@ void Client::send(std::span<const std::string_view> args, ReplyHandler handler) 
     argv[i] = args[i].data();
     lens[i] = args[i].size();
   }
-  auto* pending = new Pending{std::move(handler)};
+  auto* pending = new Pending{std::move(handler), {}};
+  if (options_.latency != nullptr) pending->sent = std::chrono::steady_clock::now();
   if (redisAsyncCommandArgv(ctx_, &Client::on_reply, pending, static_cast<int>(args.size()), argv,
                             lens) != REDIS_OK) {
     std::unique_ptr<Pending> owned(pending);
@@ -326,6 +328,9 @@ void Client::on_reply(redisAsyncContext* ctx, void* reply, void* privdata) {
   auto* self = static_cast<Client*>(ctx->data);
   --self->pending_;
   self->last_progress_ = std::chrono::steady_clock::now();
+  if (self->options_.latency != nullptr && reply != nullptr) {
+    self->options_.latency->observe(self->last_progress_ - pending->sent);
+  }
   if (reply == nullptr) {
     pending->handler(Errc::disconnected);
   } else {

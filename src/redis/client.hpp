@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "metrics/metrics.hpp"
 #include "redis/reply.hpp"
 #include "redis/url.hpp"
 
@@ -40,6 +41,9 @@ class Client {
     // Runs once per connect after the library is loaded and before the client is ready;
     // it may send commands with setup_command() and must call done(ok) once.
     std::function<void(Client&, std::function<void(bool)> done)> on_setup;
+    // Where each command's time to its reply is counted, written on this client's loop
+    // only (none: not counted).
+    metrics::LatencyHistogram* latency = nullptr;
   };
 
   Client(boost::asio::io_context& io, Options options);

@@ -32,8 +32,9 @@ std::string merge_event_flags(std::string current) {
 }  // namespace
 
 Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
-                         SetupStep mirror_step)
+                         SetupStep mirror_step, metrics::Shard& metrics)
     : config_(config),
+      metrics_(metrics),
       store_(db::open_store(config.db_url, config.db_timeout_ms)),
       redis_(io_, redis::Client::Options{endpoint, library,
                                          std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
@@ -43,7 +44,8 @@ Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::st
                                              if (!ok) return done(false);
                                              enable_keyspace_events(c, done);
                                            });
-                                         }}),
+                                         },
+                                         &metrics.redis_latency()}),
       events_(io_,
               redis::Client::Options{endpoint,
                                      {},
@@ -60,7 +62,7 @@ Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::st
       sync_timer_(io_),
       recovery_timer_(io_),
       mirror_timer_(io_),
-      carts_(redis_, cart::CartSettings{}),
+      carts_(redis_, cart::CartSettings{}, &metrics),
       stock_(redis_) {}
 
 Housekeeper::~Housekeeper() {
@@ -134,11 +136,12 @@ void Housekeeper::on_expired_key(std::string_view key) {
   auto sid = cart::parse_session_id(
       key.substr(kSessionPrefix.size(), key.size() - kSessionPrefix.size() - 1));
   if (!sid) return;
-  redis_.command({"FCALL", "cartd_expire", "0", *sid}, [sid = *sid](redis::Result r) {
+  redis_.command({"FCALL", "cartd_expire", "0", *sid}, [this, sid = *sid](redis::Result r) {
     if (!r || r->is_error()) {
       // The sweeper releases it on its next round.
       spdlog::debug("events: releasing {} failed: {}", sid, r ? r->str : r.error().message());
-    } else if (r->integer == 1) {
+    } else if (r->int_at(0) == 1) {
+      metrics_.count_released(metrics::ReleasePath::event, r->int_at(1).value_or(0));
       spdlog::debug("events: released expired cart {}", sid);
     }
   });
@@ -151,6 +154,7 @@ void Housekeeper::sweep() {
     if (r && !r->is_error()) {
       auto released = r->int_at(0).value_or(0);
       more = r->int_at(1).value_or(0) == 1;
+      metrics_.count_released(metrics::ReleasePath::sweeper, r->int_at(2).value_or(0));
       if (released > 0) spdlog::info("sweeper: released {} expired carts", released);
     } else if (r) {
       spdlog::error("sweeper: {}", r->str);
@@ -170,9 +174,11 @@ void Housekeeper::sync_db() {
     });
   };
   std::string batch = std::to_string(kDirtyBatch);
-  redis_.command({"FCALL", "cartd_take_dirty", "0", batch}, [this, again](redis::Result r) {
+  auto asked = std::chrono::steady_clock::now();
+  redis_.command({"FCALL", "cartd_take_dirty", "0", batch}, [this, again, asked](redis::Result r) {
     std::vector<db::ReservedCount> counts;
-    if (r && !r->is_error()) {
+    bool taken = r && !r->is_error();
+    if (taken) {
       for (std::size_t i = 0; i + 2 < r->elements.size(); i += 3) {
         counts.push_back({r->text_at(i).value_or(""), r->int_at(i + 2).value_or(0)});
       }
@@ -188,6 +194,11 @@ void Housekeeper::sync_db() {
         last_heartbeat_ = now;
       }
       if (!db_ok_.exchange(true)) spdlog::info("db: the main DB writes again");
+      // Every change made before `asked` is now in the main DB, unless the batch was
+      // full (more rows wait).
+      if (taken && counts.size() < kDirtyBatch) {
+        synced_at_.store(asked.time_since_epoch().count(), std::memory_order_relaxed);
+      }
     } catch (const std::exception& e) {
       if (db_ok_.exchange(false)) spdlog::error("db: {}", e.what());
       // Mark the rows dirty again so the next round writes them.
@@ -198,6 +209,12 @@ void Housekeeper::sync_db() {
     auto interval = std::chrono::milliseconds(config_.db_sync_interval_ms);
     again(counts.size() == kDirtyBatch ? 0ms : interval);
   });
+}
+
+double Housekeeper::db_sync_lag_seconds() const {
+  using clock = std::chrono::steady_clock;
+  clock::time_point synced{clock::duration(synced_at_.load(std::memory_order_relaxed))};
+  return std::chrono::duration<double>(clock::now() - synced).count();
 }
 
 void Housekeeper::recover_checkouts() {

@@ -25,6 +25,7 @@
 #include "cart/service.hpp"
 #include "config/config.hpp"
 #include "db/store.hpp"
+#include "metrics/metrics.hpp"
 #include "redis/client.hpp"
 #include "stock/mirror.hpp"
 #include "stock/service.hpp"
@@ -33,14 +34,19 @@ namespace cartd::stock {
 
 class Housekeeper {
  public:
+  // `metrics` (this thread's shard) must outlive the housekeeper.
   Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
-              SetupStep mirror_step);
+              SetupStep mirror_step, metrics::Shard& metrics);
   ~Housekeeper();
 
   void start();
   void stop();
   // True when the last DB write succeeded (read by /healthz on other threads).
   bool db_healthy() const { return db_ok_.load(std::memory_order_relaxed); }
+  // Seconds since the DB writer last found nothing left to write (it took every dirty
+  // row from Redis and wrote them all, or there were none): a bound on the age of the
+  // oldest reserved change not yet in the main DB. Any thread may ask.
+  double db_sync_lag_seconds() const;
 
  private:
   void enable_keyspace_events(redis::Client& client, std::function<void(bool)> done);
@@ -52,6 +58,7 @@ class Housekeeper {
   void sync_mirror();
 
   const Config& config_;
+  metrics::Shard& metrics_;
   boost::asio::io_context io_{1};
   std::unique_ptr<db::Store> store_;
   redis::Client redis_;
@@ -64,6 +71,9 @@ class Housekeeper {
   StockService stock_;       // for the mirror sync, on the housekeeper's connection
   std::chrono::steady_clock::time_point last_heartbeat_{};
   std::atomic<bool> db_ok_{false};
+  // When the DB writer last caught up (steady_clock ticks), for db_sync_lag_seconds.
+  std::atomic<std::chrono::steady_clock::rep> synced_at_{
+      std::chrono::steady_clock::now().time_since_epoch().count()};
   std::thread thread_;
 };
 

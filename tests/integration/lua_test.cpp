@@ -72,8 +72,12 @@ TEST_F(LuaFunctions, a_reservation_drops_expired_holds_before_it_checks_stock) {
 TEST_F(LuaFunctions, release_returns_the_units_once) {
   std::string sid = hold(5, 50);
   std::this_thread::sleep_for(100ms);
-  EXPECT_EQ(call({"cartd_expire", sid}).integer, 1);
-  EXPECT_EQ(call({"cartd_expire", sid}).integer, 0);
+  auto first = call({"cartd_expire", sid});
+  EXPECT_EQ(first.int_at(0), 1);
+  EXPECT_EQ(first.int_at(1), 5) << "the units it returned";
+  auto again = call({"cartd_expire", sid});
+  EXPECT_EQ(again.int_at(0), 0);
+  EXPECT_EQ(again.int_at(1), 0);
   EXPECT_EQ(raw_reserved(), 0);
   EXPECT_EQ(redis_.command({"XLEN", "cart-events"}).integer, 1);
   EXPECT_EQ(redis_.command({"EXISTS", "c:{" + sid + "}"}).integer, 0);
@@ -84,19 +88,23 @@ TEST_F(LuaFunctions, release_after_logical_expiry_returns_nothing_more) {
   std::string sid = hold(5, 50);
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(reserved(), 0);  // the hold is dropped logically
-  EXPECT_EQ(call({"cartd_expire", sid}).integer, 1);
+  auto released = call({"cartd_expire", sid});
+  EXPECT_EQ(released.int_at(0), 1);
+  EXPECT_EQ(released.int_at(1), 0) << "the units were counted where they were dropped";
   EXPECT_EQ(raw_reserved(), 0) << "not -5: the dropped hold is not returned twice";
 }
 
 TEST_F(LuaFunctions, expire_leaves_a_live_cart_alone) {
   std::string sid = hold(2);
-  EXPECT_EQ(call({"cartd_expire", sid}).integer, 0);
+  EXPECT_EQ(call({"cartd_expire", sid}).int_at(0), 0);
   EXPECT_EQ(raw_reserved(), 2);
 }
 
 TEST_F(LuaFunctions, abandon_returns_a_live_cart_at_once) {
   std::string sid = hold(2);
-  EXPECT_EQ(call({"cartd_abandon", sid}).text_at(0), "abandoned");
+  auto abandoned = call({"cartd_abandon", sid});
+  EXPECT_EQ(abandoned.text_at(0), "abandoned");
+  EXPECT_EQ(abandoned.int_at(2), 2) << "the units it returned";
   EXPECT_EQ(raw_reserved(), 0);
   auto ev = redis_.command({"XRANGE", "cart-events", "-", "+"});
   ASSERT_EQ(ev.elements.size(), 1u);
@@ -110,6 +118,7 @@ TEST_F(LuaFunctions, sweep_releases_due_carts_in_batches) {
   auto first = call({"cartd_sweep", "5"});
   EXPECT_EQ(first.int_at(0), 5);
   EXPECT_EQ(first.int_at(1), 1) << "a full batch says there may be more";
+  EXPECT_EQ(first.int_at(2), 5) << "one unit per cart returned";
   auto second = call({"cartd_sweep", "5"});
   EXPECT_EQ(second.int_at(0), 2);
   EXPECT_EQ(second.int_at(1), 0);

@@ -16,9 +16,10 @@ using test::str;
 
 TEST(DecodeSetLine, reads_ok_with_the_cart) {
   auto view = arr({num(1234), str("p"), str("inv"), num(3), str("Mug"), num(1499)});
-  auto r = decode_set_line(arr({str("ok"), str("sid"), num(1), num(1234), num(3), view}));
+  auto r = decode_set_line(arr({str("ok"), str("sid"), num(1), num(1234), num(3), num(4), view}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->kind, SetLineOutcome::Kind::ok);
+  EXPECT_EQ(r->dropped, 4);
   EXPECT_EQ(r->cart.id, "sid");
   EXPECT_TRUE(r->created);
   EXPECT_EQ(r->cart.deadline_ms, 1234);
@@ -28,10 +29,11 @@ TEST(DecodeSetLine, reads_ok_with_the_cart) {
 }
 
 TEST(DecodeSetLine, reads_insufficient_with_available) {
-  auto r = decode_set_line(arr({str("insufficient"), num(2)}));
+  auto r = decode_set_line(arr({str("insufficient"), num(2), num(1)}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->kind, SetLineOutcome::Kind::insufficient);
   EXPECT_EQ(r->available, 2);
+  EXPECT_EQ(r->dropped, 1);
 }
 
 TEST(DecodeSetLine, no_cart_says_whether_it_expired) {
@@ -71,7 +73,8 @@ TEST(DecodeCart, a_missing_cart_says_why_and_bad_lines_are_faults) {
 
 TEST(DecodeCheckoutStart, reads_the_frozen_lines) {
   auto r = decode_checkout_start(arr({str("begun"), str(R"([{"product_id":"p","inventory_id":"i",
-      "quantity":2,"name":"P","unit_price_cents":150}])"), str("attempt-1")}));
+      "quantity":2,"name":"P","unit_price_cents":150}])"),
+                                      str("attempt-1")}));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->kind, CheckoutStart::Kind::begun);
   EXPECT_EQ(r->attempt_id, "attempt-1");
