@@ -11,6 +11,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <initializer_list>
@@ -47,6 +48,7 @@ class Client {
 
   void start();
   void stop();
+  // Safe to call from any thread (/healthz asks every loop's client).
   bool ready() const { return state_ == State::ready; }
 
   // Sends one command. The handler runs on this client's loop, exactly once.
@@ -81,7 +83,8 @@ class Client {
 
   boost::asio::io_context& io_;
   Options options_;
-  State state_ = State::stopped;
+  // Atomic only so that ready() may be read from another loop; written on this one.
+  std::atomic<State> state_ = State::stopped;
   redisAsyncContext* ctx_ = nullptr;
   boost::asio::steady_timer reconnect_timer_;
   boost::asio::steady_timer watchdog_;
