@@ -33,6 +33,8 @@ using namespace std::chrono_literals;
 
 // The set of stock rows the DB writer has still to store (DIRTY in src/lua/holds.lua).
 constexpr std::string_view kDirtyQueue = "dirty";
+// Longer than cartd's default --shutdown-grace-ms.
+constexpr auto kStopTimeout = 10s;
 
 int free_port() {
   asio::io_context io;
@@ -319,7 +321,12 @@ Cartd::Cartd(const RedisServer& redis, const std::string& catalog_json,
 }
 
 Cartd::~Cartd() {
-  if (process_) stop(SIGKILL);
+  if (!process_) return;
+  // Stopped as a supervisor stops it, so that it runs what it runs at exit (in a sanitizer
+  // build, the leak check). One still running after its shutdown grace is killed.
+  process_->signal(SIGTERM);
+  if (!eventually([&] { return !process_->running(); }, kStopTimeout)) process_->signal(SIGKILL);
+  process_->wait();
 }
 
 void Cartd::start() {
