@@ -9,9 +9,9 @@
 // Redis turns into errors, not hung requests.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <initializer_list>

@@ -297,8 +297,7 @@ boost::system::result<PageQuery, cart::Rejection> parse_page_query(std::string_v
   PageQuery query;
   for (auto param : url->params()) {
     if (param.key == "limit") {
-      if (!parse_size(param.value, query.limit) || query.limit < 1 ||
-          query.limit > kMaxPageSize) {
+      if (!parse_size(param.value, query.limit) || query.limit < 1 || query.limit > kMaxPageSize) {
         return cart::Rejection{
             400, "invalid_limit",
             "limit must be an integer from 1 to " + std::to_string(kMaxPageSize)};
