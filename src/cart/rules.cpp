@@ -5,6 +5,7 @@
 #include <boost/json/value.hpp>
 #include <boost/json/value_stack.hpp>
 #include <vector>
+#include <cmath>
 
 namespace cartd::cart {
 namespace {
@@ -145,9 +146,10 @@ boost::system::result<std::int64_t, Rejection> integer_field(const json::object&
   if (q->is_int64()) {
     value = q->get_int64();
   } else if (q->is_double()) {
-    // 3.0 is an integer written as a decimal; 2.5 is not.
+    // 3.0 is an integer written as a decimal; 2.5 is not. Written so that NaN fails too
+    // (Boost.JSON reads -0e606 as NaN): converting it to an integer is undefined.
     double d = q->get_double();
-    if (d > 1e15 || d < -1e15 || d != static_cast<double>(static_cast<std::int64_t>(d))) {
+    if (!(d >= -1e15 && d <= 1e15) || d != std::trunc(d)) {
       return bad_request(std::string(code), range);
     }
     value = static_cast<std::int64_t>(d);

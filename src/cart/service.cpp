@@ -158,6 +158,27 @@ boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r
   return out;
 }
 
+boost::system::result<CartLookup> decode_lines(const std::string& id, std::int64_t deadline,
+                                               const redis::Reply& hash) {
+  if (deadline < 0) return CartLookup{};
+  if (hash.type != Type::array || hash.elements.size() % 2 != 0) return unexpected(hash);
+  CartView cart{id, deadline, {}};
+  for (std::size_t i = 0; i < hash.elements.size(); i += 2) {
+    const std::string& stored = hash.elements[i + 1].str;
+    auto space = stored.find(' ');
+    std::int64_t qty = 0;
+    if (space == std::string::npos ||
+        std::from_chars(stored.data() + space + 1, stored.data() + stored.size(), qty).ec !=
+            std::errc{}) {
+      return unexpected(hash);
+    }
+    cart.lines.push_back(CartLine{hash.elements[i].str, stored.substr(0, space), qty, "", 0});
+  }
+  std::sort(cart.lines.begin(), cart.lines.end(),
+            [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
+  return CartLookup{std::move(cart), Missing::unknown};
+}
+
 CartService::CartService(redis::Client& redis, CartSettings settings, metrics::Shard* metrics)
     : redis_(redis),
       settings_(std::move(settings)),
@@ -237,27 +258,7 @@ void CartService::get_lines(const std::string& session_id, Callback<CartLookup> 
       auto ec = read->failed ? read->failed : r.error();
       return read->done(boost::system::result<CartLookup>(boost::system::in_place_error, ec));
     }
-    if (read->deadline < 0) return read->done(CartLookup{});
-    if (r->type != Type::array || r->elements.size() % 2 != 0) {
-      return read->done(
-          boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
-    }
-    CartView cart{read->id, read->deadline, {}};
-    for (std::size_t i = 0; i < r->elements.size(); i += 2) {
-      const std::string& stored = r->elements[i + 1].str;
-      auto space = stored.find(' ');
-      std::int64_t qty = 0;
-      if (space == std::string::npos ||
-          std::from_chars(stored.data() + space + 1, stored.data() + stored.size(), qty).ec !=
-              std::errc{}) {
-        return read->done(
-            boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
-      }
-      cart.lines.push_back(CartLine{r->elements[i].str, stored.substr(0, space), qty, "", 0});
-    }
-    std::sort(cart.lines.begin(), cart.lines.end(),
-              [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
-    read->done(CartLookup{std::move(cart), Missing::unknown});
+    read->done(decode_lines(read->id, read->deadline, *r));
   });
 }
 

@@ -140,6 +140,10 @@ class CartService {
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r);
 boost::system::result<CartLookup> decode_cart(const std::string& id, const redis::Reply& r);
 boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r);
+// get_lines' read: the session's PEXPIRETIME (`deadline`, negative when there is no live
+// cart) and the cart hash from HGETALL (product_id -> "inventory_id quantity").
+boost::system::result<CartLookup> decode_lines(const std::string& id, std::int64_t deadline,
+                                               const redis::Reply& hash);
 
 // An unexpected reply (a Lua error, a wrong shape): a server fault, not the client's.
 enum class ReplyErrc { unexpected_reply = 1 };

@@ -10,7 +10,6 @@
 #pragma once
 
 #include <atomic>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -88,6 +87,7 @@ class Client {
 
   boost::asio::io_context& io_;
   Options options_;
+  // Atomic only so that ready() may be read from another loop; written on this one.
   std::atomic<State> state_ = State::stopped;
   redisAsyncContext* ctx_ = nullptr;
   boost::asio::steady_timer reconnect_timer_;

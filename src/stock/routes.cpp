@@ -65,23 +65,10 @@ bool parse_size(std::string_view text, std::size_t& out) {
 }
 
 void list_products(CatalogContext& ctx, const Request& req, Respond respond) {
-  auto target = boost::urls::parse_origin_form(req.target());
-  std::size_t limit = kDefaultPageSize;
-  std::string cursor;
-  for (auto param : target->params()) {
-    if (param.key == "limit") {
-      if (!parse_size(param.value, limit) || limit < 1 || limit > kMaxPageSize) {
-        return respond(
-            error_response(400, "invalid_limit",
-                           "limit must be an integer from 1 to " + std::to_string(kMaxPageSize)));
-      }
-    } else if (param.key == "cursor") {
-      cursor = param.value;
-      if (!cart::is_valid_id(cursor)) {
-        return respond(error_response(400, "invalid_cursor", "cursor is not a valid cursor"));
-      }
-    }
-  }
+  auto query = parse_page_query(req.target());
+  if (!query) return respond(cart::reject(query.error()));
+  std::size_t limit = query->limit;
+  std::string cursor = std::move(query->cursor);
   ctx.db.run<std::vector<db::StockRow>>(
       ctx.loop, [cursor, limit](db::Store& s) { return s.products_after(cursor, limit + 1); },
       [&ctx, respond = std::move(respond), limit](db::DbResult<std::vector<db::StockRow>> rows) {
@@ -422,6 +409,27 @@ http::Handler on_hand_route(CatalogContext& ctx, std::string_view field, std::in
 }
 
 }  // namespace
+
+boost::system::result<PageQuery, cart::Rejection> parse_page_query(std::string_view target) {
+  auto url = boost::urls::parse_origin_form(target);
+  if (!url) return cart::Rejection{400, "bad_request", "the request target is not a valid path"};
+  PageQuery query;
+  for (auto param : url->params()) {
+    if (param.key == "limit") {
+      if (!parse_size(param.value, query.limit) || query.limit < 1 || query.limit > kMaxPageSize) {
+        return cart::Rejection{
+            400, "invalid_limit",
+            "limit must be an integer from 1 to " + std::to_string(kMaxPageSize)};
+      }
+    } else if (param.key == "cursor") {
+      query.cursor = param.value;
+      if (!cart::is_valid_id(query.cursor)) {
+        return cart::Rejection{400, "invalid_cursor", "cursor is not a valid cursor"};
+      }
+    }
+  }
+  return query;
+}
 
 void add_catalog_routes(http::Router& router, CatalogContext& ctx) {
   router.add(http::Verb::get, "/v1/products",

@@ -11,8 +11,11 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <boost/system/result.hpp>
 #include <string>
+#include <string_view>
 
+#include "cart/rules.hpp"
 #include "db/executor.hpp"
 #include "http/server.hpp"
 #include "stock/service.hpp"
@@ -31,6 +34,17 @@ struct CatalogContext {
 
 inline constexpr std::size_t kDefaultPageSize = 20;
 inline constexpr std::size_t kMaxPageSize = 100;
+
+// What GET /v1/products?limit=&cursor= asks for: a page of `limit` products after the
+// product id `cursor` ("": from the first).
+struct PageQuery {
+  std::size_t limit = kDefaultPageSize;
+  std::string cursor;
+};
+// Reads the query of a request target; a limit outside 1..kMaxPageSize or a cursor that
+// is not an id is a 400 (invalid_limit, invalid_cursor).
+[[nodiscard]] boost::system::result<PageQuery, cart::Rejection> parse_page_query(
+    std::string_view target);
 
 void add_catalog_routes(http::Router& router, CatalogContext& ctx);
 

@@ -77,6 +77,7 @@ class RedisServer {
   void stop();  // SHUTDOWN NOSAVE, or kill
   redis::Reply command(const std::vector<std::string>& args);
   // Every key with its type and content, sorted: equal snapshots mean nothing changed.
+  // Leaves out the DB writer's queue (`dirty`), which drains in the background.
   std::vector<std::string> snapshot();
 
  private:

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace cartd::cart {
 namespace {
 
@@ -37,6 +39,19 @@ TEST(ParseLineRequest, accepts_an_integer_written_as_a_decimal) {
   auto r = parse_line_request(R"({"product_id":"p","inventory_id":"i","quantity":3.0})", limits());
   ASSERT_TRUE(r);
   EXPECT_EQ(r->quantity, 3);
+}
+
+// Found by fuzz_json_bodies: Boost.JSON 1.81 reads -0e606 as NaN, which compared false
+// with both bounds and reached an undefined cast to an integer.
+TEST(ParseLineRequest, a_quantity_that_is_not_a_finite_number_is_refused) {
+  for (std::string q : {"-0e606", "0e606", "1e400", "-1e400"}) {
+    auto r = parse_line_request(R"({"product_id":"p","inventory_id":"i","quantity":)" + q + "}",
+                                limits());
+    ASSERT_FALSE(r) << q;
+    EXPECT_EQ(r.error().code, "invalid_quantity") << q;
+  }
+  boost::json::object body{{"delta", std::numeric_limits<double>::quiet_NaN()}};
+  EXPECT_FALSE(integer_field(body, "delta", -10, 10, "invalid_delta"));
 }
 
 TEST(ParseLineRequest, quantity_must_be_within_the_limit) {

@@ -1,0 +1,32 @@
+// fuzz_urls: the URLs cartd parses: --redis (redis://[user:password@]host:port[/db]) and
+// the request target of GET /v1/products?limit=&cursor= (Boost.URL, then the checks).
+#include <cstdint>
+#include <string_view>
+
+#include "cart/rules.hpp"
+#include "redis/url.hpp"
+#include "require.hpp"
+#include "stock/routes.hpp"
+
+using namespace cartd;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view text(reinterpret_cast<const char*>(data), size);
+
+  if (auto e = redis::parse_url(text)) {
+    CARTD_REQUIRE(!e->host.empty());
+    CARTD_REQUIRE(e->port >= 1 && e->port <= 65535);
+    CARTD_REQUIRE(e->db >= 0);
+  } else {
+    CARTD_REQUIRE(!e.error().empty());
+  }
+
+  auto q = stock::parse_page_query(text);
+  if (q) {
+    CARTD_REQUIRE(q->limit >= 1 && q->limit <= stock::kMaxPageSize);
+    CARTD_REQUIRE(q->cursor.empty() || cart::is_valid_id(q->cursor));
+  } else {
+    CARTD_REQUIRE(q.error().status == 400 && !q.error().code.empty());
+  }
+  return 0;
+}
