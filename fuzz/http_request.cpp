@@ -66,18 +66,19 @@ struct Service {
   redis::Client redis{io, redis::Client::Options{}};  // never started: commands fail at once
   cart::CartService carts{redis, cart::CartSettings{}};
   stock::StockService stock{redis};
-  db::Executor db{"none:", 1};  // not a DB URL: every DB call fails
+  db::Executor db{"none:", 1, db::kDefaultStatementTimeoutMs};  // not a DB URL: every call fails
   cart::ApiContext api{io, carts, db, 0};
   stock::CatalogContext catalog{io, stock, db, std::string(kAdminToken)};
   http::ServerLimits limits;
   http::Router router;
 };
 
-// The server's own checks of a parsed request, before it routes it. Today it has none
-// beyond Beast's parser; when src/http gains a function for them (Transfer-Encoding,
-// Host, method), call it here and return its refusal, as Connection::on_read will.
-std::optional<http::Response> check_request(const http::Request&) {
-  return std::nullopt;
+// The server's own checks of a parsed request before it routes it (what
+// Connection::on_read refuses): its refusal as the answer.
+std::optional<http::Response> check_request(const http::Request& req) {
+  auto refused = http::check_request_head(req);
+  if (!refused) return std::nullopt;
+  return http::error_response(refused->status, refused->code, refused->message);
 }
 
 // Routes one request and waits for its answer, which DB work sends from a pool thread
