@@ -104,7 +104,8 @@ local function has_pending(inv, now)
   return redis.call('ZCARD', key) > 0
 end
 
--- Takes a row's on_hand from the main DB unless the mirror has a newer one. Versions
+-- Takes a row's on_hand from the main DB unless the mirror has a newer one (true if it
+-- changed the mirror). Versions
 -- order the writes, so a late write (a slow checkout, recovery after a kill, a second
 -- instance) never undoes a newer one, and writing the same version twice is harmless.
 -- A `careful` write (the mirror sync, the start-up mirror) also leaves a row alone while
@@ -113,8 +114,10 @@ end
 -- writes the row itself.
 local function mirror_on_hand(inv, on_hand, version, careful)
   if careful and has_pending(inv, now_ms()) then return false end
-  local have = tonumber(redis.call('HGET', stock_key(inv), 'ov') or -1)
+  local row = redis.call('HMGET', stock_key(inv), 'oh', 'ov')
+  local have = tonumber(row[2] or -1)
   if version < have then return false end
+  if version == have and tonumber(row[1]) == on_hand then return false end  -- nothing new
   redis.call('HSET', stock_key(inv), 'oh', on_hand, 'ov', version)
   redis.call('SADD', DIRTY, inv)
   return true

@@ -336,6 +336,12 @@ TEST(Mirror, a_late_on_hand_write_never_undoes_a_newer_one) {
   EXPECT_EQ(apply("9", "4").int_at(0), 7) << "version 4 is older than 5";
   EXPECT_EQ(apply("7", "5").int_at(0), 7) << "the same version again changes nothing";
   EXPECT_EQ(apply("6", "6").int_at(0), 6);
+  auto sync = [&](const char* on_hand, const char* version) {
+    return redis.command({"FCALL", "cartd_sync_on_hand", "0", "mug", on_hand, version}).integer;
+  };
+  EXPECT_EQ(sync("6", "6"), 0) << "the same count at the same version is nothing new";
+  EXPECT_EQ(sync("5", "7"), 1);
+  EXPECT_EQ(sync("9", "6"), 0) << "older";
 }
 
 // Defect 5: DB work still running when the shutdown grace ends must not touch the
