@@ -4,8 +4,8 @@
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value.hpp>
 #include <boost/json/value_stack.hpp>
-#include <vector>
 #include <cmath>
+#include <vector>
 
 namespace cartd::cart {
 namespace {

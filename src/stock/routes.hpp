@@ -10,8 +10,8 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <chrono>
 #include <boost/system/result.hpp>
+#include <chrono>
 #include <string>
 #include <string_view>
 
