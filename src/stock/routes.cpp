@@ -223,12 +223,13 @@ void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
 class AdminChange : public std::enable_shared_from_this<AdminChange> {
  public:
   AdminChange(CatalogContext& ctx, std::string inv, std::int64_t value, bool absolute,
-              std::string request_key, Respond respond)
+              std::string request_key, bool key_given, Respond respond)
       : ctx_(ctx),
         inv_(std::move(inv)),
         value_(value),
         absolute_(absolute),
         request_key_(std::move(request_key)),
+        key_given_(key_given),
         respond_(std::move(respond)) {}
 
   void start() {
@@ -246,8 +247,9 @@ class AdminChange : public std::enable_shared_from_this<AdminChange> {
     };
     ctx_.db.run<Read>(
         ctx_.loop,
-        [inv = inv_, key = request_key_](db::Store& s) {
-          return Read{s.stock_row(inv), s.admin_request_applied(key)};
+        [inv = inv_, key = request_key_, given = key_given_](db::Store& s) {
+          // A key cartd made for this request cannot have been applied: no lookup.
+          return Read{s.stock_row(inv), given && s.admin_request_applied(key)};
         },
         [self = shared_from_this()](db::DbResult<Read> read) {
           if (!read) return self->respond_(cart::db_unavailable(read.error()));
@@ -375,6 +377,7 @@ class AdminChange : public std::enable_shared_from_this<AdminChange> {
   std::int64_t value_;
   bool absolute_;
   std::string request_key_;
+  bool key_given_;  // the client's Idempotency-Key (else one made for this request)
   Respond respond_;
   db::OnHandRequest request_;
   std::string hold_member_;
@@ -396,14 +399,16 @@ http::Handler on_hand_route(CatalogContext& ctx, std::string_view field, std::in
     // With an Idempotency-Key, a retry of a request whose answer was lost is applied at
     // most once; without one, each request is its own.
     std::string key = cart::new_session_id();
-    if (auto given = req.find("Idempotency-Key"); given != req.end()) {
+    auto given = req.find("Idempotency-Key");
+    if (given != req.end()) {
       if (!cart::is_valid_idempotency_key(given->value())) {
         return respond(error_response(400, "invalid_idempotency_key",
                                       "an Idempotency-Key is 1-128 printable ASCII characters"));
       }
       key = std::string(given->value());
     }
-    std::make_shared<AdminChange>(ctx, p[0], *value, absolute, std::move(key), std::move(respond))
+    std::make_shared<AdminChange>(ctx, p[0], *value, absolute, std::move(key), given != req.end(),
+                                  std::move(respond))
         ->start();
   });
 }
