@@ -20,7 +20,7 @@ endfunction()
 # `cartd::scripts::library`. The first file holds helpers shared by the others; each
 # other file registers its functions.
 function(embed_lua_library out_var)
-  set(lua "#!lua name=cartd\n")
+  set(lua "#!lua name=cartd_v2\n")
   foreach(file IN LISTS ARGN)
     _embed_read(${file} content)
     string(APPEND lua "${content}\n")

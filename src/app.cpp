@@ -9,8 +9,10 @@
 #include <boost/asio/signal_set.hpp>
 #include <cerrno>
 #include <cstring>
+#include <iostream>
 #include <list>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "cart/api.hpp"
@@ -18,6 +20,7 @@
 #include "cart/service.hpp"
 #include "db/catalog.hpp"
 #include "db/executor.hpp"
+#include "functions/migrate.hpp"
 #include "http/server.hpp"
 #include "http/static_files.hpp"
 #include "lua/library.hpp"
@@ -54,7 +57,7 @@ struct Loop {
       : metrics(shard),
         redis(io, redis::Client::Options{endpoint, scripts::library,
                                          std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
-                                         "cartd-loop-" + std::to_string(index), std::move(setup),
+                                         "cartd2-loop-" + std::to_string(index), std::move(setup),
                                          &shard.redis_latency()}),
         carts(redis,
               cart::CartSettings{std::chrono::seconds(config.cart_ttl_seconds),
@@ -174,6 +177,23 @@ void setup_logging(const std::string& level) {
 
 }  // namespace
 
+int migrate(const Config& config) {
+  auto endpoint = redis::parse_url(config.redis_url);
+  if (!endpoint) {
+    std::cerr << "--redis: " << endpoint.error() << "\n";
+    return 2;
+  }
+  try {
+    auto result = functions::ensure_layout(*endpoint, scripts::library, 10min, std::cout);
+    if (result == functions::LayoutResult::refused) return 1;
+    if (result == functions::LayoutResult::current) std::cout << "migrate: nothing to do\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "migrate: " << e.what() << "\n";
+    return 2;
+  }
+}
+
 int run(const Config& config) {
   setup_logging(config.log_level);
 
@@ -201,7 +221,21 @@ int run(const Config& config) {
   auto load_rows = [db_url = config.db_url, timeout = config.db_timeout_ms] {
     return db::open_store(db_url, timeout)->stock_rows();
   };
-  auto setup = stock::mirror_on_setup(load_rows, mirrored_once);
+  // Redis data of an older cartd is migrated before anything is served. With Redis down
+  // now, each connection checks the layout when it connects, and refuses to serve an
+  // older one (run `cartd migrate`, or restart cartd once Redis is up).
+  try {
+    std::ostringstream log;
+    auto result = functions::ensure_layout(*endpoint, scripts::library, 10min, log);
+    if (!log.str().empty()) spdlog::warn("{}", log.str());
+    if (result == functions::LayoutResult::refused) return 1;
+  } catch (const std::exception& e) {
+    spdlog::warn(
+        "redis: the data layout could not be checked at start ({}); each connection "
+        "checks it when it connects",
+        e.what());
+  }
+  auto setup = functions::check_layout_then(stock::mirror_on_setup(load_rows, mirrored_once));
 
   // Outlives the loops' listeners, which keep a reference to it.
   const http::ServerLimits http_limits = resolve_http_limits(config);

@@ -8,5 +8,7 @@ namespace cartd {
 
 // Runs until SIGINT or SIGTERM; returns the process exit code.
 int run(const Config& config);
+// `cartd migrate`: brings Redis to this version's data layout; returns the exit code.
+int migrate(const Config& config);
 
 }  // namespace cartd

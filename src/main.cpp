@@ -12,5 +12,6 @@ int main(int argc, char** argv) {
     int violations = cartd::stock::check_invariants(*parsed.config, std::cout);
     return violations == 0 ? 0 : violations < 0 ? 2 : 1;
   }
+  if (parsed.migrate) return cartd::migrate(*parsed.config);
   return cartd::run(*parsed.config);
 }

@@ -22,6 +22,9 @@ using Kind = SetLineOutcome::Kind;
 
 Response missing_cart(Missing m) {
   if (m == Missing::expired) return error_response(404, "cart_expired", "the cart has expired");
+  if (m == Missing::checked_out) {
+    return error_response(410, "cart_checked_out", "the cart has been checked out");
+  }
   return error_response(404, "cart_not_found", "no such cart");
 }
 

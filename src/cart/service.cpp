@@ -10,7 +10,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include "cart/keys.hpp"
+#include "functions/keys.hpp"
 
 namespace cartd::cart {
 namespace {
@@ -37,7 +37,14 @@ void finish(redis::Result r, const Callback<T>& done, Decode decode) {
 }
 
 Missing missing_from(std::string_view s) {
-  return s == "expired" ? Missing::expired : Missing::unknown;
+  if (s == "expired") return Missing::expired;
+  if (s == "checked_out") return Missing::checked_out;
+  return Missing::unknown;
+}
+
+// Fields of a cart hash that are not lines (src/lua/holds.lua).
+bool is_line_field(std::string_view field) {
+  return field != "@" && field != "!";
 }
 
 // Reads a cart_view (holds.lua) starting at element `first` of `r`.
@@ -158,12 +165,12 @@ boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r
   return out;
 }
 
-boost::system::result<CartLookup> decode_lines(const std::string& id, std::int64_t deadline,
-                                               const redis::Reply& hash) {
-  if (deadline < 0) return CartLookup{};
+boost::system::result<CartLookup> decode_lines(const std::string& id, const redis::Reply& hash) {
   if (hash.type != Type::array || hash.elements.size() % 2 != 0) return unexpected(hash);
-  CartView cart{id, deadline, {}};
+  if (hash.elements.empty()) return CartLookup{};
+  CartView cart{id, 0, {}};
   for (std::size_t i = 0; i < hash.elements.size(); i += 2) {
+    if (!is_line_field(hash.elements[i].str)) continue;
     const std::string& stored = hash.elements[i + 1].str;
     auto space = stored.find(' ');
     std::int64_t qty = 0;
@@ -187,10 +194,12 @@ CartService::CartService(redis::Client& redis, CartSettings settings, metrics::S
       max_lifetime_ms_(std::to_string(settings_.max_lifetime.count())),
       checkout_grace_ms_(std::to_string(settings_.checkout_grace.count())),
       max_lines_(std::to_string(settings_.limits.max_lines)),
-      max_line_quantity_(std::to_string(settings_.limits.max_line_quantity)) {}
+      max_line_quantity_(std::to_string(settings_.limits.max_line_quantity)),
+      quantum_ms_(std::to_string(settings_.deadline_quantum().count())) {}
 
 void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
-  redis_.command({"FCALL", "cartd_create_cart", "0", session_id, ttl_ms_, max_lifetime_ms_},
+  redis_.command({"FCALL", "cartd_create_cart", "1", keys::cart(session_id), session_id, ttl_ms_,
+                  max_lifetime_ms_, quantum_ms_},
                  [done = std::move(done), session_id](redis::Result r) {
                    finish(std::move(r), done, [&](const redis::Reply& reply) {
                      return decode_view(session_id, reply);
@@ -199,33 +208,57 @@ void CartService::create_cart(const std::string& session_id, Callback<CartView> 
 }
 
 void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) {
+  // A live cart named by the request, else a new one: the first call names the
+  // request's cart and may not create it; only if it is not live does a second call
+  // create the new one (its key may be in another slot).
+  bool named = !c.session_id.empty();
+  const std::string& sid = named ? c.session_id : c.new_session_id;
+  bool create = !named && !c.new_session_id.empty();
+  call_set_line(c, sid, create, [this, c, named, done = std::move(done)](auto outcome) mutable {
+    if (named && outcome && outcome->kind == SetLineOutcome::Kind::no_cart &&
+        !c.new_session_id.empty()) {
+      return call_set_line(c, c.new_session_id, true, std::move(done));
+    }
+    done(std::move(outcome));
+  });
+}
+
+void CartService::call_set_line(const SetLineCall& c, const std::string& sid, bool create,
+                                Callback<SetLineOutcome> done) {
   std::string quantity = std::to_string(c.quantity);
-  redis_.command(
-      {"FCALL", "cartd_set_line", "0", c.session_id, c.new_session_id, c.product_id, c.inventory_id,
-       quantity, c.mode == LineMode::add ? "add" : "set", ttl_ms_, max_lifetime_ms_, max_lines_,
-       max_line_quantity_, c.want_cart ? "view" : ""},
-      [done = std::move(done), metrics = metrics_](redis::Result r) {
-        auto outcome =
-            r ? decode_set_line(*r)
-              : boost::system::result<SetLineOutcome>(boost::system::in_place_error, r.error());
-        if (metrics != nullptr) {
-          using metrics::HoldResult;
-          if (!outcome) {
-            metrics->count_hold(HoldResult::error);
-          } else {
-            metrics->count_released(metrics::ReleasePath::logical, outcome->dropped);
-            metrics->count_hold(outcome->kind == SetLineOutcome::Kind::ok ? HoldResult::ok
-                                : outcome->kind == SetLineOutcome::Kind::insufficient
-                                    ? HoldResult::insufficient
-                                    : HoldResult::refused);
-          }
-        }
-        done(std::move(outcome));
-      });
+  std::string cart = keys::cart(sid), row;
+  std::vector<std::string_view> args{"FCALL", "cartd_set_line", "1", cart};
+  if (c.quantity > 0) {
+    row = keys::stock(c.inventory_id);
+    args[2] = "2";
+    args.push_back(row);
+  }
+  args.insert(args.end(), {sid, create ? "1" : "0", c.product_id, c.inventory_id, quantity,
+                           c.mode == LineMode::add ? "add" : "set", ttl_ms_, max_lifetime_ms_,
+                           max_lines_, max_line_quantity_, c.want_cart ? "view" : "", quantum_ms_});
+  redis_.command(std::span<const std::string_view>(args), [done = std::move(done),
+                                                           metrics = metrics_](redis::Result r) {
+    auto outcome =
+        r ? decode_set_line(*r)
+          : boost::system::result<SetLineOutcome>(boost::system::in_place_error, r.error());
+    if (metrics != nullptr) {
+      using metrics::HoldResult;
+      if (!outcome) {
+        metrics->count_hold(HoldResult::error);
+      } else {
+        metrics->count_released(metrics::ReleasePath::logical, outcome->dropped);
+        metrics->count_hold(outcome->kind == SetLineOutcome::Kind::ok ? HoldResult::ok
+                            : outcome->kind == SetLineOutcome::Kind::insufficient
+                                ? HoldResult::insufficient
+                                : HoldResult::refused);
+      }
+    }
+    done(std::move(outcome));
+  });
 }
 
 void CartService::get_cart(const std::string& session_id, Callback<CartLookup> done) {
-  redis_.command({"FCALL", "cartd_get_cart", "0", session_id},
+  redis_.command({"FCALL", "cartd_get_cart", "1", keys::cart(session_id), session_id},
                  [done = std::move(done), session_id](redis::Result r) {
                    finish(std::move(r), done, [&](const redis::Reply& reply) {
                      return decode_cart(session_id, reply);
@@ -234,63 +267,44 @@ void CartService::get_cart(const std::string& session_id, Callback<CartLookup> d
 }
 
 void CartService::get_lines(const std::string& session_id, Callback<CartLookup> done) {
-  // Both commands leave in one write; the second answer completes the read. Not atomic,
-  // and need not be: a cart released between the two reads shows as empty.
-  struct Read {
-    std::string id;
-    Callback<CartLookup> done;
-    std::int64_t deadline = -1;
-    boost::system::error_code failed;
-  };
-  auto read = std::make_shared<Read>(Read{session_id, std::move(done), -1, {}});
-  std::string session = session_key(session_id), cart = cart_key(session_id);
-  redis_.command({"PEXPIRETIME", session}, [read](redis::Result r) {
-    if (!r) {
-      read->failed = r.error();
-    } else if (r->type != Type::integer) {
-      read->failed = unexpected(*r);
-    } else {
-      read->deadline = r->integer;
-    }
-  });
-  redis_.command({"HGETALL", cart}, [read](redis::Result r) {
-    if (read->failed || !r) {
-      auto ec = read->failed ? read->failed : r.error();
-      return read->done(boost::system::result<CartLookup>(boost::system::in_place_error, ec));
-    }
-    read->done(decode_lines(read->id, read->deadline, *r));
-  });
+  redis_.command(
+      {"HGETALL", keys::cart(session_id)}, [done = std::move(done), session_id](redis::Result r) {
+        finish(std::move(r), done,
+               [&](const redis::Reply& reply) { return decode_lines(session_id, reply); });
+      });
 }
 
 void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {
-  redis_.command({"FCALL", "cartd_abandon", "0", session_id}, [done = std::move(done), session_id,
-                                                               metrics =
-                                                                   metrics_](redis::Result r) {
-    finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<Abandoned> {
-      using K = Abandoned::Kind;
-      auto tag = reply.text_at(0);
-      if (!tag) return unexpected(reply);
-      if (*tag == "checkout_in_progress") return Abandoned{K::checkout_in_progress, {}, {}};
-      if (*tag != "abandoned" || reply.elements.size() != 3) {
-        return Abandoned{K::missing, {}, missing_from(*tag)};
-      }
-      if (metrics != nullptr) {
-        metrics->count_released(metrics::ReleasePath::abandon, reply.int_at(2).value_or(0));
-      }
-      auto view = decode_view(session_id, reply.elements[1]);
-      if (!view) return view.error();
-      return Abandoned{K::abandoned, std::move(*view), {}};
-    });
-  });
+  redis_.command({"FCALL", "cartd_abandon", "1", keys::cart(session_id), session_id},
+                 [done = std::move(done), session_id, metrics = metrics_](redis::Result r) {
+                   finish(std::move(r), done,
+                          [&](const redis::Reply& reply) -> boost::system::result<Abandoned> {
+                            using K = Abandoned::Kind;
+                            auto tag = reply.text_at(0);
+                            if (!tag) return unexpected(reply);
+                            if (*tag == "checkout_in_progress")
+                              return Abandoned{K::checkout_in_progress, {}, {}};
+                            if (*tag != "abandoned" || reply.elements.size() != 3) {
+                              return Abandoned{K::missing, {}, missing_from(*tag)};
+                            }
+                            if (metrics != nullptr) {
+                              metrics->count_released(metrics::ReleasePath::abandon,
+                                                      reply.int_at(2).value_or(0));
+                            }
+                            auto view = decode_view(session_id, reply.elements[1]);
+                            if (!view) return view.error();
+                            return Abandoned{K::abandoned, std::move(*view), {}};
+                          });
+                 });
 }
 
 void CartService::checkout_begin(const std::string& session_id, const std::string& key,
                                  const std::string& attempt_id, Callback<CheckoutStart> done) {
-  redis_.command(
-      {"FCALL", "cartd_checkout_begin", "0", session_id, key, checkout_grace_ms_, attempt_id},
-      [done = std::move(done)](redis::Result r) {
-        finish(std::move(r), done, decode_checkout_start);
-      });
+  redis_.command({"FCALL", "cartd_checkout_begin", "1", keys::cart(session_id), session_id, key,
+                  checkout_grace_ms_, attempt_id, quantum_ms_},
+                 [done = std::move(done)](redis::Result r) {
+                   finish(std::move(r), done, decode_checkout_start);
+                 });
 }
 
 void CartService::checkout_finish(const std::string& session_id, const db::Order& order,
@@ -300,7 +314,8 @@ void CartService::checkout_finish(const std::string& session_id, const db::Order
     auto row = std::find_if(rows.begin(), rows.end(), [&](const db::OnHandVersion& r) {
       return r.inventory_id == l.inventory_id;
     });
-    boost::json::object line{{"inventory_id", l.inventory_id}, {"quantity", l.quantity}};
+    boost::json::object line{
+        {"product_id", l.product_id}, {"inventory_id", l.inventory_id}, {"quantity", l.quantity}};
     if (row != rows.end()) {
       line["on_hand"] = row->on_hand;
       line["version"] = row->version;
@@ -309,8 +324,8 @@ void CartService::checkout_finish(const std::string& session_id, const db::Order
   }
   std::string json = boost::json::serialize(sold);
   redis_.command(
-      {"FCALL", "cartd_checkout_finish", "0", session_id, order.idempotency_key, order.order_id,
-       json},
+      {"FCALL", "cartd_checkout_finish", "1", keys::cart(session_id), session_id,
+       order.idempotency_key, order.order_id, json},
       [done = std::move(done), metrics = metrics_](redis::Result r) {
         finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<bool> {
           auto tag = reply.text_at(0);
@@ -335,7 +350,8 @@ void CartService::checkout_abort(const std::string& session_id, const std::strin
   }
   std::string json = boost::json::serialize(mirror);
   redis_.command(
-      {"FCALL", "cartd_checkout_abort", "0", session_id, key, attempt_id, json},
+      {"FCALL", "cartd_checkout_abort", "1", keys::cart(session_id), session_id, key, attempt_id,
+       json},
       [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
           if (reply.type != Type::integer) {
@@ -343,6 +359,40 @@ void CartService::checkout_abort(const std::string& session_id, const std::strin
           }
           return reply.integer == 1;
         });
+      });
+}
+
+void CartService::expired(const std::string& session_id, Callback<bool> done) {
+  redis_.command(
+      {"FCALL", "cartd_expired", "1", keys::cart(session_id), session_id},
+      [done = std::move(done)](redis::Result r) {
+        finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
+          if (reply.type != Type::integer) {
+            return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));
+          }
+          return reply.integer == 1;
+        });
+      });
+}
+
+void CartService::checkouts_stale(std::uint32_t group, std::chrono::milliseconds age,
+                                  std::size_t batch, Callback<std::vector<StaleCheckout>> done) {
+  redis_.command(
+      {"FCALL", "cartd_checkouts_stale", "1", keys::checkouts(group), std::to_string(age.count()),
+       std::to_string(batch)},
+      [done = std::move(done)](redis::Result r) {
+        finish(std::move(r), done,
+               [](const redis::Reply& reply) -> boost::system::result<std::vector<StaleCheckout>> {
+                 if (reply.type != Type::array || reply.elements.size() % 3 != 0) {
+                   return unexpected(reply);
+                 }
+                 std::vector<StaleCheckout> out;
+                 for (std::size_t i = 0; i < reply.elements.size(); i += 3) {
+                   out.push_back({reply.elements[i].str, reply.elements[i + 1].str,
+                                  reply.elements[i + 2].str});
+                 }
+                 return out;
+               });
       });
 }
 

@@ -2,6 +2,7 @@
 // trip each, with their replies decoded into plain structs.
 #pragma once
 
+#include <algorithm>
 #include <boost/system/result.hpp>
 #include <chrono>
 #include <cstdint>
@@ -22,6 +23,12 @@ struct CartSettings {
   std::chrono::milliseconds max_lifetime{7'200'000};
   std::chrono::milliseconds checkout_grace{120'000};
   Limits limits;
+  // Deadlines are rounded up to a multiple of this (a hundredth of the TTL), so a stock
+  // row has about a hundred hold buckets (src/lua/holds.lua).
+  std::chrono::milliseconds deadline_quantum() const {
+    return std::max(std::chrono::milliseconds(1), ttl / kBucketsPerTtl);
+  }
+  static constexpr int kBucketsPerTtl = 100;
 };
 
 enum class LineMode { set, add };
@@ -50,8 +57,9 @@ struct CartView {
   std::vector<CartLine> lines;  // sorted by product_id
 };
 
-// Why a cart is not there: it never was (or is long gone), or it ended recently.
-enum class Missing { unknown, expired };
+// Why a cart is not there: it never was (or is long gone), it ended recently, or it
+// became an order.
+enum class Missing { unknown, expired, checked_out };
 
 struct SetLineOutcome {
   enum class Kind {
@@ -102,9 +110,9 @@ class CartService {
   void create_cart(const std::string& session_id, Callback<CartView> done);
   void set_line(const SetLineCall& call, Callback<SetLineOutcome> done);
   void get_cart(const std::string& session_id, Callback<CartLookup> done);
-  // The cart's lines without names and prices (what GET /get-cart shows), read with two
-  // plain commands in one round trip instead of a function call: the hot read path.
-  // A cart that is missing or expired comes back without a cart (missing = unknown).
+  // The cart's lines without names and prices (what GET /get-cart shows), read with one
+  // plain HGETALL instead of a function call: the hot read path. A cart that is missing
+  // or expired comes back without a cart (missing = unknown) and without a deadline.
   void get_lines(const std::string& session_id, Callback<CartLookup> done);
   struct Abandoned {
     enum class Kind { abandoned, checkout_in_progress, missing };
@@ -128,22 +136,35 @@ class CartService {
                       const std::string& attempt_id, const std::vector<db::OnHandVersion>& rows,
                       Callback<bool> done);
 
+  // Records that Redis deleted an expired cart (a keyspace event): its tombstone and one
+  // 'expired' event, once however many instances heard of it. True if this call did.
+  void expired(const std::string& session_id, Callback<bool> done);
+  // A cart group's checkouts begun more than `age` ago (at most `batch`), for recovery.
+  struct StaleCheckout {
+    std::string session_id, key, attempt_id;
+  };
+  void checkouts_stale(std::uint32_t group, std::chrono::milliseconds age, std::size_t batch,
+                       Callback<std::vector<StaleCheckout>> done);
+
  private:
+  void call_set_line(const SetLineCall& call, const std::string& session_id, bool create,
+                     Callback<SetLineOutcome> done);
+
   redis::Client& redis_;
   CartSettings settings_;
   metrics::Shard* metrics_;
   // The settings as the functions take them, written out once rather than per call.
-  std::string ttl_ms_, max_lifetime_ms_, checkout_grace_ms_, max_lines_, max_line_quantity_;
+  std::string ttl_ms_, max_lifetime_ms_, checkout_grace_ms_, max_lines_, max_line_quantity_,
+      quantum_ms_;
 };
 
 // Decoders of the functions' replies (src/lua), kept apart to be tested on their own.
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r);
 boost::system::result<CartLookup> decode_cart(const std::string& id, const redis::Reply& r);
 boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r);
-// get_lines' read: the session's PEXPIRETIME (`deadline`, negative when there is no live
-// cart) and the cart hash from HGETALL (product_id -> "inventory_id quantity").
-boost::system::result<CartLookup> decode_lines(const std::string& id, std::int64_t deadline,
-                                               const redis::Reply& hash);
+// get_lines' read: the cart hash from HGETALL (product_id -> "inventory_id quantity",
+// besides the birth and checkout fields); empty when there is no live cart.
+boost::system::result<CartLookup> decode_lines(const std::string& id, const redis::Reply& hash);
 
 // An unexpected reply (a Lua error, a wrong shape): a server fault, not the client's.
 enum class ReplyErrc { unexpected_reply = 1 };

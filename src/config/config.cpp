@@ -153,6 +153,11 @@ ParsedConfig parse_config(int argc, char** argv) {
       "check",
       "verify the invariants on the live Redis and main DB (uses --redis and --db), then exit");
   check->fallthrough();  // cartd check --redis URL --db URL
+  auto* migrate = app.add_subcommand(
+      "migrate",
+      "bring Redis data of an older cartd to this version's layout (cartd also does it at start), "
+      "then exit");
+  migrate->fallthrough();
 
   try {
     std::vector<std::string> args = with_environment(app, argc, argv);
@@ -194,7 +199,7 @@ ParsedConfig parse_config(int argc, char** argv) {
     std::fprintf(stderr, "--listen has a bad port: %s\n", c.listen.c_str());
     return ParsedConfig{std::nullopt, 2};
   }
-  return ParsedConfig{c, 0, check->parsed()};
+  return ParsedConfig{c, 0, check->parsed(), migrate->parsed()};
 }
 
 }  // namespace cartd

@@ -47,7 +47,8 @@ struct Config {
 struct ParsedConfig {
   std::optional<Config> config;
   int exit_code = 0;
-  bool check = false;  // `cartd check`: verify the invariants and exit
+  bool check = false;    // `cartd check`: verify the invariants and exit
+  bool migrate = false;  // `cartd migrate`: migrate Redis data to this layout and exit
 };
 ParsedConfig parse_config(int argc, char** argv);
 

@@ -16,8 +16,9 @@
 local function attempt_of(sid, key) return sid .. ' ' .. key end
 
 -- cartd_checkout_begin
+-- KEYS[1] the cart
 -- ARGV[1] session id  ARGV[2] idempotency key  ARGV[3] grace in ms (holds kept at least so long)
--- ARGV[4] a new attempt id (used if this call begins a checkout)
+-- ARGV[4] a new attempt id (used if this call begins a checkout)  ARGV[5] deadline quantum
 -- Returns one of
 --   {'begun', lines_json, attempt}
 --   {'resume', lines_json, attempt}   (same key, checkout in progress)
@@ -26,7 +27,7 @@ local function attempt_of(sid, key) return sid .. ' ' .. key end
 --   {'expired'} {'unknown'} {'empty'}
 -- lines_json: [{product_id, inventory_id, name, quantity, unit_price_cents}]
 local function checkout_begin(keys, args)
-  local sid, key, grace = args[1], args[2], tonumber(args[3])
+  local ck, sid, key, grace = keys[1], args[1], args[2], tonumber(args[3])
   local done = redis.call('GET', done_key(sid))
   if done then
     local done_key_value, order_id = string.match(done, '^(.*) (%S+)$')
@@ -38,31 +39,33 @@ local function checkout_begin(keys, args)
     if co[1] ~= key then return {'conflict', ''} end
     return {'resume', co[2], co[3] or attempt_of(sid, co[1])}
   end
-  local view = cart_view(sid)
-  if not view then return {missing_cart(sid)} end
+  local now = now_ms()
+  local view = cart_view(ck, now)
+  if not view then return {missing_cart(sid)} end  -- not checked_out: no done_key
   if #view == 1 then return {'empty'} end
 
-  local now = now_ms()
-  local deadline = now + grace
+  -- The holds last at least the grace period: the cart's deadline moves, never back.
+  local deadline = math.max(view[1], round_up(now + grace, tonumber(args[5])))
   local lines = {}
   for i = 2, #view, 5 do
     local pid, inv, qty = view[i], view[i + 1], view[i + 2]
     table.insert(lines, {product_id = pid, inventory_id = inv, quantity = qty,
                          name = view[i + 3], unit_price_cents = view[i + 4]})
-    redis.call('ZADD', holds_key(inv), 'XX', 'GT', deadline, hold_member(sid, qty))
+    if deadline ~= view[1] then move_hold(inv, view[1], deadline, qty) end
     mark_pending(inv, sid, deadline)
   end
-  redis.call('PEXPIREAT', session_key(sid), deadline, 'GT')
-  redis.call('ZADD', DEADLINES, 'GT', deadline, sid)
+  if deadline ~= view[1] then redis.call('PEXPIREAT', ck, deadline) end
+  redis.call('HSET', ck, CHECKING_OUT, 1)
   local json = cjson.encode(lines)
   redis.call('HSET', checkout_key(sid), 'key', key, 'attempt', args[4], 'lines', json,
              'started', now)
-  redis.call('ZADD', CHECKOUTS, now, sid)
+  redis.call('ZADD', checkouts_key(sid), now, sid)
   return {'begun', json, args[4]}
 end
 
 -- cartd_checkout_finish: the order is in the main DB; make Redis agree. Works whether
 -- or not the checkout marker is still there (recovery may settle a cart that expired).
+-- KEYS[1] the cart
 -- ARGV[1] session id  ARGV[2] idempotency key  ARGV[3] order id
 -- ARGV[4] JSON [{inventory_id, quantity, on_hand, version}]: the order's lines, with
 --         each row's on_hand in the main DB after the order and its version (the mirror
@@ -70,34 +73,33 @@ end
 -- Returns {'finished', units}: units = the held units this call dropped (sold now), or
 -- {'done'} when it had finished already.
 local function checkout_finish(keys, args)
-  local sid, key, order_id = args[1], args[2], args[3]
+  local ck, sid, key, order_id = keys[1], args[1], args[2], args[3]
   if redis.call('EXISTS', done_key(sid)) == 1 then return {'done'} end
   -- The cart's holds go with it, whatever their quantity now: had its lines changed
-  -- since the order was drafted, a hold of the new quantity must not be orphaned.
-  local fields = redis.call('HGETALL', cart_key(sid))
+  -- since the order was drafted, a hold of the new quantity must not be orphaned. A
+  -- cart that expired meanwhile has no holds left (they ended with their buckets).
   local units = 0
-  for i = 1, #fields, 2 do
-    local inv, qty = parse_line(fields[i + 1])
-    if unhold(inv, sid, qty) then units = units + qty end
-    clear_pending(inv, sid)
+  local deadline = live_deadline(ck, now_ms())
+  if deadline then
+    local lines = cart_lines(redis.call('HGETALL', ck))
+    units = unhold_lines(lines, deadline)
+    for _, l in ipairs(lines) do clear_pending(l[2], sid) end
   end
-  local lines = {}
+  local sold = {}
   for _, l in ipairs(cjson.decode(args[4])) do
-    if unhold(l.inventory_id, sid, l.quantity) then units = units + l.quantity end
     clear_pending(l.inventory_id, sid)
     if l.version then mirror_on_hand(l.inventory_id, l.on_hand, l.version) end
-    table.insert(lines, {inventory_id = l.inventory_id, quantity = l.quantity})
+    table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
   end
-  redis.call('DEL', cart_key(sid), session_key(sid), checkout_key(sid))
-  redis.call('ZREM', DEADLINES, sid)
-  redis.call('ZREM', CHECKOUTS, sid)
+  redis.call('DEL', ck, checkout_key(sid))
+  redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', 'checked_out', 'cart', sid,
-             'lines', cjson.encode(lines), 'order', order_id)
+  cart_event(sid, 'checked_out', sold, order_id)
   return {'finished', units}
 end
 
 -- cartd_checkout_abort: gives up a checkout that made no order; the cart lives on.
+-- KEYS[1] the cart
 -- ARGV[1] session id  ARGV[2] idempotency key  ARGV[3] attempt id
 -- ARGV[4] JSON [{inventory_id, on_hand, version}]: rows whose on_hand the mirror takes
 --         (versioned) in the same step, when the DB refused the order for lack of units
@@ -113,16 +115,18 @@ local function checkout_abort(keys, args)
   if co[1] ~= args[2] or (co[2] or attempt_of(sid, co[1])) ~= args[3] then return 0 end
   for _, l in ipairs(cjson.decode(co[3])) do clear_pending(l.inventory_id, sid) end
   redis.call('DEL', checkout_key(sid))
-  redis.call('ZREM', CHECKOUTS, sid)
+  redis.call('ZREM', checkouts_key(sid), sid)
+  redis.call('HDEL', keys[1], CHECKING_OUT)
   return 1
 end
 
--- cartd_checkouts_stale: checkouts begun before now - ARGV[1] ms, at most ARGV[2].
+-- cartd_checkouts_stale: a group's checkouts begun before now - ARGV[1] ms, at most ARGV[2].
+-- KEYS[1] the group's checkout index ({c<n>}#checkouts)
 -- Returns {sid, key, attempt, ...}.
 local function checkouts_stale(keys, args)
   local before = now_ms() - tonumber(args[1])
   local out = {}
-  for _, sid in ipairs(redis.call('ZRANGE', CHECKOUTS, '-inf', before, 'BYSCORE', 'LIMIT', 0,
+  for _, sid in ipairs(redis.call('ZRANGE', keys[1], '-inf', before, 'BYSCORE', 'LIMIT', 0,
                                   tonumber(args[2]))) do
     local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
     if co[1] then
@@ -130,7 +134,7 @@ local function checkouts_stale(keys, args)
       table.insert(out, co[1])
       table.insert(out, co[2] or attempt_of(sid, co[1]))
     else
-      redis.call('ZREM', CHECKOUTS, sid)
+      redis.call('ZREM', keys[1], sid)
     end
   end
   return out

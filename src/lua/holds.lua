@@ -1,54 +1,72 @@
 -- holds.lua: key names and hold bookkeeping shared by every cartd function.
 --
--- Redis data model (hash tags keep a cart's keys, and a stock row's keys, in one slot):
---   s:{sid}     string, value = cart birth time (ms); PEXPIREAT = the cart's deadline.
---               Its expiry is the fast trigger (keyspace event) for releasing the cart.
---   c:{sid}     hash product_id -> "inventory_id quantity". No TTL: release deletes it.
---   st:{inv}    hash p = product_id, n = name, pc = price in cents, oh = on hand (mirror
---               of the main DB), ov = the main DB's version of that on_hand, r = reserved.
---   h:{inv}     zset of holds: member "sid:quantity", score = the holding cart's deadline.
---               An admin change that lowers on_hand holds its units first as member
---               "admin-<request>:quantity" (see cartd_admin_hold).
---   dl          zset sid -> deadline: the sweeper's index of carts.
---   dirty       set of inventory ids whose r changed since the DB writer last looked.
---   cart-events stream of released carts (expired, abandoned, checked_out).
---   co:{sid}    hash key, attempt, lines (JSON), started: a checkout in progress (see
---               checkout.lua).
---   checkouts   zset sid -> start time (ms): checkouts in progress, for recovery.
---   ck:{sid}    string "idempotency_key order_id": a finished checkout (kept DONE_TTL_MS).
---   pd:{inv}    zset of changes under way whose units the main DB may already have
---               removed while their holds still count here: member = the checkout's
---               sid or the admin hold's member, score = when it lapses. While one is
---               there, the mirror sync leaves the row's on_hand alone (see
---               mirror_on_hand).
---   g:{sid}     string, the reason a cart ended (expired | abandoned), kept GONE_TTL_MS, so
---               an old id answers "gone" rather than "unknown".
+-- Redis data model, layout 2 (docs/DESIGN.md, "The Redis data model"). Every key carries
+-- the hash tag of its group: {c<n>} for carts, {s<n>} for stock rows, n = group_of(id),
+-- so a group's keys and its indexes share one slot (one node of a Redis Cluster).
 --
--- The invariant every function keeps: st:{inv}.r == sum of the quantities of the members
--- of h:{inv}. A hold's units are returned exactly when its member is removed, so
--- removing a member twice (two instances, a replayed event) returns nothing the
--- second time.
+--   {c<n>}:<sid>        the cart, a hash that is also its session: '@' = birth time (ms),
+--                       product_id -> "inventory_id quantity", '!' = 1 while a checkout
+--                       is in progress. PEXPIREAT = the cart's deadline: Redis deletes it
+--                       by itself then; nothing has to release it (see "logical expiry").
+--   {c<n>}co:<sid>      hash key, attempt, lines (JSON), started: a checkout in progress.
+--   {c<n>}ck:<sid>      string "idempotency_key order_id": a finished checkout (DONE_TTL_MS).
+--   {c<n>}g:<sid>       string, why a cart ended (expired | abandoned), kept GONE_TTL_MS, so
+--                       an old id answers "expired" rather than "unknown".
+--   {c<n>}#checkouts    zset sid -> start time: the group's checkouts in progress.
+--   {c<n>}#events       stream of the group's ended carts (expired, abandoned, checked_out).
+--   {s<n>}:<inv>        the stock row, a hash: p = product_id, n = name, pc = price in cents,
+--                       oh = on hand (mirror of the main DB), ov = the main DB's version of
+--                       that on_hand, r = reserved, e = no bucket ends before this, and one
+--                       bucket per deadline: t<deadline ms> = units held until then, summed
+--                       over every cart (and admin change) with that deadline.
+--   {s<n>}pd:<inv>      zset of changes under way whose units the main DB may already have
+--                       removed while their holds still count here: member = the checkout's
+--                       sid or the admin hold's member, score = when it lapses. While one is
+--                       there, the mirror sync leaves the row's on_hand alone.
+--   {s<n>}#dirty        set of the group's rows whose r changed since the DB writer looked.
+--   {s<n>}#due          zset inv -> e: when each row of the group next has a bucket to drop.
+--   cartd:mirrored      set once the stock mirror is complete; cartd:layout = "2".
 --
--- These functions reach keys they compute from ids, so the library runs on standalone
--- Redis; see DESIGN.md for the Redis Cluster split.
+-- A cart's holds are the units of its lines in the buckets of its deadline: moving the
+-- deadline moves them, so a bucket's units all end together, exactly when their carts
+-- do. Deadlines are rounded up to a quantum (about 1/100 of the TTL) so a row has about
+-- a hundred buckets at most and stays a small listpack.
+--
+-- Logical expiry: a bucket whose deadline has passed is dropped (its units leave r) by
+-- whatever touches the row next, and by the sweeper; nothing counts it as reserved in
+-- between. The invariant every function keeps: st.r == the sum of the row's buckets.
+--
+-- Every function names in KEYS the keys it is given (FCALL numkeys); the keys of other
+-- rows a cart reaches are computed from their ids with group_of, which must match
+-- src/functions/keys.hpp.
 
-local DEADLINES = 'dl'
-local DIRTY = 'dirty'
-local EVENTS = 'cart-events'
+local GROUPS = 1024
 local EVENTS_MAXLEN = '100000'
-local EXPIRE_BATCH = 1000
-local CHECKOUTS = 'checkouts'
 local GONE_TTL_MS = 3600 * 1000
 local DONE_TTL_MS = 24 * 3600 * 1000
+local BIRTH = '@'
+local CHECKING_OUT = '!'
 
-local function session_key(sid) return 's:{' .. sid .. '}' end
-local function cart_key(sid) return 'c:{' .. sid .. '}' end
-local function stock_key(inv) return 'st:{' .. inv .. '}' end
-local function holds_key(inv) return 'h:{' .. inv .. '}' end
-local function checkout_key(sid) return 'co:{' .. sid .. '}' end
-local function done_key(sid) return 'ck:{' .. sid .. '}' end
-local function gone_key(sid) return 'g:{' .. sid .. '}' end
-local function pending_key(inv) return 'pd:{' .. inv .. '}' end
+-- The group of an id: a polynomial hash of its bytes (mod a prime, so it stays exact in
+-- Lua's doubles), mod GROUPS.
+local function group_of(id)
+  local h = 0
+  for i = 1, #id do h = (h * 31 + string.byte(id, i)) % 1000003 end
+  return h % GROUPS
+end
+
+local function cart_tag(sid) return '{c' .. group_of(sid) .. '}' end
+local function stock_tag(inv) return '{s' .. group_of(inv) .. '}' end
+local function cart_key(sid) return cart_tag(sid) .. ':' .. sid end
+local function checkout_key(sid) return cart_tag(sid) .. 'co:' .. sid end
+local function done_key(sid) return cart_tag(sid) .. 'ck:' .. sid end
+local function gone_key(sid) return cart_tag(sid) .. 'g:' .. sid end
+local function checkouts_key(sid) return cart_tag(sid) .. '#checkouts' end
+local function events_key(sid) return cart_tag(sid) .. '#events' end
+local function stock_key(inv) return stock_tag(inv) .. ':' .. inv end
+local function pending_key(inv) return stock_tag(inv) .. 'pd:' .. inv end
+local function dirty_key(inv) return stock_tag(inv) .. '#dirty' end
+local function due_key(inv) return stock_tag(inv) .. '#due' end
 
 -- Server time in milliseconds: every deadline is compared against Redis' own clock,
 -- so cartd instances with skewed clocks still agree on what has expired.
@@ -57,10 +75,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function hold_member(sid, qty) return sid .. ':' .. qty end
-
-local function hold_quantity(member)
-  return tonumber(string.match(member, ':(%d+)$'))
+-- A deadline rounded up to the bucket quantum.
+local function round_up(ms, quantum)
+  return math.ceil(ms / quantum) * quantum
 end
 
 -- A cart line is stored as "inventory_id quantity".
@@ -69,22 +86,106 @@ local function parse_line(value)
   return inv, tonumber(qty)
 end
 
-local function adjust_reserved(inv, delta)
-  redis.call('HINCRBY', stock_key(inv), 'r', delta)
-  redis.call('SADD', DIRTY, inv)
+-- The cart's deadline if it is live at `now`, else nil. A key whose deadline equals now
+-- is still live in Redis, so a cart is live while deadline >= now; and a cart Redis has
+-- not deleted yet (its clock inside a script is the script's start) is not live once
+-- its deadline is past.
+local function live_deadline(ck, now)
+  local deadline = redis.call('PEXPIRETIME', ck)
+  if deadline < now then return nil end
+  return deadline
 end
 
--- Removes one hold and returns its units; a hold that is already gone returns nothing.
-local function unhold_member(inv, member)
-  if redis.call('ZREM', holds_key(inv), member) == 1 then
-    adjust_reserved(inv, -hold_quantity(member))
-    return true
+local function mark_dirty(inv)
+  redis.call('SADD', dirty_key(inv), inv)
+end
+
+-- Adds `delta` units (negative: removes them) to the row's bucket of `deadline`, and to
+-- r. `e` is the row's e as the caller read it (false: read it here).
+local function add_hold(inv, deadline, delta, e)
+  local key = stock_key(inv)
+  local field = 't' .. deadline
+  if redis.call('HINCRBY', key, field, delta) == 0 then redis.call('HDEL', key, field) end
+  redis.call('HINCRBY', key, 'r', delta)
+  mark_dirty(inv)
+  if delta > 0 then
+    if e == false then e = redis.call('HGET', key, 'e') end
+    if not e or deadline < tonumber(e) then
+      redis.call('HSET', key, 'e', deadline)
+      redis.call('ZADD', due_key(inv), deadline, inv)
+    end
   end
-  return false
 end
 
-local function unhold(inv, sid, qty)
-  return unhold_member(inv, hold_member(sid, qty))
+-- Moves `qty` held units of a row from the bucket of `from` to that of `to` (a later
+-- deadline: e stays a lower bound, and r does not change).
+local function move_hold(inv, from, to, qty)
+  local key = stock_key(inv)
+  local field = 't' .. from
+  if redis.call('HINCRBY', key, field, -qty) == 0 then redis.call('HDEL', key, field) end
+  redis.call('HINCRBY', key, 't' .. to, qty)
+end
+
+-- Logical expiry: drops every bucket of one stock row whose deadline is before now, so
+-- the units count as available at the deadline whether or not anything else ran.
+-- `e` is the row's e as the caller read it (false: read it here). Returns how many
+-- units it returned.
+local function drop_expired(inv, now, e)
+  local key = stock_key(inv)
+  if e == false then e = redis.call('HGET', key, 'e') end
+  if not e or tonumber(e) >= now then return 0 end
+  local fields = redis.call('HGETALL', key)
+  local gone, dropped, next_e = {}, 0, nil
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if string.byte(f, 1) == 116 then  -- 't': a bucket
+      local deadline = tonumber(string.sub(f, 2))
+      if deadline < now then
+        table.insert(gone, f)
+        dropped = dropped + tonumber(fields[i + 1])
+      elseif not next_e or deadline < next_e then
+        next_e = deadline
+      end
+    end
+  end
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  if dropped ~= 0 then
+    redis.call('HINCRBY', key, 'r', -dropped)
+    mark_dirty(inv)
+  end
+  if next_e then
+    redis.call('HSET', key, 'e', next_e)
+    redis.call('ZADD', due_key(inv), next_e, inv)
+  else
+    redis.call('HDEL', key, 'e')
+    redis.call('ZREM', due_key(inv), inv)
+  end
+  return dropped
+end
+
+-- The lines of a cart hash as HGETALL returns it: {{pid, inv, qty}, ...}, without the
+-- birth and checkout fields.
+local function cart_lines(fields)
+  local lines = {}
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if f ~= BIRTH and f ~= CHECKING_OUT then
+      local inv, qty = parse_line(fields[i + 1])
+      table.insert(lines, {f, inv, qty})
+    end
+  end
+  return lines
+end
+
+-- Removes the holds of a live cart (deadline >= now, so its buckets are live) from their
+-- rows. Returns the units it returned.
+local function unhold_lines(lines, deadline)
+  local units = 0
+  for _, l in ipairs(lines) do
+    add_hold(l[2], deadline, -l[3])
+    units = units + l[3]
+  end
+  return units
 end
 
 -- A change under way on a row: its holds still count here, and the main DB may already
@@ -95,7 +196,7 @@ local function mark_pending(inv, member, deadline)
 end
 
 local function clear_pending(inv, member)
-  redis.call('ZREM', pending_key(inv), member)
+  return redis.call('ZREM', pending_key(inv), member)
 end
 
 local function has_pending(inv, now)
@@ -105,13 +206,12 @@ local function has_pending(inv, now)
 end
 
 -- Takes a row's on_hand from the main DB unless the mirror has a newer one (true if it
--- changed the mirror). Versions
--- order the writes, so a late write (a slow checkout, recovery after a kill, a second
--- instance) never undoes a newer one, and writing the same version twice is harmless.
--- A `careful` write (the mirror sync, the start-up mirror) also leaves a row alone while
--- a change is under way on it: the DB's count may already lack units whose holds still
--- count here, and taking it would subtract them twice. The step that ends the change
--- writes the row itself.
+-- changed the mirror). Versions order the writes, so a late write (a slow checkout,
+-- recovery after a kill, a second instance) never undoes a newer one, and writing the
+-- same version twice is harmless. A `careful` write (the mirror sync, the start-up
+-- mirror) also leaves a row alone while a change is under way on it: the DB's count may
+-- already lack units whose holds still count here, and taking it would subtract them
+-- twice. The step that ends the change writes the row itself.
 local function mirror_on_hand(inv, on_hand, version, careful)
   if careful and has_pending(inv, now_ms()) then return false end
   local row = redis.call('HMGET', stock_key(inv), 'oh', 'ov')
@@ -119,55 +219,52 @@ local function mirror_on_hand(inv, on_hand, version, careful)
   if version < have then return false end
   if version == have and tonumber(row[1]) == on_hand then return false end  -- nothing new
   redis.call('HSET', stock_key(inv), 'oh', on_hand, 'ov', version)
-  redis.call('SADD', DIRTY, inv)
+  mark_dirty(inv)
   return true
-end
-
--- Logical expiry: drops every hold of one stock row whose deadline is before now, so
--- the units count as available at the deadline whether or not anything else ran.
--- A key whose deadline equals now is still live in Redis, so "before" is strict.
--- Returns how many units it returned.
-local function drop_expired(inv, now)
-  local key = holds_key(inv)
-  local returned = 0
-  while true do
-    local expired = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, EXPIRE_BATCH)
-    if #expired == 0 then break end
-    local total = 0
-    for _, member in ipairs(expired) do total = total + hold_quantity(member) end
-    redis.call('ZREM', key, unpack(expired))
-    adjust_reserved(inv, -total)
-    returned = returned + total
-    if #expired < EXPIRE_BATCH then break end
-  end
-  return returned
 end
 
 -- A live cart as every cart reply shows it:
 --   {deadline_ms, product_id, inventory_id, quantity, name, unit_price_cents, ...}
 -- or nil when the cart is unknown or expired.
-local function cart_view(sid)
-  local deadline = redis.call('PEXPIRETIME', session_key(sid))
-  if deadline < 0 then return nil end
+local function cart_view(ck, now)
+  local deadline = live_deadline(ck, now)
+  if not deadline then return nil end
   local out = {deadline}
-  local fields = redis.call('HGETALL', cart_key(sid))
-  for i = 1, #fields, 2 do
-    local inv, qty = parse_line(fields[i + 1])
-    local info = redis.call('HMGET', stock_key(inv), 'n', 'pc')
-    table.insert(out, fields[i])
-    table.insert(out, inv)
-    table.insert(out, qty)
+  for _, l in ipairs(cart_lines(redis.call('HGETALL', ck))) do
+    local info = redis.call('HMGET', stock_key(l[2]), 'n', 'pc')
+    table.insert(out, l[1])
+    table.insert(out, l[2])
+    table.insert(out, l[3])
     table.insert(out, info[1] or '')
     table.insert(out, tonumber(info[2] or 0))
   end
   return out
 end
 
--- Why there is no live cart for sid: 'expired' if it existed (it ended, or its session
--- expired and it awaits release), else 'unknown'.
+-- Why there is no live cart for sid: 'checked_out' if it became an order, 'expired' if
+-- it existed (it ended, or it awaits deletion), else 'unknown'.
 local function missing_cart(sid)
-  if redis.call('EXISTS', gone_key(sid)) == 1 or redis.call('EXISTS', cart_key(sid)) == 1 then
-    return 'expired'
-  end
+  if redis.call('EXISTS', done_key(sid)) == 1 then return 'checked_out' end
+  if redis.call('EXISTS', gone_key(sid), cart_key(sid)) > 0 then return 'expired' end
   return 'unknown'
+end
+
+-- Appends one event to the cart's group stream. `lines` may be nil (an expired cart:
+-- Redis deleted it, with its lines, by itself).
+local function cart_event(sid, kind, lines, order_id)
+  local args = {'XADD', events_key(sid), 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', kind,
+                'cart', sid}
+  if lines then
+    local json = {}
+    for _, l in ipairs(lines) do
+      table.insert(json, {product_id = l[1], inventory_id = l[2], quantity = l[3]})
+    end
+    table.insert(args, 'lines')
+    table.insert(args, #json == 0 and '[]' or cjson.encode(json))
+  end
+  if order_id then
+    table.insert(args, 'order')
+    table.insert(args, order_id)
+  end
+  redis.call(unpack(args))
 end

@@ -1,82 +1,59 @@
--- release.lua: returning a cart's units. Every path that ends a cart without an order
--- (expiry event, sweeper, abandon) goes through release_cart, which is idempotent: it
--- returns only holds that still exist and appends an event only for a cart it deleted.
+-- release.lua: carts that end without an order. An expired cart needs nothing released:
+-- Redis deletes it at its deadline, and its holds end with their buckets (logical
+-- expiry, see holds.lua). Abandoning returns the units at once.
 
--- Returns the cart's held units, deletes the cart and its index entries, remembers why
--- it ended (g:{sid}), and appends one event to cart-events. Returns 1 if there was a
--- cart with lines, 0 if it was empty or already gone, and the units this call returned
--- (holds already dropped by logical expiry return nothing here; the metrics count
--- them where they were dropped). A checkout marker (co:{sid}) is left for checkout
--- recovery, which settles it against the main DB.
-local function release_cart(sid, reason)
-  local ck = cart_key(sid)
-  local fields = redis.call('HGETALL', ck)
-  redis.call('ZREM', DEADLINES, sid)
-  redis.call('DEL', session_key(sid))
-  redis.call('SET', gone_key(sid), reason, 'PX', GONE_TTL_MS)
-  if #fields == 0 then return 0, 0 end
-  local lines = {}
-  local units = 0
-  for i = 1, #fields, 2 do
-    local inv, qty = parse_line(fields[i + 1])
-    if unhold(inv, sid, qty) then units = units + qty end
-    table.insert(lines, {product_id = fields[i], inventory_id = inv, quantity = qty})
-  end
-  redis.call('DEL', ck)
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', reason, 'cart', sid,
-             'lines', cjson.encode(lines))
-  return 1, units
-end
-
--- cartd_expire: releases a cart whose session has expired; a live cart is left alone.
--- KEYS: none (computed from the session id)
--- ARGV[1] session id
--- Returns {released, units}: released = 1 if this call released the cart, else 0;
--- units = how many held units it returned.
-local function expire(keys, args)
-  if redis.call('EXISTS', session_key(args[1])) == 1 then return {0, 0} end
-  local released, units = release_cart(args[1], 'expired')
-  return {released, units}
+-- cartd_expired: records that a cart expired (a keyspace event saw Redis delete it):
+-- remembers why it ended and appends one 'expired' event, once, however many cartd
+-- instances heard of it.
+-- KEYS[1] the cart   ARGV[1] session id
+-- Returns 1 if this call recorded it, 0 if the cart is live or was recorded already.
+local function expired(keys, args)
+  local sid = args[1]
+  if redis.call('EXISTS', keys[1]) == 1 then return 0 end
+  if not redis.call('SET', gone_key(sid), 'expired', 'NX', 'PX', GONE_TTL_MS) then return 0 end
+  cart_event(sid, 'expired', nil)
+  return 1
 end
 
 -- cartd_abandon: the shopper gives the cart up; its units return at once.
--- ARGV[1] session id.
+-- KEYS[1] the cart   ARGV[1] session id
 -- Returns {'abandoned', cart_view before release, units returned},
--- {'checkout_in_progress'} (nothing changes), or {'expired' | 'unknown'} when there is
--- no live cart.
+-- {'checkout_in_progress'} (nothing changes), or {'expired' | 'unknown' | 'checked_out'}
+-- when there is no live cart.
 local function abandon(keys, args)
-  local sid = args[1]
-  local view = cart_view(sid)
+  local sid, ck, now = args[1], keys[1], now_ms()
+  local view = cart_view(ck, now)
   if not view then return {missing_cart(sid)} end
-  if redis.call('EXISTS', checkout_key(sid)) == 1 then return {'checkout_in_progress'} end
-  local _, units = release_cart(sid, 'abandoned')
+  if redis.call('HEXISTS', ck, CHECKING_OUT) == 1 then return {'checkout_in_progress'} end
+  local lines = cart_lines(redis.call('HGETALL', ck))
+  local units = unhold_lines(lines, view[1])
+  redis.call('DEL', ck)
+  redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
+  cart_event(sid, 'abandoned', lines)
   return {'abandoned', view, units}
 end
 
--- cartd_sweep: releases carts whose deadline has passed, oldest first.
--- KEYS: none (dl and the carts it names)
--- ARGV[1] most carts to release in this call
--- Returns {released, more (0|1), units}: more = 1 when the batch was full; units = the
--- held units returned.
+-- cartd_sweep: drops the expired buckets of a group's stock rows that have some, oldest
+-- first, so reserved counts (and the main DB) fall at the deadline without traffic.
+-- KEYS[1] the group's due index ({s<n>}#due)   ARGV[1] most rows to settle in this call
+-- Returns {rows, more (0|1), units}: more = 1 when the batch was full; units = the held
+-- units returned.
 local function sweep(keys, args)
   local now = now_ms()
   local batch = tonumber(args[1])
-  local due = redis.call('ZRANGE', DEADLINES, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
-  local released, units = 0, 0
-  for _, sid in ipairs(due) do
-    local deadline = redis.call('PEXPIRETIME', session_key(sid))
-    if deadline >= 0 then
-      -- Still live: its index entry is stale (cannot happen through cartd_set_line,
-      -- which moves both together), so put the entry right instead of releasing.
-      redis.call('ZADD', DEADLINES, deadline, sid)
+  local due = redis.call('ZRANGE', keys[1], '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
+  local units = 0
+  for _, inv in ipairs(due) do
+    local e = redis.call('HGET', stock_key(inv), 'e')
+    if e then
+      units = units + drop_expired(inv, now, e)
     else
-      local one, returned = release_cart(sid, 'expired')
-      released, units = released + one, units + returned
+      redis.call('ZREM', keys[1], inv)  -- no bucket left (or no row)
     end
   end
-  return {released, #due == batch and 1 or 0, units}
+  return {#due, #due == batch and 1 or 0, units}
 end
 
-redis.register_function('cartd_expire', expire)
+redis.register_function('cartd_expired', expired)
 redis.register_function('cartd_abandon', abandon)
 redis.register_function('cartd_sweep', sweep)

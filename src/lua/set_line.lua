@@ -1,10 +1,12 @@
 -- set_line.lua: cartd_set_line sets (or adds to) one cart line and holds exactly the
--- difference in stock, all or nothing. It creates the cart's session when asked to.
+-- difference in stock, all or nothing. It creates the cart when asked to.
 --
--- KEYS: none (computed: s:{sid}, c:{sid}, st:{inv}, h:{inv} of the line's old and new
---       inventory rows and of every other line, whose hold deadlines slide with the cart)
--- ARGV[1]  session id from the request, or "" when there is none
--- ARGV[2]  id for a new session if ARGV[1] is not a live cart, or "" to refuse (-> no_cart)
+-- KEYS[1]  the cart ({c<n>}:<sid>)
+-- KEYS[2]  the stock row of ARGV[4] (absent when the new quantity is 0)
+--          (computed: the rows of the cart's other lines, whose holds move with the
+--          cart's deadline, and of the line's old row)
+-- ARGV[1]  session id (of KEYS[1])
+-- ARGV[2]  "1": create the cart if it is not live; "0": refuse (-> no_cart)
 -- ARGV[3]  product_id
 -- ARGV[4]  inventory_id (ignored when the new quantity is 0)
 -- ARGV[5]  quantity, >= 0; with "set", 0 removes the line
@@ -14,88 +16,90 @@
 -- ARGV[9]  maximum lines per cart
 -- ARGV[10] maximum quantity per line
 -- ARGV[11] "view" to have the whole cart in the answer (the /v1 routes), else ""
+-- ARGV[12] the deadline quantum in ms (deadlines are rounded up to a multiple of it)
 -- Returns one of
 --   {'ok', sid, created (0|1), deadline_ms, line_quantity, dropped[, cart_view]}
 --   {'insufficient', available, dropped}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}   {'too_many_lines', max}
---   {'quantity_limit', max}            {'no_cart', 'expired' | 'unknown'}
+--   {'quantity_limit', max}            {'no_cart', 'expired' | 'unknown' | 'checked_out'}
 --   {'checkout_in_progress'}
--- Nothing is written unless the answer is 'ok' (dropping expired holds aside, which
--- changes no availability). dropped: the units of expired holds this call dropped from
--- the line's stock row (logical expiry; counted by the metrics).
+-- Nothing is written unless the answer is 'ok' (dropping expired buckets aside, which
+-- changes no availability). dropped: the units of expired buckets this call dropped
+-- from the line's stock row (logical expiry; counted by the metrics).
 local function set_line(keys, args)
   local now = now_ms()
+  local ck = keys[1]
   local sid, pid, inv = args[1], args[3], args[4]
   local qty, mode = tonumber(args[5]), args[6]
   local ttl, max_life = tonumber(args[7]), tonumber(args[8])
   local max_lines, max_qty = tonumber(args[9]), tonumber(args[10])
 
-  local born = sid ~= '' and redis.call('GET', session_key(sid))
-  local created = not born
+  local old_deadline = live_deadline(ck, now)
+  local cart = {false, false, false}
+  if old_deadline then cart = redis.call('HMGET', ck, BIRTH, CHECKING_OUT, pid) end
+  local created = not old_deadline
+  local born
   if created then
-    if args[2] == '' then return {'no_cart', missing_cart(sid)} end
-    sid, born = args[2], now
+    if args[2] ~= '1' then return {'no_cart', missing_cart(sid)} end
+    born = now
   else
-    born = tonumber(born)
+    born = tonumber(cart[1])
   end
-
-  if redis.call('EXISTS', checkout_key(sid)) == 1 then return {'checkout_in_progress'} end
-  local ck = cart_key(sid)
-  local old = redis.call('HGET', ck, pid)
+  if cart[2] then return {'checkout_in_progress'} end
+  local old = cart[3]
   local old_inv, old_qty = nil, 0
   if old then old_inv, old_qty = parse_line(old) end
   if mode == 'add' then qty = qty + old_qty end
   if qty > max_qty then return {'quantity_limit', max_qty} end
 
-  local dropped = 0
+  local dropped, e = 0, false
   if qty > 0 then
-    local row = redis.call('HMGET', stock_key(inv), 'p', 'oh', 'r')
+    local row = redis.call('HMGET', keys[2], 'p', 'oh', 'r', 'e')
     if not row[1] then return {'unknown_inventory'} end
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
-    if not old and redis.call('HLEN', ck) >= max_lines then return {'too_many_lines', max_lines} end
-    dropped = drop_expired(inv, now)
+    -- Lines are the fields besides the birth time.
+    if not old and not created and redis.call('HLEN', ck) - 1 >= max_lines then
+      return {'too_many_lines', max_lines}
+    end
+    e = row[4]
+    dropped = drop_expired(inv, now, e)
+    if dropped > 0 then e = false end
     local reserved = tonumber(row[3] or 0) - dropped
     local available = tonumber(row[2]) - reserved
-    local own = 0
-    if old_inv == inv and redis.call('ZSCORE', holds_key(inv), hold_member(sid, old_qty)) then
-      own = old_qty
-    end
+    local own = old_inv == inv and old_qty or 0
     if qty - own > available then return {'insufficient', math.max(available, 0), dropped} end
   end
 
-  -- Move the hold; reserved changes once per row, by the net difference.
-  local deadline = math.min(now + ttl, born + max_life)
-  local delta = {}
-  if old and redis.call('ZREM', holds_key(old_inv), hold_member(sid, old_qty)) == 1 then
-    delta[old_inv] = -old_qty
-  end
-  if qty > 0 then
-    redis.call('ZADD', holds_key(inv), deadline, hold_member(sid, qty))
-    delta[inv] = (delta[inv] or 0) + qty
-    redis.call('HSET', ck, pid, inv .. ' ' .. qty)
-  elseif old then
-    redis.call('HDEL', ck, pid)
-  end
-  for row, change in pairs(delta) do
-    if change ~= 0 then adjust_reserved(row, change) end
-  end
-
-  -- Every change restarts the cart's TTL, and its holds' deadlines move with it.
-  local lines = redis.call('HGETALL', ck)
-  for i = 1, #lines, 2 do
-    if lines[i] ~= pid then
-      local line_inv, line_qty = parse_line(lines[i + 1])
-      redis.call('ZADD', holds_key(line_inv), 'XX', deadline, hold_member(sid, line_qty))
+  -- Every change restarts the cart's TTL (capped by its lifetime); the holds of its
+  -- other lines move with the deadline, unless it rounds to the same one.
+  local deadline = math.min(round_up(now + ttl, tonumber(args[12])), born + max_life)
+  if not created and deadline ~= old_deadline then
+    for _, l in ipairs(cart_lines(redis.call('HGETALL', ck))) do
+      if l[1] ~= pid then move_hold(l[2], old_deadline, deadline, l[3]) end
     end
   end
-  if created then
-    redis.call('SET', session_key(sid), born, 'PXAT', deadline)
+  -- The line's own hold: one change per row, by the net difference.
+  if old and old_inv == inv and qty > 0 then
+    if old_deadline ~= deadline then move_hold(inv, old_deadline, deadline, old_qty) end
+    if qty ~= old_qty then add_hold(inv, deadline, qty - old_qty, e) end
   else
-    redis.call('PEXPIREAT', session_key(sid), deadline)
+    if old then add_hold(old_inv, old_deadline, -old_qty) end
+    if qty > 0 then add_hold(inv, deadline, qty, e) end
   end
-  redis.call('ZADD', DEADLINES, deadline, sid)
+  if qty > 0 then
+    if created then
+      redis.call('HSET', ck, BIRTH, born, pid, inv .. ' ' .. qty)
+    else
+      redis.call('HSET', ck, pid, inv .. ' ' .. qty)
+    end
+  elseif old then
+    redis.call('HDEL', ck, pid)
+  elseif created then
+    redis.call('HSET', ck, BIRTH, born)
+  end
+  if created or deadline ~= old_deadline then redis.call('PEXPIREAT', ck, deadline) end
   local reply = {'ok', sid, created and 1 or 0, deadline, qty, dropped}
-  if args[11] == 'view' then table.insert(reply, cart_view(sid)) end
+  if args[11] == 'view' then table.insert(reply, cart_view(ck, now)) end
   return reply
 end
 

@@ -1,92 +1,115 @@
--- stock.lua: the stock mirror (st:{inv}) and what the main DB writer reads from it.
+-- stock.lua: the stock mirror ({s<n>}:<inv>) and what the main DB writer reads from it.
+-- Functions that take several rows name each in KEYS, in the order of their ids in ARGV.
 
--- {on_hand, reserved, ...} of rows as holds see them now (-1, -1 for an unknown row).
-local function live_counts(rows)
+-- {on_hand, reserved} of a row as holds see it now, or -1, -1 for an unknown row.
+local function live_counts(inv, now)
+  local row = redis.call('HMGET', stock_key(inv), 'oh', 'r', 'e')
+  if not row[1] then return -1, -1 end
+  local dropped = drop_expired(inv, now, row[3])
+  return tonumber(row[1]), tonumber(row[2] or 0) - dropped
+end
+
+local function live_counts_many(invs)
   local now = now_ms()
   local out = {}
-  for _, inv in ipairs(rows) do
-    if redis.call('EXISTS', stock_key(inv)) == 1 then
-      drop_expired(inv, now)
-      local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
-      table.insert(out, tonumber(row[1]))
-      table.insert(out, tonumber(row[2] or 0))
-    else
-      table.insert(out, -1)
-      table.insert(out, -1)
-    end
+  for _, inv in ipairs(invs) do
+    local on_hand, reserved = live_counts(inv, now)
+    table.insert(out, on_hand)
+    table.insert(out, reserved)
   end
   return out
 end
 
--- cartd_stock: one stock row as holds see it right now (expired holds are dropped).
--- ARGV[1] inventory_id
+-- cartd_stock: one stock row as holds see it right now (expired buckets are dropped).
+-- KEYS[1] the row  ARGV[1] inventory_id
 -- Returns nil if unknown, else {product_id, on_hand, reserved}.
 local function stock(keys, args)
   local inv = args[1]
-  if redis.call('EXISTS', stock_key(inv)) == 0 then return nil end
-  drop_expired(inv, now_ms())
-  local row = redis.call('HMGET', stock_key(inv), 'p', 'oh', 'r')
-  return {row[1], tonumber(row[2]), tonumber(row[3] or 0)}
+  local row = redis.call('HMGET', keys[1], 'p', 'oh', 'r', 'e')
+  if not row[1] then return nil end
+  local dropped = drop_expired(inv, now_ms(), row[4])
+  return {row[1], tonumber(row[2]), tonumber(row[3] or 0) - dropped}
+end
+
+-- The sum of a row's buckets (what r must be).
+local function bucket_sum(inv)
+  local fields = redis.call('HGETALL', stock_key(inv))
+  local sum = 0
+  for i = 1, #fields, 2 do
+    if string.byte(fields[i], 1) == 116 then sum = sum + tonumber(fields[i + 1]) end
+  end
+  return sum
 end
 
 -- cartd_mirror: sets stock rows from the main DB (on_hand only if its version is not
 -- older than the mirror's and no change is under way on the row, so running it twice,
--- or late, changes nothing) and recomputes each row's reserved count from the holds
--- that exist.
--- ARGV: inventory_id, product_id, on_hand, version, name, price_cents, repeated.
--- Returns the number of rows mirrored.
+-- or late, changes nothing) and recomputes each row's reserved count from its buckets.
+-- KEYS: the rows.  ARGV: inventory_id, product_id, on_hand, version, name, price_cents,
+-- repeated.  Returns the number of rows mirrored.
 local function mirror(keys, args)
   local now = now_ms()
   for i = 1, #args, 6 do
     local inv = args[i]
-    drop_expired(inv, now)
-    local reserved = 0
-    for _, member in ipairs(redis.call('ZRANGE', holds_key(inv), 0, -1)) do
-      reserved = reserved + hold_quantity(member)
-    end
-    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', reserved, 'n', args[i + 4],
+    drop_expired(inv, now, false)
+    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', bucket_sum(inv), 'n', args[i + 4],
                'pc', args[i + 5])
     mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]), true)
-    redis.call('SADD', DIRTY, inv)
+    mark_dirty(inv)
   end
   redis.call('SET', 'cartd:mirrored', now)
   return #args / 6
 end
 
+-- The quantity of an admin hold's pending mark "admin-<request>:<quantity>".
+local function admin_hold_quantity(member)
+  return tonumber(string.match(member, ':(%d+)$'))
+end
+
 -- cartd_admin_hold: before an admin change lowers a row's on_hand in the main DB, holds
--- the units it removes, so that no cart can hold them meanwhile. The hold expires by
--- itself at its deadline if cartd dies before cartd_apply_on_hand drops it.
+-- the units it removes, so that no cart can hold them meanwhile. The hold is units in
+-- the bucket of its deadline, recorded by the row's pending mark (member = ARGV[2]): it
+-- ends by itself at its deadline if cartd dies before cartd_apply_on_hand drops it.
+-- KEYS[1] the row
 -- ARGV[1] inventory_id  ARGV[2] member ("admin-<request>:<quantity>")  ARGV[3] quantity
 -- ARGV[4] how long the hold lasts, in ms
 -- Returns {'ok', on_hand, reserved}, {'below_reserved', on_hand, reserved} (fewer units
 -- are available than the change removes) or {'unknown_inventory'}.
 local function admin_hold(keys, args)
   local inv, member, qty = args[1], args[2], tonumber(args[3])
-  if redis.call('EXISTS', stock_key(inv)) == 0 then return {'unknown_inventory'} end
   local now = now_ms()
-  drop_expired(inv, now)
-  local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
-  local on_hand, reserved = tonumber(row[1]), tonumber(row[2] or 0)
+  local on_hand, reserved = live_counts(inv, now)
+  if on_hand < 0 then return {'unknown_inventory'} end
   if on_hand - reserved < qty then return {'below_reserved', on_hand, reserved} end
   local deadline = now + tonumber(args[4])
-  if redis.call('ZADD', holds_key(inv), 'NX', deadline, member) == 1 then
-    adjust_reserved(inv, qty)
+  if redis.call('ZADD', pending_key(inv), 'NX', deadline, member) == 1 then
+    add_hold(inv, deadline, qty, false)
     reserved = reserved + qty
-    mark_pending(inv, member, deadline)
   end
   return {'ok', on_hand, reserved}
+end
+
+-- Drops an admin hold: its units leave the bucket of its deadline, unless the hold has
+-- lapsed (its bucket ended, or ends, by itself) or was dropped already.
+local function drop_admin_hold(inv, member, now)
+  local deadline = redis.call('ZSCORE', pending_key(inv), member)
+  if not deadline then return end
+  clear_pending(inv, member)
+  deadline = tonumber(deadline)
+  if deadline >= now then add_hold(inv, deadline, -admin_hold_quantity(member)) end
 end
 
 -- cartd_apply_on_hand: takes rows' on_hand from the main DB after it changed them
 -- (versioned, see mirror_on_hand), and ends an admin change in the same step: drops its
 -- hold and its pending mark.
+-- KEYS: the rows (the hold's row among them, when there is one)
 -- ARGV[1] inventory_id of an admin hold to drop, or ''  ARGV[2] that hold's member
 -- ARGV[3..] inventory_id, on_hand, version, repeated
 -- Returns {on_hand, reserved, ...} per row as the mirror has it now (-1, -1: unknown).
 local function apply_on_hand(keys, args)
-  if args[1] ~= '' then
-    unhold_member(args[1], args[2])
-    clear_pending(args[1], args[2])
+  local now = now_ms()
+  if args[1] ~= '' and redis.call('EXISTS', stock_key(args[1])) == 1 then
+    drop_expired(args[1], now, false)
+    drop_admin_hold(args[1], args[2], now)
   end
   local rows = {}
   for i = 3, #args, 3 do
@@ -96,12 +119,13 @@ local function apply_on_hand(keys, args)
     end
     table.insert(rows, inv)
   end
-  return live_counts(rows)
+  return live_counts_many(rows)
 end
 
 -- cartd_sync_on_hand: the mirror sync. Takes rows' on_hand from the main DB where it is
 -- newer and no change is under way on the row (a careful mirror_on_hand).
--- ARGV: inventory_id, on_hand, version, repeated.  Returns how many rows it changed.
+-- KEYS: the rows.  ARGV: inventory_id, on_hand, version, repeated.
+-- Returns how many rows it changed.
 local function sync_on_hand(keys, args)
   local changed = 0
   for i = 1, #args, 3 do
@@ -115,26 +139,30 @@ local function sync_on_hand(keys, args)
 end
 
 -- cartd_stock_many: like cartd_stock for many rows in one call.
--- ARGV: inventory ids.  Returns {on_hand, reserved, ...} in order (-1, -1 for unknown).
+-- KEYS: the rows.  ARGV: inventory ids.
+-- Returns {on_hand, reserved, ...} in order (-1, -1 for unknown).
 local function stock_many(keys, args)
-  return live_counts(args)
+  return live_counts_many(args)
 end
 
--- cartd_take_dirty: pops up to ARGV[1] stock rows marked dirty and returns their
--- current counts, for the main DB writer to store as absolute values.
+-- cartd_take_dirty: pops up to ARGV[1] of a group's stock rows marked dirty and returns
+-- their current counts, for the main DB writer to store as absolute values.
+-- KEYS[1] the group's dirty set ({s<n>}#dirty)
 -- Returns {inventory_id, on_hand, reserved, ...}.
 local function take_dirty(keys, args)
   local now = now_ms()
   local out = {}
-  for _, inv in ipairs(redis.call('SPOP', DIRTY, tonumber(args[1]))) do
-    drop_expired(inv, now)
-    local row = redis.call('HMGET', stock_key(inv), 'oh', 'r')
-    if row[1] then
+  local popped = redis.call('SPOP', keys[1], tonumber(args[1]))
+  for _, inv in ipairs(popped) do
+    local on_hand, reserved = live_counts(inv, now)
+    if on_hand >= 0 then
       table.insert(out, inv)
-      table.insert(out, tonumber(row[1]))
-      table.insert(out, tonumber(row[2] or 0))
+      table.insert(out, on_hand)
+      table.insert(out, reserved)
     end
   end
+  -- Dropping expired buckets marks a popped row dirty again: it is written now.
+  if #popped > 0 then redis.call('SREM', keys[1], unpack(popped)) end
   return out
 end
 

@@ -173,8 +173,8 @@ std::string Registry::scrape() const {
   families.push_back(labelled_counter(
       "cartd_units_released_total",
       "Held units returned to stock, by path. logical: expired holds dropped by line changes "
-      "(drops by stock reads and admin changes are not counted); event, sweeper: expired carts "
-      "released; abandon: abandoned carts; checkout: holds turned into an order",
+      "(drops by stock reads and admin changes are not counted); sweeper: expired holds "
+      "dropped by the sweeper; abandon: abandoned carts; checkout: holds turned into an order",
       "path", kReleasePaths, shards_, [](const Shard& s) -> auto& { return s.released_; }));
   families.push_back(labelled_counter(
       "cartd_checkouts_total", "Checkout requests by result (recovery is not counted)", "result",

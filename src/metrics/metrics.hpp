@@ -61,8 +61,8 @@ enum class HoldResult : std::size_t { ok, insufficient, refused, error, count };
 inline constexpr std::array<std::string_view, 4> kHoldResults = {"ok", "insufficient", "refused",
                                                                  "error"};
 
-enum class ReleasePath : std::size_t { logical, event, sweeper, abandon, checkout, count };
-inline constexpr std::array<std::string_view, 5> kReleasePaths = {"logical", "event", "sweeper",
+enum class ReleasePath : std::size_t { logical, sweeper, abandon, checkout, count };
+inline constexpr std::array<std::string_view, 4> kReleasePaths = {"logical", "sweeper",
                                                                   "abandon", "checkout"};
 
 enum class CheckoutResult : std::size_t {

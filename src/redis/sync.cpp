@@ -21,4 +21,34 @@ Reply sync_command(redisContext* ctx, const std::vector<std::string>& args) {
   return out;
 }
 
+void ContextFree::operator()(redisContext* c) const {
+  redisFree(c);
+}
+
+Reply sync_run(redisContext* ctx, const std::vector<std::string>& args) {
+  Reply r = sync_command(ctx, args);
+  if (r.is_error()) throw std::runtime_error("redis: " + r.str);
+  return r;
+}
+
+SyncContext sync_connect(const Endpoint& endpoint, std::chrono::milliseconds timeout) {
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  SyncContext c(redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, tv));
+  if (!c || c->err) {
+    throw std::runtime_error("cannot connect to Redis at " + endpoint.host + ":" +
+                             std::to_string(endpoint.port));
+  }
+  redisSetTimeout(c.get(), tv);
+  if (!endpoint.password.empty()) {
+    if (endpoint.user.empty()) {
+      sync_run(c.get(), {"AUTH", endpoint.password});
+    } else {
+      sync_run(c.get(), {"AUTH", endpoint.user, endpoint.password});
+    }
+  }
+  sync_run(c.get(), {"SELECT", std::to_string(endpoint.db)});
+  return c;
+}
+
 }  // namespace cartd::redis

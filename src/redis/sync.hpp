@@ -2,14 +2,29 @@
 // the event loops (`cartd check`, the tests and benchmarks).
 #pragma once
 
+#include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "redis/reply.hpp"
+#include "redis/url.hpp"
 
 struct redisContext;
 
 namespace cartd::redis {
+
+struct ContextFree {
+  void operator()(redisContext* c) const;
+};
+using SyncContext = std::unique_ptr<redisContext, ContextFree>;
+
+// Connects, authenticates and selects the endpoint's database. Throws
+// std::runtime_error (naming no password) when any of it fails.
+SyncContext sync_connect(const Endpoint& endpoint, std::chrono::milliseconds timeout);
+
+// sync_command, but an error reply throws too.
+Reply sync_run(redisContext* ctx, const std::vector<std::string>& args);
 
 // Sends args and waits for the answer, copied. Throws std::runtime_error when the
 // connection fails (the context is then unusable); an error reply is returned as one.

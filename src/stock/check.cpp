@@ -7,8 +7,8 @@
 #include <set>
 #include <vector>
 
-#include "cart/keys.hpp"
 #include "db/store.hpp"
+#include "functions/keys.hpp"
 #include "redis/sync.hpp"
 #include "redis/url.hpp"
 #include "stock/service.hpp"
@@ -18,13 +18,9 @@ namespace {
 
 constexpr const char* kScanBatch = "1000";
 
-using Context = std::unique_ptr<redisContext, decltype(&redisFree)>;
-
 // One command; an error reply ends the check.
 redis::Reply run(redisContext* c, const std::vector<std::string>& args) {
-  redis::Reply r = redis::sync_command(c, args);
-  if (r.is_error()) throw std::runtime_error("redis: " + r.str);
-  return r;
+  return redis::sync_run(c, args);
 }
 
 // Every key matching `pattern`, by SCAN (never KEYS: a shop's Redis stays responsive).
@@ -39,11 +35,13 @@ std::vector<std::string> scan(redisContext* c, const std::string& pattern) {
   return keys;
 }
 
-// The id inside a key "x:{id}".
+// The id of a data key "{tag}:<id>".
 std::string id_of(const std::string& key) {
-  auto open = key.find('{');
-  return key.substr(open + 1, key.size() - open - 2);
+  return key.substr(key.find("}:") + 2);
 }
+
+// Units per bucket deadline.
+using Buckets = std::map<std::int64_t, std::int64_t>;
 
 }  // namespace
 
@@ -53,8 +51,10 @@ int check_invariants(const Config& config, std::ostream& out) {
     out << "error: --redis: " << endpoint.error() << "\n";
     return -1;
   }
-  Context c(redisConnect(endpoint->host.c_str(), endpoint->port), redisFree);
-  if (!c || c->err) {
+  redis::SyncContext c;
+  try {
+    c = redis::sync_connect(*endpoint, std::chrono::milliseconds(config.redis_timeout_ms));
+  } catch (const std::exception&) {
     out << "error: cannot connect to Redis at " << redis::redact_password(config.redis_url) << "\n";
     return -1;
   }
@@ -64,14 +64,6 @@ int check_invariants(const Config& config, std::ostream& out) {
     ++violations;
   };
   try {
-    if (!endpoint->password.empty()) {
-      if (endpoint->user.empty()) {
-        run(c.get(), {"AUTH", endpoint->password});
-      } else {
-        run(c.get(), {"AUTH", endpoint->user, endpoint->password});
-      }
-    }
-    run(c.get(), {"SELECT", std::to_string(endpoint->db)});
     auto time = run(c.get(), {"TIME"});
     std::int64_t now =
         std::stoll(time.elements[0].str) * 1000 + std::stoll(time.elements[1].str) / 1000;
@@ -82,39 +74,67 @@ int check_invariants(const Config& config, std::ostream& out) {
     // The ledger: drift that Redis and the DB would agree on shows here.
     for (const std::string& violation : store->audit()) fail("ledger: " + violation);
 
-    // Stock rows and their holds.
-    std::set<std::string> carts_with_holds;
+    // What the holds must be: every live cart's lines in the bucket of its deadline, and
+    // every admin change's hold (its pending mark) in the bucket of its own.
+    std::map<std::string, Buckets> expected;
+    std::size_t carts = 0;
+    for (const std::string& key : scan(c.get(), "{c*}:*")) {
+      std::string sid = id_of(key);
+      auto deadline = run(c.get(), {"PEXPIRETIME", key}).integer;
+      if (deadline == -1) {
+        fail("cart " + sid + ": no deadline: Redis would never delete it");
+        continue;
+      }
+      if (deadline < now) continue;  // expired: Redis deletes it; its holds have ended
+      ++carts;
+      auto fields = run(c.get(), {"HGETALL", key});
+      for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+        const std::string& field = fields.elements[i].str;
+        if (field == "@" || field == "!") continue;
+        const std::string& line = fields.elements[i + 1].str;
+        auto space = line.find(' ');
+        expected[line.substr(0, space)][deadline] += std::stoll(line.substr(space + 1));
+      }
+    }
+
     std::size_t rows = 0;
-    for (const std::string& key : scan(c.get(), "st:{*}")) {
+    for (const std::string& key : scan(c.get(), "{s*}:*")) {
       ++rows;
       std::string inv = id_of(key);
-      auto st = run(c.get(), {"HMGET", key, "oh", "r"});
-      std::int64_t on_hand = st.int_at(0).value_or(0);
-      std::int64_t reserved = st.int_at(1).value_or(0);
-      auto holds = run(c.get(), {"ZRANGE", "h:{" + inv + "}", "0", "-1", "WITHSCORES"});
-      std::int64_t all = 0, live = 0;
-      for (std::size_t i = 0; i + 1 < holds.elements.size(); i += 2) {
-        const std::string& member = holds.elements[i].str;
-        auto colon = member.rfind(':');
-        std::int64_t qty = std::stoll(member.substr(colon + 1));
-        bool alive = std::stoll(holds.elements[i + 1].str) >= now;
-        all += qty;
-        if (alive) {
-          live += qty;
-          std::string sid = member.substr(0, colon);
-          // An admin change's hold has no cart; it ends with the change or at its deadline.
-          if (sid.starts_with(kAdminHoldPrefix)) continue;
-          carts_with_holds.insert(sid);
-          if (run(c.get(), {"EXISTS", cart::cart_key(sid)}).integer == 0) {
-            out << "warn " << inv << ": a live hold of " << qty << " for cart " << sid
-                << " whose cart is gone (it frees itself at its deadline)\n";
-            ++warnings;
+      auto pending = run(c.get(), {"ZRANGE", keys::pending(inv), std::to_string(now), "+inf",
+                                   "BYSCORE", "WITHSCORES"});
+      for (std::size_t i = 0; i + 1 < pending.elements.size(); i += 2) {
+        const std::string& member = pending.elements[i].str;
+        if (!member.starts_with(kAdminHoldPrefix)) continue;  // a checkout: its cart holds
+        expected[inv][std::stoll(pending.elements[i + 1].str)] +=
+            std::stoll(member.substr(member.rfind(':') + 1));
+      }
+      auto fields = run(c.get(), {"HGETALL", key});
+      std::int64_t on_hand = 0, reserved = 0, all = 0, live = 0;
+      Buckets buckets;
+      for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+        const std::string& field = fields.elements[i].str;
+        std::string value = fields.elements[i + 1].str;
+        if (field == "oh") on_hand = std::stoll(value);
+        if (field == "r") reserved = std::stoll(value);
+        if (field.starts_with('t')) {
+          std::int64_t deadline = std::stoll(field.substr(1)), units = std::stoll(value);
+          all += units;
+          if (deadline >= now) {
+            live += units;
+            buckets[deadline] = units;
           }
         }
       }
       if (reserved != all) {
-        fail(inv + ": reserved " + std::to_string(reserved) + " but the holds sum to " +
+        fail(inv + ": reserved " + std::to_string(reserved) + " but the buckets sum to " +
              std::to_string(all));
+      }
+      if (buckets != expected[inv]) {
+        std::int64_t held = 0;
+        for (auto& [deadline, units] : expected[inv]) held += units;
+        fail(inv + ": the live buckets hold " + std::to_string(live) + " units, the carts and " +
+             "admin changes that hold them " + std::to_string(held) + " (or at other deadlines)");
       }
       if (on_hand - live < 0) {
         fail(inv + ": oversold: " + std::to_string(live) + " units held, " +
@@ -130,7 +150,7 @@ int check_invariants(const Config& config, std::ostream& out) {
                            std::to_string(db->second.on_hand) + " in the main DB";
         // A checkout or admin change under way (its Redis step still to run, or waiting
         // for recovery) leaves the mirror behind on purpose: see mirror_on_hand.
-        if (run(c.get(), {"ZCOUNT", "pd:{" + inv + "}", std::to_string(now), "+inf"}).integer > 0) {
+        if (!pending.elements.empty()) {
           out << "warn " << what << " (a change under way; its own step will settle it)\n";
           ++warnings;
         } else {
@@ -145,17 +165,6 @@ int check_invariants(const Config& config, std::ostream& out) {
       db_rows.erase(db);
     }
     for (auto& [inv, row] : db_rows) fail(inv + ": in the main DB but not mirrored in Redis");
-
-    // Carts: each must have a live session or an index entry, or nothing releases it.
-    std::size_t carts = 0;
-    for (const std::string& key : scan(c.get(), "c:{*}")) {
-      ++carts;
-      std::string sid = id_of(key);
-      bool live = run(c.get(), {"EXISTS", cart::session_key(sid)}).integer == 1;
-      bool indexed = !run(c.get(), {"ZSCORE", "dl", sid}).is_nil();
-      if (!live && !indexed)
-        fail("cart " + sid + ": no session and no deadline entry: it would never be released");
-    }
     out << (violations == 0 ? "ok" : "FAILED") << ": " << rows << " stock rows, " << carts
         << " carts, " << violations << " violations, " << warnings << " warnings\n";
   } catch (const std::exception& e) {

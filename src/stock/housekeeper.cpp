@@ -6,12 +6,12 @@
 #include <boost/asio/post.hpp>
 
 #include "cart/session_id.hpp"
+#include "functions/keys.hpp"
 
 namespace cartd::stock {
 namespace {
 
 using namespace std::chrono_literals;
-constexpr std::string_view kSessionPrefix = "s:{";
 constexpr std::size_t kDirtyBatch = 1000;
 constexpr std::size_t kRecoveryBatch = 100;
 // How often recovery looks for stale checkouts: a tenth of the age that makes one stale.
@@ -29,6 +29,19 @@ std::string merge_event_flags(std::string current) {
   return current;
 }
 
+// Runs `one(group, done)` for every key group, all pipelined at once; `all()` after the
+// last has called done.
+void for_each_group(const std::function<void(std::uint32_t, std::function<void()>)>& one,
+                    std::function<void()> all) {
+  auto remaining = std::make_shared<std::uint32_t>(keys::kGroups);
+  auto finish = std::make_shared<std::function<void()>>(std::move(all));
+  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+    one(g, [remaining, finish] {
+      if (--*remaining == 0) (*finish)();
+    });
+  }
+}
+
 }  // namespace
 
 Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
@@ -38,7 +51,7 @@ Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::st
       store_(db::open_store(config.db_url, config.db_timeout_ms)),
       redis_(io_, redis::Client::Options{endpoint, library,
                                          std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
-                                         "cartd-housekeeper",
+                                         "cartd2-housekeeper",
                                          [this, mirror_step](redis::Client& c, auto done) {
                                            mirror_step(c, [this, &c, done](bool ok) {
                                              if (!ok) return done(false);
@@ -51,7 +64,7 @@ Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::st
                                      {},
                                      std::chrono::milliseconds(config.redis_timeout_ms),
                                      2000ms,
-                                     "cartd-events",
+                                     "cartd2-events",
                                      [this, db = endpoint.db](redis::Client& c, auto done) {
                                        c.subscribe(
                                            "__keyevent@" + std::to_string(db) + "__:expired",
@@ -132,82 +145,101 @@ void Housekeeper::enable_keyspace_events(redis::Client& client, std::function<vo
 }
 
 void Housekeeper::on_expired_key(std::string_view key) {
-  if (!key.starts_with(kSessionPrefix) || !key.ends_with('}')) return;
-  auto sid = cart::parse_session_id(
-      key.substr(kSessionPrefix.size(), key.size() - kSessionPrefix.size() - 1));
+  auto sid = cart::parse_session_id(keys::sid_of_cart_key(key));
   if (!sid) return;
-  redis_.command({"FCALL", "cartd_expire", "0", *sid}, [this, sid = *sid](redis::Result r) {
-    if (!r || r->is_error()) {
-      // The sweeper releases it on its next round.
-      spdlog::debug("events: releasing {} failed: {}", sid, r ? r->str : r.error().message());
-    } else if (r->int_at(0) == 1) {
-      metrics_.count_released(metrics::ReleasePath::event, r->int_at(1).value_or(0));
-      spdlog::debug("events: released expired cart {}", sid);
+  // Its holds ended with their buckets; what is left is to say why it ended, once.
+  carts_.expired(*sid, [sid = *sid](auto r) {
+    if (!r) {
+      spdlog::debug("events: recording the expiry of {} failed: {}", sid, r.error().message());
+    } else if (*r) {
+      spdlog::debug("events: cart {} expired", sid);
     }
   });
 }
 
 void Housekeeper::sweep() {
-  std::string batch = std::to_string(config_.sweep_batch);
-  redis_.command({"FCALL", "cartd_sweep", "0", batch}, [this](redis::Result r) {
+  struct Round {
+    std::int64_t rows = 0, units = 0;
     bool more = false;
-    if (r && !r->is_error()) {
-      auto released = r->int_at(0).value_or(0);
-      more = r->int_at(1).value_or(0) == 1;
-      metrics_.count_released(metrics::ReleasePath::sweeper, r->int_at(2).value_or(0));
-      if (released > 0) spdlog::info("sweeper: released {} expired carts", released);
-    } else if (r) {
-      spdlog::error("sweeper: {}", r->str);
-    }
-    sweep_timer_.expires_after(more ? 0ms : std::chrono::milliseconds(config_.sweep_interval_ms));
-    sweep_timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec) sweep();
-    });
-  });
+  };
+  auto round = std::make_shared<Round>();
+  for_each_group(
+      [this, round](std::uint32_t group, std::function<void()> done) {
+        stock_.sweep(group, config_.sweep_batch, [round, done](auto r) {
+          if (r) {
+            round->rows += r->rows;
+            round->units += r->units;
+            round->more = round->more || r->more;
+          } else {
+            spdlog::debug("sweeper: {}", r.error().message());
+          }
+          done();
+        });
+      },
+      [this, round] {
+        metrics_.count_released(metrics::ReleasePath::sweeper, round->units);
+        if (round->units > 0) {
+          spdlog::debug("sweeper: {} expired held units returned on {} rows", round->units,
+                        round->rows);
+        }
+        sweep_timer_.expires_after(
+            round->more ? 0ms : std::chrono::milliseconds(config_.sweep_interval_ms));
+        sweep_timer_.async_wait([this](boost::system::error_code ec) {
+          if (!ec) sweep();
+        });
+      });
 }
 
 void Housekeeper::sync_db() {
-  auto again = [this](std::chrono::milliseconds after) {
-    sync_timer_.expires_after(after);
-    sync_timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec) sync_db();
-    });
-  };
-  std::string batch = std::to_string(kDirtyBatch);
-  auto asked = std::chrono::steady_clock::now();
-  redis_.command({"FCALL", "cartd_take_dirty", "0", batch}, [this, again, asked](redis::Result r) {
+  struct Round {
     std::vector<db::ReservedCount> counts;
-    bool taken = r && !r->is_error();
-    if (taken) {
-      for (std::size_t i = 0; i + 2 < r->elements.size(); i += 3) {
-        counts.push_back({r->text_at(i).value_or(""), r->int_at(i + 2).value_or(0)});
-      }
+    bool taken = true, more = false;
+    std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
+  };
+  auto round = std::make_shared<Round>();
+  for_each_group(
+      [this, round](std::uint32_t group, std::function<void()> done) {
+        stock_.take_dirty(group, kDirtyBatch, [round, done](auto r) {
+          if (!r) {
+            round->taken = false;
+          } else {
+            round->more = round->more || r->size() == kDirtyBatch;
+            for (auto& row : *r) round->counts.push_back({row.inventory_id, row.reserved});
+          }
+          done();
+        });
+      },
+      [this, round] {
+        write_reserved(round->counts, round->taken && !round->more, round->asked, round->more);
+      });
+}
+
+void Housekeeper::write_reserved(const std::vector<db::ReservedCount>& counts, bool complete,
+                                 std::chrono::steady_clock::time_point asked, bool more) {
+  try {
+    auto now = std::chrono::steady_clock::now();
+    if (!counts.empty()) {
+      store_->set_reserved(counts);
+      last_heartbeat_ = now;
+    } else if (now - last_heartbeat_ >= std::chrono::milliseconds(config_.db_heartbeat_ms)) {
+      // A read would succeed on a disk that can no longer write: probe with a write.
+      store_->heartbeat();
+      last_heartbeat_ = now;
     }
-    try {
-      auto now = std::chrono::steady_clock::now();
-      if (!counts.empty()) {
-        store_->set_reserved(counts);
-        last_heartbeat_ = now;
-      } else if (now - last_heartbeat_ >= std::chrono::milliseconds(config_.db_heartbeat_ms)) {
-        // A read would succeed on a disk that can no longer write: probe with a write.
-        store_->heartbeat();
-        last_heartbeat_ = now;
-      }
-      if (!db_ok_.exchange(true)) spdlog::info("db: the main DB writes again");
-      // Every change made before `asked` is now in the main DB, unless the batch was
-      // full (more rows wait).
-      if (taken && counts.size() < kDirtyBatch) {
-        synced_at_.store(asked.time_since_epoch().count(), std::memory_order_relaxed);
-      }
-    } catch (const std::exception& e) {
-      if (db_ok_.exchange(false)) spdlog::error("db: {}", e.what());
-      // Mark the rows dirty again so the next round writes them.
-      std::vector<std::string_view> args{"SADD", "dirty"};
-      for (auto& c : counts) args.push_back(c.inventory_id);
-      if (!counts.empty()) redis_.command(std::span<const std::string_view>(args), [](auto) {});
-    }
-    auto interval = std::chrono::milliseconds(config_.db_sync_interval_ms);
-    again(counts.size() == kDirtyBatch ? 0ms : interval);
+    if (!db_ok_.exchange(true)) spdlog::info("db: the main DB writes again");
+    // Every change made before `asked` is now in the main DB, unless a batch was full
+    // (more rows wait) or a group could not be read.
+    if (complete) synced_at_.store(asked.time_since_epoch().count(), std::memory_order_relaxed);
+  } catch (const std::exception& e) {
+    if (db_ok_.exchange(false)) spdlog::error("db: {}", e.what());
+    // Mark the rows dirty again so the next round writes them.
+    std::vector<std::string> ids;
+    for (const auto& c : counts) ids.push_back(c.inventory_id);
+    stock_.mark_dirty(ids);
+  }
+  sync_timer_.expires_after(more ? 0ms : std::chrono::milliseconds(config_.db_sync_interval_ms));
+  sync_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) sync_db();
   });
 }
 
@@ -218,20 +250,25 @@ double Housekeeper::db_sync_lag_seconds() const {
 }
 
 void Housekeeper::recover_checkouts() {
-  std::string age = std::to_string(config_.checkout_recovery_ms);
-  std::string batch = std::to_string(kRecoveryBatch);
-  redis_.command({"FCALL", "cartd_checkouts_stale", "0", age, batch}, [this](redis::Result r) {
-    if (r && !r->is_error()) {
-      for (std::size_t i = 0; i + 2 < r->elements.size(); i += 3) {
-        settle_checkout(r->elements[i].str, r->elements[i + 1].str, r->elements[i + 2].str);
-      }
-    }
-    recovery_timer_.expires_after(
-        std::chrono::milliseconds(config_.checkout_recovery_ms / kRecoveryChecksPerAge));
-    recovery_timer_.async_wait([this](boost::system::error_code ec) {
-      if (!ec) recover_checkouts();
-    });
-  });
+  for_each_group(
+      [this](std::uint32_t group, std::function<void()> done) {
+        carts_.checkouts_stale(group, std::chrono::milliseconds(config_.checkout_recovery_ms),
+                               kRecoveryBatch, [this, done](auto r) {
+                                 if (r) {
+                                   for (const auto& c : *r) {
+                                     settle_checkout(c.session_id, c.key, c.attempt_id);
+                                   }
+                                 }
+                                 done();
+                               });
+      },
+      [this] {
+        recovery_timer_.expires_after(
+            std::chrono::milliseconds(config_.checkout_recovery_ms / kRecoveryChecksPerAge));
+        recovery_timer_.async_wait([this](boost::system::error_code ec) {
+          if (!ec) recover_checkouts();
+        });
+      });
 }
 
 void Housekeeper::settle_checkout(const std::string& sid, const std::string& key,

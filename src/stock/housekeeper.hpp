@@ -1,9 +1,11 @@
 // housekeeper: the background work of one cartd instance, on a thread of its own so
 // it never delays a request:
-//   - the expiry listener: keyspace events for expired session keys, each releasing
-//     its cart at once (the fast path; events that are missed are not lost, because
-//   - the sweeper releases every cart whose deadline has passed, in batches, on a
-//     timer: the certain path, which also catches up after cartd was down);
+//   - the expiry listener: keyspace events for carts Redis deleted at their deadline,
+//     each recorded once (a tombstone, so the id answers "expired", and an 'expired'
+//     event). Nothing needs releasing: a cart's holds end with their buckets;
+//   - the sweeper drops expired hold buckets of every stock group, in batches, on a
+//     timer, so reserved counts (and the main DB) fall at the deadline on rows no
+//     request touches;
 //   - the DB writer: stock rows the Redis functions marked dirty are read and their
 //     reserved counts written to the main DB as absolute values, batched;
 //   - checkout recovery: a checkout left unfinished (cartd died mid-way, or its DB
@@ -53,6 +55,10 @@ class Housekeeper {
   void on_expired_key(std::string_view key);
   void sweep();
   void sync_db();
+  // Writes one round's counts to the main DB (a heartbeat if there are none) and plans
+  // the next round: at once if `more` rows wait.
+  void write_reserved(const std::vector<db::ReservedCount>& counts, bool complete,
+                      std::chrono::steady_clock::time_point asked, bool more);
   void recover_checkouts();
   void settle_checkout(const std::string& sid, const std::string& key, const std::string& attempt);
   void sync_mirror();

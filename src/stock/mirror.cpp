@@ -2,13 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include "functions/keys.hpp"
 #include "stock/service.hpp"
 
 namespace cartd::stock {
 namespace {
 
 constexpr std::size_t kRowsPerCall = 500;
-constexpr std::string_view kMarker = "cartd:mirrored";
 
 // Sends the rows in batches, pipelined; done(ok) after the last answer.
 void mirror_rows(redis::Client& client, std::vector<db::StockRow> rows,
@@ -27,8 +27,7 @@ void mirror_rows(redis::Client& client, std::vector<db::StockRow> rows,
     std::vector<std::string> owned =
         mirror_args(std::vector<db::StockRow>(rows.begin() + static_cast<std::ptrdiff_t>(start),
                                               rows.begin() + static_cast<std::ptrdiff_t>(end)));
-    std::vector<std::string_view> args{"FCALL", "cartd_mirror", "0"};
-    args.insert(args.end(), owned.begin(), owned.end());
+    std::vector<std::string_view> args(owned.begin(), owned.end());
     client.setup_command(std::span<const std::string_view>(args), [progress](redis::Result r) {
       if (!r || r->is_error()) {
         spdlog::error("mirror: {}", r ? r->str : r.error().message());
@@ -45,8 +44,8 @@ void mirror_rows(redis::Client& client, std::vector<db::StockRow> rows,
 SetupStep mirror_on_setup(LoadRows load_rows, std::shared_ptr<std::atomic<bool>> mirrored_once) {
   return [load_rows = std::move(load_rows), mirrored_once](redis::Client& client,
                                                            std::function<void(bool)> done) {
-    client.setup_command({"EXISTS", kMarker}, [&client, load_rows, mirrored_once,
-                                               done = std::move(done)](redis::Result r) {
+    client.setup_command({"EXISTS", keys::kMirroredKey}, [&client, load_rows, mirrored_once,
+                                                          done = std::move(done)](redis::Result r) {
       if (!r || r->is_error()) return done(false);
       bool lost = r->integer == 0;
       if (!lost && mirrored_once->exchange(true)) return done(true);

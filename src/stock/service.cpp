@@ -1,12 +1,38 @@
 #include "stock/service.hpp"
 
 #include "cart/service.hpp"
+#include "functions/keys.hpp"
 
 namespace cartd::stock {
 namespace {
 
 boost::system::error_code unexpected() {
   return cart::ReplyErrc::unexpected_reply;
+}
+
+// FCALL `name` with the stock rows of `ids` as KEYS, then `argv`.
+std::vector<std::string> fcall_rows(std::string_view name, const std::vector<std::string>& ids,
+                                    std::vector<std::string> argv) {
+  std::vector<std::string> args{"FCALL", std::string(name), std::to_string(ids.size())};
+  args.reserve(3 + ids.size() + argv.size());
+  for (const std::string& id : ids) args.push_back(keys::stock(id));
+  for (std::string& a : argv) args.push_back(std::move(a));
+  return args;
+}
+
+// Sends owned arguments.
+void send(redis::Client& redis, const std::vector<std::string>& owned,
+          redis::ReplyHandler handler) {
+  std::vector<std::string_view> args(owned.begin(), owned.end());
+  redis.command(std::span<const std::string_view>(args), std::move(handler));
+}
+
+template <typename Row>
+std::vector<std::string> ids_of(const std::vector<Row>& rows) {
+  std::vector<std::string> ids;
+  ids.reserve(rows.size());
+  for (const Row& r : rows) ids.push_back(r.inventory_id);
+  return ids;
 }
 
 }  // namespace
@@ -22,7 +48,7 @@ boost::system::result<std::optional<StockView>> decode_stock(std::string invento
 }
 
 void StockService::stock(const std::string& inventory_id, Callback<std::optional<StockView>> done) {
-  redis_.command({"FCALL", "cartd_stock", "0", inventory_id},
+  redis_.command({"FCALL", "cartd_stock", "1", keys::stock(inventory_id), inventory_id},
                  [done = std::move(done), inventory_id](redis::Result r) {
                    if (!r) return done(r.error());
                    done(decode_stock(inventory_id, *r));
@@ -32,6 +58,7 @@ void StockService::stock(const std::string& inventory_id, Callback<std::optional
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
   std::vector<std::string> args;
   args.reserve(rows.size() * 6);
+  std::vector<std::string> ids = ids_of(rows);
   for (const db::StockRow& r : rows) {
     args.push_back(r.inventory_id);
     args.push_back(r.product_id);
@@ -40,7 +67,7 @@ std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
     args.push_back(r.name);
     args.push_back(std::to_string(r.price_cents));
   }
-  return args;
+  return fcall_rows("cartd_mirror", ids, std::move(args));
 }
 
 namespace {
@@ -65,19 +92,14 @@ boost::system::result<std::vector<std::optional<LiveCounts>>> decode_counts(cons
 
 void StockService::counts(const std::vector<std::string>& ids,
                           Callback<std::vector<std::optional<LiveCounts>>> done) {
-  std::vector<std::string_view> args{"FCALL", "cartd_stock_many", "0"};
-  args.insert(args.end(), ids.begin(), ids.end());
-  redis_.command(std::span<const std::string_view>(args), [done, n = ids.size()](redis::Result r) {
+  send(redis_, fcall_rows("cartd_stock_many", ids, ids), [done, n = ids.size()](redis::Result r) {
     if (!r) return done(r.error());
     done(decode_counts(*r, n));
   });
 }
 
 void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done) {
-  std::vector<std::string> owned = mirror_args(rows);
-  std::vector<std::string_view> args{"FCALL", "cartd_mirror", "0"};
-  args.insert(args.end(), owned.begin(), owned.end());
-  redis_.command(std::span<const std::string_view>(args), [done](redis::Result r) {
+  send(redis_, mirror_args(rows), [done](redis::Result r) {
     if (!r) return done(r.error());
     if (r->type != redis::Reply::Type::integer) return done(unexpected());
     done(r->integer);
@@ -107,49 +129,82 @@ void StockService::admin_hold(const std::string& inventory_id, const std::string
                               std::int64_t quantity, std::chrono::milliseconds hold_for,
                               Callback<AdminHold> done) {
   std::string qty = std::to_string(quantity), ms = std::to_string(hold_for.count());
-  redis_.command({"FCALL", "cartd_admin_hold", "0", inventory_id, member, qty, ms},
-                 [done](redis::Result r) {
-                   if (!r) return done(r.error());
-                   auto tag = r->text_at(0);
-                   if (!tag) return done(unexpected());
-                   AdminHold out;
-                   if (*tag == "unknown_inventory") {
-                     out.kind = AdminHold::Kind::unknown_inventory;
-                     return done(out);
-                   }
-                   if (*tag == "below_reserved")
-                     out.kind = AdminHold::Kind::below_reserved;
-                   else if (*tag != "ok")
-                     return done(unexpected());
-                   out.counts = LiveCounts{r->int_at(1).value_or(0), r->int_at(2).value_or(0)};
-                   done(out);
-                 });
+  redis_.command(
+      {"FCALL", "cartd_admin_hold", "1", keys::stock(inventory_id), inventory_id, member, qty, ms},
+      [done](redis::Result r) {
+        if (!r) return done(r.error());
+        auto tag = r->text_at(0);
+        if (!tag) return done(unexpected());
+        AdminHold out;
+        if (*tag == "unknown_inventory") {
+          out.kind = AdminHold::Kind::unknown_inventory;
+          return done(out);
+        }
+        if (*tag == "below_reserved")
+          out.kind = AdminHold::Kind::below_reserved;
+        else if (*tag != "ok")
+          return done(unexpected());
+        out.counts = LiveCounts{r->int_at(1).value_or(0), r->int_at(2).value_or(0)};
+        done(out);
+      });
 }
 
 void StockService::apply_on_hand(const std::string& hold_inventory_id,
                                  const std::string& hold_member,
                                  const std::vector<db::OnHandVersion>& rows,
                                  Callback<std::vector<std::optional<LiveCounts>>> done) {
-  std::vector<std::string> owned = on_hand_args(rows);
-  std::vector<std::string_view> args{"FCALL", "cartd_apply_on_hand", "0", hold_inventory_id,
-                                     hold_member};
-  args.insert(args.end(), owned.begin(), owned.end());
-  redis_.command(std::span<const std::string_view>(args), [done, n = rows.size()](redis::Result r) {
-    if (!r) return done(r.error());
-    done(decode_counts(*r, n));
-  });
+  std::vector<std::string> ids = ids_of(rows), argv{hold_inventory_id, hold_member};
+  if (!hold_inventory_id.empty()) ids.push_back(hold_inventory_id);
+  for (std::string& a : on_hand_args(rows)) argv.push_back(std::move(a));
+  send(redis_, fcall_rows("cartd_apply_on_hand", ids, std::move(argv)),
+       [done, n = rows.size()](redis::Result r) {
+         if (!r) return done(r.error());
+         done(decode_counts(*r, n));
+       });
 }
 
 void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
                                 Callback<std::int64_t> done) {
-  std::vector<std::string> owned = on_hand_args(rows);
-  std::vector<std::string_view> args{"FCALL", "cartd_sync_on_hand", "0"};
-  args.insert(args.end(), owned.begin(), owned.end());
-  redis_.command(std::span<const std::string_view>(args), [done](redis::Result r) {
-    if (!r) return done(r.error());
-    if (r->type != redis::Reply::Type::integer) return done(unexpected());
-    done(r->integer);
-  });
+  send(redis_, fcall_rows("cartd_sync_on_hand", ids_of(rows), on_hand_args(rows)),
+       [done](redis::Result r) {
+         if (!r) return done(r.error());
+         if (r->type != redis::Reply::Type::integer) return done(unexpected());
+         done(r->integer);
+       });
+}
+
+void StockService::sweep(std::uint32_t group, std::size_t batch, Callback<Swept> done) {
+  redis_.command({"FCALL", "cartd_sweep", "1", keys::due(group), std::to_string(batch)},
+                 [done = std::move(done)](redis::Result r) {
+                   if (!r) return done(r.error());
+                   auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
+                   if (!rows || !more || !units) return done(unexpected());
+                   done(Swept{*rows, *units, *more == 1});
+                 });
+}
+
+void StockService::take_dirty(std::uint32_t group, std::size_t batch,
+                              Callback<std::vector<DirtyRow>> done) {
+  redis_.command(
+      {"FCALL", "cartd_take_dirty", "1", keys::dirty(group), std::to_string(batch)},
+      [done = std::move(done)](redis::Result r) {
+        if (!r) return done(r.error());
+        if (r->type != redis::Reply::Type::array || r->elements.size() % 3 != 0) {
+          return done(unexpected());
+        }
+        std::vector<DirtyRow> rows;
+        for (std::size_t i = 0; i < r->elements.size(); i += 3) {
+          rows.push_back(DirtyRow{r->text_at(i).value_or(""), r->int_at(i + 1).value_or(0),
+                                  r->int_at(i + 2).value_or(0)});
+        }
+        done(std::move(rows));
+      });
+}
+
+void StockService::mark_dirty(const std::vector<std::string>& ids) {
+  for (const std::string& id : ids) {
+    redis_.command({"SADD", keys::dirty(keys::group_of(id)), id}, [](redis::Result) {});
+  }
 }
 
 }  // namespace cartd::stock

@@ -65,6 +65,24 @@ class StockService {
   // change is under way on the row. Answers how many rows changed.
   void sync_on_hand(const std::vector<db::OnHandVersion>& rows, Callback<std::int64_t> done);
 
+  // The sweeper, for one stock group: drops expired hold buckets of rows that have
+  // some (at most `batch` rows), so reserved counts fall at the deadline without traffic.
+  struct Swept {
+    std::int64_t rows = 0;
+    std::int64_t units = 0;  // held units returned
+    bool more = false;       // the batch was full
+  };
+  void sweep(std::uint32_t group, std::size_t batch, Callback<Swept> done);
+  // The DB writer's read, for one stock group: up to `batch` rows whose counts changed.
+  struct DirtyRow {
+    std::string inventory_id;
+    std::int64_t on_hand = 0;
+    std::int64_t reserved = 0;
+  };
+  void take_dirty(std::uint32_t group, std::size_t batch, Callback<std::vector<DirtyRow>> done);
+  // Marks rows for the DB writer again (a write that failed); fire and forget.
+  void mark_dirty(const std::vector<std::string>& inventory_ids);
+
  private:
   redis::Client& redis_;
 };
@@ -77,7 +95,7 @@ inline constexpr std::string_view kAdminHoldPrefix = "admin-";
 boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
                                                              const redis::Reply& r);
 
-// The FCALL cartd_mirror arguments for rows (6 per row); used by the mirror step too.
+// The whole FCALL cartd_mirror command for rows; used by the mirror step too.
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows);
 
 }  // namespace cartd::stock

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "functions/keys.hpp"
 #include "harness.hpp"
 
 namespace cartd::test {
@@ -39,10 +40,10 @@ TEST(Check, a_drifted_reserved_count_fails) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog);
   add(cartd, "mug", 3);
-  redis.command({"HINCRBY", "st:{mug}", "r", "2"});
+  redis.command({"HINCRBY", keys::stock("mug"), "r", "2"});
   auto run = cartd.check();
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("FAIL mug: reserved 5 but the holds sum to 3"), std::string::npos)
+  EXPECT_NE(run.output.find("FAIL mug: reserved 5 but the buckets sum to 3"), std::string::npos)
       << run.output;
 }
 
@@ -50,11 +51,10 @@ TEST(Check, a_cart_nothing_would_release_fails) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--sweep-interval-ms", "0", "--no-keyspace-events"});
   std::string sid = add(cartd, "cap", 1);
-  redis.command({"DEL", "s:{" + sid + "}"});
-  redis.command({"ZREM", "dl", sid});
+  redis.command({"PERSIST", keys::cart(sid)});
   auto run = cartd.check();
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("would never be released"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("Redis would never delete it"), std::string::npos) << run.output;
 }
 
 TEST(Check, an_unreachable_redis_is_an_error) {

@@ -9,6 +9,7 @@
 
 #include "cart/rules.hpp"
 #include "cart/session_id.hpp"
+#include "functions/keys.hpp"
 #include "harness.hpp"
 
 namespace cartd::test {
@@ -72,10 +73,11 @@ TEST_F(ClassicRoutes, add_to_cart_creates_a_session_and_holds_the_units) {
   EXPECT_EQ(reserved("cap-navy"), 3);
   EXPECT_EQ(available("cap-navy"), 17);
 
-  // The session key carries the cart TTL (900 s by default).
-  auto ttl = redis_.command({"PTTL", "s:{" + sid + "}"}).integer;
+  // The cart key carries the cart TTL (900 s by default), its deadline rounded up to the
+  // bucket quantum (9 s: a hundredth of the TTL).
+  auto ttl = redis_.command({"PTTL", keys::cart(sid)}).integer;
   EXPECT_GT(ttl, 890'000);
-  EXPECT_LE(ttl, 900'000);
+  EXPECT_LE(ttl, 909'000);
 }
 
 TEST_F(ClassicRoutes, a_live_session_header_uses_that_cart) {
@@ -245,10 +247,10 @@ TEST_F(ClassicRoutes, get_cart_answers_each_case) {
 
 TEST_F(ClassicRoutes, reading_a_cart_does_not_extend_it) {
   std::string sid = add("mug", "mug", 1);
-  auto before = redis_.command({"PEXPIRETIME", "s:{" + sid + "}"}).integer;
+  auto before = redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer;
   std::this_thread::sleep_for(20ms);
   cartd_.get("/get-cart", {{"cart-session-id", sid}});
-  EXPECT_EQ(redis_.command({"PEXPIRETIME", "s:{" + sid + "}"}).integer, before);
+  EXPECT_EQ(redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer, before);
 }
 
 TEST_F(ClassicRoutes, stock_of_an_unknown_row_answers_404) {
@@ -358,7 +360,7 @@ TEST(Shutdown, a_request_under_way_finishes_before_cartd_exits) {
   shopper.join();
   EXPECT_EQ(answer.status, 200u) << answer.body;
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
-  EXPECT_EQ(std::stoll(redis.command({"HGET", "st:{mug}", "r"}).str), 1);
+  EXPECT_EQ(std::stoll(redis.command({"HGET", keys::stock("mug"), "r"}).str), 1);
 }
 
 }  // namespace

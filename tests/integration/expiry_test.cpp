@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "functions/keys.hpp"
 #include "harness.hpp"
 
 namespace cartd::test {
@@ -38,7 +39,7 @@ std::string add(Cartd& c, const std::string& product, const std::string& inv, in
 }
 
 std::int64_t redis_reserved(RedisServer& redis, const std::string& inv) {
-  auto r = redis.command({"HGET", "st:{" + inv + "}", "r"});
+  auto r = redis.command({"HGET", keys::stock(inv), "r"});
   return r.is_nil() ? -1 : std::stoll(r.str);
 }
 
@@ -48,30 +49,31 @@ std::int64_t db_reserved(const Cartd& c, const std::string& inv) {
 }
 
 bool cart_exists(RedisServer& redis, const std::string& sid) {
-  return redis.command({"EXISTS", "c:{" + sid + "}"}).integer == 1;
+  return redis.command({"EXISTS", keys::cart(sid)}).integer == 1;
 }
 
 // Every row is back to nothing reserved, in Redis (the stored count, not only the
-// logical view) and in the main DB; no cart, hold or index entry is left.
+// logical view) and in the main DB; no cart or hold bucket is left.
 void expect_all_released(RedisServer& redis, const Cartd& c, std::chrono::milliseconds within) {
   bool done = eventually(
       [&] {
         for (auto& inv : kRows) {
           if (redis_reserved(redis, inv) != 0 || db_reserved(c, inv) != 0) return false;
         }
-        return redis.command({"KEYS", "c:*"}).elements.empty() &&
-               redis.command({"ZCARD", "dl"}).integer == 0;
+        return redis.command({"KEYS", "{c*}:*"}).elements.empty();
       },
       within, 50ms);
   EXPECT_TRUE(done);
   for (auto& inv : kRows) {
     EXPECT_EQ(redis_reserved(redis, inv), 0) << inv;
     EXPECT_EQ(db_reserved(c, inv), 0) << inv;
-    EXPECT_EQ(redis.command({"ZCARD", "h:{" + inv + "}"}).integer, 0) << inv;
+    for (auto& [field, value] : redis.stock_row(inv)) {
+      EXPECT_FALSE(field.starts_with('t')) << inv << ": a hold bucket is left: " << field;
+    }
     auto stock = http(c.port(), "GET", "/v1/stock/" + inv).json();
     EXPECT_EQ(stock.at("available"), stock.at("on_hand")) << inv;
   }
-  EXPECT_TRUE(redis.command({"KEYS", "c:*"}).elements.empty());
+  EXPECT_TRUE(redis.command({"KEYS", "{c*}:*"}).elements.empty());
   auto check = c.check();
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
@@ -81,27 +83,32 @@ TEST(Expiry, held_units_return_by_themselves_after_the_ttl) {
   Cartd cartd(redis, kCatalog, {"--cart-ttl", "2"});
   std::string sid = add(cartd, "mug", "mug", 3);
   ASSERT_FALSE(sid.empty());
-  auto deadline = redis.command({"PEXPIRETIME", "s:{" + sid + "}"}).integer;
+  auto deadline = redis.command({"PEXPIRETIME", keys::cart(sid)}).integer;
   EXPECT_TRUE(eventually([&] { return db_reserved(cartd, "mug") == 3; }, 2s));
 
   // No request touches cartd from here until the checks.
   bool gone = eventually([&] { return !cart_exists(redis, sid); }, 4500ms, 20ms);
   ASSERT_TRUE(gone);
   auto now_ms = std::stoll(redis.command({"TIME"}).elements[0].str) * 1000;
-  EXPECT_LE(now_ms, deadline + 2000) << "released within 2 s of the deadline";
-  EXPECT_EQ(redis_reserved(redis, "mug"), 0);
+  EXPECT_LE(now_ms, deadline + 2000) << "deleted within 2 s of the deadline";
+  EXPECT_TRUE(eventually([&] { return redis_reserved(redis, "mug") == 0; }, 1s))
+      << "the sweeper drops the bucket";
   EXPECT_TRUE(eventually([&] { return db_reserved(cartd, "mug") == 0; }, 1s));
 
   auto stock = cartd.get("/v1/stock/mug").json();
   EXPECT_EQ(stock.at("available").as_int64(), 10);
   EXPECT_EQ(cartd.get("/get-cart", {{"cart-session-id", sid}}).status, 404u);
-  auto events = redis.command({"XRANGE", "cart-events", "-", "+"});
-  ASSERT_EQ(events.elements.size(), 1u);
-  auto& fields = events.elements[0].elements[1];
+  // Redis deleted the cart with its lines: the event names the cart only.
+  std::vector<redis::Reply> events;
+  EXPECT_TRUE(eventually([&] { return !(events = redis.cart_events()).empty(); }, 1s));
+  ASSERT_EQ(events.size(), 1u);
+  auto& fields = events[0].elements[1];
+  ASSERT_EQ(fields.elements.size(), 4u);
   EXPECT_EQ(fields.text_at(1), "expired");
   EXPECT_EQ(fields.text_at(3), sid);
-  EXPECT_EQ(json::parse(*fields.text_at(5)),
-            json::parse(R"([{"product_id":"mug","inventory_id":"mug","quantity":3}])"));
+  auto missing = cartd.get("/v1/carts/" + sid);
+  EXPECT_EQ(missing.status, 404u);
+  EXPECT_EQ(missing.json().at("error").at("code"), "cart_expired");
 }
 
 TEST(Expiry, an_expired_hold_frees_its_units_with_nothing_running) {
@@ -113,25 +120,28 @@ TEST(Expiry, an_expired_hold_frees_its_units_with_nothing_running) {
   EXPECT_EQ(add(cartd, "mug", "mug", 1), "") << "sold out while held";
   std::this_thread::sleep_for(1100ms);
   EXPECT_FALSE(add(cartd, "mug", "mug", 10).empty()) << "the units are free at the deadline";
-  EXPECT_TRUE(cart_exists(redis, sid)) << "nothing released the old cart: the expiry was logical";
+  EXPECT_EQ(redis_reserved(redis, "mug"), 10) << "the units returned logically, at the deadline";
 }
 
-TEST(Expiry, keyspace_events_release_carts_without_the_sweeper) {
+TEST(Expiry, keyspace_events_record_each_expired_cart) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "0"});
   std::string sid = add(cartd, "mug", "mug", 2);
   EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 4s));
-  EXPECT_EQ(redis_reserved(redis, "mug"), 0);
-  EXPECT_EQ(redis.command({"XLEN", "cart-events"}).integer, 1);
+  EXPECT_TRUE(eventually([&] { return redis.cart_events().size() == 1; }, 1s));
+  EXPECT_EQ(redis.command({"EXISTS", keys::gone(sid)}).integer, 1) << "its tombstone";
 }
 
-TEST(Expiry, the_sweeper_releases_carts_without_keyspace_events) {
+TEST(Expiry, the_sweeper_returns_expired_holds_on_rows_no_request_touches) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog,
               {"--cart-ttl", "1", "--no-keyspace-events", "--sweep-interval-ms", "100"});
   std::string sid = add(cartd, "mug", "mug", 2);
-  EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 3s));
-  EXPECT_EQ(redis_reserved(redis, "mug"), 0);
+  EXPECT_TRUE(eventually([&] { return db_reserved(cartd, "mug") == 2; }, 2s));
+  EXPECT_TRUE(eventually([&] { return redis_reserved(redis, "mug") == 0; }, 3s))
+      << "the stored count, not only the logical view";
+  EXPECT_TRUE(eventually([&] { return db_reserved(cartd, "mug") == 0; }, 1s));
+  EXPECT_TRUE(redis.cart_events().empty()) << "no listener: nothing recorded the expiry";
 }
 
 TEST(Expiry, keyspace_event_flags_set_by_others_are_kept) {
@@ -141,12 +151,12 @@ TEST(Expiry, keyspace_event_flags_set_by_others_are_kept) {
   for (char f : std::string("Kgx")) EXPECT_NE(flags.find(f), std::string::npos) << flags;
 }
 
-TEST(Expiry, when_config_is_refused_the_sweeper_still_releases_carts) {
+TEST(Expiry, when_config_is_refused_the_sweeper_still_returns_holds) {
   RedisServer redis({"--rename-command", "CONFIG", ""});
   Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "100"});
   std::string sid = add(cartd, "mug", "mug", 2);
   EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 3s));
-  EXPECT_EQ(redis_reserved(redis, "mug"), 0);
+  EXPECT_TRUE(eventually([&] { return redis_reserved(redis, "mug") == 0; }, 1s));
   EXPECT_NE(cartd.log().find("relying on the sweeper"), std::string::npos) << cartd.log();
 }
 
@@ -159,12 +169,12 @@ TEST(Expiry, the_listener_subscribes_again_after_redis_restarts) {
   std::this_thread::sleep_for(300ms);  // the subscriber reconnects on its own schedule
   std::string sid = add(cartd, "mug", "mug", 2);
   ASSERT_FALSE(sid.empty());
-  EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 5s))
-      << "released by the keyspace event, with no sweeper";
-  EXPECT_EQ(redis_reserved(redis, "mug"), 0);
+  EXPECT_TRUE(eventually([&] { return redis.cart_events().size() == 1; }, 5s))
+      << "recorded by the keyspace event, with no sweeper";
+  EXPECT_EQ(redis.cart_events()[0].elements[1].text_at(3), sid);
 }
 
-TEST(Expiry, carts_that_expire_while_cartd_is_down_are_released_after_restart) {
+TEST(Expiry, carts_that_expire_while_cartd_is_down_are_settled_after_restart) {
   RedisServer redis({"--appendonly", "yes"});
   Cartd cartd(redis, kCatalog, {"--cart-ttl", "1"});
   std::vector<std::string> carts;
@@ -176,10 +186,11 @@ TEST(Expiry, carts_that_expire_while_cartd_is_down_are_released_after_restart) {
   cartd.start();
   expect_all_released(redis, cartd, 3s);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
-  EXPECT_EQ(redis.command({"XLEN", "cart-events"}).integer, 6);
+  // Nobody listened when Redis deleted them: they are gone without an event.
+  EXPECT_TRUE(redis.cart_events().empty());
 }
 
-TEST(Expiry, two_instances_release_each_cart_exactly_once) {
+TEST(Expiry, two_instances_record_each_expired_cart_exactly_once) {
   RedisServer redis;
   Cartd a(redis, kCatalog, {"--cart-ttl", "2", "--sweep-interval-ms", "50"});
   Cartd b(redis, kCatalog, {"--cart-ttl", "2", "--sweep-interval-ms", "50"}, a.db_path());
@@ -195,7 +206,8 @@ TEST(Expiry, two_instances_release_each_cart_exactly_once) {
   for (auto& [inv, qty] : held) EXPECT_EQ(redis_reserved(redis, inv), qty);
   std::this_thread::sleep_for(2s);
   expect_all_released(redis, a, 4s);
-  EXPECT_EQ(redis.command({"XLEN", "cart-events"}).integer, 100) << "one event per cart";
+  EXPECT_TRUE(eventually([&] { return redis.cart_events().size() == 100; }, 2s));
+  EXPECT_EQ(redis.cart_events().size(), 100u) << "one event per cart";
 }
 
 TEST(Expiry, a_change_slides_the_ttl_and_the_lifetime_caps_it) {

@@ -1,5 +1,7 @@
 #include "harness.hpp"
 
+#include "functions/keys.hpp"
+
 #include "redis/sync.hpp"
 
 #include <fcntl.h>
@@ -32,8 +34,9 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-// The set of stock rows the DB writer has still to store (DIRTY in src/lua/holds.lua).
-constexpr std::string_view kDirtyQueue = "dirty";
+// A group's set of stock rows the DB writer has still to store ({s<n>}#dirty in
+// src/lua/holds.lua).
+constexpr std::string_view kDirtyQueue = "#dirty";
 // Longer than cartd's default --shutdown-grace-ms.
 constexpr auto kStopTimeout = 10s;
 
@@ -191,7 +194,7 @@ std::vector<std::string> RedisServer::snapshot() {
   redis::Reply keys = command({"KEYS", "*"});
   for (auto& k : keys.elements) {
     // The DB writer's queue of changed rows: it drains at any moment, whatever a test does.
-    if (k.str == kDirtyQueue) continue;
+    if (k.str.ends_with(kDirtyQueue)) continue;
     std::string type = command({"TYPE", k.str}).str;
     std::string line = k.str + " " + type + " ";
     redis::Reply content;
@@ -208,6 +211,31 @@ std::vector<std::string> RedisServer::snapshot() {
     out.push_back(line);
   }
   std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<redis::Reply> RedisServer::cart_events() {
+  std::vector<redis::Reply> out;
+  for (auto& key : command({"KEYS", "{c*}#events"}).elements) {
+    for (auto& e : command({"XRANGE", key.str, "-", "+"}).elements) out.push_back(e);
+  }
+  return out;
+}
+
+std::int64_t RedisServer::checkouts_in_progress() {
+  std::int64_t n = 0;
+  for (auto& key : command({"KEYS", "{c*}#checkouts"}).elements) {
+    n += command({"ZCARD", key.str}).integer;
+  }
+  return n;
+}
+
+std::map<std::string, std::string> RedisServer::stock_row(const std::string& inventory_id) {
+  std::map<std::string, std::string> out;
+  auto r = command({"HGETALL", keys::stock(inventory_id)});
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+    out[r.elements[i].str] = r.elements[i + 1].str;
+  }
   return out;
 }
 

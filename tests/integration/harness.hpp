@@ -77,8 +77,15 @@ class RedisServer {
   void stop();  // SHUTDOWN NOSAVE, or kill
   redis::Reply command(const std::vector<std::string>& args);
   // Every key with its type and content, sorted: equal snapshots mean nothing changed.
-  // Leaves out the DB writer's queue (`dirty`), which drains in the background.
+  // Leaves out the DB writer's queues ({s<n>}#dirty), which drain in the background.
   std::vector<std::string> snapshot();
+  // Every entry of every group's cart event stream ({c<n>}#events), oldest first within
+  // a group: each an XRANGE entry {id, {field, value, ...}}.
+  std::vector<redis::Reply> cart_events();
+  // Checkouts in progress, over every cart group ({c<n>}#checkouts).
+  std::int64_t checkouts_in_progress();
+  // What a stock row's hash holds (HGETALL) as a map; empty for no row.
+  std::map<std::string, std::string> stock_row(const std::string& inventory_id);
 
  private:
   void connect();

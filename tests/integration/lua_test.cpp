@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "functions/keys.hpp"
 #include "harness.hpp"
 #include "lua/library.hpp"
 
@@ -12,36 +13,87 @@ namespace {
 
 using namespace std::chrono_literals;
 
+constexpr const char* kQuantum = "1";  // ms: deadlines as asked, unless a test rounds them
+
 class LuaFunctions : public ::testing::Test {
  protected:
   void SetUp() override {
     auto r = redis_.command({"FUNCTION", "LOAD", "REPLACE", std::string(scripts::library)});
     ASSERT_FALSE(r.is_error()) << r.str;
-    call({"cartd_mirror", "inv", "prod", "10", "1", "Item", "100"});
+    mirror("inv", 10);
   }
 
-  redis::Reply call(std::vector<std::string> args) {
-    args.insert(args.begin() + 1, "0");
-    args.insert(args.begin(), "FCALL");
-    auto r = redis_.command(args);
+  // FCALL name with `keys`, then `args`.
+  redis::Reply call(const std::string& name, const std::vector<std::string>& keys,
+                    const std::vector<std::string>& args) {
+    std::vector<std::string> command{"FCALL", name, std::to_string(keys.size())};
+    command.insert(command.end(), keys.begin(), keys.end());
+    command.insert(command.end(), args.begin(), args.end());
+    auto r = redis_.command(command);
     EXPECT_FALSE(r.is_error()) << r.str;
     return r;
   }
-  // Holds qty units of "inv" in a new cart with the given TTL; returns its id.
-  std::string hold(int qty, int ttl_ms = 60000, const std::string& sid = "") {
+  static std::string product_of(const std::string& inv) {
+    return inv == "inv" ? "prod" : "prod-" + inv;
+  }
+  void mirror(const std::string& inv, int on_hand) {
+    call("cartd_mirror", {keys::stock(inv)},
+         {inv, product_of(inv), std::to_string(on_hand), "1", "Item", "100"});
+  }
+  redis::Reply set_line(const std::string& sid, bool create, const std::string& inv, int qty,
+                        int ttl_ms = 60000, const std::string& quantum = kQuantum,
+                        int max_life_ms = 7200000) {
+    return call("cartd_set_line", {keys::cart(sid), keys::stock(inv)},
+                {sid, create ? "1" : "0", product_of(inv), inv, std::to_string(qty), "set",
+                 std::to_string(ttl_ms), std::to_string(max_life_ms), "100", "100", "", quantum});
+  }
+  // Holds qty units of `inv` in a new cart (or `sid`'s) with the given TTL; returns its id.
+  std::string hold(int qty, int ttl_ms = 60000, const std::string& sid = "",
+                   const std::string& inv = "inv") {
     std::string id =
         sid.empty() ? "00000000-0000-4000-8000-" + std::to_string(100000000000 + n_++) : sid;
-    auto r = call({"cartd_set_line", sid.empty() ? "" : sid, id, "prod", "inv", std::to_string(qty),
-                   "set", std::to_string(ttl_ms), "7200000", "100", "100"});
+    if (inv != "inv") mirror(inv, 10);
+    auto r = call("cartd_set_line", {keys::cart(id), keys::stock(inv)},
+                  {id, "1", product_of(inv), inv, std::to_string(qty), "set",
+                   std::to_string(ttl_ms), "7200000", "100", "100", "", kQuantum});
     EXPECT_EQ(r.text_at(0), "ok");
     return id;
   }
-  std::int64_t reserved() { return call({"cartd_stock", "inv"}).int_at(2).value_or(-1); }
-  std::int64_t raw_reserved() { return std::stoll(redis_.command({"HGET", "st:{inv}", "r"}).str); }
+  std::int64_t reserved() {
+    return call("cartd_stock", {keys::stock("inv")}, {"inv"}).int_at(2).value_or(-1);
+  }
+  std::int64_t raw_reserved(const std::string& inv = "inv") {
+    return std::stoll(redis_.stock_row(inv)["r"]);
+  }
+  // The row's buckets: deadline -> units.
+  std::map<std::int64_t, std::int64_t> buckets(const std::string& inv = "inv") {
+    std::map<std::int64_t, std::int64_t> out;
+    for (auto& [field, value] : redis_.stock_row(inv)) {
+      if (field.starts_with('t')) out[std::stoll(field.substr(1))] = std::stoll(value);
+    }
+    return out;
+  }
+  // Another inventory id in the same key group as "inv".
+  std::string same_group_as_inv(int nth) {
+    for (int i = 0, found = 0;; ++i) {
+      std::string id = "row" + std::to_string(i);
+      if (keys::group_of(id) == keys::group_of("inv") && found++ == nth) return id;
+    }
+  }
 
   RedisServer redis_;
   int n_ = 0;
 };
+
+TEST_F(LuaFunctions, lua_and_cpp_name_the_same_keys) {
+  // cartd_mirror writes the rows at the keys Lua computes; C++ reads them at its own.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 300; ++i) ids.push_back("id-" + std::to_string(i * 7919) + ".x_Y");
+  for (const std::string& id : ids) mirror(id, 1);
+  for (const std::string& id : ids) {
+    EXPECT_EQ(redis_.command({"EXISTS", keys::stock(id)}).integer, 1) << id;
+  }
+}
 
 TEST_F(LuaFunctions, reserved_is_the_sum_of_the_holds) {
   hold(3);
@@ -51,108 +103,140 @@ TEST_F(LuaFunctions, reserved_is_the_sum_of_the_holds) {
   EXPECT_EQ(reserved(), 4);
 }
 
+TEST_F(LuaFunctions, carts_with_one_deadline_share_one_bucket) {
+  // A 60 s quantum: two carts made now end at the same rounded deadline.
+  ASSERT_EQ(
+      set_line("00000000-0000-4000-8000-000000000001", true, "inv", 2, 60000, "60000").text_at(0),
+      "ok");
+  ASSERT_EQ(
+      set_line("00000000-0000-4000-8000-000000000002", true, "inv", 3, 60000, "60000").text_at(0),
+      "ok");
+  auto b = buckets();
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b.begin()->second, 5);
+  EXPECT_EQ(b.begin()->first % 60000, 0) << "rounded up to the quantum";
+  EXPECT_EQ(
+      redis_.command({"PEXPIRETIME", keys::cart("00000000-0000-4000-8000-000000000001")}).integer,
+      b.begin()->first)
+      << "the cart ends with its bucket";
+}
+
+TEST_F(LuaFunctions, a_change_moves_the_other_lines_holds_to_the_new_deadline) {
+  std::string other = same_group_as_inv(0);
+  std::string sid = hold(2, 60000);
+  std::this_thread::sleep_for(5ms);
+  hold(1, 60000, sid, other);
+  auto deadline = redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer;
+  EXPECT_EQ(buckets(), (std::map<std::int64_t, std::int64_t>{{deadline, 2}}));
+  EXPECT_EQ(buckets(other), (std::map<std::int64_t, std::int64_t>{{deadline, 1}}));
+  EXPECT_EQ(raw_reserved(), 2);
+}
+
 TEST_F(LuaFunctions, an_expired_hold_stops_counting_at_its_deadline) {
   hold(6, 100);
   EXPECT_EQ(raw_reserved(), 6);
   std::this_thread::sleep_for(150ms);
   EXPECT_EQ(reserved(), 0) << "no release ran, yet the units are free";
-  EXPECT_EQ(call({"cartd_stock", "inv"}).int_at(1), 10);
+  EXPECT_EQ(call("cartd_stock", {keys::stock("inv")}, {"inv"}).int_at(1), 10);
+  EXPECT_TRUE(buckets().empty()) << "the bucket was dropped";
 }
 
 TEST_F(LuaFunctions, a_reservation_drops_expired_holds_before_it_checks_stock) {
   hold(10, 100);
-  auto r = call({"cartd_set_line", "", "00000000-0000-4000-8000-aaaaaaaaaaaa", "prod", "inv", "1",
-                 "set", "60000", "7200000", "100", "100"});
+  auto r = set_line("00000000-0000-4000-8000-aaaaaaaaaaaa", true, "inv", 1);
   EXPECT_EQ(r.text_at(0), "insufficient");
   std::this_thread::sleep_for(150ms);
   hold(10);
   EXPECT_EQ(raw_reserved(), 10);
 }
 
-TEST_F(LuaFunctions, release_returns_the_units_once) {
-  std::string sid = hold(5, 50);
-  std::this_thread::sleep_for(100ms);
-  auto first = call({"cartd_expire", sid});
-  EXPECT_EQ(first.int_at(0), 1);
-  EXPECT_EQ(first.int_at(1), 5) << "the units it returned";
-  auto again = call({"cartd_expire", sid});
-  EXPECT_EQ(again.int_at(0), 0);
-  EXPECT_EQ(again.int_at(1), 0);
+TEST_F(LuaFunctions, a_cart_that_is_not_live_is_created_only_when_asked) {
+  auto r = set_line("00000000-0000-4000-8000-cccccccccccc", false, "inv", 1);
+  EXPECT_EQ(r.text_at(0), "no_cart");
+  EXPECT_EQ(r.text_at(1), "unknown");
   EXPECT_EQ(raw_reserved(), 0);
-  EXPECT_EQ(redis_.command({"XLEN", "cart-events"}).integer, 1);
-  EXPECT_EQ(redis_.command({"EXISTS", "c:{" + sid + "}"}).integer, 0);
-  EXPECT_EQ(redis_.command({"ZSCORE", "dl", sid}).type, redis::Reply::Type::nil);
 }
 
-TEST_F(LuaFunctions, release_after_logical_expiry_returns_nothing_more) {
+TEST_F(LuaFunctions, expired_records_an_expired_cart_once) {
   std::string sid = hold(5, 50);
   std::this_thread::sleep_for(100ms);
-  EXPECT_EQ(reserved(), 0);  // the hold is dropped logically
-  auto released = call({"cartd_expire", sid});
-  EXPECT_EQ(released.int_at(0), 1);
-  EXPECT_EQ(released.int_at(1), 0) << "the units were counted where they were dropped";
-  EXPECT_EQ(raw_reserved(), 0) << "not -5: the dropped hold is not returned twice";
+  EXPECT_EQ(redis_.command({"EXISTS", keys::cart(sid)}).integer, 0) << "Redis deleted it";
+  auto first = call("cartd_expired", {keys::cart(sid)}, {sid});
+  EXPECT_EQ(first.integer, 1);
+  EXPECT_EQ(call("cartd_expired", {keys::cart(sid)}, {sid}).integer, 0);
+  EXPECT_EQ(redis_.cart_events().size(), 1u);
+  EXPECT_EQ(redis_.command({"GET", keys::gone(sid)}).str, "expired");
+  EXPECT_EQ(raw_reserved(), 5) << "the stored count falls when the row is next touched";
+  EXPECT_EQ(reserved(), 0);
+  EXPECT_EQ(raw_reserved(), 0) << "not -5: the dropped bucket is not returned twice";
 }
 
-TEST_F(LuaFunctions, expire_leaves_a_live_cart_alone) {
+TEST_F(LuaFunctions, expired_leaves_a_live_cart_alone) {
   std::string sid = hold(2);
-  EXPECT_EQ(call({"cartd_expire", sid}).int_at(0), 0);
+  EXPECT_EQ(call("cartd_expired", {keys::cart(sid)}, {sid}).integer, 0);
+  EXPECT_TRUE(redis_.cart_events().empty());
   EXPECT_EQ(raw_reserved(), 2);
 }
 
 TEST_F(LuaFunctions, abandon_returns_a_live_cart_at_once) {
   std::string sid = hold(2);
-  auto abandoned = call({"cartd_abandon", sid});
+  auto abandoned = call("cartd_abandon", {keys::cart(sid)}, {sid});
   EXPECT_EQ(abandoned.text_at(0), "abandoned");
   EXPECT_EQ(abandoned.int_at(2), 2) << "the units it returned";
   EXPECT_EQ(raw_reserved(), 0);
-  auto ev = redis_.command({"XRANGE", "cart-events", "-", "+"});
-  ASSERT_EQ(ev.elements.size(), 1u);
-  EXPECT_EQ(ev.elements[0].elements[1].text_at(1), "abandoned");
+  EXPECT_TRUE(buckets().empty());
+  auto ev = redis_.cart_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].elements[1].text_at(1), "abandoned");
+  EXPECT_EQ(call("cartd_abandon", {keys::cart(sid)}, {sid}).text_at(0), "expired");
 }
 
-TEST_F(LuaFunctions, sweep_releases_due_carts_in_batches) {
-  for (int i = 0; i < 7; ++i) hold(1, 50);
+TEST_F(LuaFunctions, sweep_drops_due_buckets_in_batches) {
+  std::vector<std::string> rows{"inv", same_group_as_inv(0), same_group_as_inv(1)};
+  for (const std::string& inv : rows) hold(1, 50, "", inv);
   std::string live = hold(1);
   std::this_thread::sleep_for(100ms);
-  auto first = call({"cartd_sweep", "5"});
-  EXPECT_EQ(first.int_at(0), 5);
+  std::string due = keys::due(keys::group_of("inv"));
+  auto first = call("cartd_sweep", {due}, {"2"});
+  EXPECT_EQ(first.int_at(0), 2);
   EXPECT_EQ(first.int_at(1), 1) << "a full batch says there may be more";
-  EXPECT_EQ(first.int_at(2), 5) << "one unit per cart returned";
-  auto second = call({"cartd_sweep", "5"});
-  EXPECT_EQ(second.int_at(0), 2);
+  EXPECT_EQ(first.int_at(2), 2) << "one unit per row returned";
+  auto second = call("cartd_sweep", {due}, {"2"});
+  EXPECT_EQ(second.int_at(2), 1);
   EXPECT_EQ(second.int_at(1), 0);
-  EXPECT_EQ(raw_reserved(), 1) << "the live cart keeps its hold";
-  EXPECT_EQ(redis_.command({"XLEN", "cart-events"}).integer, 7);
-  EXPECT_EQ(redis_.command({"EXISTS", "c:{" + live + "}"}).integer, 1);
+  for (const std::string& inv : rows) {
+    EXPECT_EQ(raw_reserved(inv), inv == "inv" ? 1 : 0) << inv << ": the live cart keeps its hold";
+  }
+  EXPECT_EQ(redis_.command({"EXISTS", keys::cart(live)}).integer, 1);
 }
 
 TEST_F(LuaFunctions, mirror_sets_absolute_values_and_recomputes_reserved) {
   hold(3);
-  redis_.command({"HSET", "st:{inv}", "r", "99"});  // a drifted count
-  call({"cartd_mirror", "inv", "prod", "12", "2", "Item", "100"});
-  call({"cartd_mirror", "inv", "prod", "12", "2", "Item", "100"});
-  auto s = call({"cartd_stock", "inv"});
+  redis_.command({"HSET", keys::stock("inv"), "r", "99"});  // a drifted count
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "12", "2", "Item", "100"});
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "12", "2", "Item", "100"});
+  auto s = call("cartd_stock", {keys::stock("inv")}, {"inv"});
   EXPECT_EQ(s.int_at(1), 12);
   EXPECT_EQ(s.int_at(2), 3);
 }
 
 TEST_F(LuaFunctions, take_dirty_hands_each_changed_row_to_the_db_writer) {
-  call({"cartd_take_dirty", "100"});
+  std::string dirty = keys::dirty(keys::group_of("inv"));
+  call("cartd_take_dirty", {dirty}, {"100"});
   hold(2);
-  auto r = call({"cartd_take_dirty", "100"});
+  auto r = call("cartd_take_dirty", {dirty}, {"100"});
   ASSERT_EQ(r.elements.size(), 3u);
   EXPECT_EQ(r.text_at(0), "inv");
   EXPECT_EQ(r.int_at(1), 10);
   EXPECT_EQ(r.int_at(2), 2);
-  EXPECT_EQ(call({"cartd_take_dirty", "100"}).elements.size(), 0u);
+  EXPECT_EQ(call("cartd_take_dirty", {dirty}, {"100"}).elements.size(), 0u);
 }
 
 TEST_F(LuaFunctions, the_cart_lifetime_caps_the_sliding_deadline) {
-  auto r = call({"cartd_set_line", "", "00000000-0000-4000-8000-bbbbbbbbbbbb", "prod", "inv", "1",
-                 "set", "60000", "200", "100", "100"});
+  std::string sid = "00000000-0000-4000-8000-bbbbbbbbbbbb";
+  auto r = set_line(sid, true, "inv", 1, 60000, "1000", 200);
   ASSERT_EQ(r.text_at(0), "ok");
-  auto pttl = redis_.command({"PTTL", "s:{00000000-0000-4000-8000-bbbbbbbbbbbb}"}).integer;
+  auto pttl = redis_.command({"PTTL", keys::cart(sid)}).integer;
   EXPECT_LE(pttl, 200);
   EXPECT_GT(pttl, 0);
 }

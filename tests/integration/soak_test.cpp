@@ -584,7 +584,7 @@ void soak(RedisServer& redis, std::vector<Cartd*> cartds, const Query& sql,
   }
   bool settled = eventually(
       [&] {
-        return redis.command({"ZCARD", "checkouts"}).integer == 0;
+        return redis.checkouts_in_progress() == 0;
       },
       15s, 100ms);
   bool green = eventually([&] { return cartds[0]->check().exit_code == 0; }, 8s, 250ms);
@@ -771,7 +771,7 @@ void soak(RedisServer& redis, std::vector<Cartd*> cartds, const Query& sql,
         << "the mirror and the main DB agree once settled";
   }
   EXPECT_TRUE(settled) << "checkouts still in progress 15 s after the load: "
-                       << redis.command({"ZCARD", "checkouts"}).integer;
+                       << redis.checkouts_in_progress();
   EXPECT_TRUE(green) << "cartd check:\n" << check.output;
   if (::testing::Test::HasFailure() || std::getenv("CARTD_SOAK_LOGS"))
     std::printf("%s", logs.c_str());

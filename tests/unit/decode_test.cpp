@@ -71,25 +71,29 @@ TEST(DecodeCart, a_missing_cart_says_why_and_bad_lines_are_faults) {
   EXPECT_FALSE(decode_cart("id", arr({num(1), str("a"), str("inv"), str("x"), str("A"), num(1)})));
 }
 
-TEST(DecodeLines, reads_the_cart_hash_sorted_by_product) {
-  auto r = decode_lines("id", 99, arr({str("b"), str("inv-b 2"), str("a"), str("inv-a 1")}));
+TEST(DecodeLines, reads_the_cart_hash_sorted_by_product_without_its_other_fields) {
+  auto r = decode_lines("id", arr({str("@"), str("1700000000000"), str("b"), str("inv-b 2"),
+                                   str("!"), str("1"), str("a"), str("inv-a 1")}));
   ASSERT_TRUE(r);
   ASSERT_TRUE(r->cart);
-  EXPECT_EQ(r->cart->deadline_ms, 99);
   ASSERT_EQ(r->cart->lines.size(), 2u);
   EXPECT_EQ(r->cart->lines[0].product_id, "a");
   EXPECT_EQ(r->cart->lines[0].inventory_id, "inv-a");
   EXPECT_EQ(r->cart->lines[1].quantity, 2);
 }
 
-TEST(DecodeLines, no_live_session_is_no_cart_and_bad_lines_are_faults) {
-  auto gone = decode_lines("id", -2, arr({str("a"), str("inv 1")}));
+TEST(DecodeLines, no_hash_is_no_cart_and_bad_lines_are_faults) {
+  auto gone = decode_lines("id", arr({}));
   ASSERT_TRUE(gone);
   EXPECT_FALSE(gone->cart);
-  EXPECT_FALSE(decode_lines("id", 1, arr({str("a")})));
-  EXPECT_FALSE(decode_lines("id", 1, arr({str("a"), str("inv")})));
-  EXPECT_FALSE(decode_lines("id", 1, arr({str("a"), str("inv x")})));
-  EXPECT_FALSE(decode_lines("id", 1, str("a")));
+  auto empty = decode_lines("id", arr({str("@"), str("1700000000000")}));
+  ASSERT_TRUE(empty);
+  ASSERT_TRUE(empty->cart) << "a live cart without lines";
+  EXPECT_TRUE(empty->cart->lines.empty());
+  EXPECT_FALSE(decode_lines("id", arr({str("a")})));
+  EXPECT_FALSE(decode_lines("id", arr({str("a"), str("inv")})));
+  EXPECT_FALSE(decode_lines("id", arr({str("a"), str("inv x")})));
+  EXPECT_FALSE(decode_lines("id", str("a")));
 }
 
 TEST(DecodeCheckoutStart, reads_the_frozen_lines) {

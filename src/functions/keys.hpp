@@ -1,0 +1,68 @@
+// keys: the Redis key names of data model layout 2 (src/lua/holds.lua describes it).
+// Every key carries its group's hash tag, {c<n>} for carts and {s<n>} for stock rows, so
+// a group's data and indexes share one slot. group_of must match holds.lua's.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace cartd::keys {
+
+inline constexpr std::uint32_t kGroups = 1024;
+// The layout this build reads and writes (the value of kLayoutKey once migrated).
+inline constexpr std::string_view kLayout = "2";
+inline constexpr std::string_view kLayoutKey = "cartd:layout";
+inline constexpr std::string_view kMirroredKey = "cartd:mirrored";
+
+// A polynomial hash of the id's bytes mod a prime (exact in Lua's doubles), mod kGroups.
+constexpr std::uint32_t group_of(std::string_view id) {
+  std::uint32_t h = 0;
+  for (char c : id) h = (h * 31 + static_cast<unsigned char>(c)) % 1000003;
+  return h % kGroups;
+}
+
+inline std::string cart_tag(std::uint32_t group) {
+  return "{c" + std::to_string(group) + "}";
+}
+inline std::string stock_tag(std::uint32_t group) {
+  return "{s" + std::to_string(group) + "}";
+}
+
+// Per cart.
+inline std::string cart(std::string_view sid) {
+  return cart_tag(group_of(sid)) + ":" + std::string(sid);
+}
+inline std::string gone(std::string_view sid) {
+  return cart_tag(group_of(sid)) + "g:" + std::string(sid);
+}
+// Per stock row.
+inline std::string stock(std::string_view inv) {
+  return stock_tag(group_of(inv)) + ":" + std::string(inv);
+}
+inline std::string pending(std::string_view inv) {
+  return stock_tag(group_of(inv)) + "pd:" + std::string(inv);
+}
+// Per group.
+inline std::string checkouts(std::uint32_t group) {
+  return cart_tag(group) + "#checkouts";
+}
+inline std::string events(std::uint32_t group) {
+  return cart_tag(group) + "#events";
+}
+inline std::string dirty(std::uint32_t group) {
+  return stock_tag(group) + "#dirty";
+}
+inline std::string due(std::uint32_t group) {
+  return stock_tag(group) + "#due";
+}
+
+// The session id of a cart key ("{c<n>}:<sid>"), or "" for any other key.
+inline std::string_view sid_of_cart_key(std::string_view key) {
+  if (!key.starts_with("{c")) return {};
+  auto close = key.find("}:");
+  if (close == std::string_view::npos) return {};
+  return key.substr(close + 2);
+}
+
+}  // namespace cartd::keys
