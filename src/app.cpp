@@ -1,6 +1,5 @@
 #include "app.hpp"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
@@ -20,6 +19,7 @@
 #include "db/executor.hpp"
 #include "http/server.hpp"
 #include "http/static_files.hpp"
+#include "logging/logging.hpp"
 #include "lua/library.hpp"
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
@@ -165,17 +165,13 @@ http::ServerLimits resolve_http_limits(const Config& config) {
   return limits;
 }
 
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("cartd");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
-  spdlog::set_level(spdlog::level::from_str(level));
-}
-
 }  // namespace
 
 int run(const Config& config) {
-  setup_logging(config.log_level);
+  logging::setup(config.log_level,
+                 config.log_format == "json" ? logging::Format::json : logging::Format::text,
+                 config.access_log);
+  for (const std::string& warning : config.warnings) spdlog::warn("{}", warning);
 
   auto endpoint = redis::parse_url(config.redis_url);
   if (!endpoint) {
