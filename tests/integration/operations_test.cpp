@@ -1,6 +1,6 @@
 // What an operator relies on: probes that tell liveness from readiness, --version,
 // settings from a config file, the environment and flags, in that order of weight, request
-// ids and JSON logs.
+// ids, JSON logs, and an example config that stays in step with the flags.
 #include <gtest/gtest.h>
 
 #include <boost/json/parse.hpp>
@@ -181,6 +181,67 @@ TEST(JsonLogs, without_access_log_requests_are_not_logged_at_info) {
   auto lines = json_log_lines(cartd.log());
   EXPECT_FALSE(lines.empty()) << "start-up lines are logged";
   EXPECT_EQ(line_of_request(lines, "quiet"), nullptr) << cartd.log();
+}
+
+// The setting names of a TOML file, commented-out ones included: `# name = value`.
+std::set<std::string> config_names(const std::filesystem::path& file) {
+  std::set<std::string> names;
+  std::ifstream in(file);
+  std::string line;
+  std::regex setting(R"(^#?\s*([a-z][a-z0-9-]*)\s*=)");
+  std::smatch m;
+  while (std::getline(in, line)) {
+    if (std::regex_search(line, m, setting)) names.insert(m[1]);
+  }
+  return names;
+}
+
+TEST(Deploy, the_example_config_names_every_flag_and_nothing_else) {
+  auto example = std::filesystem::path(CARTD_SOURCE_DIR) / "deploy" / "cartd.toml";
+  auto help = run_cartd("--help");
+  std::set<std::string> flags;
+  std::regex flag(R"(--([a-z][a-z0-9-]*))");
+  for (auto it = std::sregex_iterator(help.begin(), help.end(), flag); it != std::sregex_iterator();
+       ++it) {
+    flags.insert((*it)[1]);
+  }
+  for (const char* not_a_setting : {"help", "version", "config"}) flags.erase(not_a_setting);
+  EXPECT_EQ(config_names(example), flags);
+}
+
+TEST(Deploy, cartd_starts_with_the_example_config) {
+  auto example = std::filesystem::path(CARTD_SOURCE_DIR) / "deploy" / "cartd.toml";
+  RedisServer redis;
+  // The harness's --listen, --redis, --db, --catalog and --threads win over the file's.
+  Cartd cartd(redis, kCatalog, {"--config", example.string()});
+  EXPECT_EQ(cartd.get("/readyz").status, 200u);
+  EXPECT_EQ(cartd.post("/v1/carts", "").status, 201u);
+  ASSERT_EQ(cartd.stop(SIGTERM), 0);
+  json_log_lines(cartd.log());  // the example logs JSON
+}
+
+TEST(Deploy, the_systemd_unit_passes_systemd_analyze_verify) {
+  if (std::system("command -v systemd-analyze > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "systemd-analyze is not installed";
+  }
+  auto unit = std::filesystem::path(CARTD_SOURCE_DIR) / "deploy" / "cartd.service";
+  std::ifstream in(unit);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string content = text.str();
+  EXPECT_NE(content.find("ExecStart=/usr/local/bin/cartd --config /etc/cartd/cartd.toml"),
+            std::string::npos);
+  EXPECT_NE(content.find("LimitNOFILE="), std::string::npos);
+  // verify wants ExecStart's binary to exist: this build's stands in for the installed one.
+  TempDir dir;
+  std::string installed = "ExecStart=/usr/local/bin/cartd";
+  content.replace(content.find(installed), installed.size(),
+                  std::string("ExecStart=") + CARTD_BINARY);
+  std::ofstream(dir.path() / "cartd.service") << content;
+  // It exits 0 even for unknown keys and bad values, but says so.
+  std::string out =
+      run_command("systemd-analyze verify " + (dir.path() / "cartd.service").string());
+  EXPECT_EQ(out, "") << out;
 }
 
 }  // namespace
