@@ -1,6 +1,5 @@
 #include "app.hpp"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
@@ -23,6 +22,7 @@
 #include "functions/migrate.hpp"
 #include "http/server.hpp"
 #include "http/static_files.hpp"
+#include "logging/logging.hpp"
 #include "lua/library.hpp"
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
@@ -168,13 +168,6 @@ http::ServerLimits resolve_http_limits(const Config& config) {
   return limits;
 }
 
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("cartd");
-  spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
-  spdlog::set_level(spdlog::level::from_str(level));
-}
-
 }  // namespace
 
 int migrate(const Config& config) {
@@ -195,7 +188,10 @@ int migrate(const Config& config) {
 }
 
 int run(const Config& config) {
-  setup_logging(config.log_level);
+  logging::setup(config.log_level,
+                 config.log_format == "json" ? logging::Format::json : logging::Format::text,
+                 config.access_log);
+  for (const std::string& warning : config.warnings) spdlog::warn("{}", warning);
 
   auto endpoint = redis::parse_url(config.redis_url);
   if (!endpoint) {

@@ -67,6 +67,8 @@ ParsedConfig parse_config(int argc, char** argv) {
   app.set_version_flag(
       "--version", std::string("cartd ") + CARTD_VERSION + " (commit " + CARTD_GIT_COMMIT + ")");
   app.set_config("--config", "", "read flags from this TOML file (names as the flags')");
+  // A misspelt name in the file would otherwise be ignored and its default used unseen.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   option(app, "listen", c.listen, "HOST:PORT to serve HTTP on");
   option(app, "redis", c.redis_url, "redis://[user:password@]host:port[/db]");
   option(app, "db", c.db_url,
@@ -81,6 +83,13 @@ ParsedConfig parse_config(int argc, char** argv) {
   option(app, "threads", c.threads, "event loops (0: one per core)")->check(CLI::Range(0, 256));
   option(app, "log-level", c.log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  option(app, "log-format", c.log_format,
+         "text (one line per event) or json (one JSON object per line, for log shippers)")
+      ->check(CLI::IsMember({"text", "json"}));
+  // A flag, not on by default: a line per request costs a write to stderr under a lock
+  // shared by every event loop, at tens of thousands of requests a second.
+  app.add_flag("--access-log", c.access_log,
+               "log every answered request at info level (without it, at debug)");
   option(app, "max-line-quantity", c.cart_limits.max_line_quantity, "units per cart line")
       ->check(CLI::Range(1, 1000000));
   option(app, "max-lines", c.cart_limits.max_lines, "lines per cart")->check(CLI::Range(1, 10000));
@@ -180,10 +189,10 @@ ParsedConfig parse_config(int argc, char** argv) {
   // Not an error: the checkout fence keeps orders right either way, but a checkout whose
   // transaction outlives the recovery age is given up and answered 409.
   if (c.db_timeout_ms >= c.checkout_recovery_ms) {
-    std::fprintf(stderr,
-                 "warning: --db-timeout-ms (%d) is not shorter than --checkout-recovery-ms (%d): "
-                 "slow checkouts will be given up by recovery\n",
-                 c.db_timeout_ms, c.checkout_recovery_ms);
+    c.warnings.push_back("--db-timeout-ms (" + std::to_string(c.db_timeout_ms) +
+                         ") is not shorter than --checkout-recovery-ms (" +
+                         std::to_string(c.checkout_recovery_ms) +
+                         "): slow checkouts will be given up by recovery");
   }
   c.keyspace_events = !no_events;
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());

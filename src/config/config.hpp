@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cart/rules.hpp"
 #include "http/server.hpp"
@@ -19,6 +20,8 @@ struct Config {
   int cart_max_lifetime_seconds = 7200;
   unsigned threads = 0;  // 0: one per core
   std::string log_level = "info";
+  std::string log_format = "text";  // text or json (one object per line)
+  bool access_log = false;          // request lines at info instead of debug
   cart::Limits cart_limits;
   http::ServerLimits http_limits;
   int redis_timeout_ms = 2000;
@@ -37,6 +40,9 @@ struct Config {
   int db_heartbeat_ms = 1000;         // how often /healthz's DB write probe runs
   int shutdown_grace_ms = 5000;       // SIGTERM: how long requests under way may take to finish
   int fault_after_checkout_step = 0;  // tests only: exit after this checkout step
+  // Said at start, once the log is set up (and in its format): settings that work but
+  // probably do not do what was meant.
+  std::vector<std::string> warnings;
 
   std::string listen_host() const;
   unsigned short listen_port() const;

@@ -18,8 +18,11 @@
 #include <boost/url/parse.hpp>
 #include <list>
 #include <optional>
+#include <random>
 #include <unordered_set>
 #include <utility>
+
+#include "logging/logging.hpp"
 
 namespace cartd::http {
 namespace {
@@ -42,12 +45,42 @@ constexpr std::chrono::milliseconds kDrainPoll{50};
 // may cache the preflight answer.
 constexpr std::string_view kCorsMethods = "GET, POST, PUT, DELETE, OPTIONS";
 constexpr std::string_view kCorsRequestHeaders =
-    "Content-Type, cart-session-id, Idempotency-Key, Authorization";
-constexpr std::string_view kCorsExposedHeaders = "cart-session-id, Location, Retry-After";
+    "Content-Type, cart-session-id, Idempotency-Key, Authorization, X-Request-Id, traceparent";
+constexpr std::string_view kCorsExposedHeaders =
+    "cart-session-id, Location, Retry-After, X-Request-Id";
 constexpr std::string_view kCorsMaxAgeSeconds = "600";
 constexpr std::chrono::milliseconds kAcceptRetry{100};
 // A repeated warning (accept failing, connections refused) is logged at most this often.
 constexpr std::chrono::seconds kWarningInterval{1};
+constexpr std::string_view kRequestIdHeader = "X-Request-Id";
+constexpr std::string_view kTraceparentHeader = "traceparent";
+// A request id cartd makes: 128 random bits in hex, unique without coordination between
+// loops or instances.
+constexpr std::size_t kMadeRequestIdBytes = 16;
+
+bool is_visible_ascii(std::string_view s, std::size_t max_length) {
+  if (s.empty() || s.size() > max_length) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 0x7f; });
+}
+
+// Replaces `out` with a new request id. Each loop draws from a generator of its own,
+// seeded from the OS, so making an id takes no lock.
+void make_request_id(std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  thread_local std::mt19937_64 random = [] {
+    std::random_device os;
+    std::seed_seq seed{os(), os(), os(), os(), os(), os(), os(), os()};
+    return std::mt19937_64(seed);
+  }();
+  out.resize(kMadeRequestIdBytes * 2);
+  for (std::size_t i = 0; i < kMadeRequestIdBytes; i += sizeof(std::uint64_t)) {
+    std::uint64_t bits = random();
+    for (std::size_t b = 0; b < sizeof bits; ++b, bits >>= 8) {
+      out[2 * (i + b)] = kHex[(bits >> 4) & 0xF];
+      out[2 * (i + b) + 1] = kHex[bits & 0xF];
+    }
+  }
+}
 
 class Connection;
 
@@ -139,7 +172,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     leave_idle_list();
     // Until the router matches a pattern, an answer counts as unmatched.
     route_ = router_.patterns().size();
-    if (metrics_) read_at_ = std::chrono::steady_clock::now();
+    read_at_ = std::chrono::steady_clock::now();
+    take_request_id();
     if (ec) {
       if (ec == bhttp::error::body_limit) {
         return refuse(413, "payload_too_large",
@@ -178,6 +212,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.expires_never();
     router_.dispatch(
         req, [self = shared_from_this()](Response r) { self->write(std::move(r)); }, route_);
+  }
+
+  // The request's X-Request-Id if it has an acceptable one, else a new one. The parser
+  // holds the fields even when it stopped at the body (413); a head over the limit (431)
+  // has none, and gets a new one.
+  void take_request_id() {
+    const Request& req = parser_->get();
+    if (auto given = req.find(kRequestIdHeader); given != req.end()) {
+      if (is_acceptable_request_id(given->value())) {
+        request_id_.assign(given->value());
+        return;
+      }
+    }
+    make_request_id(request_id_);
   }
 
   // The answer to a CORS preflight: 204 with what an allowed origin may do, or 403.
@@ -220,14 +268,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // of a small JSON answer (see docs/PERFORMANCE.md).
   void write(Response r) {
     if (open_->draining) keep_alive_ = false;
-    if (metrics_) {
-      metrics_->count_request(route_, r.status, std::chrono::steady_clock::now() - read_at_);
-    }
-    // The access log, at debug level (checked first: formatting costs on the hot path).
-    if (spdlog::should_log(spdlog::level::debug)) {
-      spdlog::debug("http: {} {} -> {}", parser_->get().method_string(), parser_->get().target(),
-                    r.status);
-    }
+    auto elapsed = std::chrono::steady_clock::now() - read_at_;
+    if (metrics_) metrics_->count_request(route_, r.status, elapsed);
+    // Checked first: formatting costs on the hot path.
+    if (logging::access_logged()) log_request(r.status, elapsed);
     head_.clear();
     head_ += "HTTP/1.1 ";
     head_ += std::to_string(r.status);
@@ -240,6 +284,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       head_ += std::to_string(r.body.size());
     }
     head_ += keep_alive_ ? "\r\n" : "\r\nConnection: close\r\n";
+    head_ += kRequestIdHeader;
+    head_ += ": ";
+    head_ += request_id_;
+    head_ += "\r\n";
     if (r.content_type == kJsonContentType) head_ += kJsonAnswerHeaders;
     r.headers.insert(r.headers.end(), cors_.begin(), cors_.end());
     for (auto& [name, value] : r.headers) {
@@ -254,6 +302,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(body_)};
     asio::async_write(stream_, buffers,
                       beast::bind_front_handler(&Connection::on_write, shared_from_this()));
+  }
+
+  void log_request(unsigned status, std::chrono::steady_clock::duration elapsed) {
+    const Request& req = parser_->get();
+    std::string_view traceparent;
+    if (auto given = req.find(kTraceparentHeader); given != req.end()) {
+      if (is_visible_ascii(given->value(), kMaxTraceparentLength)) traceparent = given->value();
+    }
+    logging::log_access(
+        {request_id_, req.method_string(), req.target(), status, elapsed, traceparent});
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -280,6 +338,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   metrics::Shard* metrics_;
   std::size_t route_ = 0;                          // the matched pattern of the request
   std::chrono::steady_clock::time_point read_at_;  // when the request was read whole
+  std::string request_id_;                         // of the request being answered
   bool idle_ = false;                              // waiting for the next request
   std::list<Connection*> idle_node_;               // holds idle_at_ while not in open_->idle
   std::list<Connection*>::iterator idle_at_;       // this, in idle_node_ or open_->idle
@@ -329,6 +388,10 @@ bool is_param(const std::string& segment) {
 }
 
 }  // namespace
+
+bool is_acceptable_request_id(std::string_view id) {
+  return is_visible_ascii(id, kMaxRequestIdLength);
+}
 
 std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits& limits,
                                                               std::string_view origin) {

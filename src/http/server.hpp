@@ -66,6 +66,17 @@ struct HeadRejection {
 // does not know (501).
 [[nodiscard]] std::optional<HeadRejection> check_request_head(const Request& req);
 
+// Every answer carries an X-Request-Id: the request's own when it is one of these (1 to
+// kMaxRequestIdLength visible ASCII characters, so that it is safe in a header and a log
+// line and cannot bloat either), else one cartd makes. It is logged with the request, so a
+// client's or a proxy's id finds cartd's log line.
+inline constexpr std::size_t kMaxRequestIdLength = 128;
+[[nodiscard]] bool is_acceptable_request_id(std::string_view id);
+
+// A W3C traceparent is logged with its request when it is at most this long and visible
+// ASCII (version 00 is 55 characters; later versions may add fields); cartd does not trace.
+inline constexpr std::size_t kMaxTraceparentLength = 256;
+
 // The {name} segments of a matched route, in order.
 using PathParams = std::vector<std::string>;
 using Handler = std::function<void(const Request&, const PathParams&, Respond)>;
