@@ -61,7 +61,8 @@ BENCHMARK(decode_set_line_reply);
 
 void serialize_three_line_cart(benchmark::State& state) {
   auto cart = cart::decode_cart(cart::new_session_id(), three_line_view())->cart;
-  for (auto _ : state) benchmark::DoNotOptimize(boost::json::serialize(cart::cart_json(*cart)));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(boost::json::serialize(cart::cart_json(*cart, "USD")));
 }
 BENCHMARK(serialize_three_line_cart);
 

@@ -66,9 +66,13 @@ struct Loop {
                                  config.cart_limits},
               &shard),
         stock(redis),
-        api{io, carts, db, config.fault_after_checkout_step, &shard},
-        catalog{io, stock, db, config.admin_token,
-                std::chrono::milliseconds(config.admin_hold_ms)} {}
+        api{io, carts, db, config.fault_after_checkout_step, &shard, config.currency},
+        catalog{io,
+                stock,
+                db,
+                config.admin_token,
+                std::chrono::milliseconds(config.admin_hold_ms),
+                config.currency} {}
 
   metrics::Shard& metrics;
   asio::io_context io{1};

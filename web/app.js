@@ -5,8 +5,18 @@ const CART_KEY = 'cart-session-id';
 const POLL_MS = 2000;
 const MAX_QUANTITY = 100;
 
-const money = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
 const $ = (id) => document.getElementById(id);
+
+// Amounts come in the currency's minor unit (`*_cents`) with the shop's ISO 4217
+// `currency` beside them; the formatter knows how many minor digits each currency has.
+const formatters = new Map();
+function money(minorUnits, currency = state.currency) {
+  if (!formatters.has(currency)) {
+    formatters.set(currency, new Intl.NumberFormat('en-US', { style: 'currency', currency }));
+  }
+  const format = formatters.get(currency);
+  return format.format(minorUnits / 10 ** format.resolvedOptions().maximumFractionDigits);
+}
 
 const state = {
   cartId: localStorage.getItem(CART_KEY),
@@ -16,6 +26,7 @@ const state = {
   checkoutKey: null,   // reused when a checkout is retried
   busy: false,
   stockError: false,   // the message shown is about loading stock
+  currency: 'USD',     // the shop's, as the API last named it
 };
 
 class HttpError extends Error {
@@ -85,12 +96,15 @@ async function ensureCart() {
 
 function showCart(cart) {
   state.cart = cart;
+  if (cart.currency) state.currency = cart.currency;
   state.deadline = Date.now() + cart.ttl_seconds * 1000;
   renderCart();
 }
 
+// The cart is no more: expired, unknown, or already an order (410 cart_checked_out).
 function isGone(e) {
-  return e.status === 404 && (e.code === 'cart_expired' || e.code === 'cart_not_found');
+  return (e.status === 404 && (e.code === 'cart_expired' || e.code === 'cart_not_found')) ||
+    e.status === 410;
 }
 
 async function refreshCart() {
@@ -129,6 +143,7 @@ async function changeCart(what, change) {
 
 function addToCart(product, inventoryId, quantity) {
   notice('');
+  $('confirmation').hidden = true;
   return changeCart(`add ${product.name} to your cart`, (id) =>
     api('POST', `/v1/carts/${id}/items`, { product_id: product.product_id, inventory_id: inventoryId, quantity }));
 }
@@ -159,8 +174,13 @@ async function checkout() {
     const id = document.createElement('p');
     id.append('Order ', Object.assign(document.createElement('code'), { textContent: order.order_id }));
     const total = document.createElement('p');
-    total.textContent = `Total ${money.format(order.total_cents / 100)}`;
-    box.append(title, id, total);
+    total.textContent = `Total ${money(order.total_cents, order.currency)}`;
+    const more = document.createElement('button');
+    more.type = 'button';
+    more.className = 'primary';
+    more.textContent = 'Continue shopping';
+    more.addEventListener('click', continueShopping);
+    box.append(title, id, total, more);
   } catch (e) {
     if (e.status === 410 || isGone(e)) forgetCart(true);
     else explain(e, 'check out');
@@ -168,6 +188,14 @@ async function checkout() {
     state.busy = false;
     refreshProducts();
   }
+}
+
+// Closes the confirmation and takes the shopper back to the products.
+function continueShopping() {
+  $('confirmation').hidden = true;
+  const heading = $('catalog-title');
+  heading.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  heading.focus({ preventScroll: true });
 }
 
 function availabilityText(row) {
@@ -184,7 +212,7 @@ function productCard(product) {
   title.textContent = product.name;
   const price = document.createElement('p');
   price.className = 'price';
-  price.textContent = money.format(product.price_cents / 100);
+  price.textContent = money(product.price_cents, product.currency);
   const stock = document.createElement('p');
   stock.className = 'stock';
   stock.setAttribute('aria-live', 'polite');
@@ -206,7 +234,7 @@ function productCard(product) {
 
   const add = document.createElement('button');
   add.type = 'button';
-  add.className = 'primary';
+  add.className = 'primary add';
   add.textContent = 'Add to cart';
   add.addEventListener('click', () => {
     const n = Math.max(1, Math.min(MAX_QUANTITY, Number.parseInt(quantity.value, 10) || 1));
@@ -229,6 +257,12 @@ function updateCard(card, product) {
   const stock = card.querySelector('.stock');
   stock.textContent = availabilityText(row);
   stock.className = `stock${row.available <= 0 ? ' out' : row.available <= 3 ? ' low' : ''}`;
+  // Sold out: nothing to add, so the button says so instead of failing when pressed.
+  const soldOut = row.available <= 0;
+  const add = card.querySelector('button.add');
+  add.disabled = soldOut;
+  add.textContent = soldOut ? 'Sold out' : 'Add to cart';
+  card.querySelector('input[type=number]').disabled = soldOut;
   for (const option of select?.options ?? []) {
     const r = product.stock.find((s) => s.inventory_id === option.value);
     if (r) option.textContent = `${r.name} (${availabilityText(r).toLowerCase()})`;
@@ -247,6 +281,8 @@ async function refreshProducts() {
     const container = $('products');
     const known = [...state.products.keys()].join('|');
     state.products = new Map(products.map((p) => [p.product_id, p]));
+    if (products[0]?.currency) state.currency = products[0].currency;
+    $('currency').textContent = state.currency;
     if (known !== [...state.products.keys()].join('|')) {
       container.replaceChildren(...products.map(productCard));
     }
@@ -271,7 +307,7 @@ function renderCart() {
     name.className = 'name';
     name.textContent = line.name;
     const total = document.createElement('span');
-    total.textContent = money.format(line.line_total_cents / 100);
+    total.textContent = money(line.line_total_cents, line.currency);
     const controls = document.createElement('div');
     controls.className = 'controls';
     const qty = document.createElement('input');
@@ -286,7 +322,7 @@ function renderCart() {
     });
     const each = document.createElement('span');
     each.className = 'muted';
-    each.textContent = `× ${money.format(line.unit_price_cents / 100)}`;
+    each.textContent = `× ${money(line.unit_price_cents, line.currency)}`;
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.textContent = 'Remove';
@@ -297,7 +333,7 @@ function renderCart() {
     return item;
   }));
   $('empty').hidden = lines.length > 0;
-  $('total').textContent = money.format((cart?.total_cents ?? 0) / 100);
+  $('total').textContent = money(cart?.total_cents ?? 0, cart?.currency);
   $('checkout').disabled = lines.length === 0;
   $('timer-line').hidden = !cart || lines.length === 0;
   tick();

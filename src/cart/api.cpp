@@ -67,10 +67,10 @@ Response set_line_failure(const SetLineOutcome& out, const SetLineCall& call) {
 
 // Changes a line of an existing cart and answers with the whole cart.
 void change_line(ApiContext& ctx, SetLineCall call, Respond respond) {
-  ctx.carts.set_line(call, [respond = std::move(respond), call](auto result) {
+  ctx.carts.set_line(call, [&ctx, respond = std::move(respond), call](auto result) {
     if (!result) return respond(unavailable(result.error()));
     if (result->kind != Kind::ok) return respond(set_line_failure(*result, call));
-    respond(http::json_response(200, cart_json(result->cart)));
+    respond(http::json_response(200, cart_json(result->cart, ctx.currency)));
   });
 }
 
@@ -169,8 +169,10 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
     // recovery (or a retry with the same key) settles Redis.
     if (!r) spdlog::warn("checkout {}: Redis not settled yet: {}", sid_, r.error().message());
     if (ctx_.fault_after_checkout_step == 3) inject_fault(3);
-    answer(created_ ? Result::created : Result::existing,
-           http::json_response(created_ ? 201 : 200, order_json(order_)));
+    Response response =
+        http::json_response(created_ ? 201 : 200, order_json(order_, ctx_.currency));
+    if (created_) response.headers.emplace_back("Location", "/v1/orders/" + order_.order_id);
+    answer(created_ ? Result::created : Result::existing, std::move(response));
   }
 
   // The main DB has fewer units of a row than the cart held: the promise of the hold is
@@ -203,7 +205,8 @@ class Checkout : public std::enable_shared_from_this<Checkout> {
             return self->answer(Result::error,
                                 error_response(404, "order_not_found", "no such order"));
           }
-          self->answer(Result::existing, http::json_response(200, order_json(**o)));
+          self->answer(Result::existing,
+                       http::json_response(200, order_json(**o, self->ctx_.currency)));
         });
   }
 
@@ -236,7 +239,7 @@ bool is_valid_idempotency_key(std::string_view key) {
   return true;
 }
 
-json::object cart_json(const CartView& cart) {
+json::object cart_json(const CartView& cart, std::string_view currency) {
   json::array lines;
   std::int64_t total = 0, items = 0;
   for (const CartLine& l : cart.lines) {
@@ -246,7 +249,8 @@ json::object cart_json(const CartView& cart) {
                                  {"name", l.name},
                                  {"quantity", l.quantity},
                                  {"unit_price_cents", l.unit_price_cents},
-                                 {"line_total_cents", line_total}});
+                                 {"line_total_cents", line_total},
+                                 {"currency", currency}});
     total += line_total;
     items += l.quantity;
   }
@@ -254,15 +258,13 @@ json::object cart_json(const CartView& cart) {
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
   std::int64_t ttl = std::max<std::int64_t>(0, (cart.deadline_ms - now_ms + 999) / 1000);
-  return json::object{{"id", cart.id},
-                      {"lines", std::move(lines)},
-                      {"total_cents", total},
-                      {"item_count", items},
-                      {"expires_at", http::rfc3339(cart.deadline_ms)},
+  return json::object{{"id", cart.id},        {"lines", std::move(lines)},
+                      {"total_cents", total}, {"currency", currency},
+                      {"item_count", items},  {"expires_at", http::rfc3339(cart.deadline_ms)},
                       {"ttl_seconds", ttl}};
 }
 
-json::object order_json(const db::Order& order) {
+json::object order_json(const db::Order& order, std::string_view currency) {
   json::array lines;
   for (const db::OrderLine& l : order.lines) {
     lines.push_back(json::object{{"product_id", l.product_id},
@@ -270,13 +272,12 @@ json::object order_json(const db::Order& order) {
                                  {"name", l.name},
                                  {"quantity", l.quantity},
                                  {"unit_price_cents", l.unit_price_cents},
-                                 {"line_total_cents", l.line_total_cents()}});
+                                 {"line_total_cents", l.line_total_cents()},
+                                 {"currency", currency}});
   }
-  return json::object{{"order_id", order.order_id},
-                      {"cart_id", order.cart_id},
-                      {"lines", std::move(lines)},
-                      {"total_cents", order.total_cents},
-                      {"created_at", order.created_at}};
+  return json::object{{"order_id", order.order_id}, {"cart_id", order.cart_id},
+                      {"lines", std::move(lines)},  {"total_cents", order.total_cents},
+                      {"currency", currency},       {"created_at", order.created_at}};
 }
 
 void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
@@ -285,9 +286,9 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
   router.add(http::Verb::post, "/v1/carts",
              [&ctx](const Request&, const PathParams&, Respond respond) {
                std::string sid = new_session_id();
-               ctx.carts.create_cart(sid, [respond = std::move(respond), sid](auto cart) {
+               ctx.carts.create_cart(sid, [&ctx, respond = std::move(respond), sid](auto cart) {
                  if (!cart) return respond(unavailable(cart.error()));
-                 Response r = http::json_response(201, cart_json(*cart));
+                 Response r = http::json_response(201, cart_json(*cart, ctx.currency));
                  r.headers.emplace_back("cart-session-id", sid);
                  r.headers.emplace_back("Location", "/v1/carts/" + sid);
                  respond(std::move(r));
@@ -298,10 +299,10 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
              [&ctx](const Request&, const PathParams& p, Respond respond) {
                auto sid = cart_id(p[0], respond);
                if (!sid) return;
-               ctx.carts.get_cart(*sid, [respond = std::move(respond)](auto found) {
+               ctx.carts.get_cart(*sid, [&ctx, respond = std::move(respond)](auto found) {
                  if (!found) return respond(unavailable(found.error()));
                  if (!found->cart) return respond(missing_cart(found->missing));
-                 respond(http::json_response(200, cart_json(*found->cart)));
+                 respond(http::json_response(200, cart_json(*found->cart, ctx.currency)));
                });
              });
 
@@ -347,7 +348,7 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
              [&ctx](const Request&, const PathParams& p, Respond respond) {
                auto sid = cart_id(p[0], respond);
                if (!sid) return;
-               ctx.carts.abandon(*sid, [respond = std::move(respond)](auto r) {
+               ctx.carts.abandon(*sid, [&ctx, respond = std::move(respond)](auto r) {
                  using K = CartService::Abandoned::Kind;
                  if (!r) return respond(unavailable(r.error()));
                  if (r->kind == K::missing) return respond(missing_cart(r->missing));
@@ -355,7 +356,7 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                    return respond(error_response(409, "checkout_in_progress",
                                                  "the cart is being checked out"));
                  }
-                 json::object body = cart_json(r->cart);
+                 json::object body = cart_json(r->cart, ctx.currency);
                  body["status"] = "abandoned";
                  body["ttl_seconds"] = 0;
                  respond(http::json_response(200, body));
@@ -386,11 +387,11 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                if (!id) return respond(error_response(404, "order_not_found", "no such order"));
                ctx.db.run<std::optional<db::Order>>(
                    ctx.loop, [id = *id](db::Store& store) { return store.order(id); },
-                   [respond = std::move(respond)](db::DbResult<std::optional<db::Order>> o) {
+                   [&ctx, respond = std::move(respond)](db::DbResult<std::optional<db::Order>> o) {
                      if (!o) return respond(db_unavailable(o.error()));
                      if (!*o)
                        return respond(error_response(404, "order_not_found", "no such order"));
-                     respond(http::json_response(200, order_json(**o)));
+                     respond(http::json_response(200, order_json(**o, ctx.currency)));
                    });
              });
 }

@@ -21,16 +21,17 @@ struct ApiContext {
   // (1 begun in Redis, 2 order in the DB, 3 finished in Redis); 0 never.
   int fault_after_checkout_step = 0;
   metrics::Shard* metrics = nullptr;  // the loop's counts (checkout results); none: not counted
+  std::string currency = "USD";       // ISO 4217, named beside every price (--currency)
 };
 
 void add_cart_api_routes(http::Router& router, ApiContext& ctx);
 
 // {"error": {...}} for a rejected request.
 http::Response reject(const Rejection& r);
-// The cart as every /v1 cart route answers it.
-boost::json::object cart_json(const CartView& cart);
-// An order as checkout and GET /v1/orders/{id} answer it.
-boost::json::object order_json(const db::Order& order);
+// The cart as every /v1 cart route answers it; its prices are in `currency`.
+boost::json::object cart_json(const CartView& cart, std::string_view currency);
+// An order as checkout and GET /v1/orders/{id} answer it; its prices are in `currency`.
+boost::json::object order_json(const db::Order& order, std::string_view currency);
 
 // Idempotency-Key: 1-128 printable ASCII characters.
 inline constexpr std::size_t kMaxIdempotencyKey = 128;

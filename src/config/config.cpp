@@ -125,6 +125,16 @@ ParsedConfig parse_config(int argc, char** argv) {
                  "an origin (https://shop.example) whose pages may call the API from a "
                  "browser; repeat it, or * for any")
       ->delimiter(',');
+  option(app, "currency", c.currency,
+         "ISO 4217 code of the shop's currency, named beside every price and total in /v1")
+      ->check(CLI::Validator(
+          [](const std::string& code) -> std::string {
+            bool ok = code.size() == 3 && std::all_of(code.begin(), code.end(), [](char ch) {
+                        return ch >= 'A' && ch <= 'Z';
+                      });
+            return ok ? "" : "a currency is 3 upper-case letters (ISO 4217), not " + code;
+          },
+          "AAA"));
   option(app, "web-root", c.web_root,
          "serve the storefront from this folder (unset: the copy built into cartd)");
   option(app, "checkout-grace", c.checkout_grace_seconds,

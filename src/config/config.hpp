@@ -31,6 +31,7 @@ struct Config {
   int sweep_batch = 500;             // carts released per sweeper call
   std::string admin_token;           // empty: no admin routes
   std::string web_root;              // empty: serve the storefront built into the binary
+  std::string currency = "USD";      // ISO 4217: the one currency of every price in /v1
   int checkout_grace_seconds = 120;  // units stay held at least this long into a checkout
   int checkout_recovery_ms = 30000;  // a checkout this old is settled by recovery
   int db_threads = 2;

@@ -23,27 +23,36 @@ using http::Request;
 using http::Respond;
 using http::Response;
 
-json::object stock_json(const db::StockRow& row, const std::optional<LiveCounts>& live) {
+// A stock row with its price in `currency` (the shop's one currency, --currency).
+json::object stock_json(const db::StockRow& row, const std::optional<LiveCounts>& live,
+                        std::string_view currency) {
   std::int64_t on_hand = live ? live->on_hand : row.on_hand;
   std::int64_t reserved = live ? live->reserved : row.reserved;
-  return json::object{
-      {"inventory_id", row.inventory_id}, {"product_id", row.product_id}, {"name", row.name},
-      {"price_cents", row.price_cents},   {"on_hand", on_hand},           {"reserved", reserved},
-      {"available", on_hand - reserved}};
+  return json::object{{"inventory_id", row.inventory_id},
+                      {"product_id", row.product_id},
+                      {"name", row.name},
+                      {"price_cents", row.price_cents},
+                      {"currency", currency},
+                      {"on_hand", on_hand},
+                      {"reserved", reserved},
+                      {"available", on_hand - reserved}};
 }
 
 // Groups rows (sorted by product) into products with their stock rows.
 json::array products_json(const std::vector<db::StockRow>& rows,
-                          const std::vector<std::optional<LiveCounts>>& live) {
+                          const std::vector<std::optional<LiveCounts>>& live,
+                          std::string_view currency) {
   json::array products;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     if (i == 0 || rows[i].product_id != rows[i - 1].product_id) {
       products.push_back(json::object{{"product_id", rows[i].product_id},
                                       {"name", rows[i].name},
                                       {"price_cents", rows[i].price_cents},
+                                      {"currency", currency},
                                       {"stock", json::array{}}});
     }
-    products.back().as_object()["stock"].as_array().push_back(stock_json(rows[i], live[i]));
+    products.back().as_object()["stock"].as_array().push_back(
+        stock_json(rows[i], live[i], currency));
   }
   return products;
 }
@@ -85,11 +94,12 @@ void list_products(CatalogContext& ctx, const Request& req, Respond respond) {
             break;
           }
         }
-        with_counts(ctx, std::move(page), respond, [next](const auto& rows, const auto& live) {
-          json::object body{{"products", products_json(rows, live)}};
-          body["next_cursor"] = next.empty() ? json::value(nullptr) : json::value(next);
-          return http::json_response(200, body);
-        });
+        with_counts(ctx, std::move(page), respond,
+                    [&ctx, next](const auto& rows, const auto& live) {
+                      json::object body{{"products", products_json(rows, live, ctx.currency)}};
+                      body["next_cursor"] = next.empty() ? json::value(nullptr) : json::value(next);
+                      return http::json_response(200, body);
+                    });
       });
 }
 
@@ -104,8 +114,8 @@ void get_product(CatalogContext& ctx, const std::string& product_id, Respond res
         if (rows->empty()) {
           return respond(error_response(404, "product_not_found", "no such product"));
         }
-        with_counts(ctx, std::move(*rows), respond, [](const auto& rows, const auto& live) {
-          return http::json_response(200, products_json(rows, live)[0].as_object());
+        with_counts(ctx, std::move(*rows), respond, [&ctx](const auto& rows, const auto& live) {
+          return http::json_response(200, products_json(rows, live, ctx.currency)[0].as_object());
         });
       });
 }
@@ -158,8 +168,10 @@ http::Handler admin(const CatalogContext& ctx, http::Handler handler) {
 void mirror_and_answer(CatalogContext& ctx, db::StockRow row, unsigned status, Respond respond) {
   ctx.stock.mirror({row}, [&ctx, row, status, respond = std::move(respond)](auto ok) mutable {
     if (!ok) return respond(cart::unavailable(ok.error()));
-    with_counts(ctx, {row}, respond, [status](const auto& rows, const auto& live) {
-      return http::json_response(status, stock_json(rows[0], live[0]));
+    with_counts(ctx, {row}, respond, [&ctx, status](const auto& rows, const auto& live) {
+      Response r = http::json_response(status, stock_json(rows[0], live[0], ctx.currency));
+      if (status == 201) r.headers.emplace_back("Location", "/v1/stock/" + rows[0].inventory_id);
+      return r;
     });
   });
 }
@@ -360,7 +372,7 @@ class AdminChange : public std::enable_shared_from_this<AdminChange> {
                 "mirror sync will",
                 row.inventory_id, live ? "unknown row" : live.error().message());
           }
-          self->respond_(http::json_response(200, stock_json(row, counts)));
+          self->respond_(http::json_response(200, stock_json(row, counts, self->ctx_.currency)));
         });
   }
 

@@ -30,6 +30,7 @@ struct CatalogContext {
   // How long an admin change holds the units it removes (longer than a DB statement may
   // wait, so the hold outlasts the change; it frees itself if cartd dies meanwhile).
   std::chrono::milliseconds admin_hold{60'000};
+  std::string currency = "USD";  // ISO 4217, named beside every price (--currency)
 };
 
 inline constexpr std::size_t kDefaultPageSize = 20;

@@ -131,6 +131,12 @@ test('a shopper adds, changes, removes and checks out', async () => {
   assert.match(text, /Order [0-9a-f-]{36}/);
   assert.match(text, /Total \$45\.00/);
   await page.screenshot({ path: join(OUTPUT, 'desktop-confirmation.png'), fullPage: true });
+  // The confirmation leads back to the shop.
+  await confirmation.getByRole('button', { name: 'Continue shopping' }).click();
+  await until(async () => !(await confirmation.isVisible()), 'the confirmation to close');
+  await until(async () => page.evaluate(() => document.activeElement?.id === 'catalog-title'),
+    'the products heading to take the focus');
+  await card(page, 'Canvas Cap').getByRole('button', { name: 'Add to cart' }).waitFor();
 
   const after = await stock('mug');
   assert.equal(after.on_hand, before.on_hand - 3, 'on_hand fell by what was bought');
@@ -146,12 +152,24 @@ test('two shoppers race for the last unit, and an expired hold frees it', async 
   await b.goto(base);
   await card(b, 'Desk Lamp').getByText('Only 1 left').waitFor();
 
+  // B's page has not seen A's hold yet (its product list is held at the moment before A
+  // adds): B's add loses the race and says why.
+  const stale = await (await fetch(`${base}/v1/products?limit=100`)).text();
+  const products = (url) => url.pathname === '/v1/products';
+  await b.route(products, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: stale }));
   await add(a, 'Desk Lamp');
   await cart(a).getByText('Desk Lamp').waitFor();
-  await card(b, 'Desk Lamp').getByText('Out of stock').waitFor();
   await add(b, 'Desk Lamp');
   const alert = b.getByRole('alert');
   await alert.getByText(/Out of stock: 0 available/).waitFor();
+  await b.unroute(products);
+
+  // Once B's page knows, the product is sold out: a disabled button says so.
+  await card(b, 'Desk Lamp').getByText('Out of stock').waitFor();
+  const soldOut = card(b, 'Desk Lamp').getByRole('button', { name: 'Sold out' });
+  await soldOut.waitFor();
+  assert.equal(await soldOut.isDisabled(), true, 'a sold-out product cannot be added');
+  assert.equal(await card(b, 'Desk Lamp').getByRole('button', { name: 'Add to cart' }).count(), 0);
   await b.screenshot({ path: join(OUTPUT, 'desktop-out-of-stock.png'), fullPage: true });
 
   // A leaves the page open but does nothing: after the TTL the unit is free again.

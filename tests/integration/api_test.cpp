@@ -115,8 +115,8 @@ TEST_F(Api, lines_show_names_prices_and_totals) {
   ASSERT_EQ(r.status, 200u) << r.body;
   auto body = cart(id);
   EXPECT_EQ(body["lines"], json::parse(R"([
-    {"product_id":"mug","inventory_id":"mug","name":"Mug","quantity":2,"unit_price_cents":1500,"line_total_cents":3000},
-    {"product_id":"shoe","inventory_id":"shoe-us","name":"Shoe US","quantity":1,"unit_price_cents":9000,"line_total_cents":9000}])"));
+    {"product_id":"mug","inventory_id":"mug","name":"Mug","quantity":2,"unit_price_cents":1500,"line_total_cents":3000,"currency":"USD"},
+    {"product_id":"shoe","inventory_id":"shoe-us","name":"Shoe US","quantity":1,"unit_price_cents":9000,"line_total_cents":9000,"currency":"USD"}])"));
   EXPECT_EQ(body["total_cents"].as_int64(), 12000);
   EXPECT_EQ(body["item_count"].as_int64(), 3);
   EXPECT_EQ(r.json().as_object()["lines"], body["lines"]) << "each change answers with the cart";
@@ -426,8 +426,8 @@ TEST_F(Api, products_are_listed_in_pages_with_live_counts) {
   auto shoe = call("GET", "/v1/products/shoe");
   ASSERT_EQ(shoe.status, 200u);
   EXPECT_EQ(shoe.json().at("stock"), json::parse(R"([
-    {"inventory_id":"shoe-eu","product_id":"shoe","name":"Shoe EU","price_cents":9000,"on_hand":5,"reserved":0,"available":5},
-    {"inventory_id":"shoe-us","product_id":"shoe","name":"Shoe US","price_cents":9000,"on_hand":3,"reserved":2,"available":1}])"));
+    {"inventory_id":"shoe-eu","product_id":"shoe","name":"Shoe EU","price_cents":9000,"currency":"USD","on_hand":5,"reserved":0,"available":5},
+    {"inventory_id":"shoe-us","product_id":"shoe","name":"Shoe US","price_cents":9000,"currency":"USD","on_hand":3,"reserved":2,"available":1}])"));
   EXPECT_EQ(call("GET", "/v1/products/nope").status, 404u);
   EXPECT_EQ(code(call("GET", "/v1/products?limit=0")), "invalid_limit");
   EXPECT_EQ(code(call("GET", "/v1/products?limit=101")), "invalid_limit");

@@ -246,5 +246,44 @@ TEST(Deploy, the_systemd_unit_passes_systemd_analyze_verify) {
   EXPECT_EQ(out, "") << out;
 }
 
+TEST(Flags, currency_is_named_beside_every_price_and_classic_routes_stay_as_they_were) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {"--currency", "EUR", "--admin-token", "t"});
+  auto cart = cartd.post("/v1/carts", "").json().as_object();
+  EXPECT_EQ(cart.at("currency"), "EUR");
+  std::string id(cart.at("id").as_string());
+  auto line = cartd.post("/v1/carts/" + id + "/items",
+                         R"({"product_id":"mug","inventory_id":"mug","quantity":2})");
+  EXPECT_EQ(line.json().at("currency"), "EUR") << line.body;
+  EXPECT_EQ(line.json().at("lines").at(0).at("currency"), "EUR") << line.body;
+  auto product = cartd.get("/v1/products/mug").json();
+  EXPECT_EQ(product.at("currency"), "EUR");
+  EXPECT_EQ(product.at("stock").at(0).at("currency"), "EUR");
+  EXPECT_EQ(cartd.get("/v1/products").json().at("products").at(0).at("currency"), "EUR");
+  auto order = cartd.post("/v1/carts/" + id + "/checkout", "", {{"Idempotency-Key", "k"}});
+  ASSERT_EQ(order.status, 201u) << order.body;
+  EXPECT_EQ(order.json().at("currency"), "EUR");
+  EXPECT_EQ(order.json().at("lines").at(0).at("currency"), "EUR");
+  EXPECT_EQ(order.headers["location"],
+            "/v1/orders/" + std::string(order.json().at("order_id").as_string()));
+
+  // The classic pair knows nothing of money: its answers are as they always were.
+  auto added =
+      cartd.post("/add-to-cart", R"({"product_id":"mug","inventory_id":"mug","quantity":1})");
+  std::string sid = added.headers["cart-session-id"];
+  EXPECT_EQ(added.body,
+            R"({"message":"Product added to cart successfully","cartSessionId":")" + sid + "\"}");
+  EXPECT_EQ(cartd.get("/get-cart", {{"cart-session-id", sid}}).body,
+            R"({"message":"Cart retrieved successfully","data":[{"product_id":"mug",)"
+            R"("inventory_id":"mug","quantity":1}]})");
+}
+
+TEST(Flags, a_currency_is_three_upper_case_letters) {
+  for (const char* bad : {"usd", "EURO", "U1D", "\"\""}) {
+    auto out = run_cartd(std::string("--currency ") + bad + " --listen nope");
+    EXPECT_NE(out.find("--currency"), std::string::npos) << bad << ": " << out;
+  }
+}
+
 }  // namespace
 }  // namespace cartd::test
