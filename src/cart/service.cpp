@@ -190,6 +190,7 @@ CartService::CartService(redis::Client& redis, CartSettings settings, metrics::S
     : redis_(redis),
       settings_(std::move(settings)),
       metrics_(metrics),
+      sold_out_(settings_.sold_out_memory),
       ttl_ms_(std::to_string(settings_.ttl.count())),
       max_lifetime_ms_(std::to_string(settings_.max_lifetime.count())),
       checkout_grace_ms_(std::to_string(settings_.checkout_grace.count())),
@@ -208,6 +209,25 @@ void CartService::create_cart(const std::string& session_id, Callback<CartView> 
 }
 
 void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) {
+  // A request that needs at least one more unit (an add, or any line of a new cart) on a
+  // row just seen sold out is refused without asking Redis. A set on a named cart may
+  // lower a line it holds, so it always asks.
+  bool needs_a_unit = c.quantity > 0 && (c.mode == LineMode::add || c.session_id.empty());
+  auto now = SoldOutMemory::Clock::now();
+  if (needs_a_unit && sold_out_.sold_out(c.inventory_id, now)) {
+    if (metrics_ != nullptr) metrics_->count_hold(metrics::HoldResult::insufficient);
+    SetLineOutcome refused;
+    refused.kind = SetLineOutcome::Kind::insufficient;
+    return done(std::move(refused));
+  }
+  done = [this, inv = c.inventory_id, done = std::move(done)](auto outcome) {
+    if (outcome && outcome->kind == SetLineOutcome::Kind::insufficient && outcome->available == 0) {
+      sold_out_.remember(inv, SoldOutMemory::Clock::now());
+    } else if (outcome && outcome->kind == SetLineOutcome::Kind::ok) {
+      sold_out_.forget(inv);  // it may have returned units (a lower quantity)
+    }
+    done(std::move(outcome));
+  };
   // A live cart named by the request, else a new one: the first call names the
   // request's cart and may not create it; only if it is not live does a second call
   // create the new one (its key may be in another slot).
@@ -276,7 +296,7 @@ void CartService::get_lines(const std::string& session_id, Callback<CartLookup> 
 
 void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {
   redis_.command({"FCALL", "cartd_abandon", "1", keys::cart(session_id), session_id},
-                 [done = std::move(done), session_id, metrics = metrics_](redis::Result r) {
+                 [this, done = std::move(done), session_id, metrics = metrics_](redis::Result r) {
                    finish(std::move(r), done,
                           [&](const redis::Reply& reply) -> boost::system::result<Abandoned> {
                             using K = Abandoned::Kind;
@@ -293,6 +313,7 @@ void CartService::abandon(const std::string& session_id, Callback<Abandoned> don
                             }
                             auto view = decode_view(session_id, reply.elements[1]);
                             if (!view) return view.error();
+                            for (const CartLine& l : view->lines) sold_out_.forget(l.inventory_id);
                             return Abandoned{K::abandoned, std::move(*view), {}};
                           });
                  });

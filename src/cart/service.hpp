@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cart/rules.hpp"
+#include "cart/sold_out.hpp"
 #include "db/store.hpp"
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
@@ -23,6 +24,8 @@ struct CartSettings {
   std::chrono::milliseconds max_lifetime{7'200'000};
   std::chrono::milliseconds checkout_grace{120'000};
   Limits limits;
+  // How long an event loop remembers a row that had nothing available (0: not at all).
+  std::chrono::milliseconds sold_out_memory{100};
   // Deadlines are rounded up to a multiple of this (a hundredth of the TTL), so a stock
   // row has about a hundred hold buckets (src/lua/holds.lua).
   std::chrono::milliseconds deadline_quantum() const {
@@ -153,6 +156,7 @@ class CartService {
   redis::Client& redis_;
   CartSettings settings_;
   metrics::Shard* metrics_;
+  SoldOutMemory sold_out_;
   // The settings as the functions take them, written out once rather than per call.
   std::string ttl_ms_, max_lifetime_ms_, checkout_grace_ms_, max_lines_, max_line_quantity_,
       quantum_ms_;

@@ -90,6 +90,10 @@ ParsedConfig parse_config(int argc, char** argv) {
   // shared by every event loop, at tens of thousands of requests a second.
   app.add_flag("--access-log", c.access_log,
                "log every answered request at info level (without it, at debug)");
+  option(app, "sold-out-memory-ms", c.sold_out_memory_ms,
+         "milliseconds an event loop remembers a row that had nothing available, refusing adds "
+         "to it without asking Redis (0: off)")
+      ->check(CLI::Range(0, 10000));
   option(app, "max-line-quantity", c.cart_limits.max_line_quantity, "units per cart line")
       ->check(CLI::Range(1, 1000000));
   option(app, "max-lines", c.cart_limits.max_lines, "lines per cart")->check(CLI::Range(1, 10000));
