@@ -396,12 +396,19 @@ void CartService::expired(const std::string& session_id, Callback<bool> done) {
       });
 }
 
-void CartService::checkouts_stale(std::uint32_t group, std::chrono::milliseconds age,
-                                  std::size_t batch, Callback<std::vector<StaleCheckout>> done) {
+void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
+                                  std::chrono::milliseconds age, std::size_t batch,
+                                  Callback<std::vector<StaleCheckout>> done) {
+  std::vector<std::string> indexes;
+  for (std::uint32_t g : groups) indexes.push_back(keys::checkouts(g));
+  std::string numkeys = std::to_string(indexes.size());
+  std::vector<std::string_view> args{"FCALL", "cartd_checkouts_stale", numkeys};
+  args.insert(args.end(), indexes.begin(), indexes.end());
+  std::string age_ms = std::to_string(age.count()), per_group = std::to_string(batch);
+  args.push_back(age_ms);
+  args.push_back(per_group);
   redis_.command(
-      {"FCALL", "cartd_checkouts_stale", "1", keys::checkouts(group), std::to_string(age.count()),
-       std::to_string(batch)},
-      [done = std::move(done)](redis::Result r) {
+      std::span<const std::string_view>(args), [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done,
                [](const redis::Reply& reply) -> boost::system::result<std::vector<StaleCheckout>> {
                  if (reply.type != Type::array || reply.elements.size() % 3 != 0) {

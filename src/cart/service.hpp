@@ -142,11 +142,13 @@ class CartService {
   // Records that Redis deleted an expired cart (a keyspace event): its tombstone and one
   // 'expired' event, once however many instances heard of it. True if this call did.
   void expired(const std::string& session_id, Callback<bool> done);
-  // A cart group's checkouts begun more than `age` ago (at most `batch`), for recovery.
+  // Checkouts of some cart groups begun more than `age` ago (at most `batch` per group),
+  // for recovery.
   struct StaleCheckout {
     std::string session_id, key, attempt_id;
   };
-  void checkouts_stale(std::uint32_t group, std::chrono::milliseconds age, std::size_t batch,
+  void checkouts_stale(const std::vector<std::uint32_t>& groups, std::chrono::milliseconds age,
+                       std::size_t batch,
                        Callback<std::vector<StaleCheckout>> done);
 
  private:

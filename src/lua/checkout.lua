@@ -120,21 +120,23 @@ local function checkout_abort(keys, args)
   return 1
 end
 
--- cartd_checkouts_stale: a group's checkouts begun before now - ARGV[1] ms, at most ARGV[2].
--- KEYS[1] the group's checkout index ({c<n>}#checkouts)
+-- cartd_checkouts_stale: checkouts begun before now - ARGV[1] ms, at most ARGV[2] per group.
+-- KEYS: checkout indexes ({c<n>}#checkouts) of one or more groups (see cartd_sweep)
 -- Returns {sid, key, attempt, ...}.
 local function checkouts_stale(keys, args)
   local before = now_ms() - tonumber(args[1])
   local out = {}
-  for _, sid in ipairs(redis.call('ZRANGE', keys[1], '-inf', before, 'BYSCORE', 'LIMIT', 0,
-                                  tonumber(args[2]))) do
-    local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
-    if co[1] then
-      table.insert(out, sid)
-      table.insert(out, co[1])
-      table.insert(out, co[2] or attempt_of(sid, co[1]))
-    else
-      redis.call('ZREM', keys[1], sid)
+  for _, index in ipairs(keys) do
+    for _, sid in ipairs(redis.call('ZRANGE', index, '-inf', before, 'BYSCORE', 'LIMIT', 0,
+                                    tonumber(args[2]))) do
+      local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
+      if co[1] then
+        table.insert(out, sid)
+        table.insert(out, co[1])
+        table.insert(out, co[2] or attempt_of(sid, co[1]))
+      else
+        redis.call('ZREM', index, sid)
+      end
     end
   end
   return out

@@ -33,25 +33,31 @@ local function abandon(keys, args)
   return {'abandoned', view, units}
 end
 
--- cartd_sweep: drops the expired buckets of a group's stock rows that have some, oldest
--- first, so reserved counts (and the main DB) fall at the deadline without traffic.
--- KEYS[1] the group's due index ({s<n>}#due)   ARGV[1] most rows to settle in this call
--- Returns {rows, more (0|1), units}: more = 1 when the batch was full; units = the held
--- units returned.
+-- cartd_sweep: drops the expired buckets of stock rows that have some, oldest first, so
+-- reserved counts (and the main DB) fall at the deadline without traffic.
+-- KEYS: due indexes ({s<n>}#due) of one or more groups (one on a Redis Cluster, where a
+--       call must stay in one slot; all of them in one call on a standalone Redis)
+-- ARGV[1] most rows to settle per group in this call
+-- Returns {rows, more (0|1), units}: more = 1 when a group's batch was full; units = the
+-- held units returned.
 local function sweep(keys, args)
   local now = now_ms()
   local batch = tonumber(args[1])
-  local due = redis.call('ZRANGE', keys[1], '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
-  local units = 0
-  for _, inv in ipairs(due) do
-    local e = redis.call('HGET', stock_key(inv), 'e')
-    if e then
-      units = units + drop_expired(inv, now, e)
-    else
-      redis.call('ZREM', keys[1], inv)  -- no bucket left (or no row)
+  local rows, more, units = 0, 0, 0
+  for _, key in ipairs(keys) do
+    local due = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
+    for _, inv in ipairs(due) do
+      local e = redis.call('HGET', stock_key(inv), 'e')
+      if e then
+        units = units + drop_expired(inv, now, e)
+      else
+        redis.call('ZREM', key, inv)  -- no bucket left (or no row)
+      end
     end
+    rows = rows + #due
+    if #due == batch then more = 1 end
   end
-  return {#due, #due == batch and 1 or 0, units}
+  return {rows, more, units}
 end
 
 redis.register_function('cartd_expired', expired)

@@ -145,24 +145,29 @@ local function stock_many(keys, args)
   return live_counts_many(args)
 end
 
--- cartd_take_dirty: pops up to ARGV[1] of a group's stock rows marked dirty and returns
+-- cartd_take_dirty: pops up to ARGV[1] stock rows marked dirty per group and returns
 -- their current counts, for the main DB writer to store as absolute values.
--- KEYS[1] the group's dirty set ({s<n>}#dirty)
--- Returns {inventory_id, on_hand, reserved, ...}.
+-- KEYS: dirty sets ({s<n>}#dirty) of one or more groups (see cartd_sweep)
+-- Returns {more (0|1), inventory_id, on_hand, reserved, ...}: more = 1 when a group's
+-- batch was full.
 local function take_dirty(keys, args)
   local now = now_ms()
-  local out = {}
-  local popped = redis.call('SPOP', keys[1], tonumber(args[1]))
-  for _, inv in ipairs(popped) do
-    local on_hand, reserved = live_counts(inv, now)
-    if on_hand >= 0 then
-      table.insert(out, inv)
-      table.insert(out, on_hand)
-      table.insert(out, reserved)
+  local batch = tonumber(args[1])
+  local out = {0}
+  for _, key in ipairs(keys) do
+    local popped = redis.call('SPOP', key, batch)
+    for _, inv in ipairs(popped) do
+      local on_hand, reserved = live_counts(inv, now)
+      if on_hand >= 0 then
+        table.insert(out, inv)
+        table.insert(out, on_hand)
+        table.insert(out, reserved)
+      end
     end
+    -- Dropping expired buckets marks a popped row dirty again: it is written now.
+    if #popped > 0 then redis.call('SREM', key, unpack(popped)) end
+    if #popped == batch then out[1] = 1 end
   end
-  -- Dropping expired buckets marks a popped row dirty again: it is written now.
-  if #popped > 0 then redis.call('SREM', keys[1], unpack(popped)) end
   return out
 end
 

@@ -29,14 +29,24 @@ std::string merge_event_flags(std::string current) {
   return current;
 }
 
-// Runs `one(group, done)` for every key group, all pipelined at once; `all()` after the
-// last has called done.
-void for_each_group(const std::function<void(std::uint32_t, std::function<void()>)>& one,
-                    std::function<void()> all) {
-  auto remaining = std::make_shared<std::uint32_t>(keys::kGroups);
+// Key groups per call of a function that works through groups: all of them in one call
+// on a standalone Redis. (On a Redis Cluster a call must stay in one slot: one group.)
+constexpr std::uint32_t kGroupsPerCall = keys::kGroups;
+
+// Runs `one(groups, done)` for every batch of key groups, all pipelined at once; `all()`
+// after the last has called done.
+void for_each_group_batch(
+    const std::function<void(const std::vector<std::uint32_t>&, std::function<void()>)>& one,
+    std::function<void()> all) {
+  constexpr std::uint32_t kCalls = (keys::kGroups + kGroupsPerCall - 1) / kGroupsPerCall;
+  auto remaining = std::make_shared<std::uint32_t>(kCalls);
   auto finish = std::make_shared<std::function<void()>>(std::move(all));
-  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
-    one(g, [remaining, finish] {
+  for (std::uint32_t first = 0; first < keys::kGroups; first += kGroupsPerCall) {
+    std::vector<std::uint32_t> groups;
+    for (std::uint32_t g = first; g < std::min(keys::kGroups, first + kGroupsPerCall); ++g) {
+      groups.push_back(g);
+    }
+    one(groups, [remaining, finish] {
       if (--*remaining == 0) (*finish)();
     });
   }
@@ -163,9 +173,9 @@ void Housekeeper::sweep() {
     bool more = false;
   };
   auto round = std::make_shared<Round>();
-  for_each_group(
-      [this, round](std::uint32_t group, std::function<void()> done) {
-        stock_.sweep(group, config_.sweep_batch, [round, done](auto r) {
+  for_each_group_batch(
+      [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
+        stock_.sweep(groups, config_.sweep_batch, [round, done](auto r) {
           if (r) {
             round->rows += r->rows;
             round->units += r->units;
@@ -197,14 +207,14 @@ void Housekeeper::sync_db() {
     std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
   };
   auto round = std::make_shared<Round>();
-  for_each_group(
-      [this, round](std::uint32_t group, std::function<void()> done) {
-        stock_.take_dirty(group, kDirtyBatch, [round, done](auto r) {
+  for_each_group_batch(
+      [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
+        stock_.take_dirty(groups, kDirtyBatch, [round, done](auto r) {
           if (!r) {
             round->taken = false;
           } else {
-            round->more = round->more || r->size() == kDirtyBatch;
-            for (auto& row : *r) round->counts.push_back({row.inventory_id, row.reserved});
+            round->more = round->more || r->more;
+            for (auto& row : r->rows) round->counts.push_back({row.inventory_id, row.reserved});
           }
           done();
         });
@@ -250,9 +260,9 @@ double Housekeeper::db_sync_lag_seconds() const {
 }
 
 void Housekeeper::recover_checkouts() {
-  for_each_group(
-      [this](std::uint32_t group, std::function<void()> done) {
-        carts_.checkouts_stale(group, std::chrono::milliseconds(config_.checkout_recovery_ms),
+  for_each_group_batch(
+      [this](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
+        carts_.checkouts_stale(groups, std::chrono::milliseconds(config_.checkout_recovery_ms),
                                kRecoveryBatch, [this, done](auto r) {
                                  if (r) {
                                    for (const auto& c : *r) {

@@ -173,32 +173,47 @@ void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
        });
 }
 
-void StockService::sweep(std::uint32_t group, std::size_t batch, Callback<Swept> done) {
-  redis_.command({"FCALL", "cartd_sweep", "1", keys::due(group), std::to_string(batch)},
-                 [done = std::move(done)](redis::Result r) {
-                   if (!r) return done(r.error());
-                   auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
-                   if (!rows || !more || !units) return done(unexpected());
-                   done(Swept{*rows, *units, *more == 1});
-                 });
+namespace {
+
+// FCALL `name` with the keys `key_of` names for `groups`, then `arg`.
+std::vector<std::string> fcall_groups(std::string_view name,
+                                      const std::vector<std::uint32_t>& groups,
+                                      std::string (*key_of)(std::uint32_t), std::string arg) {
+  std::vector<std::string> args{"FCALL", std::string(name), std::to_string(groups.size())};
+  for (std::uint32_t g : groups) args.push_back(key_of(g));
+  args.push_back(std::move(arg));
+  return args;
 }
 
-void StockService::take_dirty(std::uint32_t group, std::size_t batch,
-                              Callback<std::vector<DirtyRow>> done) {
-  redis_.command(
-      {"FCALL", "cartd_take_dirty", "1", keys::dirty(group), std::to_string(batch)},
-      [done = std::move(done)](redis::Result r) {
-        if (!r) return done(r.error());
-        if (r->type != redis::Reply::Type::array || r->elements.size() % 3 != 0) {
-          return done(unexpected());
-        }
-        std::vector<DirtyRow> rows;
-        for (std::size_t i = 0; i < r->elements.size(); i += 3) {
-          rows.push_back(DirtyRow{r->text_at(i).value_or(""), r->int_at(i + 1).value_or(0),
-                                  r->int_at(i + 2).value_or(0)});
-        }
-        done(std::move(rows));
-      });
+}  // namespace
+
+void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t batch,
+                         Callback<Swept> done) {
+  send(redis_, fcall_groups("cartd_sweep", groups, keys::due, std::to_string(batch)),
+       [done = std::move(done)](redis::Result r) {
+         if (!r) return done(r.error());
+         auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
+         if (!rows || !more || !units) return done(unexpected());
+         done(Swept{*rows, *units, *more == 1});
+       });
+}
+
+void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch,
+                              Callback<Dirty> done) {
+  send(redis_, fcall_groups("cartd_take_dirty", groups, keys::dirty, std::to_string(batch)),
+       [done = std::move(done)](redis::Result r) {
+         if (!r) return done(r.error());
+         auto more = r->int_at(0);
+         if (r->type != redis::Reply::Type::array || !more || r->elements.size() % 3 != 1) {
+           return done(unexpected());
+         }
+         Dirty dirty{{}, *more == 1};
+         for (std::size_t i = 1; i < r->elements.size(); i += 3) {
+           dirty.rows.push_back(DirtyRow{r->text_at(i).value_or(""), r->int_at(i + 1).value_or(0),
+                                         r->int_at(i + 2).value_or(0)});
+         }
+         done(std::move(dirty));
+       });
 }
 
 void StockService::mark_dirty(const std::vector<std::string>& ids) {

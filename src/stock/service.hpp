@@ -65,21 +65,28 @@ class StockService {
   // change is under way on the row. Answers how many rows changed.
   void sync_on_hand(const std::vector<db::OnHandVersion>& rows, Callback<std::int64_t> done);
 
-  // The sweeper, for one stock group: drops expired hold buckets of rows that have
-  // some (at most `batch` rows), so reserved counts fall at the deadline without traffic.
+  // The sweeper, for some stock groups: drops expired hold buckets of rows that have
+  // some (at most `batch` rows per group), so reserved counts fall at the deadline
+  // without traffic.
   struct Swept {
     std::int64_t rows = 0;
     std::int64_t units = 0;  // held units returned
-    bool more = false;       // the batch was full
+    bool more = false;       // a group's batch was full
   };
-  void sweep(std::uint32_t group, std::size_t batch, Callback<Swept> done);
-  // The DB writer's read, for one stock group: up to `batch` rows whose counts changed.
+  void sweep(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Swept> done);
+  // The DB writer's read, for some stock groups: up to `batch` rows per group whose
+  // counts changed.
   struct DirtyRow {
     std::string inventory_id;
     std::int64_t on_hand = 0;
     std::int64_t reserved = 0;
   };
-  void take_dirty(std::uint32_t group, std::size_t batch, Callback<std::vector<DirtyRow>> done);
+  struct Dirty {
+    std::vector<DirtyRow> rows;
+    bool more = false;  // a group's batch was full
+  };
+  void take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch,
+                  Callback<Dirty> done);
   // Marks rows for the DB writer again (a write that failed); fire and forget.
   void mark_dirty(const std::vector<std::string>& inventory_ids);
 
