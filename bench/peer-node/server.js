@@ -1,7 +1,8 @@
 // The peer we measure cartd against: POST /add-to-cart and GET /get-cart as a Node shop
 // would write them for speed (Fastify, ioredis auto-pipelining, a worker per core). It
-// stores carts in cartd's format (c:{id} hash of "inventory_id quantity", s:{id} TTL key)
-// and answers with the same bodies, but holds no stock: it does less than cartd.
+// stores carts in cartd's format (the {c<n>}:<id> hash of "inventory_id quantity" with its
+// TTL; src/lua/holds.lua) and answers with the same bodies, but holds no stock: it does
+// less than cartd.
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
@@ -14,6 +15,13 @@ const TTL_SECONDS = 900;
 const WORKERS = Number(process.env.WORKERS ?? os.availableParallelism());
 const ID = /^[A-Za-z0-9._-]{1,64}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+// The cart's key, as src/functions/keys.hpp names it.
+function cartKey(id) {
+  let h = 0;
+  for (let i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) % 1000003;
+  return `{c${h % 1024}}:${id}`;
+}
 
 if (cluster.isPrimary) {
   for (let i = 0; i < WORKERS; i++) cluster.fork();
@@ -29,10 +37,10 @@ if (cluster.isPrimary) {
     }
     let sid = req.headers['cart-session-id'];
     if (sid !== undefined && !UUID.test(sid)) return reply.code(400).send({ message: 'cart-session-id must be a UUID' });
-    if (!sid || !(await redis.exists(`s:{${sid}}`))) sid = randomUUID();
+    if (!sid || !(await redis.exists(cartKey(sid)))) sid = randomUUID();
     await Promise.all([
-      redis.hset(`c:{${sid}}`, product_id, `${inventory_id} ${quantity}`),
-      redis.set(`s:{${sid}}`, Date.now(), 'EX', TTL_SECONDS),
+      redis.hset(cartKey(sid), product_id, `${inventory_id} ${quantity}`),
+      redis.expire(cartKey(sid), TTL_SECONDS),
     ]);
     reply.header('cart-session-id', sid);
     return { message: 'Product added to cart successfully', cartSessionId: sid };
@@ -41,8 +49,8 @@ if (cluster.isPrimary) {
   app.get('/get-cart', async (req, reply) => {
     const sid = req.headers['cart-session-id'];
     if (!sid || !UUID.test(sid)) return reply.code(400).send({ data: [] });
-    const lines = await redis.hgetall(`c:{${sid}}`);
-    const data = Object.entries(lines).map(([product_id, value]) => {
+    const lines = await redis.hgetall(cartKey(sid));
+    const data = Object.entries(lines).filter(([field]) => field !== '@').map(([product_id, value]) => {
       const [inventory_id, quantity] = value.split(' ');
       return { product_id, inventory_id, quantity: Number(quantity) };
     });
