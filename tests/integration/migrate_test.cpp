@@ -519,5 +519,58 @@ TEST(Migrate, refuses_while_an_older_cartd_is_connected) {
   expect_layout2_only(redis);
 }
 
+// An older cartd wrote a checkout's order to the main DB and died before settling Redis;
+// the cart's deadline passed meanwhile. Its checkout marker must survive the migration,
+// so that recovery finishes it as the older cartd's recovery would have: the cart then
+// answers "checked out", and a retry with its key gets its order.
+TEST(Migrate, a_checkout_whose_cart_expired_is_still_recovered) {
+  TempDir dir;
+  auto db = dir.path() / "shop.db";
+  std::string id, order_id;
+  const std::string key = "key-X";
+  {
+    // The order, as the older cartd wrote it (a scratch Redis: only the DB is kept).
+    RedisServer scratch;
+    Cartd writer(scratch, kCatalog, {}, db);
+    auto cart = writer.post("/v1/carts", "");
+    ASSERT_EQ(cart.status, 201u) << cart.body;
+    id = std::string(cart.json().at("id").as_string());
+    ASSERT_EQ(writer.post("/v1/carts/" + id + "/items",
+                          R"({"product_id":"mug","inventory_id":"mug","quantity":2})")
+                  .status,
+              200u);
+    auto placed = writer.post("/v1/carts/" + id + "/checkout", "", {{"Idempotency-Key", key}});
+    ASSERT_EQ(placed.status, 201u) << placed.body;
+    order_id = std::string(placed.json().at("order_id").as_string());
+  }
+  ASSERT_EQ(sqlite_int(db, "SELECT on_hand FROM inventory WHERE inventory_id = 'mug'"), 8);
+
+  RedisServer redis;
+  {
+    OldCartd old(redis);
+    old.mirror();  // as before the order: the older cartd never ran the checkout's last step
+    old.set_line(id, "mug", 2, 800);
+    ASSERT_EQ(old.call("cartd_checkout_begin", {id, key, "300", "attempt-X"}).text_at(0), "begun");
+    ASSERT_EQ(redis.command({"ZCARD", "checkouts"}).integer, 1);
+  }
+  std::this_thread::sleep_for(1200ms);  // the cart's deadline passes
+  ASSERT_EQ(redis.command({"EXISTS", "s:{" + id + "}"}).integer, 0);
+
+  Cartd cartd(redis, kCatalog, {"--checkout-recovery-ms", "1000", "--db-timeout-ms", "500"}, db);
+  EXPECT_TRUE(eventually([&] { return cartd.get("/v1/carts/" + id).status == 410u; }, 5s))
+      << cartd.get("/v1/carts/" + id).body;
+  auto retry = cartd.post("/v1/carts/" + id + "/checkout", "", {{"Idempotency-Key", key}});
+  EXPECT_EQ(retry.status, 200u) << retry.body;
+  EXPECT_NE(retry.body.find(order_id), std::string::npos) << retry.body;
+  EXPECT_EQ(redis.checkouts_in_progress(), 0);
+  EXPECT_EQ(sqlite_int(db, "SELECT COUNT(*) FROM orders"), 1);
+  auto mug = cartd.get("/v1/stock/mug").json();
+  EXPECT_EQ(mug.at("on_hand").as_int64(), 8);
+  EXPECT_EQ(mug.at("reserved").as_int64(), 0);
+  expect_layout2_only(redis);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 }  // namespace
 }  // namespace cartd::test
