@@ -29,9 +29,10 @@ local function migrate_cart(keys, args)
   local born = redis.call('GET', old_session)
   local deadline = redis.call('PEXPIRETIME', old_session)
   local fields = redis.call('HGETALL', old_cart)
+  local co = redis.call('HGETALL', old_co)
   local migrated, units = 0, 0
+  local ck = cart_key(sid)
   if born and deadline >= now then
-    local ck = cart_key(sid)
     redis.call('HSET', ck, BIRTH, born)
     for i = 1, #fields, 2 do
       local inv, qty = parse_line(fields[i + 1])
@@ -43,18 +44,21 @@ local function migrate_cart(keys, args)
         units = units + qty
       end
     end
-    local co = redis.call('HGETALL', old_co)
-    if #co > 0 then
-      redis.call('HSET', checkout_key(sid), unpack(co))
-      local started = redis.call('HGET', old_co, 'started') or now
-      redis.call('ZADD', checkouts_key(sid), started, sid)
-      redis.call('HSET', ck, CHECKING_OUT, 1)
-    end
+    if #co > 0 then redis.call('HSET', ck, CHECKING_OUT, 1) end
     redis.call('PEXPIREAT', ck, deadline)
     migrated = 1
   elseif #fields > 0 then
     -- Its session ended before it was released: it expired.
     redis.call('SET', gone_key(sid), 'expired', 'NX', 'PX', GONE_TTL_MS)
+  end
+  -- A checkout in progress moves whether or not its cart is still live: the main DB may
+  -- hold its order (the older cartd died between writing it and settling Redis), and
+  -- recovery settles it from the checkout index, as it does a layout-2 cart that expired
+  -- during its checkout.
+  if #co > 0 then
+    redis.call('HSET', checkout_key(sid), unpack(co))
+    local started = redis.call('HGET', old_co, 'started') or now
+    redis.call('ZADD', checkouts_key(sid), started, sid)
   end
   move_string('ck:{' .. sid .. '}', done_key(sid))
   move_string('g:{' .. sid .. '}', gone_key(sid))
