@@ -129,11 +129,11 @@ end
 -- Logical expiry: drops every bucket of one stock row whose deadline is before now, so
 -- the units count as available at the deadline whether or not anything else ran.
 -- `e` is the row's e as the caller read it (false: read it here). Returns how many
--- units it returned.
+-- units it returned, and whether it rewrote e (the caller's copy is stale then).
 local function drop_expired(inv, now, e)
   local key = stock_key(inv)
   if e == false then e = redis.call('HGET', key, 'e') end
-  if not e or tonumber(e) >= now then return 0 end
+  if not e or tonumber(e) >= now then return 0, false end
   local fields = redis.call('HGETALL', key)
   local gone, dropped, next_e = {}, 0, nil
   for i = 1, #fields, 2 do
@@ -160,7 +160,7 @@ local function drop_expired(inv, now, e)
     redis.call('HDEL', key, 'e')
     redis.call('ZREM', due_key(inv), inv)
   end
-  return dropped
+  return dropped, true
 end
 
 -- The lines of a cart hash as HGETALL returns it: {{pid, inv, qty}, ...}, without the

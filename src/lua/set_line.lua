@@ -61,9 +61,9 @@ local function set_line(keys, args)
     if not old and not created and redis.call('HLEN', ck) - 1 >= max_lines then
       return {'too_many_lines', max_lines}
     end
-    e = row[4]
-    dropped = drop_expired(inv, now, e)
-    if dropped > 0 then e = false end
+    local rewrote
+    dropped, rewrote = drop_expired(inv, now, row[4])
+    e = not rewrote and row[4]  -- false: add_hold reads it again
     local reserved = tonumber(row[3] or 0) - dropped
     local available = tonumber(row[2]) - reserved
     local own = old_inv == inv and old_qty or 0

@@ -132,6 +132,21 @@ TEST_F(LuaFunctions, a_change_moves_the_other_lines_holds_to_the_new_deadline) {
   EXPECT_EQ(raw_reserved(), 2);
 }
 
+TEST_F(LuaFunctions, a_hold_made_after_a_stale_bucket_bound_is_rewritten_still_expires) {
+  // The row's e (no bucket ends before it) goes stale when a cart's hold moves to a
+  // later bucket; the next change on the row rewrites it. A hold made in that same call
+  // must still be found when it expires.
+  std::string other = same_group_as_inv(0);
+  std::string a = hold(2, 100);
+  hold(1, 60000, a, other);  // a's deadline moves: its inv hold leaves the 100 ms bucket
+  ASSERT_EQ(set_line(a, false, "inv", 0).text_at(0), "ok");  // and then leaves inv
+  std::this_thread::sleep_for(150ms);
+  hold(1, 100);  // drops nothing, rewrites e, holds 1 until +100 ms
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(reserved(), 0) << "the new hold ended at its deadline";
+  EXPECT_EQ(raw_reserved(), 0);
+}
+
 TEST_F(LuaFunctions, an_expired_hold_stops_counting_at_its_deadline) {
   hold(6, 100);
   EXPECT_EQ(raw_reserved(), 6);
