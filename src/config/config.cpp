@@ -116,9 +116,9 @@ ParsedConfig parse_config(int argc, char** argv) {
          "milliseconds before an unanswered Redis command fails (503)")
       ->check(CLI::Range(10, 600000));
   option(app, "sweep-interval-ms", c.sweep_interval_ms,
-         "milliseconds between sweeps for expired carts (0: no sweeper)")
+         "milliseconds between sweeps that drop expired holds on rows no request touches (0: no sweeper)")
       ->check(CLI::Range(0, 3600000));
-  option(app, "sweep-batch", c.sweep_batch, "carts released per sweep call")
+  option(app, "sweep-batch", c.sweep_batch, "stock rows per key group and sweep call")
       ->check(CLI::Range(1, 100000));
   option(app, "db-sync-interval-ms", c.db_sync_interval_ms,
          "milliseconds between writes of reserved counts to the main DB")
@@ -170,7 +170,7 @@ ParsedConfig parse_config(int argc, char** argv) {
       ->group("");  // hidden from --help
   bool no_events = false;
   app.add_flag("--no-keyspace-events", no_events,
-               "do not listen for expired-session events (the sweeper still runs)");
+               "do not listen for expired-cart events (no tombstones or 'expired' cart events; holds still end)");
 
   auto* check = app.add_subcommand(
       "check",

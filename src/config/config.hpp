@@ -28,7 +28,7 @@ struct Config {
   int sweep_interval_ms = 500;       // 0 turns the sweeper off (tests of logical expiry)
   bool keyspace_events = true;       // --no-keyspace-events turns the listener off
   int db_sync_interval_ms = 200;     // how often reserved counts are written to the main DB
-  int sweep_batch = 500;             // carts released per sweeper call
+  int sweep_batch = 500;             // stock rows per key group and sweeper call
   std::string admin_token;           // empty: no admin routes
   std::string web_root;              // empty: serve the storefront built into the binary
   std::string currency = "USD";      // ISO 4217: the one currency of every price in /v1
