@@ -32,6 +32,25 @@ class Postgres : public ::testing::Test {
   std::int64_t sql(const std::string& query) { return pg_.query_int("shop", query); }
 };
 
+TEST_F(Postgres, a_read_only_main_db_makes_readyz_say_why_and_livez_stays_up) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {"--db", url_, "--db-heartbeat-ms", "200"});
+  EXPECT_EQ(cartd.get("/readyz").status, 200u);
+  // Every session of the server turns read-only (as on a standby, or a full disk that
+  // an operator set read-only): reads work, the heartbeat write fails.
+  sql("ALTER SYSTEM SET default_transaction_read_only = on");
+  sql("SELECT pg_reload_conf()::int");
+  EXPECT_TRUE(eventually([&] { return cartd.get("/readyz").status == 503u; }, 3s));
+  auto ready = cartd.get("/readyz");
+  EXPECT_NE(ready.body.find("the main DB cannot be written"), std::string::npos) << ready.body;
+  EXPECT_EQ(cartd.get("/healthz").status, 503u);
+  EXPECT_EQ(cartd.get("/livez").status, 200u) << "liveness never depends on the DB";
+  EXPECT_EQ(cartd.get("/v1/stock/mug").status, 200u) << "stock reads still serve";
+  sql("ALTER SYSTEM RESET default_transaction_read_only");
+  sql("SELECT pg_reload_conf()::int");
+  EXPECT_TRUE(eventually([&] { return cartd.get("/readyz").status == 200u; }, 3s));
+}
+
 TEST_F(Postgres, holds_orders_and_admin_changes_reach_postgres) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--db", url_, "--admin-token", "t"});
