@@ -51,23 +51,25 @@ constexpr rlim_t kOpenFilesWhenUnlimited = 1 << 20;
 
 // Everything one event loop owns. Nothing in it is touched from another thread.
 struct Loop {
-  // `shard` is this loop's metrics; it outlives the loop (see run()).
+  // `shard` is this loop's metrics; it outlives the loop (see run()). With --no-metrics
+  // the loop counts nothing into it.
   Loop(const Config& config, const redis::Endpoint& endpoint, stock::SetupStep setup, int index,
        db::Executor& db, metrics::Shard& shard)
       : metrics(shard),
+        counting(config.metrics ? &shard : nullptr),
         redis(io, redis::Client::Options{endpoint, scripts::library,
                                          std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
                                          "cartd2-loop-" + std::to_string(index), std::move(setup),
-                                         &shard.redis_latency()}),
+                                         config.metrics ? &shard.redis_latency() : nullptr}),
         carts(redis,
               cart::CartSettings{std::chrono::seconds(config.cart_ttl_seconds),
                                  std::chrono::seconds(config.cart_max_lifetime_seconds),
                                  std::chrono::seconds(config.checkout_grace_seconds),
                                  config.cart_limits,
                                  std::chrono::milliseconds(config.sold_out_memory_ms)},
-              &shard),
+              counting),
         stock(redis),
-        api{io, carts, db, config.fault_after_checkout_step, &shard, config.currency},
+        api{io, carts, db, config.fault_after_checkout_step, counting, config.currency},
         catalog{io,
                 stock,
                 db,
@@ -76,6 +78,7 @@ struct Loop {
                 config.currency} {}
 
   metrics::Shard& metrics;
+  metrics::Shard* counting;  // &metrics, or nullptr with --no-metrics
   asio::io_context io{1};
   redis::Client redis;
   cart::CartService carts;
@@ -266,7 +269,7 @@ int run(const Config& config) {
       loop.listener = std::make_shared<http::Listener>(
           loop.io, listen, loop.router, http_limits,
           http::connection_share(http_limits.max_connections, config.threads, i), http_warnings,
-          &loop.metrics);
+          loop.counting);
     }
     registry.add_gauge("cartd_redis_up",
                        "1 when every event loop's Redis connection is ready, else 0", [&loops] {

@@ -168,6 +168,9 @@ ParsedConfig parse_config(int argc, char** argv) {
          "tests only: exit the process right after checkout step 1, 2 or 3")
       ->check(CLI::Range(0, 3))
       ->group("");  // hidden from --help
+  bool no_metrics = false;
+  app.add_flag("--no-metrics", no_metrics,
+               "event loops count nothing for GET /metrics (to measure what counting costs)");
   bool no_events = false;
   app.add_flag("--no-keyspace-events", no_events,
                "do not listen for expired-cart events (no tombstones or 'expired' cart events; holds still end)");
@@ -209,6 +212,7 @@ ParsedConfig parse_config(int argc, char** argv) {
                          "): slow checkouts will be given up by recovery");
   }
   c.keyspace_events = !no_events;
+  c.metrics = !no_metrics;
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
   auto colon = c.listen.rfind(':');
   if (colon == std::string::npos || colon == 0) {
