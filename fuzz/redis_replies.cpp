@@ -120,11 +120,10 @@ void decode_all(const Reply& r) {
     CARTD_REQUIRE(sorted(out->cart->lines));
   }
   if (auto out = cart::decode_checkout_start(r)) CARTD_REQUIRE(sorted(out->lines));
-  for (std::int64_t deadline : {std::int64_t{-2}, std::int64_t{1234}}) {
-    auto out = cart::decode_lines("sid", deadline, r);
-    if (deadline < 0) CARTD_REQUIRE(out && !out->cart);
-    if (out && out->cart) {
-      CARTD_REQUIRE(out->cart->lines.size() * 2 == r.elements.size());
+  if (auto out = cart::decode_lines("sid", r)) {
+    if (r.elements.empty()) CARTD_REQUIRE(!out->cart);
+    if (out->cart) {
+      CARTD_REQUIRE(out->cart->lines.size() * 2 <= r.elements.size());
       CARTD_REQUIRE(sorted(out->cart->lines));
     }
   }
