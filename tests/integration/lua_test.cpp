@@ -348,5 +348,28 @@ TEST_F(LuaFunctions, an_admin_change_does_not_subtract_a_checkouts_units_twice) 
   EXPECT_EQ(on_hand(), 2) << "the mirror sync brings it to the DB's count";
 }
 
+TEST_F(LuaFunctions, a_change_after_a_checkout_kept_the_cart_past_its_lifetime_keeps_its_holds) {
+  // The cart may live 200 ms; a checkout's grace keeps it (and its holds) 1 s; the
+  // checkout is aborted and the cart changed after its lifetime, before the grace ends.
+  std::string sid = "00000000-0000-4000-8000-dddddddddddd";
+  ASSERT_EQ(set_line(sid, true, "inv", 2, 60000, kQuantum, 200).text_at(0), "ok");
+  begin_checkout(sid, 1000);
+  ASSERT_EQ(call("cartd_checkout_abort", {keys::cart(sid)},
+                 {sid, "key-" + sid, "attempt-" + sid, "[]"})
+                .integer,
+            1);
+  std::this_thread::sleep_for(300ms);
+  reserved();  // the row is read: its bucket bound moves up to the grace's bucket
+  ASSERT_EQ(set_line(sid, false, "inv", 2, 60000, kQuantum, 200).text_at(0), "ok");
+  auto deadline = redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer;
+  EXPECT_GE(deadline, 0) << "the cart answered ok is gone";
+  if (deadline >= 0) {
+    EXPECT_EQ(buckets(), (std::map<std::int64_t, std::int64_t>{{deadline, 2}}))
+        << "held in the bucket of the cart's deadline";
+  } else {
+    EXPECT_EQ(reserved(), 0) << "units held for a cart that is gone";
+  }
+}
+
 }  // namespace
 }  // namespace cartd::test
