@@ -371,5 +371,34 @@ TEST_F(LuaFunctions, a_change_after_a_checkout_kept_the_cart_past_its_lifetime_k
   }
 }
 
+TEST_F(LuaFunctions, migration_keeps_only_the_lines_whose_holds_it_moves) {
+  // Layout 1 tolerated a line whose hold was gone (its set_line checked); layout 2 holds
+  // every line in its cart's bucket.
+  auto time = redis_.command({"TIME"});
+  std::int64_t now = std::stoll(time.elements[0].str) * 1000;
+  std::string sid = "00000000-0000-4000-8000-ffffffffffff";
+  redis_.command({"SET", "s:{" + sid + "}", std::to_string(now), "PX", "60000"});
+  std::string held = same_group_as_inv(0), ended = same_group_as_inv(1);
+  mirror(held, 10);
+  mirror(ended, 10);
+  redis_.command({"HSET", "c:{" + sid + "}", "prod", "inv 3", product_of(held), held + " 2",
+                  product_of(ended), ended + " 4"});
+  redis_.command({"ZADD", "h:{" + held + "}", std::to_string(now + 60000), sid + ":2"});
+  redis_.command({"ZADD", "h:{" + ended + "}", std::to_string(now - 5000), sid + ":4"});
+  auto m = call("cartd_migrate_cart", {}, {sid});
+  EXPECT_EQ(m.int_at(0), 1);
+  EXPECT_EQ(m.int_at(1), 2) << "only the live hold moved";
+  auto deadline = redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer;
+  EXPECT_EQ(buckets(held), (std::map<std::int64_t, std::int64_t>{{deadline, 2}}));
+  // The cart changes and is abandoned: every row's buckets and r stay exact.
+  std::this_thread::sleep_for(5ms);
+  hold(1, 60000, sid, held);
+  EXPECT_EQ(call("cartd_abandon", {keys::cart(sid)}, {sid}).text_at(0), "abandoned");
+  for (const std::string& inv : {std::string("inv"), held, ended}) {
+    EXPECT_EQ(raw_reserved(inv), 0) << inv;
+    EXPECT_TRUE(buckets(inv).empty()) << inv;
+  }
+}
+
 }  // namespace
 }  // namespace cartd::test
