@@ -79,16 +79,25 @@ local function checkout_finish(keys, args)
   -- since the order was drafted, a hold of the new quantity must not be orphaned. A
   -- cart that expired meanwhile has no holds left (they ended with their buckets).
   local units = 0
-  local deadline = live_deadline(ck, now_ms())
+  local now = now_ms()
+  local order = cjson.decode(args[4])
+  -- Which rows this checkout still marks: their on_hand does not reflect the sale yet
+  -- (see settle_on_hand), so the sale can be applied as a delta.
+  local marked = {}
+  for _, l in ipairs(order) do marked[l.inventory_id] = pending_live(l.inventory_id, sid, now) end
+  local deadline = live_deadline(ck, now)
   if deadline then
     local lines = cart_lines(redis.call('HGETALL', ck))
     units = unhold_lines(lines, deadline)
     for _, l in ipairs(lines) do clear_pending(l[2], sid) end
   end
   local sold = {}
-  for _, l in ipairs(cjson.decode(args[4])) do
+  for _, l in ipairs(order) do
     clear_pending(l.inventory_id, sid)
-    if l.version then mirror_on_hand(l.inventory_id, l.on_hand, l.version) end
+    if l.version then
+      settle_on_hand(l.inventory_id, l.on_hand, l.version,
+                     marked[l.inventory_id] and -l.quantity or nil, false)
+    end
     table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
   end
   redis.call('DEL', ck, checkout_key(sid))

@@ -223,6 +223,40 @@ local function mirror_on_hand(inv, on_hand, version, careful)
   return true
 end
 
+-- The step that ends a change (a checkout's finish, an admin change) takes the row's
+-- on_hand from the main DB after the change, once its own pending mark is cleared. The
+-- DB's count is the truth only if no other change is under way on the row: another
+-- checkout may have committed in the DB already, its units gone from the DB's count
+-- while its holds still count here until its own finish runs; taking the count then
+-- subtracts those units twice (on_hand below the live holds: negative available). And
+-- a DB count older than the mirror's version lacks a later change already settled here.
+-- In either case the step applies its own change instead: `delta` (its effect on
+-- on_hand) when its pending mark was still there (nothing could have taken its effect
+-- before), and records the newer version so a stale count is not taken later. Without
+-- a delta, a `careful` step leaves the row to the others' steps and the mirror sync;
+-- otherwise it takes the count as before (too low rather than too high).
+local function settle_on_hand(inv, on_hand, version, delta, careful)
+  local key = stock_key(inv)
+  local row = redis.call('HMGET', key, 'oh', 'ov')
+  local have = tonumber(row[2] or -1)
+  if not has_pending(inv, now_ms()) and version >= have then
+    return mirror_on_hand(inv, on_hand, version)
+  end
+  if delta and row[1] then
+    redis.call('HSET', key, 'oh', tonumber(row[1]) + delta, 'ov', math.max(have, version))
+    mark_dirty(inv)
+    return true
+  end
+  if careful then return false end
+  return mirror_on_hand(inv, on_hand, version)
+end
+
+-- Whether `member`'s pending mark on the row is there and has not lapsed.
+local function pending_live(inv, member, now)
+  local deadline = redis.call('ZSCORE', pending_key(inv), member)
+  return deadline ~= false and deadline ~= nil and tonumber(deadline) >= now
+end
+
 -- A live cart as every cart reply shows it:
 --   {deadline_ms, product_id, inventory_id, quantity, name, unit_price_cents, ...}
 -- or nil when the cart is unknown or expired.

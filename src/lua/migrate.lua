@@ -36,10 +36,16 @@ local function migrate_cart(keys, args)
     redis.call('HSET', ck, BIRTH, born)
     for i = 1, #fields, 2 do
       local inv, qty = parse_line(fields[i + 1])
-      redis.call('HSET', ck, fields[i], fields[i + 1])
       -- The line's hold moves to the row's bucket of the cart's deadline. A hold that
-      -- is not there (dropped by logical expiry) holds nothing now either.
-      if redis.call('ZREM', 'h:{' .. inv .. '}', sid .. ':' .. qty) == 1 then
+      -- is not there, or has ended (layout 1 dropped them lazily), holds nothing now
+      -- either, and neither may the line: layout 2 holds every line of a live cart in
+      -- its deadline's bucket, and moves or returns exactly its quantity from there (a
+      -- line without its hold would drive the bucket, and r, below zero).
+      local hold = 'h:{' .. inv .. '}'
+      local member = sid .. ':' .. qty
+      local until_ms = redis.call('ZSCORE', hold, member)
+      if until_ms and redis.call('ZREM', hold, member) == 1 and tonumber(until_ms) >= now then
+        redis.call('HSET', ck, fields[i], fields[i + 1])
         add_hold(inv, deadline, qty, false)
         units = units + qty
       end

@@ -73,6 +73,13 @@ local function set_line(keys, args)
   -- Every change restarts the cart's TTL (capped by its lifetime); the holds of its
   -- other lines move with the deadline, unless it rounds to the same one.
   local deadline = math.min(round_up(now + ttl, tonumber(args[12])), born + max_life)
+  -- The deadline never moves back. A checkout's grace can keep a cart past its lifetime
+  -- cap (or a TTL shortened since): after that checkout is aborted, the capped deadline
+  -- can be earlier than the cart's, even in the past. Moving back would put the holds in
+  -- a bucket below the row's e (move_hold keeps e only for later deadlines), so they
+  -- would outlive their cart, and PEXPIREAT in the past would delete the cart that this
+  -- call answers 'ok' for.
+  if not created and deadline < old_deadline then deadline = old_deadline end
   if not created and deadline ~= old_deadline then
     for _, l in ipairs(cart_lines(redis.call('HGETALL', ck))) do
       if l[1] ~= pid then move_hold(l[2], old_deadline, deadline, l[3]) end

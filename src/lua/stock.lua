@@ -90,12 +90,17 @@ end
 
 -- Drops an admin hold: its units leave the bucket of its deadline, unless the hold has
 -- lapsed (its bucket ended, or ends, by itself) or was dropped already.
+-- Returns the units it dropped (the change's own effect on on_hand is minus those), or
+-- nil when there was no live hold.
 local function drop_admin_hold(inv, member, now)
   local deadline = redis.call('ZSCORE', pending_key(inv), member)
-  if not deadline then return end
+  if not deadline then return nil end
   clear_pending(inv, member)
   deadline = tonumber(deadline)
-  if deadline >= now then add_hold(inv, deadline, -admin_hold_quantity(member)) end
+  if deadline < now then return nil end
+  local qty = admin_hold_quantity(member)
+  add_hold(inv, deadline, -qty)
+  return qty
 end
 
 -- cartd_apply_on_hand: takes rows' on_hand from the main DB after it changed them
@@ -107,15 +112,23 @@ end
 -- Returns {on_hand, reserved, ...} per row as the mirror has it now (-1, -1: unknown).
 local function apply_on_hand(keys, args)
   local now = now_ms()
+  local held = nil
   if args[1] ~= '' and redis.call('EXISTS', stock_key(args[1])) == 1 then
     drop_expired(args[1], now, false)
-    drop_admin_hold(args[1], args[2], now)
+    held = drop_admin_hold(args[1], args[2], now)
   end
   local rows = {}
   for i = 3, #args, 3 do
     local inv = args[i]
     if redis.call('EXISTS', stock_key(inv)) == 1 then
-      mirror_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]))
+      -- With another change under way on the row, the change applies as a delta when
+      -- it held its units here (a live admin hold); a restock, which holds nothing, is
+      -- left to the other changes' steps and the mirror sync (see settle_on_hand).
+      if inv == args[1] then
+        settle_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]), held and -held, false)
+      else
+        settle_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]), nil, true)
+      end
     end
     table.insert(rows, inv)
   end

@@ -81,6 +81,25 @@ class LuaFunctions : public ::testing::Test {
     }
   }
 
+  redis::Reply begin_checkout(const std::string& sid, int grace_ms = 30000) {
+    auto r = call("cartd_checkout_begin", {keys::cart(sid)},
+                  {sid, "key-" + sid, std::to_string(grace_ms), "attempt-" + sid, kQuantum});
+    EXPECT_EQ(r.text_at(0), "begun");
+    return r;
+  }
+  // The order of `sid` is in the main DB, which has `on_hand` units of "inv" at `version`
+  // after it: Redis settles it.
+  redis::Reply finish_checkout(const std::string& sid, int qty, int on_hand, int version) {
+    return call("cartd_checkout_finish", {keys::cart(sid)},
+                {sid, "key-" + sid, "order-" + sid,
+                 "[{\"product_id\":\"prod\",\"inventory_id\":\"inv\",\"quantity\":" +
+                     std::to_string(qty) + ",\"on_hand\":" + std::to_string(on_hand) +
+                     ",\"version\":" + std::to_string(version) + "}]"});
+  }
+  std::int64_t on_hand() {
+    return call("cartd_stock", {keys::stock("inv")}, {"inv"}).int_at(1).value_or(-1);
+  }
+
   RedisServer redis_;
   int n_ = 0;
 };
@@ -271,6 +290,114 @@ TEST_F(LuaFunctions, the_cart_lifetime_caps_the_sliding_deadline) {
   auto pttl = redis_.command({"PTTL", keys::cart(sid)}).integer;
   EXPECT_LE(pttl, 200);
   EXPECT_GT(pttl, 0);
+}
+
+TEST_F(LuaFunctions, a_finish_does_not_subtract_another_checkouts_units_twice) {
+  // Two checkouts on one row (10 on hand, v1): B's order commits in the DB first (4, v2),
+  // then A's (2, v3); A's finish runs first. The DB's count 2 lacks B's 6 units while
+  // B's holds still count here until B's finish: on_hand must not fall below them.
+  std::string a = hold(2), b = hold(6);
+  begin_checkout(a);
+  begin_checkout(b);
+  ASSERT_EQ(finish_checkout(a, 2, 2, 3).text_at(0), "finished");
+  EXPECT_EQ(reserved(), 6);
+  EXPECT_EQ(on_hand(), 8) << "10 less A's 2: B's 6 still count as held";
+  EXPECT_GE(on_hand() - reserved(), 0) << "negative available";
+  ASSERT_EQ(finish_checkout(b, 6, 4, 2).text_at(0), "finished");
+  EXPECT_EQ(reserved(), 0);
+  EXPECT_EQ(on_hand(), 2) << "both sales, as the DB has it";
+  // The mirror sync finds nothing to change, and a stale count is not taken.
+  EXPECT_EQ(call("cartd_sync_on_hand", {keys::stock("inv")}, {"inv", "2", "3"}).integer, 0);
+  EXPECT_EQ(call("cartd_sync_on_hand", {keys::stock("inv")}, {"inv", "4", "2"}).integer, 0);
+  EXPECT_EQ(on_hand(), 2);
+}
+
+TEST_F(LuaFunctions, finishes_in_commit_order_still_take_the_db_count) {
+  std::string a = hold(2), b = hold(6);
+  begin_checkout(a);
+  begin_checkout(b);
+  ASSERT_EQ(finish_checkout(b, 6, 4, 2).text_at(0), "finished");  // A is under way
+  EXPECT_EQ(on_hand(), 4);
+  EXPECT_EQ(reserved(), 2);
+  ASSERT_EQ(finish_checkout(a, 2, 2, 3).text_at(0), "finished");
+  EXPECT_EQ(on_hand(), 2);
+  EXPECT_EQ(reserved(), 0);
+}
+
+TEST_F(LuaFunctions, an_admin_change_does_not_subtract_a_checkouts_units_twice) {
+  // A checkout of 8 (of 10, v1) committed in the DB (2, v2); a restock of 1 commits
+  // (3, v3) and Redis takes it before the checkout's finish.
+  std::string b = hold(8);
+  begin_checkout(b);
+  auto counts = call("cartd_apply_on_hand", {keys::stock("inv")}, {"", "", "inv", "3", "3"});
+  EXPECT_GE(counts.int_at(0).value_or(-1) - counts.int_at(1).value_or(-1), 0)
+      << "negative available: on_hand " << counts.int_at(0).value_or(-1) << ", reserved "
+      << counts.int_at(1).value_or(-1);
+  // A write-off of 1 (held first) commits too (2, v4).
+  auto held = call("cartd_admin_hold", {keys::stock("inv")}, {"inv", "admin-x:1", "1", "5000"});
+  ASSERT_EQ(held.text_at(0), "ok");
+  counts = call("cartd_apply_on_hand", {keys::stock("inv")}, {"inv", "admin-x:1", "inv", "2", "4"});
+  EXPECT_GE(counts.int_at(0).value_or(-1) - counts.int_at(1).value_or(-1), 0)
+      << "negative available: on_hand " << counts.int_at(0).value_or(-1) << ", reserved "
+      << counts.int_at(1).value_or(-1);
+  ASSERT_EQ(finish_checkout(b, 8, 2, 2).text_at(0), "finished");
+  EXPECT_EQ(reserved(), 0);
+  EXPECT_GE(on_hand(), 0);
+  EXPECT_LE(on_hand(), 2) << "never more than the DB has";
+  call("cartd_sync_on_hand", {keys::stock("inv")}, {"inv", "2", "4"});
+  EXPECT_EQ(on_hand(), 2) << "the mirror sync brings it to the DB's count";
+}
+
+TEST_F(LuaFunctions, a_change_after_a_checkout_kept_the_cart_past_its_lifetime_keeps_its_holds) {
+  // The cart may live 200 ms; a checkout's grace keeps it (and its holds) 1 s; the
+  // checkout is aborted and the cart changed after its lifetime, before the grace ends.
+  std::string sid = "00000000-0000-4000-8000-dddddddddddd";
+  ASSERT_EQ(set_line(sid, true, "inv", 2, 60000, kQuantum, 200).text_at(0), "ok");
+  begin_checkout(sid, 1000);
+  ASSERT_EQ(call("cartd_checkout_abort", {keys::cart(sid)},
+                 {sid, "key-" + sid, "attempt-" + sid, "[]"})
+                .integer,
+            1);
+  std::this_thread::sleep_for(300ms);
+  reserved();  // the row is read: its bucket bound moves up to the grace's bucket
+  ASSERT_EQ(set_line(sid, false, "inv", 2, 60000, kQuantum, 200).text_at(0), "ok");
+  auto deadline = redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer;
+  EXPECT_GE(deadline, 0) << "the cart answered ok is gone";
+  if (deadline >= 0) {
+    EXPECT_EQ(buckets(), (std::map<std::int64_t, std::int64_t>{{deadline, 2}}))
+        << "held in the bucket of the cart's deadline";
+  } else {
+    EXPECT_EQ(reserved(), 0) << "units held for a cart that is gone";
+  }
+}
+
+TEST_F(LuaFunctions, migration_keeps_only_the_lines_whose_holds_it_moves) {
+  // Layout 1 tolerated a line whose hold was gone (its set_line checked); layout 2 holds
+  // every line in its cart's bucket.
+  auto time = redis_.command({"TIME"});
+  std::int64_t now = std::stoll(time.elements[0].str) * 1000;
+  std::string sid = "00000000-0000-4000-8000-ffffffffffff";
+  redis_.command({"SET", "s:{" + sid + "}", std::to_string(now), "PX", "60000"});
+  std::string held = same_group_as_inv(0), ended = same_group_as_inv(1);
+  mirror(held, 10);
+  mirror(ended, 10);
+  redis_.command({"HSET", "c:{" + sid + "}", "prod", "inv 3", product_of(held), held + " 2",
+                  product_of(ended), ended + " 4"});
+  redis_.command({"ZADD", "h:{" + held + "}", std::to_string(now + 60000), sid + ":2"});
+  redis_.command({"ZADD", "h:{" + ended + "}", std::to_string(now - 5000), sid + ":4"});
+  auto m = call("cartd_migrate_cart", {}, {sid});
+  EXPECT_EQ(m.int_at(0), 1);
+  EXPECT_EQ(m.int_at(1), 2) << "only the live hold moved";
+  auto deadline = redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer;
+  EXPECT_EQ(buckets(held), (std::map<std::int64_t, std::int64_t>{{deadline, 2}}));
+  // The cart changes and is abandoned: every row's buckets and r stay exact.
+  std::this_thread::sleep_for(5ms);
+  hold(1, 60000, sid, held);
+  EXPECT_EQ(call("cartd_abandon", {keys::cart(sid)}, {sid}).text_at(0), "abandoned");
+  for (const std::string& inv : {std::string("inv"), held, ended}) {
+    EXPECT_EQ(raw_reserved(inv), 0) << inv;
+    EXPECT_TRUE(buckets(inv).empty()) << inv;
+  }
 }
 
 }  // namespace
