@@ -1,11 +1,11 @@
-#include "stock/housekeeper.hpp"
+#include "app/housekeeper.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
 #include "functions/keys.hpp"
 
 namespace cartd::stock {
@@ -155,7 +155,7 @@ void Housekeeper::enable_keyspace_events(redis::Client& client, std::function<vo
 }
 
 void Housekeeper::on_expired_key(std::string_view key) {
-  auto sid = cart::parse_session_id(keys::sid_of_cart_key(key));
+  auto sid = parse_session_id(keys::sid_of_cart_key(key));
   if (!sid) return;
   // Its holds ended with their buckets; what is left is to say why it ended, once.
   carts_.expired(*sid, [sid = *sid](auto r) {

@@ -1,4 +1,4 @@
-#include "cart/api.hpp"
+#include "routes/v1.hpp"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -6,8 +6,8 @@
 #include <boost/json/array.hpp>
 #include <memory>
 
-#include "cart/routes.hpp"
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
+#include "routes/classic.hpp"
 
 namespace cartd::cart {
 namespace {
