@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
 #include "harness.hpp"
 
 using namespace cartd;
@@ -51,7 +51,7 @@ void create_carts(int port, int count, long long deadline_ms, int offset) {
     std::string ttl = std::to_string(deadline_ms - server_ms(c));
     for (int i = 0; i < n; ++i) {
       int row = (offset + done + i) % kRows;
-      std::string sid = cart::new_session_id();
+      std::string sid = cartd::new_session_id();
       std::string p = "p-" + std::to_string(row), inv = "inv-" + std::to_string(row);
       const char* argv[] = {
           "FCALL", "cartd_set_line", "0",        "",    sid.c_str(), p.c_str(), inv.c_str(), "1",

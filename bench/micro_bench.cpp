@@ -4,11 +4,11 @@
 
 #include <boost/json/serialize.hpp>
 
-#include "cart/api.hpp"
+#include "base/session_id.hpp"
 #include "cart/rules.hpp"
 #include "cart/service.hpp"
-#include "cart/session_id.hpp"
 #include "replies.hpp"
+#include "routes/v1.hpp"
 
 namespace {
 
@@ -35,32 +35,32 @@ void parse_add_to_cart_body(benchmark::State& state) {
 BENCHMARK(parse_add_to_cart_body);
 
 void check_session_header(benchmark::State& state) {
-  const std::string id = cart::new_session_id();
-  for (auto _ : state) benchmark::DoNotOptimize(cart::parse_session_id(id));
+  const std::string id = cartd::new_session_id();
+  for (auto _ : state) benchmark::DoNotOptimize(cartd::parse_session_id(id));
 }
 BENCHMARK(check_session_header);
 
 void new_session_id(benchmark::State& state) {
-  for (auto _ : state) benchmark::DoNotOptimize(cart::new_session_id());
+  for (auto _ : state) benchmark::DoNotOptimize(cartd::new_session_id());
 }
 BENCHMARK(new_session_id);
 
 void decode_three_line_cart(benchmark::State& state) {
   Reply r = three_line_view();
-  std::string id = cart::new_session_id();
+  std::string id = cartd::new_session_id();
   for (auto _ : state) benchmark::DoNotOptimize(cart::decode_cart(id, r));
 }
 BENCHMARK(decode_three_line_cart);
 
 void decode_set_line_reply(benchmark::State& state) {
-  Reply r = arr({str("ok"), str(cart::new_session_id()), num(0), num(1795910288947), num(3), num(0),
-                 three_line_view()});
+  Reply r = arr({str("ok"), str(cartd::new_session_id()), num(0), num(1795910288947), num(3),
+                 num(0), three_line_view()});
   for (auto _ : state) benchmark::DoNotOptimize(cart::decode_set_line(r));
 }
 BENCHMARK(decode_set_line_reply);
 
 void serialize_three_line_cart(benchmark::State& state) {
-  auto cart = cart::decode_cart(cart::new_session_id(), three_line_view())->cart;
+  auto cart = cart::decode_cart(cartd::new_session_id(), three_line_view())->cart;
   for (auto _ : state)
     benchmark::DoNotOptimize(boost::json::serialize(cart::cart_json(*cart, "USD")));
 }

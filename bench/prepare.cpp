@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "base/session_id.hpp"
 #include "cart/service.hpp"
-#include "cart/session_id.hpp"
 #include "functions/keys.hpp"
 #include "lua/library.hpp"
 
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   cartd::cart::CartSettings settings;  // the default TTL and its quantum
   std::string quantum = std::to_string(settings.deadline_quantum().count());
   for (int i = 0; i < carts; ++i) {
-    std::string sid = cartd::cart::new_session_id();
+    std::string sid = cartd::new_session_id();
     if (ids.is_open()) ids << sid << "\n";
     long long ttl = spread ? kTtlMs * (1 + i % kSpreadSteps) / kSpreadSteps : kTtlMs;
     for (int l = 0; l < lines; ++l) {

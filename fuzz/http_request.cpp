@@ -26,15 +26,15 @@
 #include <optional>
 #include <string_view>
 
-#include "cart/api.hpp"
-#include "cart/routes.hpp"
 #include "cart/service.hpp"
 #include "db/executor.hpp"
 #include "http/server.hpp"
 #include "http/static_files.hpp"
 #include "redis/client.hpp"
 #include "require.hpp"
-#include "stock/routes.hpp"
+#include "routes/catalog.hpp"
+#include "routes/classic.hpp"
+#include "routes/v1.hpp"
 #include "stock/service.hpp"
 
 namespace {

@@ -4,10 +4,11 @@
 #include <cstdint>
 #include <string_view>
 
-#include "cart/api.hpp"
 #include "cart/rules.hpp"
 #include "require.hpp"
+#include "routes/v1.hpp"
 
+using namespace cartd;
 using namespace cartd::cart;
 
 namespace {
@@ -17,7 +18,7 @@ namespace {
 // /v1/carts/{id}/items/{product_id} (product in the path, 0 removes the line).
 constexpr LineSpec kSpecs[] = {{true, 1}, {false, 0}};
 
-// The admin bodies' integer fields (src/stock/routes.cpp).
+// The admin bodies' integer fields (src/routes/catalog.cpp).
 struct IntegerField {
   std::string_view name;
   std::int64_t min, max;

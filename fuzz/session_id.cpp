@@ -6,11 +6,11 @@
 #include <cstring>
 #include <string_view>
 
-#include "cart/rules.hpp"
-#include "cart/session_id.hpp"
+#include "base/ids.hpp"
+#include "base/session_id.hpp"
 #include "require.hpp"
 
-using namespace cartd::cart;
+using namespace cartd;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

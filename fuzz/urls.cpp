@@ -3,10 +3,10 @@
 #include <cstdint>
 #include <string_view>
 
-#include "cart/rules.hpp"
+#include "base/ids.hpp"
 #include "redis/url.hpp"
 #include "require.hpp"
-#include "stock/routes.hpp"
+#include "routes/catalog.hpp"
 
 using namespace cartd;
 
@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto q = stock::parse_page_query(text);
   if (q) {
     CARTD_REQUIRE(q->limit >= 1 && q->limit <= stock::kMaxPageSize);
-    CARTD_REQUIRE(q->cursor.empty() || cart::is_valid_id(q->cursor));
+    CARTD_REQUIRE(q->cursor.empty() || is_valid_id(q->cursor));
   } else {
     CARTD_REQUIRE(q.error().status == 400 && !q.error().code.empty());
   }

@@ -160,16 +160,6 @@ boost::system::result<std::int64_t, Rejection> integer_field(const json::object&
   return boost::system::result<std::int64_t, Rejection>(boost::system::in_place_value, value);
 }
 
-bool is_valid_id(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength) return false;
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 boost::system::result<LineRequest, Rejection> parse_line_request(std::string_view text,
                                                                  const Limits& limits,
                                                                  LineSpec spec) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/ids.hpp"
+
 namespace cartd::cart {
 
 // Named limits; each is also a flag (see config).
@@ -19,10 +21,6 @@ struct Limits {
   std::int64_t max_line_quantity = 100;
   std::int64_t max_lines = 100;
 };
-
-// 1-64 characters of [A-Za-z0-9._-]: safe inside a Redis key name and a URL path.
-inline constexpr std::size_t kMaxIdLength = 64;
-[[nodiscard]] bool is_valid_id(std::string_view id);
 
 // A request that cannot be served as asked. `code` is stable (it is part of the API);
 // `message` is for people. `status` is the HTTP status it answers with.

@@ -11,18 +11,13 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include "functions/keys.hpp"
+#include "redis/client.hpp"
 
 namespace cartd::cart {
 namespace {
 
 using Kind = SetLineOutcome::Kind;
 using Type = redis::Reply::Type;
-
-class ReplyCategory : public boost::system::error_category {
- public:
-  const char* name() const noexcept override { return "cartd.reply"; }
-  std::string message(int) const override { return "Redis answered in an unexpected way"; }
-};
 
 boost::system::error_code unexpected(const redis::Reply& r) {
   spdlog::error("redis: unexpected reply: {}", r.is_error() ? r.str : "wrong shape");
@@ -67,11 +62,6 @@ boost::system::result<CartView> decode_view(std::string id, const redis::Reply& 
 }
 
 }  // namespace
-
-boost::system::error_code make_error_code(ReplyErrc e) {
-  static const ReplyCategory category;
-  return {static_cast<int>(e), category};
-}
 
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
   auto tag = r.text_at(0);

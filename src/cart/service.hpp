@@ -11,11 +11,17 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.hpp"
 #include "cart/rules.hpp"
 #include "cart/sold_out.hpp"
 #include "db/store.hpp"
 #include "metrics/metrics.hpp"
-#include "redis/client.hpp"
+
+// Redis stays below the services: their users never see it.
+namespace cartd::redis {
+class Client;
+struct Reply;
+}  // namespace cartd::redis
 
 namespace cartd::cart {
 
@@ -148,8 +154,7 @@ class CartService {
     std::string session_id, key, attempt_id;
   };
   void checkouts_stale(const std::vector<std::uint32_t>& groups, std::chrono::milliseconds age,
-                       std::size_t batch,
-                       Callback<std::vector<StaleCheckout>> done);
+                       std::size_t batch, Callback<std::vector<StaleCheckout>> done);
 
  private:
   void call_set_line(const SetLineCall& call, const std::string& session_id, bool create,
@@ -172,11 +177,4 @@ boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r
 // besides the birth and checkout fields); empty when there is no live cart.
 boost::system::result<CartLookup> decode_lines(const std::string& id, const redis::Reply& hash);
 
-// An unexpected reply (a Lua error, a wrong shape): a server fault, not the client's.
-enum class ReplyErrc { unexpected_reply = 1 };
-boost::system::error_code make_error_code(ReplyErrc e);
-
 }  // namespace cartd::cart
-
-template <>
-struct boost::system::is_error_code_enum<cartd::cart::ReplyErrc> : std::true_type {};

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "cart/rules.hpp"
-#include "http/server.hpp"
+#include "http/limits.hpp"
 
 namespace cartd {
 

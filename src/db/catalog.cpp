@@ -6,7 +6,7 @@
 #include <set>
 #include <sstream>
 
-#include "cart/rules.hpp"
+#include "base/ids.hpp"
 
 namespace cartd::db {
 namespace {
@@ -15,7 +15,7 @@ namespace json = boost::json;
 
 std::string id(const json::object& row, std::string_view key, const std::string& where) {
   const json::value* v = row.if_contains(key);
-  if (!v || !v->is_string() || !cart::is_valid_id(v->get_string())) {
+  if (!v || !v->is_string() || !is_valid_id(v->get_string())) {
     throw std::runtime_error(where + ": " + std::string(key) +
                              " must be 1-64 characters of [A-Za-z0-9._-]");
   }

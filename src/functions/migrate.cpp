@@ -148,7 +148,7 @@ LayoutResult ensure_layout(const redis::Endpoint& endpoint, std::string_view lib
   return LayoutResult::migrated;
 }
 
-stock::SetupStep check_layout_then(stock::SetupStep next) {
+redis::SetupStep check_layout_then(redis::SetupStep next) {
   return [next = std::move(next)](redis::Client& client, std::function<void(bool)> done) {
     client.setup_command({"FCALL", "cartd_layout", "0"}, [&client, next, done](redis::Result r) {
       if (!r || r->is_error()) return done(false);

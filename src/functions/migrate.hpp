@@ -15,7 +15,6 @@
 
 #include "redis/client.hpp"
 #include "redis/url.hpp"
-#include "stock/mirror.hpp"
 
 namespace cartd::functions {
 
@@ -33,6 +32,6 @@ LayoutResult ensure_layout(const redis::Endpoint& endpoint, std::string_view lib
 
 // A connection's setup step: asks cartd_layout first, and fails (the connection does not
 // serve; it retries) while Redis holds an older layout; then runs `next`.
-stock::SetupStep check_layout_then(stock::SetupStep next);
+redis::SetupStep check_layout_then(redis::SetupStep next);
 
 }  // namespace cartd::functions

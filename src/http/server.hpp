@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/limits.hpp"
 #include "http/reply.hpp"
 #include "metrics/metrics.hpp"
 
@@ -28,22 +29,6 @@ namespace cartd::http {
 
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Verb = boost::beast::http::verb;
-
-struct ServerLimits {
-  std::size_t max_body_bytes = 16 * 1024;
-  std::size_t max_header_bytes = 8 * 1024;
-  std::chrono::seconds idle_timeout{30};
-  // A new connection must deliver its whole first request within this: a client that
-  // connects and says nothing holds a descriptor, and the keep-alive time is for clients
-  // that have shown they are real.
-  std::chrono::milliseconds first_request_timeout{5000};
-  // Open connections in all, over every loop (each is a descriptor). 0: derived from the
-  // open-file limit at start (see max_connections_for).
-  std::size_t max_connections = 0;
-  // Origins whose pages may call the API from a browser (CORS); "*" allows any. Empty:
-  // only pages served by cartd itself (same origin).
-  std::vector<std::string> cors_origins;
-};
 
 // The CORS answer headers for a request from `origin`, or none if it is not allowed.
 std::vector<std::pair<std::string, std::string>> cors_headers(const ServerLimits& limits,

@@ -29,6 +29,10 @@ namespace cartd::redis {
 
 using ReplyHandler = std::function<void(Result)>;
 
+class Client;
+// A connection's setup step (Options::on_setup).
+using SetupStep = std::function<void(Client&, std::function<void(bool)>)>;
+
 class Client {
  public:
   struct Options {

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "functions/keys.hpp"
+#include "redis/client.hpp"
 #include "stock/service.hpp"
 
 namespace cartd::stock {

@@ -14,7 +14,10 @@
 #include <vector>
 
 #include "db/store.hpp"
-#include "redis/client.hpp"
+
+namespace cartd::redis {
+class Client;
+}  // namespace cartd::redis
 
 namespace cartd::stock {
 

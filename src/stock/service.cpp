@@ -1,13 +1,14 @@
 #include "stock/service.hpp"
 
-#include "cart/service.hpp"
+#include "base/errors.hpp"
 #include "functions/keys.hpp"
+#include "redis/client.hpp"
 
 namespace cartd::stock {
 namespace {
 
 boost::system::error_code unexpected() {
-  return cart::ReplyErrc::unexpected_reply;
+  return ReplyErrc::unexpected_reply;
 }
 
 // FCALL `name` with the stock rows of `ids` as KEYS, then `argv`.
@@ -36,6 +37,14 @@ std::vector<std::string> ids_of(const std::vector<Row>& rows) {
 }
 
 }  // namespace
+
+bool StockService::ready() const {
+  return redis_.ready();
+}
+
+boost::system::error_code StockService::unavailable() {
+  return make_error_code(redis::Errc::unavailable);
+}
 
 boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
                                                              const redis::Reply& r) {

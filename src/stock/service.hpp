@@ -10,7 +10,12 @@
 #include <vector>
 
 #include "db/store.hpp"
-#include "redis/client.hpp"
+
+// Redis stays below the services: their users never see it.
+namespace cartd::redis {
+class Client;
+struct Reply;
+}  // namespace cartd::redis
 
 namespace cartd::stock {
 
@@ -42,7 +47,9 @@ class StockService {
  public:
   explicit StockService(redis::Client& redis) : redis_(redis) {}
   // Whether Redis takes commands now (an admin change needs it before it starts).
-  bool ready() const { return redis_.ready(); }
+  bool ready() const;
+  // What a change that needs Redis answers while it is not ready.
+  static boost::system::error_code unavailable();
 
   // nullopt: no such stock row.
   void stock(const std::string& inventory_id, Callback<std::optional<StockView>> done);

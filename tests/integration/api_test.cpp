@@ -9,7 +9,7 @@
 #include <set>
 #include <thread>
 
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
 #include "harness.hpp"
 
 namespace cartd::test {
@@ -96,7 +96,7 @@ TEST_F(Api, a_new_cart_is_empty_and_has_a_deadline) {
   ASSERT_EQ(r.status, 201u);
   auto body = r.json().as_object();
   std::string id(body["id"].as_string());
-  EXPECT_TRUE(cart::parse_session_id(id));
+  EXPECT_TRUE(parse_session_id(id));
   EXPECT_EQ(r.headers["cart-session-id"], id);
   EXPECT_EQ(body["lines"], json::array{});
   EXPECT_TRUE(std::regex_match(std::string(body["expires_at"].as_string()),
@@ -179,9 +179,9 @@ TEST_F(Api, line_errors_answer_with_stable_codes_and_change_nothing) {
       {"PUT", base + "/items/mug", R"({"quantity": 2})", 400, "missing_field"},
       {"PUT", base + "/items/m%20ug", set_body("mug", 1), 400, "invalid_id"},
       {"POST", "/v1/carts/not-a-uuid/items", item("mug", "mug", 1), 400, "invalid_cart_id"},
-      {"POST", "/v1/carts/" + cart::new_session_id() + "/items", item("mug", "mug", 1), 404,
+      {"POST", "/v1/carts/" + new_session_id() + "/items", item("mug", "mug", 1), 404,
        "cart_not_found"},
-      {"GET", "/v1/carts/" + cart::new_session_id(), "", 404, "cart_not_found"},
+      {"GET", "/v1/carts/" + new_session_id(), "", 404, "cart_not_found"},
       {"PATCH", base, "", 405, "method_not_allowed"},
   };
   for (const Case& c : cases) {
@@ -253,7 +253,7 @@ TEST_F(Api, checkout_turns_held_units_into_one_order) {
   auto fetched = call("GET", "/v1/orders/" + order_id);
   EXPECT_EQ(fetched.status, 200u);
   EXPECT_EQ(fetched.json(), json::value(order));
-  EXPECT_EQ(call("GET", "/v1/orders/" + cart::new_session_id()).status, 404u);
+  EXPECT_EQ(call("GET", "/v1/orders/" + new_session_id()).status, 404u);
 
   auto events = redis_.cart_events();
   ASSERT_EQ(events.size(), 1u);
@@ -272,7 +272,7 @@ TEST_F(Api, checkout_refuses_what_it_cannot_do) {
   r = checkout(id, "k");
   EXPECT_EQ(r.status, 422u);
   EXPECT_EQ(code(r), "cart_empty");
-  r = checkout(cart::new_session_id(), "k");
+  r = checkout(new_session_id(), "k");
   EXPECT_EQ(r.status, 404u);
   EXPECT_EQ(code(r), "cart_not_found");
   EXPECT_EQ(db("SELECT COUNT(*) FROM orders"), 0);

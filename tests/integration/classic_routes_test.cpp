@@ -7,8 +7,8 @@
 #include <random>
 #include <thread>
 
+#include "base/session_id.hpp"
 #include "cart/rules.hpp"
-#include "cart/session_id.hpp"
 #include "functions/keys.hpp"
 #include "harness.hpp"
 
@@ -68,7 +68,7 @@ TEST_F(ClassicRoutes, add_to_cart_creates_a_session_and_holds_the_units) {
   EXPECT_EQ(body["message"], "Product added to cart successfully");
   std::string sid(body["cartSessionId"].as_string());
   EXPECT_EQ(r.headers["cart-session-id"], sid);
-  ASSERT_TRUE(cart::parse_session_id(sid));
+  ASSERT_TRUE(parse_session_id(sid));
   EXPECT_EQ(sid[14], '4') << "a version 4 UUID";
   EXPECT_EQ(reserved("cap-navy"), 3);
   EXPECT_EQ(available("cap-navy"), 17);
@@ -235,7 +235,7 @@ TEST_F(ClassicRoutes, get_cart_answers_each_case) {
   EXPECT_EQ(r.json().at("data"), json::array{});
   r = cartd_.get("/get-cart", {{"cart-session-id", "not-a-uuid"}});
   EXPECT_EQ(r.status, 400u);
-  r = cartd_.get("/get-cart", {{"cart-session-id", cart::new_session_id()}});
+  r = cartd_.get("/get-cart", {{"cart-session-id", new_session_id()}});
   EXPECT_EQ(r.status, 404u);
   EXPECT_EQ(r.json(), json::parse(R"({"message":"Cart is empty","data":[]})"));
 

@@ -1,7 +1,7 @@
 // The query of GET /v1/products: ?limit=&cursor=.
 #include <gtest/gtest.h>
 
-#include "stock/routes.hpp"
+#include "routes/catalog.hpp"
 
 namespace cartd::stock {
 namespace {

@@ -1,4 +1,4 @@
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
 
 #include <gtest/gtest.h>
 

@@ -8,9 +8,9 @@
 //     request touches;
 //   - the DB writer: stock rows the Redis functions marked dirty are read and their
 //     reserved counts written to the main DB as absolute values, batched;
-//   - checkout recovery: a checkout left unfinished (cartd died mid-way, or its DB
-//     transaction is stuck) is finished if its order is in the main DB, and otherwise
-//     fenced in the DB, then aborted (see src/lua/checkout.lua);
+//   - checkout recovery (src/checkout/recovery.hpp): a checkout left unfinished (cartd
+//     died mid-way, or its DB transaction is stuck) is finished if its order is in the
+//     main DB, and otherwise fenced in the DB, then aborted (see src/lua/checkout.lua);
 //   - the mirror sync: every row's on_hand and version are read from the main DB and
 //     given to Redis, which takes those newer than its own: a change whose mirror step
 //     was lost (Redis down, cartd killed) reaches Redis within --mirror-sync-ms;
@@ -60,7 +60,6 @@ class Housekeeper {
   void write_reserved(const std::vector<db::ReservedCount>& counts, bool complete,
                       std::chrono::steady_clock::time_point asked, bool more);
   void recover_checkouts();
-  void settle_checkout(const std::string& sid, const std::string& key, const std::string& attempt);
   void sync_mirror();
 
   const Config& config_;

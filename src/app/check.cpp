@@ -1,4 +1,4 @@
-#include "stock/check.hpp"
+#include "app/check.hpp"
 
 #include <hiredis/hiredis.h>
 

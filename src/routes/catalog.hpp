@@ -1,4 +1,4 @@
-// routes: the catalog (GET /v1/products..., GET /v1/stock/{id}) and the admin stock
+// catalog: the catalog (GET /v1/products..., GET /v1/stock/{id}) and the admin stock
 // routes.
 //
 // Products are read from the main DB and their counts from Redis, so `reserved` and
@@ -6,7 +6,7 @@
 // without, 403 with another token) and do not exist when no token is set. An on-hand
 // change is a delta applied once in the main DB (with a ledger row, and once per
 // Idempotency-Key), its removed units held in Redis first; the mirror takes the result
-// by version (see AdminChange in routes.cpp).
+// by version (see AdminChange in catalog.cpp).
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -1,9 +1,9 @@
-#include "cart/routes.hpp"
+#include "routes/classic.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace cartd::cart {
+namespace cartd {
 
 // A new random session id. Thread-safe; reads the kernel CSPRNG in blocks.
 [[nodiscard]] std::string new_session_id();
@@ -20,4 +20,4 @@ namespace cartd::cart {
 // writes, or nullopt. Anything else never reaches a Redis key name.
 [[nodiscard]] std::optional<std::string> parse_session_id(std::string_view id);
 
-}  // namespace cartd::cart
+}  // namespace cartd

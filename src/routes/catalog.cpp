@@ -1,4 +1,4 @@
-#include "stock/routes.hpp"
+#include "routes/catalog.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -9,9 +9,9 @@
 #include <memory>
 #include <utility>
 
-#include "cart/api.hpp"
-#include "cart/routes.hpp"
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
+#include "routes/classic.hpp"
+#include "routes/v1.hpp"
 
 namespace cartd::stock {
 namespace {
@@ -104,7 +104,7 @@ void list_products(CatalogContext& ctx, const Request& req, Respond respond) {
 }
 
 void get_product(CatalogContext& ctx, const std::string& product_id, Respond respond) {
-  if (!cart::is_valid_id(product_id)) {
+  if (!is_valid_id(product_id)) {
     return respond(error_response(400, "invalid_id", "product_id is not a valid id"));
   }
   ctx.db.run<std::vector<db::StockRow>>(
@@ -121,7 +121,7 @@ void get_product(CatalogContext& ctx, const std::string& product_id, Respond res
 }
 
 void get_stock(CatalogContext& ctx, const std::string& inventory_id, Respond respond) {
-  if (!cart::is_valid_id(inventory_id)) {
+  if (!is_valid_id(inventory_id)) {
     return respond(error_response(400, "invalid_id",
                                   "inventory_id must be 1-64 characters of [A-Za-z0-9._-]"));
   }
@@ -247,7 +247,7 @@ class AdminChange : public std::enable_shared_from_this<AdminChange> {
   void start() {
     if (!ctx_.stock.ready()) {
       // Not begun: a change the mirror could not take now would change nothing visible.
-      return respond_(cart::unavailable(make_error_code(redis::Errc::unavailable)));
+      return respond_(cart::unavailable(StockService::unavailable()));
     }
     if (++attempts_ > kMaxAttempts) {
       return respond_(
@@ -287,7 +287,7 @@ class AdminChange : public std::enable_shared_from_this<AdminChange> {
       return respond_(error_response(409, "negative_on_hand", "on_hand may not fall below 0",
                                      {{"on_hand", row.on_hand}}));
     }
-    hold_member_ = admin_hold_member(cart::new_session_id(), -request_.delta);
+    hold_member_ = admin_hold_member(new_session_id(), -request_.delta);
     ctx_.stock.admin_hold(
         inv_, hold_member_, -request_.delta, ctx_.admin_hold,
         [self = shared_from_this()](boost::system::result<AdminHold> held) {
@@ -401,7 +401,7 @@ http::Handler on_hand_route(CatalogContext& ctx, std::string_view field, std::in
                             std::int64_t max, std::string_view code, bool absolute) {
   return admin(ctx, [&ctx, field, min, max, code, absolute](const Request& req, const PathParams& p,
                                                             Respond respond) {
-    if (!cart::is_valid_id(p[0])) {
+    if (!is_valid_id(p[0])) {
       return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
     }
     auto body = cart::parse_object(req.body());
@@ -410,7 +410,7 @@ http::Handler on_hand_route(CatalogContext& ctx, std::string_view field, std::in
     if (!value) return respond(cart::reject(value.error()));
     // With an Idempotency-Key, a retry of a request whose answer was lost is applied at
     // most once; without one, each request is its own.
-    std::string key = cart::new_session_id();
+    std::string key = new_session_id();
     auto given = req.find("Idempotency-Key");
     if (given != req.end()) {
       if (!cart::is_valid_idempotency_key(given->value())) {
@@ -440,7 +440,7 @@ boost::system::result<PageQuery, cart::Rejection> parse_page_query(std::string_v
       }
     } else if (param.key == "cursor") {
       query.cursor = param.value;
-      if (!cart::is_valid_id(query.cursor)) {
+      if (!is_valid_id(query.cursor)) {
         return cart::Rejection{400, "invalid_cursor", "cursor is not a valid cursor"};
       }
     }

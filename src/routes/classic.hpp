@@ -1,4 +1,4 @@
-// routes: the cart's HTTP routes. The classic pair, POST /add-to-cart and
+// classic: the classic cart routes. The pair, POST /add-to-cart and
 // GET /get-cart, keep the shapes of the original design: {"message": ...} errors and
 // the session id in the cart-session-id header.
 #pragma once

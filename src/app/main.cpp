@@ -1,9 +1,9 @@
 // cartd: carts and stock holds for online shops. See README.md.
 #include <iostream>
 
-#include "app.hpp"
+#include "app/app.hpp"
+#include "app/check.hpp"
 #include "config/config.hpp"
-#include "stock/check.hpp"
 
 int main(int argc, char** argv) {
   auto parsed = cartd::parse_config(argc, argv);

@@ -1,11 +1,12 @@
-#include "stock/housekeeper.hpp"
+#include "app/housekeeper.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
+#include "checkout/recovery.hpp"
 #include "functions/keys.hpp"
 
 namespace cartd::stock {
@@ -155,7 +156,7 @@ void Housekeeper::enable_keyspace_events(redis::Client& client, std::function<vo
 }
 
 void Housekeeper::on_expired_key(std::string_view key) {
-  auto sid = cart::parse_session_id(keys::sid_of_cart_key(key));
+  auto sid = parse_session_id(keys::sid_of_cart_key(key));
   if (!sid) return;
   // Its holds ended with their buckets; what is left is to say why it ended, once.
   carts_.expired(*sid, [sid = *sid](auto r) {
@@ -266,7 +267,8 @@ void Housekeeper::recover_checkouts() {
                                kRecoveryBatch, [this, done](auto r) {
                                  if (r) {
                                    for (const auto& c : *r) {
-                                     settle_checkout(c.session_id, c.key, c.attempt_id);
+                                     checkout::recover(carts_, *store_, c.session_id, c.key,
+                                                       c.attempt_id);
                                    }
                                  }
                                  done();
@@ -278,34 +280,6 @@ void Housekeeper::recover_checkouts() {
         recovery_timer_.async_wait([this](boost::system::error_code ec) {
           if (!ec) recover_checkouts();
         });
-      });
-}
-
-void Housekeeper::settle_checkout(const std::string& sid, const std::string& key,
-                                  const std::string& attempt) {
-  db::SettledCheckout settled;
-  try {
-    // Blocks this thread while the DB waits for a lock (at most --db-timeout-ms): the
-    // fence must be in before Redis lets the cart change.
-    settled = store_->settle_checkout(sid, attempt);
-  } catch (const std::exception& e) {
-    spdlog::error("recovery: cannot settle the checkout of cart {}: {}", sid, e.what());
-    return;  // the next round tries again
-  }
-  if (!settled.order) {
-    carts_.checkout_abort(sid, key, attempt, {}, [sid](auto r) {
-      if (r && *r) {
-        spdlog::warn("recovery: checkout of cart {} made no order; aborted, the cart lives on",
-                     sid);
-      }
-    });
-    return;
-  }
-  carts_.checkout_finish(
-      sid, *settled.order, settled.rows, [sid, id = settled.order->order_id](auto done) {
-        if (done) {
-          spdlog::warn("recovery: finished checkout of cart {} (order {})", sid, id);
-        }
       });
 }
 

@@ -1,4 +1,4 @@
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
 
 #include <sys/random.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 
-namespace cartd::cart {
+namespace cartd {
 namespace {
 
 constexpr std::size_t kIdBytes = 16;
@@ -70,4 +70,4 @@ std::optional<std::string> parse_session_id(std::string_view id) {
   return out;
 }
 
-}  // namespace cartd::cart
+}  // namespace cartd

@@ -1,13 +1,13 @@
-#include "cart/api.hpp"
+#include "routes/v1.hpp"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <boost/json/array.hpp>
 #include <memory>
 
-#include "cart/routes.hpp"
-#include "cart/session_id.hpp"
+#include "base/session_id.hpp"
+#include "checkout/saga.hpp"
+#include "routes/classic.hpp"
 
 namespace cartd::cart {
 namespace {
@@ -74,156 +74,61 @@ void change_line(ApiContext& ctx, SetLineCall call, Respond respond) {
   });
 }
 
-[[noreturn]] void inject_fault(int step) {
-  spdlog::critical("fault injection: exiting after checkout step {}", step);
-  spdlog::default_logger()->flush();
-  _exit(86);
-}
-
-// POST /v1/carts/{id}/checkout. The three steps and why a crash between any two is
-// safe are described in src/lua/checkout.lua.
-class Checkout : public std::enable_shared_from_this<Checkout> {
- public:
-  Checkout(ApiContext& ctx, std::string sid, std::string key, Respond respond)
-      : ctx_(ctx), sid_(std::move(sid)), key_(std::move(key)), respond_(std::move(respond)) {}
-
-  void start() {
-    ctx_.carts.checkout_begin(sid_, key_, new_session_id(),
-                              [self = shared_from_this()](auto r) { self->begun(r); });
-  }
-
- private:
-  using K = CheckoutStart::Kind;
-  using Placed = db::PlacedOrder::Kind;
+// The answer to POST /v1/carts/{id}/checkout (src/checkout/saga.hpp), counted once by
+// result.
+void answer_checkout(ApiContext& ctx, const checkout::Outcome& out, const Respond& respond) {
+  using K = checkout::Outcome::Kind;
   using Result = metrics::CheckoutResult;
-
-  void begun(const boost::system::result<CheckoutStart>& r) {
-    if (!r) return answer(Result::error, unavailable(r.error()));
-    switch (r->kind) {
-      case K::done:
-        return answer_existing(r->order_id);
-      case K::conflict:
-        if (r->order_id.empty()) {
-          return answer(Result::conflict,
-                        error_response(409, "checkout_in_progress",
-                                       "the cart is being checked out with another key"));
-        }
-        return answer(Result::conflict,
-                      error_response(409, "already_checked_out",
-                                     "the cart was checked out with another Idempotency-Key",
-                                     {{"order_id", r->order_id}}));
-      case K::expired:
-        return answer(Result::expired, error_response(410, "cart_expired", "the cart has expired"));
-      case K::unknown:
-        return answer(Result::not_found, error_response(404, "cart_not_found", "no such cart"));
-      case K::empty:
-        return answer(Result::empty, error_response(422, "cart_empty", "the cart has no lines"));
-      case K::begun:
-      case K::resume:
-        break;
+  auto answer = [&](Result result, Response response) {
+    if (ctx.metrics != nullptr) ctx.metrics->count_checkout(result);
+    respond(std::move(response));
+  };
+  switch (out.kind) {
+    case K::placed: {
+      Response response =
+          http::json_response(out.created ? 201 : 200, order_json(out.order, ctx.currency));
+      if (out.created) {
+        response.headers.emplace_back("Location", "/v1/orders/" + out.order.order_id);
+      }
+      return answer(out.created ? Result::created : Result::existing, std::move(response));
     }
-    if (ctx_.fault_after_checkout_step == 1) inject_fault(1);
-    attempt_ = r->attempt_id;
-    db::Order draft;
-    draft.order_id = new_session_id();
-    draft.cart_id = sid_;
-    draft.idempotency_key = key_;
-    for (const CartLine& l : r->lines) {
-      draft.lines.push_back(
-          db::OrderLine{l.product_id, l.inventory_id, l.name, l.quantity, l.unit_price_cents});
-      draft.total_cents += l.quantity * l.unit_price_cents;
-    }
-    ctx_.db.run<db::PlacedOrder>(
-        ctx_.loop,
-        [draft, attempt = attempt_](db::Store& store) { return store.place_order(draft, attempt); },
-        [self = shared_from_this()](db::DbResult<db::PlacedOrder> placed) {
-          // The transaction may or may not have committed: the cart stays frozen until a
-          // retry with the same key or recovery settles it (see docs/DESIGN.md).
-          if (!placed) return self->answer(Result::error, db_unavailable(placed.error()));
-          self->placed(std::move(*placed));
-        });
+    case K::done:
+      return answer(Result::existing,
+                    http::json_response(200, order_json(out.order, ctx.currency)));
+    case K::order_missing:
+      return answer(Result::error, error_response(404, "order_not_found", "no such order"));
+    case K::in_progress:
+      return answer(Result::conflict,
+                    error_response(409, "checkout_in_progress",
+                                   "the cart is being checked out with another key"));
+    case K::other_key:
+      return answer(Result::conflict,
+                    error_response(409, "already_checked_out",
+                                   "the cart was checked out with another Idempotency-Key",
+                                   {{"order_id", out.order_id}}));
+    case K::expired:
+      return answer(Result::expired, error_response(410, "cart_expired", "the cart has expired"));
+    case K::unknown:
+      return answer(Result::not_found, error_response(404, "cart_not_found", "no such cart"));
+    case K::empty:
+      return answer(Result::empty, error_response(422, "cart_empty", "the cart has no lines"));
+    case K::aborted:
+      return answer(Result::aborted,
+                    error_response(409, "checkout_aborted",
+                                   "the checkout took too long and was given up; the cart is "
+                                   "as it was, check out again"));
+    case K::stock_short:
+      return answer(Result::stock_unavailable,
+                    error_response(409, "stock_unavailable",
+                                   "the shop no longer has the units this cart held; change "
+                                   "the cart and check out again",
+                                   {{"inventory_id", out.inventory_id}}));
+    case K::redis_failed:
+      return answer(Result::error, unavailable(out.error));
+    case K::db_failed:
+      return answer(Result::error, db_unavailable(out.why));
   }
-
-  void placed(db::PlacedOrder placed) {
-    switch (placed.kind) {
-      case Placed::created:
-      case Placed::existing:
-        break;
-      case Placed::aborted:
-        return answer(Result::aborted,
-                      error_response(409, "checkout_aborted",
-                                     "the checkout took too long and was given up; the cart is "
-                                     "as it was, check out again"));
-      case Placed::insufficient:
-        return refuse_short(std::move(placed.rows));
-    }
-    if (ctx_.fault_after_checkout_step == 2) inject_fault(2);
-    order_ = std::move(placed.order);
-    created_ = placed.kind == Placed::created;
-    ctx_.carts.checkout_finish(sid_, order_, placed.rows,
-                               [self = shared_from_this()](auto r) { self->finished(r); });
-  }
-
-  void finished(const boost::system::result<bool>& r) {
-    // The order is in the main DB: it stands even if Redis did not answer, and checkout
-    // recovery (or a retry with the same key) settles Redis.
-    if (!r) spdlog::warn("checkout {}: Redis not settled yet: {}", sid_, r.error().message());
-    if (ctx_.fault_after_checkout_step == 3) inject_fault(3);
-    Response response =
-        http::json_response(created_ ? 201 : 200, order_json(order_, ctx_.currency));
-    if (created_) response.headers.emplace_back("Location", "/v1/orders/" + order_.order_id);
-    answer(created_ ? Result::created : Result::existing, std::move(response));
-  }
-
-  // The main DB has fewer units of a row than the cart held: the promise of the hold is
-  // broken (the DB was changed behind cartd's back, or Redis lost a change). The DB has
-  // fenced the attempt; unfreeze the cart so the shopper can change it, and correct the
-  // row's mirror so that no one else is promised those units.
-  void refuse_short(std::vector<db::OnHandVersion> rows) {
-    if (ctx_.metrics != nullptr) ctx_.metrics->count_broken_promise();
-    spdlog::error(
-        "checkout {}: the main DB refused the order: {} has fewer units on hand than "
-        "the cart held (a broken hold promise)",
-        sid_, rows.empty() ? std::string("a row") : rows.front().inventory_id);
-    std::string inv = rows.empty() ? "" : rows.front().inventory_id;
-    ctx_.carts.checkout_abort(sid_, key_, attempt_, rows, [self = shared_from_this(), inv](auto r) {
-      if (!r) return self->answer(Result::error, unavailable(r.error()));
-      self->answer(Result::stock_unavailable,
-                   error_response(409, "stock_unavailable",
-                                  "the shop no longer has the units this cart held; change "
-                                  "the cart and check out again",
-                                  {{"inventory_id", inv}}));
-    });
-  }
-
-  void answer_existing(const std::string& order_id) {
-    ctx_.db.run<std::optional<db::Order>>(
-        ctx_.loop, [order_id](db::Store& store) { return store.order(order_id); },
-        [self = shared_from_this()](db::DbResult<std::optional<db::Order>> o) {
-          if (!o) return self->answer(Result::error, db_unavailable(o.error()));
-          if (!*o) {
-            return self->answer(Result::error,
-                                error_response(404, "order_not_found", "no such order"));
-          }
-          self->answer(Result::existing,
-                       http::json_response(200, order_json(**o, self->ctx_.currency)));
-        });
-  }
-
-  // Every answer of a checkout goes through here, so each is counted once by result.
-  void answer(Result result, Response response) {
-    if (ctx_.metrics != nullptr) ctx_.metrics->count_checkout(result);
-    respond_(std::move(response));
-  }
-
-  ApiContext& ctx_;
-  std::string sid_;
-  std::string key_;
-  std::string attempt_;
-  Respond respond_;
-  db::Order order_;
-  bool created_ = false;
-};
+}
 
 }  // namespace
 
@@ -377,8 +282,12 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
           return respond(error_response(400, "invalid_idempotency_key",
                                         "an Idempotency-Key is 1-128 printable ASCII characters"));
         }
-        std::make_shared<Checkout>(ctx, *sid, std::string(key->value()), std::move(respond))
-            ->start();
+        checkout::Context saga{ctx.loop, ctx.carts, ctx.db, ctx.fault_after_checkout_step,
+                               ctx.metrics};
+        checkout::run(saga, *sid, std::string(key->value()),
+                      [&ctx, respond = std::move(respond)](checkout::Outcome out) {
+                        answer_checkout(ctx, out, respond);
+                      });
       });
 
   router.add(http::Verb::get, "/v1/orders/{order_id}",

@@ -1,4 +1,4 @@
-#include "app.hpp"
+#include "app/app.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -14,8 +14,7 @@
 #include <sstream>
 #include <thread>
 
-#include "cart/api.hpp"
-#include "cart/routes.hpp"
+#include "app/housekeeper.hpp"
 #include "cart/service.hpp"
 #include "db/catalog.hpp"
 #include "db/executor.hpp"
@@ -27,9 +26,10 @@
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
 #include "redis/url.hpp"
-#include "stock/housekeeper.hpp"
+#include "routes/catalog.hpp"
+#include "routes/classic.hpp"
+#include "routes/v1.hpp"
 #include "stock/mirror.hpp"
-#include "stock/routes.hpp"
 #include "stock/service.hpp"
 
 namespace cartd {

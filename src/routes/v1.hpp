@@ -1,4 +1,4 @@
-// api: the /v1 cart routes: carts, their lines, checkout into orders, and orders.
+// v1: the /v1 cart routes: carts, their lines, checkout into orders, and orders.
 // Every error answers {"error": {"code", "message", ...}} with a stable code (docs/API.md).
 #pragma once
 
