@@ -265,7 +265,9 @@ TEST_F(OpenApi, error_answers_to_valid_requests_match_the_spec) {
     for (auto& ch : method) ch = static_cast<char>(std::tolower(ch));
     EXPECT_TRUE(spec_["paths"][c.pattern][method]["responses"][std::to_string(r.status)])
         << "status " << r.status << " is documented";
-    if (r.status == c.status) EXPECT_EQ(r.json().at("error").at("code").as_string(), c.code);
+    if (r.status == c.status) {
+      EXPECT_EQ(r.json().at("error").at("code").as_string(), c.code);
+    }
   }
   // The sold cart is gone: 410 cart_checked_out, a documented status.
   auto gone = call("GET", "/v1/carts/" + sold_cart);
