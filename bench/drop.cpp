@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
   }
   std::string port = argv[1], inv = argv[3];
   int redis_port = std::stoi(argv[2]), adds = std::stoi(argv[4]), connections = std::stoi(argv[5]);
-  std::string body = R"({"product_id":")" + inv + R"(","inventory_id":")" + inv +
-                     R"(","quantity":1})";
+  std::string body =
+      R"({"product_id":")" + inv + R"(","inventory_id":")" + inv + R"(","quantity":1})";
 
   std::atomic<int> next{0}, errors{0};
   std::mutex mutex;
@@ -126,11 +126,11 @@ int main(int argc, char** argv) {
 
   // Every winner made one call; what is left are the calls of refusals (and the few of
   // the housekeeper in the meantime).
-  double calls_per_refusal =
-      refused_ms.empty() ? 0
-                         : static_cast<double>(calls_after - calls_before -
-                                               static_cast<long long>(won_ms.size())) /
-                               static_cast<double>(refused_ms.size());
+  double calls_per_refusal = refused_ms.empty()
+                                 ? 0
+                                 : static_cast<double>(calls_after - calls_before -
+                                                       static_cast<long long>(won_ms.size())) /
+                                       static_cast<double>(refused_ms.size());
   std::printf(
       "{\"adds\": %d, \"connections\": %d, \"seconds\": %.3f, \"won\": %zu, \"refused\": %zu, "
       "\"errors\": %d, \"held\": %lld, \"on_hand\": %lld, \"oversold\": %lld, "
@@ -138,8 +138,8 @@ int main(int argc, char** argv) {
       "\"refused_p50_ms\": %.3f, \"refused_p99_ms\": %.3f, \"redis_calls_per_refusal\": %.4f}\n",
       adds, connections, std::chrono::duration<double>(end - start).count(), won_ms.size(),
       refused_ms.size(), errors.load(), reserved, on_hand, std::max(0LL, reserved - on_hand),
-      std::chrono::duration<double, std::milli>(last_win - start).count(),
-      percentile(won_ms, 50), percentile(won_ms, 99), percentile(refused_ms, 50),
-      percentile(refused_ms, 99), calls_per_refusal);
+      std::chrono::duration<double, std::milli>(last_win - start).count(), percentile(won_ms, 50),
+      percentile(won_ms, 99), percentile(refused_ms, 50), percentile(refused_ms, 99),
+      calls_per_refusal);
   return errors.load() == 0 ? 0 : 1;
 }

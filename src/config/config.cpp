@@ -116,7 +116,8 @@ ParsedConfig parse_config(int argc, char** argv) {
          "milliseconds before an unanswered Redis command fails (503)")
       ->check(CLI::Range(10, 600000));
   option(app, "sweep-interval-ms", c.sweep_interval_ms,
-         "milliseconds between sweeps that drop expired holds on rows no request touches (0: no sweeper)")
+         "milliseconds between sweeps that drop expired holds on rows no request touches (0: no "
+         "sweeper)")
       ->check(CLI::Range(0, 3600000));
   option(app, "sweep-batch", c.sweep_batch, "stock rows per key group and sweep call")
       ->check(CLI::Range(1, 100000));
@@ -173,7 +174,8 @@ ParsedConfig parse_config(int argc, char** argv) {
                "event loops count nothing for GET /metrics (to measure what counting costs)");
   bool no_events = false;
   app.add_flag("--no-keyspace-events", no_events,
-               "do not listen for expired-cart events (no tombstones or 'expired' cart events; holds still end)");
+               "do not listen for expired-cart events (no tombstones or 'expired' cart events; "
+               "holds still end)");
 
   auto* check = app.add_subcommand(
       "check",

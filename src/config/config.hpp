@@ -35,7 +35,9 @@ struct Config {
   int checkout_grace_seconds = 120;  // units stay held at least this long into a checkout
   int checkout_recovery_ms = 30000;
   int sold_out_memory_ms = 100;
-  bool metrics = true;  // --no-metrics: the event loops count nothing (to measure the cost)  // an event loop remembers a sold-out row this long  // a checkout this old is settled by recovery
+  bool metrics =
+      true;  // --no-metrics: the event loops count nothing (to measure the cost)  // an event loop
+             // remembers a sold-out row this long  // a checkout this old is settled by recovery
   int db_threads = 2;
   int db_timeout_ms = 5000;           // a main-DB statement waits for a lock at most this long
   int mirror_sync_ms = 5000;          // how often on_hand is compared with the main DB

@@ -62,8 +62,8 @@ inline constexpr std::array<std::string_view, 4> kHoldResults = {"ok", "insuffic
                                                                  "error"};
 
 enum class ReleasePath : std::size_t { logical, sweeper, abandon, checkout, count };
-inline constexpr std::array<std::string_view, 4> kReleasePaths = {"logical", "sweeper",
-                                                                  "abandon", "checkout"};
+inline constexpr std::array<std::string_view, 4> kReleasePaths = {"logical", "sweeper", "abandon",
+                                                                  "checkout"};
 
 enum class CheckoutResult : std::size_t {
   created,            // 201: this call made the order

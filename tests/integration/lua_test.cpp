@@ -354,10 +354,10 @@ TEST_F(LuaFunctions, a_change_after_a_checkout_kept_the_cart_past_its_lifetime_k
   std::string sid = "00000000-0000-4000-8000-dddddddddddd";
   ASSERT_EQ(set_line(sid, true, "inv", 2, 60000, kQuantum, 200).text_at(0), "ok");
   begin_checkout(sid, 1000);
-  ASSERT_EQ(call("cartd_checkout_abort", {keys::cart(sid)},
-                 {sid, "key-" + sid, "attempt-" + sid, "[]"})
-                .integer,
-            1);
+  ASSERT_EQ(
+      call("cartd_checkout_abort", {keys::cart(sid)}, {sid, "key-" + sid, "attempt-" + sid, "[]"})
+          .integer,
+      1);
   std::this_thread::sleep_for(300ms);
   reserved();  // the row is read: its bucket bound moves up to the grace's bucket
   ASSERT_EQ(set_line(sid, false, "inv", 2, 60000, kQuantum, 200).text_at(0), "ok");

@@ -95,8 +95,8 @@ class OldCartd {
  public:
   explicit OldCartd(RedisServer& redis) : redis_(redis) {
     auto r = redis_.command(
-        {"FUNCTION", "LOAD", read_file(std::string(CARTD_SOURCE_DIR) +
-                                       "/tests/data/layout1_library.lua")});
+        {"FUNCTION", "LOAD",
+         read_file(std::string(CARTD_SOURCE_DIR) + "/tests/data/layout1_library.lua")});
     EXPECT_EQ(r.str, "cartd") << "the layout-1 library did not load";
   }
   redis::Reply call(const std::string& name, std::vector<std::string> args) {
@@ -185,11 +185,10 @@ OldShop fill_old(RedisServer& redis, std::int64_t short_ms) {
 
   // An admin change under way holds 4 tees.
   auto t0 = server_ms(redis);
-  EXPECT_EQ(old.call("cartd_admin_hold", {"tee", "admin-req1:4", "4", std::to_string(kLong)})
-                .text_at(0),
-            "ok");
-  auto admin_deadline =
-      redis.command({"ZSCORE", "h:{tee}", "admin-req1:4"}).str;
+  EXPECT_EQ(
+      old.call("cartd_admin_hold", {"tee", "admin-req1:4", "4", std::to_string(kLong)}).text_at(0),
+      "ok");
+  auto admin_deadline = redis.command({"ZSCORE", "h:{tee}", "admin-req1:4"}).str;
   EXPECT_FALSE(admin_deadline.empty());
   std::int64_t admin = admin_deadline.empty() ? 0 : std::stoll(admin_deadline);
   EXPECT_GE(admin, t0 + kLong);
@@ -477,8 +476,9 @@ TEST(Migrate, two_instances_started_together_migrate_once) {
   auto now = server_ms(redis);
   for (int p : {first.port(), port}) {
     for (auto& row : kRows) {
-      EXPECT_EQ(http(p, "GET", std::string("/v1/stock/") + row.inv).json().at("reserved").as_int64(),
-                shop.reserved(row.inv, now))
+      EXPECT_EQ(
+          http(p, "GET", std::string("/v1/stock/") + row.inv).json().at("reserved").as_int64(),
+          shop.reserved(row.inv, now))
           << row.inv;
     }
     for (auto& [id, cart] : shop.live) {
@@ -535,8 +535,9 @@ TEST(Migrate, a_checkout_whose_cart_expired_is_still_recovered) {
     auto cart = writer.post("/v1/carts", "");
     ASSERT_EQ(cart.status, 201u) << cart.body;
     id = std::string(cart.json().at("id").as_string());
-    ASSERT_EQ(writer.post("/v1/carts/" + id + "/items",
-                          R"({"product_id":"mug","inventory_id":"mug","quantity":2})")
+    ASSERT_EQ(writer
+                  .post("/v1/carts/" + id + "/items",
+                        R"({"product_id":"mug","inventory_id":"mug","quantity":2})")
                   .status,
               200u);
     auto placed = writer.post("/v1/carts/" + id + "/checkout", "", {{"Idempotency-Key", key}});

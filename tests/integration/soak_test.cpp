@@ -582,11 +582,7 @@ void soak(RedisServer& redis, std::vector<Cartd*> cartds, const Query& sql,
   for (auto& rec : tally.admin) {
     if (rec.outcome == AdminRecord::Outcome::unknown) settle_admin(rec, fleet, rng, tally, 20);
   }
-  bool settled = eventually(
-      [&] {
-        return redis.checkouts_in_progress() == 0;
-      },
-      15s, 100ms);
+  bool settled = eventually([&] { return redis.checkouts_in_progress() == 0; }, 15s, 100ms);
   bool green = eventually([&] { return cartds[0]->check().exit_code == 0; }, 8s, 250ms);
   auto check = cartds[0]->check();
 
