@@ -20,10 +20,11 @@
 #include "cart/service.hpp"
 #include "functions/keys.hpp"
 #include "lua/library.hpp"
+#include "redis/sync.hpp"
 
 namespace {
 
-constexpr int kBatch = 2000;  // commands per pipelined round trip
+constexpr std::size_t kBatch = 2000;  // commands per pipelined round trip
 constexpr long long kTtlMs = 900000;
 constexpr int kSpreadSteps = 100;
 
@@ -59,28 +60,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prepare: cannot connect to Redis on port %d\n", port);
     return 1;
   }
-  int pending = 0, errors = 0;
+  int errors = 0;
+  std::vector<std::vector<std::string>> pending;
   auto drain = [&] {
-    for (; pending > 0; --pending) {
-      void* reply = nullptr;
-      redisGetReply(c, &reply);
-      auto* r = static_cast<redisReply*>(reply);
-      if (!r || r->type == REDIS_REPLY_ERROR ||
-          (r->type == REDIS_REPLY_ARRAY && std::string(r->element[0]->str) != "ok")) {
+    for (const cartd::redis::Reply& r : cartd::redis::sync_pipeline(c, pending)) {
+      if (r.is_error() || (r.type == cartd::redis::Reply::Type::array && r.text_at(0) != "ok")) {
         ++errors;
       }
-      if (r) freeReplyObject(r);
     }
+    pending.clear();
   };
-  auto send = [&](const std::vector<std::string>& args) {
-    std::vector<const char*> v;
-    std::vector<std::size_t> lens;
-    for (const auto& a : args) {
-      v.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    redisAppendCommandArgv(c, static_cast<int>(v.size()), v.data(), lens.data());
-    if (++pending == kBatch) drain();
+  auto send = [&](std::vector<std::string> args) {
+    pending.push_back(std::move(args));
+    if (pending.size() == kBatch) drain();
   };
   if (load) {
     send({"FUNCTION", "LOAD", "REPLACE", std::string(cartd::scripts::library)});

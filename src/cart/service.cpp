@@ -203,34 +203,45 @@ void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) 
   // row just seen sold out is refused without asking Redis. A set on a named cart may
   // lower a line it holds, so it always asks.
   bool needs_a_unit = c.quantity > 0 && (c.mode == LineMode::add || c.session_id.empty());
-  auto now = SoldOutMemory::Clock::now();
-  if (needs_a_unit && sold_out_.sold_out(c.inventory_id, now)) {
+  if (needs_a_unit && sold_out_.sold_out(c.inventory_id, SoldOutMemory::Clock::now())) {
     if (metrics_ != nullptr) metrics_->count_hold(metrics::HoldResult::insufficient);
     SetLineOutcome refused;
     refused.kind = SetLineOutcome::Kind::insufficient;
     return done(std::move(refused));
   }
-  done = [this, inv = c.inventory_id, done = std::move(done)](auto outcome) {
-    if (outcome && outcome->kind == SetLineOutcome::Kind::insufficient && outcome->available == 0) {
-      sold_out_.remember(inv, SoldOutMemory::Clock::now());
-    } else if (outcome && outcome->kind == SetLineOutcome::Kind::ok) {
-      sold_out_.forget(inv);  // it may have returned units (a lower quantity)
-    }
+  Callback<SetLineOutcome> settle = [this, inv = c.inventory_id,
+                                     done = std::move(done)](auto outcome) {
+    note_outcome(inv, outcome);
     done(std::move(outcome));
   };
-  // A live cart named by the request, else a new one: the first call names the
-  // request's cart and may not create it; only if it is not live does a second call
-  // create the new one (its key may be in another slot).
-  bool named = !c.session_id.empty();
-  const std::string& sid = named ? c.session_id : c.new_session_id;
-  bool create = !named && !c.new_session_id.empty();
-  call_set_line(c, sid, create, [this, c, named, done = std::move(done)](auto outcome) mutable {
-    if (named && outcome && outcome->kind == SetLineOutcome::Kind::no_cart &&
-        !c.new_session_id.empty()) {
-      return call_set_line(c, c.new_session_id, true, std::move(done));
+  if (c.session_id.empty()) {
+    return call_set_line(c, c.new_session_id, !c.new_session_id.empty(), std::move(settle));
+  }
+  // The cart the request names, which this call may not create; only if it is not live
+  // does a second call create the new one (its key may be in another slot).
+  call_set_line(c, c.session_id, false, [this, c, settle = std::move(settle)](auto outcome) {
+    if (outcome && outcome->kind == SetLineOutcome::Kind::no_cart && !c.new_session_id.empty()) {
+      return call_set_line(c, c.new_session_id, true, settle);
     }
-    done(std::move(outcome));
+    settle(std::move(outcome));
   });
+}
+
+void CartService::note_outcome(const std::string& inventory_id,
+                               const boost::system::result<SetLineOutcome>& outcome) {
+  using metrics::HoldResult;
+  using Kind = SetLineOutcome::Kind;
+  if (outcome && outcome->kind == Kind::insufficient && outcome->available == 0) {
+    sold_out_.remember(inventory_id, SoldOutMemory::Clock::now());
+  } else if (outcome && outcome->kind == Kind::ok) {
+    sold_out_.forget(inventory_id);  // it may have returned units (a lower quantity)
+  }
+  if (metrics_ == nullptr) return;
+  if (!outcome) return metrics_->count_hold(HoldResult::error);
+  metrics_->count_released(metrics::ReleasePath::logical, outcome->dropped);
+  metrics_->count_hold(outcome->kind == Kind::ok             ? HoldResult::ok
+                       : outcome->kind == Kind::insufficient ? HoldResult::insufficient
+                                                             : HoldResult::refused);
 }
 
 void CartService::call_set_line(const SetLineCall& c, const std::string& sid, bool create,
@@ -246,25 +257,9 @@ void CartService::call_set_line(const SetLineCall& c, const std::string& sid, bo
   args.insert(args.end(), {sid, create ? "1" : "0", c.product_id, c.inventory_id, quantity,
                            c.mode == LineMode::add ? "add" : "set", ttl_ms_, max_lifetime_ms_,
                            max_lines_, max_line_quantity_, c.want_cart ? "view" : "", quantum_ms_});
-  redis_.command(std::span<const std::string_view>(args), [done = std::move(done),
-                                                           metrics = metrics_](redis::Result r) {
-    auto outcome =
-        r ? decode_set_line(*r)
-          : boost::system::result<SetLineOutcome>(boost::system::in_place_error, r.error());
-    if (metrics != nullptr) {
-      using metrics::HoldResult;
-      if (!outcome) {
-        metrics->count_hold(HoldResult::error);
-      } else {
-        metrics->count_released(metrics::ReleasePath::logical, outcome->dropped);
-        metrics->count_hold(outcome->kind == SetLineOutcome::Kind::ok ? HoldResult::ok
-                            : outcome->kind == SetLineOutcome::Kind::insufficient
-                                ? HoldResult::insufficient
-                                : HoldResult::refused);
-      }
-    }
-    done(std::move(outcome));
-  });
+  redis_.command(
+      std::span<const std::string_view>(args),
+      [done = std::move(done)](redis::Result r) { finish(std::move(r), done, decode_set_line); });
 }
 
 void CartService::get_cart(const std::string& session_id, Callback<CartLookup> done) {

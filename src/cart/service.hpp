@@ -157,6 +157,9 @@ class CartService {
                        std::size_t batch, Callback<std::vector<StaleCheckout>> done);
 
  private:
+  // Counts a line change's final outcome and updates the sold-out memory.
+  void note_outcome(const std::string& inventory_id,
+                    const boost::system::result<SetLineOutcome>& outcome);
   void call_set_line(const SetLineCall& call, const std::string& session_id, bool create,
                      Callback<SetLineOutcome> done);
 

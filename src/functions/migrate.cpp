@@ -1,7 +1,5 @@
 #include "functions/migrate.hpp"
 
-#include <hiredis/hiredis.h>
-
 #include <set>
 #include <string>
 #include <thread>
@@ -31,33 +29,15 @@ std::string id_in(const std::string& key) {
 
 // Sends one FCALL per id, pipelined, and reads every answer; an error reply throws.
 void call_each(redisContext* c, std::string_view function, const std::set<std::string>& ids) {
-  std::vector<std::string> batch;
+  std::vector<std::vector<std::string>> batch;
   auto flush = [&] {
-    for (const std::string& id : batch) {
-      std::vector<std::string> args{"FCALL", std::string(function), "0", id};
-      std::vector<const char*> argv;
-      std::vector<std::size_t> lens;
-      for (auto& a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
-      }
-      redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data());
-    }
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      void* raw = nullptr;
-      if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
-        throw std::runtime_error(std::string("redis: ") + c->errstr);
-      }
-      auto* reply = static_cast<redisReply*>(raw);
-      bool error = reply->type == REDIS_REPLY_ERROR;
-      std::string what = error ? std::string(reply->str, reply->len) : "";
-      freeReplyObject(reply);
-      if (error) throw std::runtime_error("redis: " + std::string(function) + ": " + what);
+    for (const redis::Reply& r : redis::sync_pipeline(c, batch)) {
+      if (r.is_error()) throw std::runtime_error("redis: " + std::string(function) + ": " + r.str);
     }
     batch.clear();
   };
   for (const std::string& id : ids) {
-    batch.push_back(id);
+    batch.push_back({"FCALL", std::string(function), "0", id});
     if (batch.size() == kPipeline) flush();
   }
   flush();

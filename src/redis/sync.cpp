@@ -6,19 +6,43 @@
 
 namespace cartd::redis {
 
-Reply sync_command(redisContext* ctx, const std::vector<std::string>& args) {
+namespace {
+
+void append(redisContext* ctx, const std::vector<std::string>& args) {
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
   for (const auto& a : args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()));
-  if (r == nullptr) throw std::runtime_error(std::string("redis: ") + ctx->errstr);
+  redisAppendCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
+}
+
+Reply read_reply(redisContext* ctx) {
+  void* raw = nullptr;
+  if (redisGetReply(ctx, &raw) != REDIS_OK || raw == nullptr) {
+    throw std::runtime_error(std::string("redis: ") + ctx->errstr);
+  }
+  auto* r = static_cast<redisReply*>(raw);
   Reply out = copy_reply(*r);
   freeReplyObject(r);
   return out;
+}
+
+}  // namespace
+
+Reply sync_command(redisContext* ctx, const std::vector<std::string>& args) {
+  append(ctx, args);
+  return read_reply(ctx);
+}
+
+std::vector<Reply> sync_pipeline(redisContext* ctx,
+                                 const std::vector<std::vector<std::string>>& commands) {
+  for (const auto& args : commands) append(ctx, args);
+  std::vector<Reply> replies;
+  replies.reserve(commands.size());
+  for (std::size_t i = 0; i < commands.size(); ++i) replies.push_back(read_reply(ctx));
+  return replies;
 }
 
 void ContextFree::operator()(redisContext* c) const {

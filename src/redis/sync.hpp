@@ -23,6 +23,11 @@ using SyncContext = std::unique_ptr<redisContext, ContextFree>;
 // std::runtime_error (naming no password) when any of it fails.
 SyncContext sync_connect(const Endpoint& endpoint, std::chrono::milliseconds timeout);
 
+// Sends every command in one write and reads their answers, in order (error replies are
+// returned as such). Throws std::runtime_error when the connection fails.
+std::vector<Reply> sync_pipeline(redisContext* ctx,
+                                 const std::vector<std::vector<std::string>>& commands);
+
 // sync_command, but an error reply throws too.
 Reply sync_run(redisContext* ctx, const std::vector<std::string>& args);
 

@@ -314,11 +314,9 @@ boost::json::value HttpResponse::json() const {
 }
 
 HttpResponse http(int port, const std::string& method, const std::string& target,
-                  const std::string& body, const std::map<std::string, std::string>& headers) {
+                  const std::string& body, const std::map<std::string, std::string>& headers,
+                  std::chrono::milliseconds timeout) {
   asio::io_context io;
-  tcp::socket socket(io);
-  socket.connect(
-      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
   bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
   req.set(bhttp::field::host, "127.0.0.1");
   req.set(bhttp::field::connection, "close");
@@ -326,13 +324,29 @@ HttpResponse http(int port, const std::string& method, const std::string& target
   for (auto& [k, v] : headers) req.set(k, v);
   req.body() = body;
   req.prepare_payload();
-  bhttp::write(socket, req);
   boost::beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 << 20);
-  boost::beast::error_code ec;
-  bhttp::read(socket, buffer, parser, ec);
-  if (ec) throw std::runtime_error("http read: " + ec.message());
+  tcp::socket socket(io);
+  boost::system::error_code result;
+  bool done = false;
+  auto end = [&](boost::system::error_code ec) {
+    result = ec;
+    done = true;
+  };
+  socket.async_connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)),
+      [&](boost::system::error_code ec) {
+        if (ec) return end(ec);
+        bhttp::async_write(socket, req, [&](boost::system::error_code ec, std::size_t) {
+          if (ec) return end(ec);
+          bhttp::async_read(socket, buffer, parser,
+                            [&](boost::system::error_code ec, std::size_t) { end(ec); });
+        });
+      });
+  io.run_for(timeout);
+  if (!done) throw std::runtime_error("timed out");
+  if (result) throw std::runtime_error("http: " + result.message());
   HttpResponse out;
   out.status = parser.get().result_int();
   for (auto& f : parser.get()) {

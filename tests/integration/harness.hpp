@@ -121,9 +121,12 @@ struct HttpResponse {
 };
 
 // One request on a fresh connection.
+// One request on a fresh connection. Throws std::runtime_error when there is no answer
+// (refused, reset) or none within `timeout` ("timed out").
 HttpResponse http(int port, const std::string& method, const std::string& target,
                   const std::string& body = "",
-                  const std::map<std::string, std::string>& headers = {});
+                  const std::map<std::string, std::string>& headers = {},
+                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 class Cartd {
  public:

@@ -12,11 +12,6 @@
 #include <sqlite3.h>
 
 #include <atomic>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -34,10 +29,7 @@
 namespace cartd::test {
 namespace {
 
-namespace asio = boost::asio;
-namespace bhttp = boost::beast::http;
 namespace json = boost::json;
-using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using Headers = std::map<std::string, std::string>;
@@ -117,47 +109,18 @@ struct Answer {
   }
 };
 
-// One request on a fresh connection, with a deadline (the harness' http() has none, and
-// a hung request must not hang the soak).
+// One request, with a deadline (a hung request must not hang the soak); no answer is an
+// Answer with status 0, not an exception.
 Answer call(int port, const std::string& method, const std::string& target,
             const std::string& body = "", const Headers& headers = {}) {
   const auto started = Clock::now();
-  asio::io_context io;
-  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
-  req.set(bhttp::field::host, "127.0.0.1");
-  req.set(bhttp::field::connection, "close");
-  if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
-  for (auto& [k, v] : headers) req.set(k, v);
-  req.body() = body;
-  req.prepare_payload();
-  boost::beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
-  tcp::socket socket(io);
-  boost::system::error_code result;
-  bool done = false;
-  auto end = [&](boost::system::error_code ec) {
-    result = ec;
-    done = true;
-  };
-  socket.async_connect(
-      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)),
-      [&](boost::system::error_code ec) {
-        if (ec) return end(ec);
-        bhttp::async_write(socket, req, [&](boost::system::error_code ec, std::size_t) {
-          if (ec) return end(ec);
-          bhttp::async_read(socket, buffer, parser,
-                            [&](boost::system::error_code ec, std::size_t) { end(ec); });
-        });
-      });
-  io.run_for(kRequestTimeout);
   Answer out;
-  if (!done) {
-    out.error = "timed out";
-  } else if (result) {
-    out.error = result.message();
-  } else {
-    out.status = parser.get().result_int();
-    out.body = parser.get().body();
+  try {
+    HttpResponse r = http(port, method, target, body, headers, kRequestTimeout);
+    out.status = r.status;
+    out.body = std::move(r.body);
+  } catch (const std::exception& e) {
+    out.error = e.what();
   }
   out.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return out;
