@@ -28,7 +28,9 @@
 #include "redis/url.hpp"
 #include "routes/catalog.hpp"
 #include "routes/classic.hpp"
+#include "routes/stream.hpp"
 #include "routes/v1.hpp"
+#include "stock/live.hpp"
 #include "stock/mirror.hpp"
 #include "stock/service.hpp"
 
@@ -54,7 +56,7 @@ struct Loop {
   // `shard` is this loop's metrics; it outlives the loop (see run()). With --no-metrics
   // the loop counts nothing into it.
   Loop(const Config& config, const redis::Endpoint& endpoint, stock::SetupStep setup, int index,
-       db::Executor& db, metrics::Shard& shard)
+       db::Executor& db, metrics::Shard& shard, stock::LiveStock& live)
       : metrics(shard),
         counting(config.metrics ? &shard : nullptr),
         redis(io, redis::Client::Options{endpoint, scripts::library,
@@ -75,7 +77,8 @@ struct Loop {
                 db,
                 config.admin_token,
                 std::chrono::milliseconds(config.admin_hold_ms),
-                config.currency} {}
+                config.currency},
+        streams(live, stock, static_cast<std::size_t>(config.stream_max_rows)) {}
 
   metrics::Shard& metrics;
   metrics::Shard* counting;  // &metrics, or nullptr with --no-metrics
@@ -85,6 +88,7 @@ struct Loop {
   stock::StockService stock;
   cart::ApiContext api;
   stock::CatalogContext catalog;
+  stock::StockStreams streams;
   http::Router router;
   std::shared_ptr<http::Listener> listener;
 };
@@ -123,7 +127,7 @@ void add_metrics_route(Loop& loop, const metrics::Registry& registry) {
   loop.router.add(
       http::Verb::get, "/metrics",
       [&registry](const http::Request&, const http::PathParams&, http::Respond respond) {
-        respond(http::Response{200, registry.scrape(), metrics::kContentType, {}});
+        respond(http::Response{200, registry.scrape(), metrics::kContentType, {}, {}});
       });
 }
 
@@ -247,20 +251,28 @@ int run(const Config& config) {
 
   // Declared before the housekeeper and the loops, whose shards it holds: it outlives them.
   metrics::Registry registry;
+  // Polled on the housekeeper's thread; the loops' streams hold on to it.
+  stock::LiveStock live(std::chrono::milliseconds(config.stream_poll_ms),
+                        std::chrono::milliseconds(config.stream_heartbeat_ms),
+                        static_cast<std::size_t>(config.max_streams));
   std::optional<stock::Housekeeper> housekeeper;
   std::list<Loop> loops;  // a list: Loops do not move once built
   // Declared after the loops, so destroyed (stopped) before them: DB work still running
   // at shutdown posts its result into a loop's io_context, which must still exist.
   db::Executor db(config.db_url, static_cast<std::size_t>(config.db_threads), config.db_timeout_ms);
   try {
-    housekeeper.emplace(config, *endpoint, scripts::library, setup, registry.add_shard());
+    housekeeper.emplace(config, *endpoint, scripts::library, setup, registry.add_shard(), live);
     asio::ip::tcp::endpoint listen{asio::ip::make_address(config.listen_host()),
                                    config.listen_port()};
     for (unsigned i = 0; i < config.threads; ++i) {
       Loop& loop = loops.emplace_back(config, *endpoint, setup, static_cast<int>(i), db,
-                                      registry.add_shard());
+                                      registry.add_shard(), live);
+      live.add_listener([&loop](std::shared_ptr<const stock::LiveChanges> changes) {
+        asio::post(loop.io, [&loop, changes] { loop.streams.deliver(*changes); });
+      });
       cart::add_classic_routes(loop.router, loop.carts);
       cart::add_cart_api_routes(loop.router, loop.api);
+      loop.streams.add_routes(loop.router);  // before /v1/stock/{inventory_id}
       stock::add_catalog_routes(loop.router, loop.catalog);
       http::add_static_routes(loop.router, config.web_root);
       add_probe_routes(loop, loops, *housekeeper);
@@ -278,6 +290,11 @@ int run(const Config& config) {
                          }
                          return 1.0;
                        });
+    registry.add_gauge("cartd_streams_open", "Open availability streams (GET /v1/stock/stream)",
+                       [&live] { return static_cast<double>(live.streams()); });
+    registry.add_gauge("cartd_stream_rows_watched",
+                       "Stock rows that open streams watch: what each poll reads from Redis",
+                       [&live] { return static_cast<double>(live.rows_watched()); });
     registry.add_gauge(
         "cartd_db_sync_lag_seconds",
         "Seconds since the DB writer last took every changed reserved count from Redis and "

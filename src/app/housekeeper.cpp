@@ -56,7 +56,7 @@ void for_each_group_batch(
 }  // namespace
 
 Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
-                         SetupStep mirror_step, metrics::Shard& metrics)
+                         SetupStep mirror_step, metrics::Shard& metrics, LiveStock& live)
     : config_(config),
       metrics_(metrics),
       store_(db::open_store(config.db_url, config.db_timeout_ms)),
@@ -87,7 +87,8 @@ Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::st
       recovery_timer_(io_),
       mirror_timer_(io_),
       carts_(redis_, cart::CartSettings{}, &metrics),
-      stock_(redis_) {}
+      stock_(redis_),
+      live_(live) {}
 
 Housekeeper::~Housekeeper() {
   stop();
@@ -105,6 +106,7 @@ void Housekeeper::start() {
     }
     sync_db();
     recover_checkouts();
+    live_.start(io_, stock_);
     mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));
     mirror_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec) sync_mirror();
@@ -123,6 +125,7 @@ void Housekeeper::stop() {
     sync_timer_.cancel();
     recovery_timer_.cancel();
     mirror_timer_.cancel();
+    live_.stop();
     redis_.stop();
     events_.stop();
     io_.stop();

@@ -29,6 +29,7 @@
 #include "db/store.hpp"
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
+#include "stock/live.hpp"
 #include "stock/mirror.hpp"
 #include "stock/service.hpp"
 
@@ -38,7 +39,7 @@ class Housekeeper {
  public:
   // `metrics` (this thread's shard) must outlive the housekeeper.
   Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
-              SetupStep mirror_step, metrics::Shard& metrics);
+              SetupStep mirror_step, metrics::Shard& metrics, LiveStock& live);
   ~Housekeeper();
 
   void start();
@@ -74,6 +75,7 @@ class Housekeeper {
   boost::asio::steady_timer mirror_timer_;
   cart::CartService carts_;  // for checkout_finish, on the housekeeper's connection
   StockService stock_;       // for the mirror sync, on the housekeeper's connection
+  LiveStock& live_;          // polled through stock_
   std::chrono::steady_clock::time_point last_heartbeat_{};
   std::atomic<bool> db_ok_{false};
   // When the DB writer last caught up (steady_clock ticks), for db_sync_lag_seconds.

@@ -94,6 +94,18 @@ ParsedConfig parse_config(int argc, char** argv) {
          "milliseconds an event loop remembers a row that had nothing available, refusing adds "
          "to it without asking Redis (0: off)")
       ->check(CLI::Range(0, 10000));
+  option(app, "stream-poll-ms", c.stream_poll_ms,
+         "milliseconds between reads of the stock rows open streams watch (a row's changes "
+         "reach its pages at most this often)")
+      ->check(CLI::Range(20, 10000));
+  option(app, "stream-heartbeat-ms", c.stream_heartbeat_ms,
+         "milliseconds between heartbeat comments on idle streams, so proxies keep them open")
+      ->check(CLI::Range(1000, 300000));
+  option(app, "max-streams", c.max_streams,
+         "open availability streams per instance (each is a connection: see --max-connections)")
+      ->check(CLI::Range(0, 1000000));
+  option(app, "stream-max-rows", c.stream_max_rows, "stock rows one stream may watch")
+      ->check(CLI::Range(1, 10000));
   option(app, "max-line-quantity", c.cart_limits.max_line_quantity, "units per cart line")
       ->check(CLI::Range(1, 1000000));
   option(app, "max-lines", c.cart_limits.max_lines, "lines per cart")->check(CLI::Range(1, 10000));

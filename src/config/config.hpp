@@ -33,11 +33,15 @@ struct Config {
   std::string web_root;              // empty: serve the storefront built into the binary
   std::string currency = "USD";      // ISO 4217: the one currency of every price in /v1
   int checkout_grace_seconds = 120;  // units stay held at least this long into a checkout
-  int checkout_recovery_ms = 30000;
-  int sold_out_memory_ms = 100;
-  bool metrics =
-      true;  // --no-metrics: the event loops count nothing (to measure the cost)  // an event loop
-             // remembers a sold-out row this long  // a checkout this old is settled by recovery
+  int checkout_recovery_ms = 30000;  // a checkout this old is settled by recovery
+  int sold_out_memory_ms = 100;      // an event loop remembers a sold-out row this long
+  bool metrics = true;  // --no-metrics: the event loops count nothing (to measure the cost)
+  // Live availability (GET /v1/stock/stream): how often watched rows are read, how often
+  // idle streams hear a heartbeat, streams per instance, rows per stream.
+  int stream_poll_ms = 250;
+  int stream_heartbeat_ms = 15000;
+  int max_streams = 20000;
+  int stream_max_rows = 100;
   int db_threads = 2;
   int db_timeout_ms = 5000;           // a main-DB statement waits for a lock at most this long
   int mirror_sync_ms = 5000;          // how often on_hand is compared with the main DB

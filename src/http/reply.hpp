@@ -4,6 +4,7 @@
 #include <boost/json/object.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,11 +21,30 @@ inline constexpr std::string_view kJsonContentType = "application/json";
 inline constexpr std::string_view kJsonAnswerHeaders =
     "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n";
 
+inline constexpr std::string_view kEventStreamContentType = "text/event-stream";
+
+// An open text/event-stream answer (Server-Sent Events) on one connection. Its users run
+// on the connection's loop: they send whole events, and hear once when it closes.
+class EventStream {
+ public:
+  virtual ~EventStream() = default;
+  // Queues bytes for the client. A client that falls behind by more than the stream's
+  // buffer is closed rather than buffered without bound. False once closed.
+  virtual bool send(std::string bytes) = 0;
+  virtual bool closed() const = 0;
+  // Runs once when the stream closes (client gone, too slow, shutdown), or at once if it
+  // has closed already.
+  virtual void on_close(std::function<void()> done) = 0;
+};
+
 struct Response {
   unsigned status = 200;
   std::string body;
   std::string_view content_type = kJsonContentType;
   std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+  // Set by a route that answers with an event stream: the server writes the head and
+  // `body` (the first events), keeps the connection open, and hands it over here.
+  std::function<void(std::shared_ptr<EventStream>)> stream;
 };
 
 // Handlers answer through a Respond, exactly once, on the connection's own loop.

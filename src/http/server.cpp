@@ -16,6 +16,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/url/parse.hpp>
+#include <deque>
 #include <list>
 #include <optional>
 #include <random>
@@ -41,6 +42,9 @@ constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 4 << 20;
 
 constexpr std::chrono::milliseconds kDrainPoll{50};
+// An event stream whose client has not taken this much is closed: a page that stopped
+// reading would otherwise hold its loop's memory without bound.
+constexpr std::size_t kStreamBufferBytes = 256 * 1024;
 // CORS: what a page from an allowed origin may send and read, and how long a browser
 // may cache the preflight answer.
 constexpr std::string_view kCorsMethods = "GET, POST, PUT, DELETE, OPTIONS";
@@ -120,11 +124,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start() { do_read(); }
 
-  // Closes the connection if it waits for a request that has not begun; a connection
-  // in the middle of one finishes it (it sees `draining` when it answers). Returns
-  // whether it closed. A connection found busy leaves the idle list, so that the next
-  // search for an idle one does not look at it again.
+  // Closes the connection if it waits for a request that has not begun, or carries an
+  // event stream (which never ends by itself); a connection in the middle of a request
+  // finishes it (it sees `draining` when it answers). Returns whether it closed. A
+  // connection found busy leaves the idle list, so that the next search for an idle one
+  // does not look at it again.
   bool close_if_idle() {
+    if (streaming_) {
+      end_stream();
+      return true;
+    }
     if (waiting_for_request()) {
       leave_idle_list();
       close();
@@ -233,7 +242,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (cors_.empty()) {
       return error_response(403, "forbidden", "this origin may not call the API");
     }
-    Response r{204, "", "text/plain", {}};
+    Response r{204, "", "text/plain", {}, {}};
     r.headers.emplace_back("Access-Control-Allow-Methods", std::string(kCorsMethods));
     r.headers.emplace_back("Access-Control-Allow-Headers", std::string(kCorsRequestHeaders));
     r.headers.emplace_back("Access-Control-Max-Age", std::string(kCorsMaxAgeSeconds));
@@ -268,6 +277,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // of a small JSON answer (see docs/PERFORMANCE.md).
   void write(Response r) {
     if (open_->draining) keep_alive_ = false;
+    // An event stream's body ends when the connection does: it has no Content-Length,
+    // and nothing else is read from the connection.
+    bool stream = r.stream && r.status == 200 && !head_only_ && !open_->draining;
+    if (r.stream) keep_alive_ = false;
     auto elapsed = std::chrono::steady_clock::now() - read_at_;
     if (metrics_) metrics_->count_request(route_, r.status, elapsed);
     // Checked first: formatting costs on the hot path.
@@ -279,7 +292,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     head_ += bhttp::obsolete_reason(static_cast<bhttp::status>(r.status));
     head_ += "\r\nContent-Type: ";
     head_ += r.content_type;
-    if (r.status != 204) {  // a 204 carries no Content-Length (RFC 9110)
+    if (r.status != 204 && !r.stream) {  // a 204 carries no Content-Length (RFC 9110)
       head_ += "\r\nContent-Length: ";
       head_ += std::to_string(r.body.size());
     }
@@ -289,6 +302,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     head_ += request_id_;
     head_ += "\r\n";
     if (r.content_type == kJsonContentType) head_ += kJsonAnswerHeaders;
+    // No cache may keep a live stream, and no proxy may hold its events back.
+    if (r.stream) head_ += "Cache-Control: no-store\r\nX-Accel-Buffering: no\r\n";
+    if (stream) open_stream_ = std::move(r.stream);
     r.headers.insert(r.headers.end(), cors_.begin(), cors_.end());
     for (auto& [name, value] : r.headers) {
       head_ += name;
@@ -316,6 +332,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void on_write(beast::error_code ec, std::size_t) {
     if (ec) return close();
+    if (open_stream_) return start_streaming();
     if (linger_) return linger();
     if (!keep_alive_) return close();
     do_read();
@@ -325,6 +342,87 @@ class Connection : public std::enable_shared_from_this<Connection> {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.close();
+  }
+
+  // The event stream's side of the connection: what the route writes goes out in order,
+  // one write at a time; a read stays pending only to see the client leave.
+  class Stream : public EventStream {
+   public:
+    explicit Stream(std::weak_ptr<Connection> c) : c_(std::move(c)) {}
+    bool send(std::string bytes) override {
+      auto c = c_.lock();
+      return c && c->stream_send(std::move(bytes));
+    }
+    bool closed() const override {
+      auto c = c_.lock();
+      return !c || c->stream_closed_;
+    }
+    void on_close(std::function<void()> done) override {
+      auto c = c_.lock();
+      if (!c || c->stream_closed_) return done();
+      c->on_stream_close_ = std::move(done);
+    }
+
+   private:
+    std::weak_ptr<Connection> c_;
+  };
+
+  void start_streaming() {
+    streaming_ = true;
+    stream_.expires_never();
+    watch_for_close();
+    auto open = std::move(open_stream_);
+    open_stream_ = nullptr;
+    open(std::make_shared<Stream>(weak_from_this()));
+  }
+
+  // Whatever the client sends on a stream is dropped; its end (or an error) ends it.
+  void watch_for_close() {
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) return self->end_stream();
+                              self->watch_for_close();
+                            });
+  }
+
+  bool stream_send(std::string bytes) {
+    if (stream_closed_) return false;
+    if (outbox_bytes_ + bytes.size() > kStreamBufferBytes) {
+      end_stream();
+      return false;
+    }
+    outbox_bytes_ += bytes.size();
+    outbox_.push_back(std::move(bytes));
+    if (!writing_) write_next();
+    return true;
+  }
+
+  void write_next() {
+    writing_ = true;
+    // A client that takes nothing for the idle time is gone; between writes, the stream
+    // waits without a timer (heartbeats keep it moving).
+    stream_.expires_after(limits_.idle_timeout);
+    asio::async_write(stream_, asio::buffer(outbox_.front()),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        if (ec) return self->end_stream();
+                        self->outbox_bytes_ -= self->outbox_.front().size();
+                        self->outbox_.pop_front();
+                        if (self->outbox_.empty()) {
+                          self->writing_ = false;
+                          if (!self->stream_closed_) self->stream_.expires_never();
+                          return;
+                        }
+                        self->write_next();
+                      });
+  }
+
+  // Closes the stream once. Whoever listens hears of it from the loop, never from inside
+  // its own send (it may be walking its streams).
+  void end_stream() {
+    if (stream_closed_) return;
+    stream_closed_ = true;
+    close();
+    if (auto done = std::move(on_stream_close_)) asio::post(stream_.get_executor(), done);
   }
 
   beast::tcp_stream stream_;
@@ -350,6 +448,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool linger_ = false;
   std::size_t drained_ = 0;
   std::array<char, 16 * 1024> discard_;
+  // An event stream: the route's opener until the head is written, then its state.
+  std::function<void(std::shared_ptr<EventStream>)> open_stream_;
+  bool streaming_ = false;
+  bool stream_closed_ = false;
+  bool writing_ = false;
+  std::deque<std::string> outbox_;
+  std::size_t outbox_bytes_ = 0;
+  std::function<void()> on_stream_close_;
 };
 
 // The answer to a connection over the cap when no idle connection could make room: a 503

@@ -26,6 +26,7 @@ using Callback = std::function<void(boost::system::result<T>)>;
 struct LiveCounts {
   std::int64_t on_hand = 0;
   std::int64_t reserved = 0;
+  friend bool operator==(const LiveCounts&, const LiveCounts&) = default;
 };
 
 // One stock row as holds see it right now (expired holds never count).

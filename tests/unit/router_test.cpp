@@ -19,13 +19,13 @@ Router router(Captured& c) {
   Router r;
   r.add(Verb::get, "/v1/stock/{id}", [&c](const Request&, const PathParams& p, Respond respond) {
     c.params = p;
-    respond(Response{200, "stock", "text/plain", {}});
+    respond(Response{200, "stock", "text/plain", {}, {}});
   });
   r.add(Verb::get, "/", [](const Request&, const PathParams&, Respond respond) {
-    respond(Response{200, "root", "text/plain", {}});
+    respond(Response{200, "root", "text/plain", {}, {}});
   });
   r.add(Verb::post, "/add-to-cart", [](const Request&, const PathParams&, Respond respond) {
-    respond(Response{200, "added", "text/plain", {}});
+    respond(Response{200, "added", "text/plain", {}, {}});
   });
   return r;
 }
