@@ -2,7 +2,9 @@
 // cart id in localStorage, and talks to the /v1 API of the cartd that serves it.
 
 const CART_KEY = 'cart-session-id';
-const POLL_MS = 2000;
+const POLL_MS = 2000;          // cart, and stock while no live stream is open
+const CATALOG_MS = 30000;      // names and prices, while the stream brings availability
+const STREAM_MAX_ROWS = 100;   // cartd's --stream-max-rows default: rows per stream
 const MAX_QUANTITY = 100;
 
 const $ = (id) => document.getElementById(id);
@@ -27,6 +29,8 @@ const state = {
   busy: false,
   stockError: false,   // the message shown is about loading stock
   currency: 'USD',     // the shop's, as the API last named it
+  streams: [],         // EventSources of GET /v1/stock/stream, each for up to STREAM_MAX_ROWS rows
+  streamRows: '',      // the inventory ids they watch, joined
 };
 
 class HttpError extends Error {
@@ -269,6 +273,44 @@ function updateCard(card, product) {
   }
 }
 
+// Live availability: cartd pushes each row's counts as they change (Server-Sent Events),
+// so the page shows a sell-out or a returned unit at once, without polling. An EventSource
+// reconnects by itself (a cartd restart, a network blip) and then hears the current counts.
+function rowsById() {
+  const rows = new Map();
+  for (const product of state.products.values()) {
+    for (const row of product.stock) rows.set(row.inventory_id, [product, row]);
+  }
+  return rows;
+}
+
+function streamOpen() {
+  return state.streams.length > 0 && state.streams.every((s) => s.readyState === EventSource.OPEN);
+}
+
+function watchStock() {
+  if (typeof EventSource === 'undefined') return;  // polling it is
+  const ids = [...rowsById().keys()];
+  if (ids.join('|') === state.streamRows) return;
+  for (const s of state.streams) s.close();
+  state.streamRows = ids.join('|');
+  state.streams = [];
+  for (let i = 0; i < ids.length; i += STREAM_MAX_ROWS) {
+    const query = ids.slice(i, i + STREAM_MAX_ROWS).map((id) => `inventory_id=${encodeURIComponent(id)}`).join('&');
+    const source = new EventSource(`/v1/stock/stream?${query}`);
+    source.addEventListener('stock', (event) => {
+      const counts = JSON.parse(event.data);
+      const found = rowsById().get(counts.inventory_id);
+      if (!found) return;
+      const [product, row] = found;
+      Object.assign(row, { available: counts.available, on_hand: counts.on_hand, reserved: counts.reserved });
+      const card = document.querySelector(`article[data-product="${CSS.escape(product.product_id)}"]`);
+      if (card) updateCard(card, product);
+    });
+    state.streams.push(source);
+  }
+}
+
 async function refreshProducts() {
   try {
     const products = [];
@@ -288,6 +330,7 @@ async function refreshProducts() {
     }
     for (const card of container.querySelectorAll('article')) updateCard(card, state.products.get(card.dataset.product));
     container.setAttribute('aria-busy', 'false');
+    watchStock();
     if (state.stockError) error('');  // the shop is back
     state.stockError = false;
   } catch (e) {
@@ -350,8 +393,14 @@ function tick() {
 
 $('checkout').addEventListener('click', checkout);
 setInterval(tick, 250);
+let lastCatalog = Date.now();
 setInterval(() => {
-  refreshProducts();
+  // With a live stream open, the catalog itself (names, prices, new products) is read
+  // now and then; without one, stock is polled too.
+  if (!streamOpen() || Date.now() - lastCatalog >= CATALOG_MS) {
+    lastCatalog = Date.now();
+    refreshProducts();
+  }
   if (state.cartId && !state.busy && !document.activeElement?.closest?.('.cart')) refreshCart();
 }, POLL_MS);
 refreshProducts();

@@ -149,6 +149,10 @@ test('a shopper adds, changes, removes and checks out', async () => {
 test('two shoppers race for the last unit, and an expired hold frees it', async () => {
   const a = await (await browser.newContext()).newPage();
   const b = await (await browser.newContext()).newPage();
+  // B's page hears of stock by polling here (its live stream cannot connect), so that its
+  // product list can be held stale below.
+  const streams = (url) => url.pathname === '/v1/stock/stream';
+  await b.route(streams, (route) => route.abort());
   await a.goto(base);
   await b.goto(base);
   await card(b, 'Desk Lamp').getByText('Only 1 left').waitFor();
@@ -164,6 +168,7 @@ test('two shoppers race for the last unit, and an expired hold frees it', async 
   const alert = b.getByRole('alert');
   await alert.getByText(/Out of stock: 0 available/).waitFor();
   await b.unroute(products);
+  await b.unroute(streams);
 
   // Once B's page knows, the product is sold out: a disabled button says so.
   await card(b, 'Desk Lamp').getByText('Out of stock').waitFor();
@@ -183,6 +188,34 @@ test('two shoppers race for the last unit, and an expired hold frees it', async 
   assert.equal((await stock('lamp')).on_hand, 0);
   await a.context().close();
   await b.context().close();
+});
+
+test('availability is pushed to an open page as it changes', async () => {
+  const page = await (await browser.newContext()).newPage();
+  const opened = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/stock/stream');
+  await page.goto(base);
+  assert.equal((await opened).headers()['content-type'], 'text/event-stream');
+  const before = (await stock('cap')).available;
+  assert.ok(before > 3, `Canvas Cap has ${before} available`);
+  await card(page, 'Canvas Cap').getByText(`${before} available`).waitFor();
+
+  // From here on the page's product list stays as it was: only the stream can tell it.
+  const stale = await (await fetch(`${base}/v1/products?limit=100`)).text();
+  await page.route((url) => url.pathname === '/v1/products',
+    (route) => route.fulfill({ status: 200, contentType: 'application/json', body: stale }));
+  const other = await (await fetch(`${base}/v1/carts`, { method: 'POST' })).json();
+  const held = await fetch(`${base}/v1/carts/${other.id}/items`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ product_id: 'cap', inventory_id: 'cap', quantity: before - 2 }),
+  });
+  assert.equal(held.status, 200);
+  await card(page, 'Canvas Cap').getByText('Only 2 left').waitFor({ timeout: 3000 });
+
+  // Another shopper's units come back: the page hears that too.
+  assert.equal((await fetch(`${base}/v1/carts/${other.id}`, { method: 'DELETE' })).status, 200);
+  await card(page, 'Canvas Cap').getByText(`${before} available`).waitFor({ timeout: 3000 });
+  await page.context().close();
 });
 
 test('a reload keeps the cart, and an expired cart says so', async () => {

@@ -3,7 +3,15 @@
 // when it ends.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
+
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 #include <chrono>
 #include <csignal>
@@ -175,6 +183,136 @@ class Cartd {
 std::int64_t sqlite_int(const std::filesystem::path& db, const std::string& sql);
 // Runs statements that write (as a shop's own tooling would, behind cartd's back).
 void sqlite_exec(const std::filesystem::path& db, const std::string& sql);
+
+struct StreamEvent {
+  std::string id;
+  std::string event;
+  std::string data;
+  boost::json::object json() const { return boost::json::parse(data).as_object(); }
+};
+
+// An event stream read as a browser's EventSource would: the answer's head, then events
+// (blocks of lines ended by a blank line); comments are kept apart.
+class EventStreamClient {
+ public:
+  // `close_after`: ask for Connection: close, for an answer that is not a stream.
+  EventStreamClient(int port, const std::string& target, bool close_after = false) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error("connect failed");
+    }
+    std::string req = "GET " + target + " HTTP/1.1\r\nHost: shop\r\nAccept: text/event-stream\r\n" +
+                      (close_after ? "Connection: close\r\n\r\n" : "\r\n");
+    ::send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
+  }
+  ~EventStreamClient() { close(); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  // The answer's head (status line and fields), waiting at most `timeout`.
+  std::string head(std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (buffer_.find("\r\n\r\n") == std::string::npos && read_some(until)) {
+    }
+    auto end = buffer_.find("\r\n\r\n");
+    if (end == std::string::npos) return buffer_;
+    std::string h = buffer_.substr(0, end + 4);
+    buffer_.erase(0, end + 4);
+    head_ = h;
+    return h;
+  }
+  // The body after the head, for an answer that is not a stream.
+  std::string rest(std::chrono::milliseconds timeout = std::chrono::seconds(2)) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (read_some(until)) {
+    }
+    return buffer_;
+  }
+
+  // The next event, or nullopt if none within `timeout`.
+  std::optional<StreamEvent> next(std::chrono::milliseconds timeout) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto end = buffer_.find("\n\n");
+      if (end != std::string::npos) {
+        std::string block = buffer_.substr(0, end);
+        buffer_.erase(0, end + 2);
+        StreamEvent e;
+        bool any = false;
+        std::size_t at = 0;
+        while (at <= block.size()) {
+          auto nl = block.find('\n', at);
+          std::string line =
+              block.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+          at = nl == std::string::npos ? block.size() + 1 : nl + 1;
+          if (line.starts_with(":")) {
+            ++comments_;
+          } else if (line.starts_with("id: ")) {
+            e.id = line.substr(4);
+          } else if (line.starts_with("event: ")) {
+            e.event = line.substr(7);
+            any = true;
+          } else if (line.starts_with("data: ")) {
+            e.data = line.substr(6);
+          }
+        }
+        if (any) return e;
+        continue;  // a comment, or the retry field
+      }
+      if (!read_some(until)) return std::nullopt;
+    }
+  }
+
+  // The next `stock` event for `inventory_id` (others are skipped).
+  std::optional<boost::json::object> next_for(const std::string& inventory_id,
+                                              std::chrono::milliseconds timeout) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      auto e = next(left);
+      if (!e) return std::nullopt;
+      if (e->event == "stock" && e->json().at("inventory_id").as_string() == inventory_id) {
+        return e->json();
+      }
+    }
+  }
+
+  int comments() const { return comments_; }
+  bool closed() const { return closed_; }
+  const std::string& raw() const { return buffer_; }
+
+ private:
+  bool read_some(std::chrono::steady_clock::time_point until) {
+    if (fd_ < 0 || closed_) return false;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char buf[8192];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) {
+      closed_ = true;
+      return false;
+    }
+    buffer_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string buffer_;
+  std::string head_;
+  int comments_ = 0;
+  bool closed_ = false;
+};
 
 // Polls `done` until it is true or `timeout` passes; returns its last value.
 template <typename F>

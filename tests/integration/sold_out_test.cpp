@@ -72,7 +72,9 @@ TEST(SoldOut, units_that_come_back_are_offered_again_when_the_memory_lapses) {
   // memory lapses.
   ASSERT_EQ(http(b.port(), "DELETE", "/v1/carts/" + id).status, 200u);
   auto early = a.post("/add-to-cart", kLine).status;
-  if (std::chrono::steady_clock::now() - t0 < 300ms) EXPECT_EQ(early, 409u);
+  if (std::chrono::steady_clock::now() - t0 < 300ms) {
+    EXPECT_EQ(early, 409u);
+  }
   std::this_thread::sleep_until(t0 + 350ms);
   EXPECT_EQ(a.post("/add-to-cart", kLine).status, 200u);
   auto check = a.check();

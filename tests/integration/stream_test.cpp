@@ -1,11 +1,6 @@
 // Live availability: GET /v1/stock/stream pushes each watched row's counts, then every
 // change, as Server-Sent Events, read here by a client of our own over a raw socket.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <boost/json/parse.hpp>
 #include <optional>
@@ -22,136 +17,6 @@ constexpr const char* kCatalog = R"json([
   {"inventory_id": "a", "product_id": "a", "name": "A", "price_cents": 100, "on_hand": 5},
   {"inventory_id": "b", "product_id": "b", "name": "B", "price_cents": 100, "on_hand": 3}
 ])json";
-
-struct Event {
-  std::string id;
-  std::string event;
-  std::string data;
-  boost::json::object json() const { return boost::json::parse(data).as_object(); }
-};
-
-// An event stream read as a browser's EventSource would: the answer's head, then events
-// (blocks of lines ended by a blank line); comments are kept apart.
-class SseClient {
- public:
-  // `close_after`: ask for Connection: close, for an answer that is not a stream.
-  SseClient(int port, const std::string& target, bool close_after = false) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("connect failed");
-    }
-    std::string req = "GET " + target + " HTTP/1.1\r\nHost: shop\r\nAccept: text/event-stream\r\n" +
-                      (close_after ? "Connection: close\r\n\r\n" : "\r\n");
-    ::send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
-  }
-  ~SseClient() { close(); }
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-  // The answer's head (status line and fields), waiting at most `timeout`.
-  std::string head(std::chrono::milliseconds timeout = 3s) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (buffer_.find("\r\n\r\n") == std::string::npos && read_some(until)) {
-    }
-    auto end = buffer_.find("\r\n\r\n");
-    if (end == std::string::npos) return buffer_;
-    std::string h = buffer_.substr(0, end + 4);
-    buffer_.erase(0, end + 4);
-    head_ = h;
-    return h;
-  }
-  // The body after the head, for an answer that is not a stream.
-  std::string rest(std::chrono::milliseconds timeout = 2s) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (read_some(until)) {
-    }
-    return buffer_;
-  }
-
-  // The next event, or nullopt if none within `timeout`.
-  std::optional<Event> next(std::chrono::milliseconds timeout) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto end = buffer_.find("\n\n");
-      if (end != std::string::npos) {
-        std::string block = buffer_.substr(0, end);
-        buffer_.erase(0, end + 2);
-        Event e;
-        bool any = false;
-        std::size_t at = 0;
-        while (at <= block.size()) {
-          auto nl = block.find('\n', at);
-          std::string line =
-              block.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
-          at = nl == std::string::npos ? block.size() + 1 : nl + 1;
-          if (line.starts_with(":")) {
-            ++comments_;
-          } else if (line.starts_with("id: ")) {
-            e.id = line.substr(4);
-          } else if (line.starts_with("event: ")) {
-            e.event = line.substr(7);
-            any = true;
-          } else if (line.starts_with("data: ")) {
-            e.data = line.substr(6);
-          }
-        }
-        if (any) return e;
-        continue;  // a comment, or the retry field
-      }
-      if (!read_some(until)) return std::nullopt;
-    }
-  }
-
-  // The next `stock` event for `inventory_id` (others are skipped).
-  std::optional<boost::json::object> next_for(const std::string& inventory_id,
-                                              std::chrono::milliseconds timeout) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          until - std::chrono::steady_clock::now());
-      if (left <= 0ms) return std::nullopt;
-      auto e = next(left);
-      if (!e) return std::nullopt;
-      if (e->event == "stock" && e->json().at("inventory_id").as_string() == inventory_id) {
-        return e->json();
-      }
-    }
-  }
-
-  int comments() const { return comments_; }
-  bool closed() const { return closed_; }
-  const std::string& raw() const { return buffer_; }
-
- private:
-  bool read_some(std::chrono::steady_clock::time_point until) {
-    if (fd_ < 0 || closed_) return false;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        until - std::chrono::steady_clock::now());
-    if (left <= 0ms) return false;
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    char buf[8192];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0) {
-      closed_ = true;
-      return false;
-    }
-    buffer_.append(buf, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  int fd_ = -1;
-  std::string buffer_;
-  std::string head_;
-  int comments_ = 0;
-  bool closed_ = false;
-};
 
 std::int64_t num(const boost::json::object& o, const char* key) {
   return o.at(key).as_int64();
@@ -179,7 +44,7 @@ double gauge(Cartd& cartd, const std::string& name) {
 TEST(Stream, a_page_hears_the_current_counts_then_each_change_once) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog);
-  SseClient page(cartd.port(), "/v1/stock/stream?inventory_id=a&inventory_id=b");
+  EventStreamClient page(cartd.port(), "/v1/stock/stream?inventory_id=a&inventory_id=b");
   std::string head = page.head();
   ASSERT_TRUE(head.starts_with("HTTP/1.1 200")) << head;
   EXPECT_NE(head.find("Content-Type: text/event-stream"), std::string::npos) << head;
@@ -217,7 +82,7 @@ TEST(Stream, a_hold_that_expires_is_heard_though_nothing_writes_to_redis) {
               {"--cart-ttl", "1", "--sweep-interval-ms", "0", "--no-keyspace-events"});
   std::string cart = new_cart(cartd);
   set_line(cartd, cart, "a", 1);
-  SseClient page(cartd.port(), "/v1/stock/stream?inventory_id=a");
+  EventStreamClient page(cartd.port(), "/v1/stock/stream?inventory_id=a");
   ASSERT_TRUE(page.head().starts_with("HTTP/1.1 200"));
   auto first = page.next_for("a", 3s);
   ASSERT_TRUE(first);
@@ -231,7 +96,7 @@ TEST(Stream, a_hold_that_expires_is_heard_though_nothing_writes_to_redis) {
 TEST(Stream, an_admin_change_reaches_the_page) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--admin-token", "t0ken"});
-  SseClient page(cartd.port(), "/v1/stock/stream?inventory_id=b");
+  EventStreamClient page(cartd.port(), "/v1/stock/stream?inventory_id=b");
   ASSERT_TRUE(page.head().starts_with("HTTP/1.1 200"));
   ASSERT_TRUE(page.next_for("b", 3s));
   auto r = http(cartd.port(), "POST", "/v1/stock/b/adjust", R"({"delta":4})",
@@ -244,7 +109,7 @@ TEST(Stream, an_admin_change_reaches_the_page) {
 }
 
 std::pair<unsigned, std::string> refused(Cartd& cartd, const std::string& target) {
-  SseClient c(cartd.port(), target, true);
+  EventStreamClient c(cartd.port(), target, true);
   std::string head = c.head();
   unsigned status = head.size() > 12 ? static_cast<unsigned>(std::stoi(head.substr(9, 3))) : 0;
   return {status, c.rest()};
@@ -270,7 +135,8 @@ TEST(Stream, bad_requests_are_json_errors) {
   EXPECT_EQ(s4, 404u);
   EXPECT_EQ(code(b4), "unknown_inventory");
   // The same row twice is watched once.
-  SseClient twice(cartd.port(), "/v1/stock/stream?inventory_id=a&inventory_id=a&inventory_id=b");
+  EventStreamClient twice(cartd.port(),
+                          "/v1/stock/stream?inventory_id=a&inventory_id=a&inventory_id=b");
   EXPECT_TRUE(twice.head().starts_with("HTTP/1.1 200"));
   // None of the refused ones holds a place or a row.
   EXPECT_TRUE(eventually([&] { return gauge(cartd, "cartd_streams_open") == 1; }, 2s));
@@ -281,7 +147,7 @@ TEST(Stream, the_stream_cap_refuses_with_503_and_a_closed_page_gives_its_place_b
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--max-streams", "1"});
   {
-    SseClient first(cartd.port(), "/v1/stock/stream?inventory_id=a");
+    EventStreamClient first(cartd.port(), "/v1/stock/stream?inventory_id=a");
     ASSERT_TRUE(first.head().starts_with("HTTP/1.1 200"));
     auto [status, body] = refused(cartd, "/v1/stock/stream?inventory_id=b");
     EXPECT_EQ(status, 503u) << body;
@@ -291,14 +157,14 @@ TEST(Stream, the_stream_cap_refuses_with_503_and_a_closed_page_gives_its_place_b
   EXPECT_TRUE(eventually([&] { return gauge(cartd, "cartd_streams_open") == 0; }, 3s))
       << "the page left";
   EXPECT_EQ(gauge(cartd, "cartd_stream_rows_watched"), 0);
-  SseClient again(cartd.port(), "/v1/stock/stream?inventory_id=b");
+  EventStreamClient again(cartd.port(), "/v1/stock/stream?inventory_id=b");
   EXPECT_TRUE(again.head().starts_with("HTTP/1.1 200"));
 }
 
 TEST(Stream, idle_streams_hear_heartbeats_and_shutdown_closes_them) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--stream-heartbeat-ms", "1000"});
-  SseClient page(cartd.port(), "/v1/stock/stream?inventory_id=a");
+  EventStreamClient page(cartd.port(), "/v1/stock/stream?inventory_id=a");
   ASSERT_TRUE(page.head().starts_with("HTTP/1.1 200"));
   ASSERT_TRUE(page.next_for("a", 3s));
   EXPECT_FALSE(page.next(2500ms));
