@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     for (int row = 0; row < rows; ++row) {
       std::string inv = "inv" + std::to_string(row);
       send({"FCALL", "cartd_mirror", "1", cartd::keys::stock(inv), inv, "p" + std::to_string(row),
-            "1000000000", "1", "Item " + std::to_string(row), "1000"});
+            "1000000000", "1", "Item " + std::to_string(row), "1000", "0"});
     }
     drain();
   }

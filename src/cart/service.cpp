@@ -95,6 +95,9 @@ boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
   } else if (*tag == "quantity_limit") {
     out.kind = Kind::quantity_limit;
     out.limit = r.int_at(1).value_or(0);
+  } else if (*tag == "limit_exceeded") {
+    out.kind = Kind::limit_exceeded;
+    out.limit = r.int_at(1).value_or(0);
   } else if (*tag == "no_cart") {
     out.kind = Kind::no_cart;
     out.missing = missing_from(r.text_at(1).value_or(""));

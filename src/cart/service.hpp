@@ -78,6 +78,7 @@ struct SetLineOutcome {
     product_mismatch,  // the row holds `product_id`
     too_many_lines,    // `limit`
     quantity_limit,    // `limit`
+    limit_exceeded,    // `limit`: the row's max_per_cart
     no_cart,           // `missing`
     checkout_in_progress,
   };

@@ -59,6 +59,8 @@ std::vector<StockRow> load_catalog(const std::string& path) {
     row.name = std::string(name->get_string());
     row.price_cents = count(o, "price_cents", where);
     row.on_hand = count(o, "on_hand", where);
+    // Optional: units of the row one cart may hold (absent or 0: no limit of its own).
+    if (o.contains("max_per_cart")) row.max_per_cart = count(o, "max_per_cart", where);
     if (!seen.insert(row.inventory_id).second) {
       throw std::runtime_error(where + ": inventory_id " + row.inventory_id + " appears twice");
     }

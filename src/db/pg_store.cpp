@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS inventory (
   updated_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 ALTER TABLE inventory ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE inventory ADD COLUMN IF NOT EXISTS max_per_cart BIGINT NOT NULL DEFAULT 0
+  CHECK (max_per_cart >= 0);
 CREATE INDEX IF NOT EXISTS inventory_product ON inventory (product_id);
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -73,7 +75,7 @@ class PgConnection final : public SqlConnection {
       throw StoreError("postgresql: cannot connect: " + why);
     }
     apply_timeouts();
-    if (schema_complete()) return;
+    if (schema_complete() && has_max_per_cart()) return;
     execute("SELECT pg_advisory_lock(?)", {kSchemaLock});
     std::string schema =
         std::string(kSchema) + shared_schema("BIGSERIAL", "BIGINT", "TIMESTAMPTZ", "now()");
@@ -100,6 +102,15 @@ class PgConnection final : public SqlConnection {
   }
 
  private:
+  // A main DB from before per-cart limits lacks the column: the schema script adds it.
+  bool has_max_per_cart() {
+    return query(
+               "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = "
+               "'inventory' AND column_name = 'max_per_cart'",
+               {})
+               .front()[0] != "0";
+  }
+
   bool schema_complete() {
     return query("SELECT to_regclass(?) IS NOT NULL", {std::string(kSchemaMarker)}).front()[0] ==
            "t";

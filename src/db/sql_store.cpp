@@ -4,12 +4,18 @@ namespace cartd::db {
 namespace {
 
 constexpr const char* kRowColumns =
-    "SELECT inventory_id, product_id, name, price_cents, on_hand, reserved, version FROM "
-    "inventory";
+    "SELECT inventory_id, product_id, name, price_cents, on_hand, reserved, version, "
+    "max_per_cart FROM inventory";
 
 StockRow to_stock_row(const SqlRow& r) {
-  return StockRow{
-      r[0], r[1], r[2], std::stoll(r[3]), std::stoll(r[4]), std::stoll(r[5]), std::stoll(r[6])};
+  return StockRow{r[0],
+                  r[1],
+                  r[2],
+                  std::stoll(r[3]),
+                  std::stoll(r[4]),
+                  std::stoll(r[5]),
+                  std::stoll(r[6]),
+                  std::stoll(r[7])};
 }
 
 class SqlStore final : public Store {
@@ -133,6 +139,11 @@ class SqlStore final : public Store {
     return inserted;
   }
 
+  bool set_max_per_cart(std::string_view inventory_id, std::int64_t max_per_cart) override {
+    return db_->execute("UPDATE inventory SET max_per_cart = ? WHERE inventory_id = ?",
+                        {max_per_cart, std::string(inventory_id)}) == 1;
+  }
+
   std::optional<StockRow> stock_row(std::string_view inventory_id) override {
     auto found = rows_where("inventory_id = ?", {std::string(inventory_id)});
     if (found.empty()) return std::nullopt;
@@ -246,9 +257,9 @@ class SqlStore final : public Store {
   // Inside a transaction: inserts a row, its on_hand entering the ledger as `initial`.
   std::int64_t insert_row(const StockRow& r) {
     std::int64_t inserted = db_->execute(
-        "INSERT INTO inventory (inventory_id, product_id, name, price_cents, on_hand) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (inventory_id) DO NOTHING",
-        {r.inventory_id, r.product_id, r.name, r.price_cents, r.on_hand});
+        "INSERT INTO inventory (inventory_id, product_id, name, price_cents, on_hand, "
+        "max_per_cart) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (inventory_id) DO NOTHING",
+        {r.inventory_id, r.product_id, r.name, r.price_cents, r.on_hand, r.max_per_cart});
     if (inserted == 1) record_movement(r.inventory_id, r.on_hand, "initial", "");
     return inserted;
   }

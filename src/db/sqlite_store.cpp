@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS inventory (
   reserved     INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
   available    INTEGER GENERATED ALWAYS AS (on_hand - reserved) VIRTUAL,
   version      INTEGER NOT NULL DEFAULT 0,
+  max_per_cart INTEGER NOT NULL DEFAULT 0 CHECK (max_per_cart >= 0),
   updated_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS inventory_product ON inventory (product_id);
@@ -60,7 +61,8 @@ class SqliteConnection final : public SqlConnection {
     if (!query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
                {std::string(kSchemaMarker)})
              .empty()) {
-      return;  // the schema is complete (and the file in WAL mode)
+      add_max_per_cart();  // a main DB from before it
+      return;              // the schema is complete (and the file in WAL mode)
     }
     script("PRAGMA journal_mode=WAL");
     script(kSchema);
@@ -69,7 +71,29 @@ class SqliteConnection final : public SqlConnection {
             .front()[0] == "0") {
       script("ALTER TABLE inventory ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
     }
+    add_max_per_cart();
     script(shared_schema("INTEGER", "INTEGER", "TEXT", kNow).c_str());
+  }
+
+  // A main DB from before per-cart limits gets the column (once: SQLite has no ADD
+  // COLUMN IF NOT EXISTS, and two instances may start together, so a lost race is fine).
+  void add_max_per_cart() {
+    if (query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = 'max_per_cart'", {})
+            .front()[0] != "0") {
+      return;
+    }
+    try {
+      script(
+          "ALTER TABLE inventory ADD COLUMN max_per_cart INTEGER NOT NULL DEFAULT 0 "
+          "CHECK (max_per_cart >= 0)");
+    } catch (const StoreError&) {
+      if (query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = "
+                "'max_per_cart'",
+                {})
+              .front()[0] == "0") {
+        throw;
+      }
+    }
   }
   ~SqliteConnection() override { sqlite3_close(db_); }
 

@@ -29,6 +29,8 @@ struct StockRow {
   // version at least as new as the one it has, so late or repeated writes cannot undo
   // newer ones.
   std::int64_t version = 0;
+  // Units of this row one cart may hold; 0: no limit beyond --max-line-quantity.
+  std::int64_t max_per_cart = 0;
 };
 
 // A row's on_hand at one version, as the Redis mirror takes it.
@@ -144,6 +146,8 @@ class Store {
   // inventory_id exists.
   virtual bool insert_stock_row(const StockRow& row) = 0;
   virtual std::optional<StockRow> stock_row(std::string_view inventory_id) = 0;
+  // Sets a row's max_per_cart (0: none). False: no such row.
+  virtual bool set_max_per_cart(std::string_view inventory_id, std::int64_t max_per_cart) = 0;
   // Changes on_hand by request.delta with a ledger row, once per request_key.
   virtual OnHandResult change_on_hand(const OnHandRequest& request) = 0;
   // Whether an admin request with this key was applied (for an answer that was lost).

@@ -16,7 +16,8 @@
 --   {c<n>}#events       stream of the group's ended carts (expired, abandoned, checked_out).
 --   {s<n>}:<inv>        the stock row, a hash: p = product_id, n = name, pc = price in cents,
 --                       oh = on hand (mirror of the main DB), ov = the main DB's version of
---                       that on_hand, r = reserved, e = no bucket ends before this, and one
+--                       that on_hand, mx = units one cart may hold (absent: no limit of
+--                       its own), r = reserved, e = no bucket ends before this, and one
 --                       bucket per deadline: t<deadline ms> = units held until then, summed
 --                       over every cart (and admin change) with that deadline.
 --   {s<n>}pd:<inv>      zset of changes under way whose units the main DB may already have

@@ -22,6 +22,7 @@
 --   {'insufficient', available, dropped}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}   {'too_many_lines', max}
 --   {'quantity_limit', max}            {'no_cart', 'expired' | 'unknown' | 'checked_out'}
+--   {'limit_exceeded', max_per_cart}   (the row's own per-cart limit)
 --   {'checkout_in_progress'}
 -- Nothing is written unless the answer is 'ok' (dropping expired buckets aside, which
 -- changes no availability). dropped: the units of expired buckets this call dropped
@@ -54,9 +55,13 @@ local function set_line(keys, args)
 
   local dropped, e = 0, false
   if qty > 0 then
-    local row = redis.call('HMGET', keys[2], 'p', 'oh', 'r', 'e')
+    local row = redis.call('HMGET', keys[2], 'p', 'oh', 'r', 'e', 'mx')
     if not row[1] then return {'unknown_inventory'} end
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
+    -- Above the row's per-cart limit only by lowering (a limit set after the line was).
+    if row[5] and qty > tonumber(row[5]) and not (old_inv == inv and qty <= old_qty) then
+      return {'limit_exceeded', tonumber(row[5])}
+    end
     -- Lines are the fields besides the birth time.
     if not old and not created and redis.call('HLEN', ck) - 1 >= max_lines then
       return {'too_many_lines', max_lines}

@@ -45,19 +45,24 @@ end
 -- older than the mirror's and no change is under way on the row, so running it twice,
 -- or late, changes nothing) and recomputes each row's reserved count from its buckets.
 -- KEYS: the rows.  ARGV: inventory_id, product_id, on_hand, version, name, price_cents,
--- repeated.  Returns the number of rows mirrored.
+-- max_per_cart (0: none), repeated.  Returns the number of rows mirrored.
 local function mirror(keys, args)
   local now = now_ms()
-  for i = 1, #args, 6 do
+  for i = 1, #args, 7 do
     local inv = args[i]
     drop_expired(inv, now, false)
     redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', bucket_sum(inv), 'n', args[i + 4],
                'pc', args[i + 5])
+    if args[i + 6] == '0' then
+      redis.call('HDEL', stock_key(inv), 'mx')
+    else
+      redis.call('HSET', stock_key(inv), 'mx', args[i + 6])
+    end
     mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]), true)
     mark_dirty(inv)
   end
   redis.call('SET', 'cartd:mirrored', now)
-  return #args / 6
+  return #args / 7
 end
 
 -- The quantity of an admin hold's pending mark "admin-<request>:<quantity>".

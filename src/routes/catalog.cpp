@@ -35,7 +35,21 @@ json::object stock_json(const db::StockRow& row, const std::optional<LiveCounts>
                       {"currency", currency},
                       {"on_hand", on_hand},
                       {"reserved", reserved},
-                      {"available", on_hand - reserved}};
+                      {"available", on_hand - reserved},
+                      {"max_per_cart", row.max_per_cart > 0 ? json::value(row.max_per_cart)
+                                                            : json::value(nullptr)}};
+}
+
+constexpr std::int64_t kMaxCount = 1'000'000'000;
+
+// The optional max_per_cart of a request body: absent, null or 0 is no limit of the
+// row's own.
+boost::system::result<std::int64_t, cart::Rejection> max_per_cart_field(const json::object& body) {
+  const json::value* v = body.if_contains("max_per_cart");
+  if (!v || v->is_null()) {
+    return boost::system::result<std::int64_t, cart::Rejection>(boost::system::in_place_value, 0);
+  }
+  return cart::integer_field(body, "max_per_cart", 0, kMaxCount, "invalid_max_per_cart");
 }
 
 // Groups rows (sorted by product) into products with their stock rows.
@@ -189,12 +203,14 @@ void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
       name->get_string().size() > 200) {
     return respond(error_response(400, "invalid_name", "name must be 1-200 characters"));
   }
-  constexpr std::int64_t kMaxCount = 1'000'000'000;
   auto price = cart::integer_field(*body, "price_cents", 0, kMaxCount, "invalid_price");
   if (!price) return respond(cart::reject(price.error()));
   auto on_hand = cart::integer_field(*body, "on_hand", 0, kMaxCount, "invalid_on_hand");
   if (!on_hand) return respond(cart::reject(on_hand.error()));
-  row = db::StockRow{*inv, *product, std::string(name->get_string()), *price, *on_hand, 0};
+  auto max_per_cart = max_per_cart_field(*body);
+  if (!max_per_cart) return respond(cart::reject(max_per_cart.error()));
+  row = db::StockRow{*inv, *product,     std::string(name->get_string()), *price, *on_hand, 0,
+                     0,    *max_per_cart};
 
   struct Created {
     bool inserted;
@@ -210,7 +226,8 @@ void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
         if (!c) return respond(cart::db_unavailable(c.error()));
         const db::StockRow& stored = c->row;
         bool same = stored.product_id == row.product_id && stored.name == row.name &&
-                    stored.price_cents == row.price_cents && stored.on_hand == row.on_hand;
+                    stored.price_cents == row.price_cents && stored.on_hand == row.on_hand &&
+                    stored.max_per_cart == row.max_per_cart;
         if (!c->inserted && !same) {
           return respond(error_response(409, "stock_exists",
                                         "a stock row with this inventory_id exists",
@@ -218,6 +235,35 @@ void create_stock(CatalogContext& ctx, const Request& req, Respond respond) {
         }
         // A retry of the same request mirrors again and answers 200.
         mirror_and_answer(ctx, stored, c->inserted ? 201 : 200, respond);
+      });
+}
+
+// PUT /v1/stock/{id}/max-per-cart: the units of the row one cart may hold. Carts above a
+// new limit keep their lines (they may lower them); adds beyond it are refused (422
+// limit_exceeded). Setting the same value again is harmless: a 503 (Redis away after the
+// DB took it) is retried as is.
+void set_max_per_cart(CatalogContext& ctx, const Request& req, const std::string& inventory_id,
+                      Respond respond) {
+  if (!is_valid_id(inventory_id)) {
+    return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+  }
+  auto body = cart::parse_object(req.body());
+  if (!body) return respond(cart::reject(body.error()));
+  if (!body->contains("max_per_cart")) {
+    return respond(error_response(400, "missing_field", "max_per_cart is required (null: none)"));
+  }
+  auto max_per_cart = max_per_cart_field(*body);
+  if (!max_per_cart) return respond(cart::reject(max_per_cart.error()));
+  ctx.db.run<std::optional<db::StockRow>>(
+      ctx.loop,
+      [inventory_id, limit = *max_per_cart](db::Store& s) -> std::optional<db::StockRow> {
+        if (!s.set_max_per_cart(inventory_id, limit)) return std::nullopt;
+        return s.stock_row(inventory_id);
+      },
+      [&ctx, respond = std::move(respond)](db::DbResult<std::optional<db::StockRow>> row) {
+        if (!row) return respond(cart::db_unavailable(row.error()));
+        if (!*row) return respond(error_response(404, "unknown_inventory", "Unknown inventory_id"));
+        mirror_and_answer(ctx, **row, 200, respond);
       });
 }
 
@@ -466,6 +512,10 @@ void add_catalog_routes(http::Router& router, CatalogContext& ctx) {
   router.add(http::Verb::post, "/v1/stock",
              admin(ctx, [&ctx](const Request& req, const PathParams&, Respond respond) {
                create_stock(ctx, req, std::move(respond));
+             }));
+  router.add(http::Verb::put, "/v1/stock/{inventory_id}/max-per-cart",
+             admin(ctx, [&ctx](const Request& req, const PathParams& p, Respond respond) {
+               set_max_per_cart(ctx, req, p[0], std::move(respond));
              }));
   constexpr std::int64_t kMaxUnits = 1'000'000'000;
   router.add(http::Verb::put, "/v1/stock/{inventory_id}",

@@ -63,6 +63,11 @@ void add_to_cart(CartService& carts, const Request& req, http::Respond respond) 
             message_response(422, "a cart holds at most " + std::to_string(out.limit) + " lines"));
       case Kind::checkout_in_progress:
         return respond(message_response(409, "the cart is being checked out"));
+      case Kind::limit_exceeded:
+        return respond(http::json_response(
+            422, {{"message",
+                   "a cart may hold at most " + std::to_string(out.limit) + " units of this item"},
+                  {"limit", out.limit}}));
       case Kind::quantity_limit:
       case Kind::no_cart:
         break;  // not asked for by this route

@@ -55,6 +55,11 @@ Response set_line_failure(const SetLineOutcome& out, const SetLineCall& call) {
       return error_response(422, "quantity_limit",
                             "a line holds at most " + std::to_string(out.limit) + " units",
                             {{"limit", out.limit}});
+    case Kind::limit_exceeded:
+      return error_response(
+          422, "limit_exceeded",
+          "a cart may hold at most " + std::to_string(out.limit) + " units of this stock row",
+          {{"limit", out.limit}, {"inventory_id", call.inventory_id}});
     case Kind::no_cart:
       return missing_cart(out.missing);
     case Kind::checkout_in_progress:

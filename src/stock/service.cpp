@@ -66,7 +66,7 @@ void StockService::stock(const std::string& inventory_id, Callback<std::optional
 
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
   std::vector<std::string> args;
-  args.reserve(rows.size() * 6);
+  args.reserve(rows.size() * 7);
   std::vector<std::string> ids = ids_of(rows);
   for (const db::StockRow& r : rows) {
     args.push_back(r.inventory_id);
@@ -75,6 +75,7 @@ std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
     args.push_back(std::to_string(r.version));
     args.push_back(r.name);
     args.push_back(std::to_string(r.price_cents));
+    args.push_back(std::to_string(r.max_per_cart));
   }
   return fcall_rows("cartd_mirror", ids, std::move(args));
 }

@@ -38,7 +38,7 @@ class LuaFunctions : public ::testing::Test {
   }
   void mirror(const std::string& inv, int on_hand) {
     call("cartd_mirror", {keys::stock(inv)},
-         {inv, product_of(inv), std::to_string(on_hand), "1", "Item", "100"});
+         {inv, product_of(inv), std::to_string(on_hand), "1", "Item", "100", "0"});
   }
   redis::Reply set_line(const std::string& sid, bool create, const std::string& inv, int qty,
                         int ttl_ms = 60000, const std::string& quantum = kQuantum,
@@ -263,8 +263,8 @@ TEST_F(LuaFunctions, sweep_drops_due_buckets_in_batches) {
 TEST_F(LuaFunctions, mirror_sets_absolute_values_and_recomputes_reserved) {
   hold(3);
   redis_.command({"HSET", keys::stock("inv"), "r", "99"});  // a drifted count
-  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "12", "2", "Item", "100"});
-  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "12", "2", "Item", "100"});
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "12", "2", "Item", "100", "0"});
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "12", "2", "Item", "100", "0"});
   auto s = call("cartd_stock", {keys::stock("inv")}, {"inv"});
   EXPECT_EQ(s.int_at(1), 12);
   EXPECT_EQ(s.int_at(2), 3);
