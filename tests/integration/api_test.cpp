@@ -426,8 +426,8 @@ TEST_F(Api, products_are_listed_in_pages_with_live_counts) {
   auto shoe = call("GET", "/v1/products/shoe");
   ASSERT_EQ(shoe.status, 200u);
   EXPECT_EQ(shoe.json().at("stock"), json::parse(R"([
-    {"inventory_id":"shoe-eu","product_id":"shoe","name":"Shoe EU","price_cents":9000,"currency":"USD","on_hand":5,"reserved":0,"available":5},
-    {"inventory_id":"shoe-us","product_id":"shoe","name":"Shoe US","price_cents":9000,"currency":"USD","on_hand":3,"reserved":2,"available":1}])"));
+    {"inventory_id":"shoe-eu","product_id":"shoe","name":"Shoe EU","price_cents":9000,"currency":"USD","on_hand":5,"reserved":0,"available":5,"max_per_cart":null},
+    {"inventory_id":"shoe-us","product_id":"shoe","name":"Shoe US","price_cents":9000,"currency":"USD","on_hand":3,"reserved":2,"available":1,"max_per_cart":null}])"));
   EXPECT_EQ(call("GET", "/v1/products/nope").status, 404u);
   EXPECT_EQ(code(call("GET", "/v1/products?limit=0")), "invalid_limit");
   EXPECT_EQ(code(call("GET", "/v1/products?limit=101")), "invalid_limit");
