@@ -156,9 +156,8 @@ void StockStreams::detach(std::list<Page>::iterator page) {
 }
 
 void StockStreams::deliver(const LiveChanges& changes) {
-  if (changes.rows.empty()) {
+  if (changes.heartbeat) {
     for (Page& p : pages_) p.stream->send(": heartbeat\n\n");
-    return;
   }
   // One event text per row, shared by every page that watches it.
   for (const RowCounts& row : changes.rows) {

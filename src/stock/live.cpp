@@ -60,7 +60,7 @@ std::size_t LiveStock::rows_watched() const {
 void LiveStock::start(boost::asio::io_context& io, StockService& stock) {
   stock_ = &stock;
   timer_ = std::make_unique<boost::asio::steady_timer>(io);
-  last_sent_ = std::chrono::steady_clock::now();
+  last_heartbeat_ = std::chrono::steady_clock::now();
   schedule();
 }
 
@@ -96,9 +96,11 @@ void LiveStock::poll_batch(std::shared_ptr<std::vector<std::string>> ids, std::s
                                  ids->begin() + static_cast<std::ptrdiff_t>(to));
   stock_->counts(batch, [this, ids, from, to, changes](auto r) {
     if (!r) {
-      // Redis is away: pages keep what they have and hear the next change once it is back.
+      // Redis is away: pages keep what they have and hear the next change once it is
+      // back. Changes read by this poll's earlier batches are passed on: the poller has
+      // taken them as seen.
       spdlog::debug("live stock: poll failed: {}", r.error().message());
-      return schedule();
+      return deliver(changes);
     }
     changes->at_ms = epoch_ms();
     for (std::size_t i = from; i < to; ++i) {
@@ -114,9 +116,9 @@ void LiveStock::poll_batch(std::shared_ptr<std::vector<std::string>> ids, std::s
 
 void LiveStock::deliver(std::shared_ptr<LiveChanges> changes) {
   auto now = std::chrono::steady_clock::now();
-  bool beat = now - last_sent_ >= heartbeat_;
-  if (!changes->rows.empty() || beat) {
-    last_sent_ = now;
+  changes->heartbeat = now - last_heartbeat_ >= heartbeat_;
+  if (changes->heartbeat) last_heartbeat_ = now;
+  if (!changes->rows.empty() || changes->heartbeat) {
     if (changes->at_ms == 0) changes->at_ms = epoch_ms();
     std::shared_ptr<const LiveChanges> shared = std::move(changes);
     for (const Listener& l : listeners_) l(shared);

@@ -32,11 +32,13 @@ struct RowCounts {
   std::optional<LiveCounts> counts;
 };
 
-// What one poll found: the rows whose counts changed, or (rows empty) a heartbeat that
-// keeps idle streams open through proxies.
+// What one poll found: the rows whose counts changed, and whether it is time for a
+// heartbeat, which keeps quiet streams open through proxies (a stream whose rows do not
+// change hears nothing else, however busy the other rows are).
 struct LiveChanges {
   std::int64_t at_ms = 0;  // when the poll read them (milliseconds since the epoch)
   std::vector<RowCounts> rows;
+  bool heartbeat = false;
 };
 
 class LiveStock {
@@ -80,7 +82,7 @@ class LiveStock {
   std::unordered_map<std::string, std::size_t> watched_;  // guarded by mutex_
   // The poller's own (its thread only): what each watched row last read as.
   std::unordered_map<std::string, std::optional<LiveCounts>> last_;
-  std::chrono::steady_clock::time_point last_sent_{};
+  std::chrono::steady_clock::time_point last_heartbeat_{};
   StockService* stock_ = nullptr;
   std::unique_ptr<boost::asio::steady_timer> timer_;
 };

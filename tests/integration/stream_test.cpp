@@ -2,6 +2,7 @@
 // change, as Server-Sent Events, read here by a client of our own over a raw socket.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/json/parse.hpp>
 #include <optional>
 #include <thread>
@@ -161,13 +162,26 @@ TEST(Stream, the_stream_cap_refuses_with_503_and_a_closed_page_gives_its_place_b
   EXPECT_TRUE(again.head().starts_with("HTTP/1.1 200"));
 }
 
-TEST(Stream, idle_streams_hear_heartbeats_and_shutdown_closes_them) {
+TEST(Stream, quiet_streams_hear_heartbeats_while_other_rows_change_and_shutdown_closes_them) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--stream-heartbeat-ms", "1000"});
-  EventStreamClient page(cartd.port(), "/v1/stock/stream?inventory_id=a");
+  EventStreamClient busy(cartd.port(), "/v1/stock/stream?inventory_id=a");
+  ASSERT_TRUE(busy.head().starts_with("HTTP/1.1 200"));
+  EventStreamClient page(cartd.port(), "/v1/stock/stream?inventory_id=b");
   ASSERT_TRUE(page.head().starts_with("HTTP/1.1 200"));
-  ASSERT_TRUE(page.next_for("a", 3s));
+  ASSERT_TRUE(page.next_for("b", 3s));
+  // Row a changes every 200 ms meanwhile: b's page hears nothing of it, but heartbeats.
+  std::string cart = new_cart(cartd);
+  std::atomic<bool> stop{false};
+  std::thread changer([&] {
+    for (int q = 1; !stop; q = q % 3 + 1) {
+      set_line(cartd, cart, "a", q);
+      std::this_thread::sleep_for(200ms);
+    }
+  });
   EXPECT_FALSE(page.next(2500ms));
+  stop = true;
+  changer.join();
   EXPECT_GE(page.comments(), 1) << "a heartbeat comment: " << page.raw();
 
   auto start = std::chrono::steady_clock::now();
