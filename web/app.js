@@ -291,7 +291,10 @@ function streamOpen() {
 function watchStock() {
   if (typeof EventSource === 'undefined') return;  // polling it is
   const ids = [...rowsById().keys()];
-  if (ids.join('|') === state.streamRows) return;
+  // A source the server refused (503 at its stream cap, a restart) is closed for good:
+  // it is opened again here, on the next refresh of the polling that stands in for it.
+  const closed = state.streams.some((s) => s.readyState === EventSource.CLOSED);
+  if (ids.join('|') === state.streamRows && !closed) return;
   for (const s of state.streams) s.close();
   state.streamRows = ids.join('|');
   state.streams = [];
