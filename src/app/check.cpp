@@ -74,8 +74,9 @@ int check_invariants(const Config& config, std::ostream& out) {
     // The ledger: drift that Redis and the DB would agree on shows here.
     for (const std::string& violation : store->audit()) fail("ledger: " + violation);
 
-    // What the holds must be: every live cart's lines in the bucket of its deadline, and
-    // every admin change's hold (its pending mark) in the bucket of its own.
+    // What the holds must be: every live cart's lines in the bucket of its deadline, every
+    // admin change's hold (its pending mark) in the bucket of its own, and every live
+    // offer to a cart that waited in the bucket of the offer's deadline.
     std::map<std::string, Buckets> expected;
     std::size_t carts = 0;
     for (const std::string& key : scan(c.get(), "{c*}:*")) {
@@ -90,7 +91,7 @@ int check_invariants(const Config& config, std::ostream& out) {
       auto fields = run(c.get(), {"HGETALL", key});
       for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
         const std::string& field = fields.elements[i].str;
-        if (field == "@" || field == "!") continue;
+        if (field == "@" || field == "!" || field.starts_with('?')) continue;
         const std::string& line = fields.elements[i + 1].str;
         auto space = line.find(' ');
         expected[line.substr(0, space)][deadline] += std::stoll(line.substr(space + 1));
@@ -108,6 +109,13 @@ int check_invariants(const Config& config, std::ostream& out) {
         if (!member.starts_with(kAdminHoldPrefix)) continue;  // a checkout: its cart holds
         expected[inv][std::stoll(pending.elements[i + 1].str)] +=
             std::stoll(member.substr(member.rfind(':') + 1));
+      }
+      auto offers = run(c.get(), {"HGETALL", keys::offers(inv)});
+      for (std::size_t i = 0; i + 1 < offers.elements.size(); i += 2) {
+        const std::string& offer = offers.elements[i + 1].str;  // "quantity deadline"
+        auto space = offer.find(' ');
+        std::int64_t deadline = std::stoll(offer.substr(space + 1));
+        if (deadline >= now) expected[inv][deadline] += std::stoll(offer.substr(0, space));
       }
       auto fields = run(c.get(), {"HGETALL", key});
       std::int64_t on_hand = 0, reserved = 0, all = 0, live = 0;

@@ -39,18 +39,38 @@ Missing missing_from(std::string_view s) {
 
 // Fields of a cart hash that are not lines (src/lua/holds.lua).
 bool is_line_field(std::string_view field) {
-  return field != "@" && field != "!";
+  return field != "@" && field != "!" && !field.starts_with('?');
+}
+
+// The trailing waits_of array of a cart_view (holds.lua).
+boost::system::result<void> decode_waits(const redis::Reply& r, CartView& cart) {
+  for (const redis::Reply& w : r.elements) {
+    auto inv = w.text_at(0), pid = w.text_at(1), state = w.text_at(2);
+    auto qty = w.int_at(3), n = w.int_at(4);
+    if (w.type != Type::array || !inv || !pid || !state || !qty || !n) return unexpected(r);
+    if (*state == "waiting") {
+      cart.waitlist.push_back(WaitPlace{*inv, *pid, *qty, *n});
+    } else {
+      cart.offers.push_back(Offer{*inv, *pid, *qty, *n});
+    }
+  }
+  return {};
 }
 
 // Reads a cart_view (holds.lua) starting at element `first` of `r`.
 boost::system::result<CartView> decode_view(std::string id, const redis::Reply& r) {
   constexpr std::size_t kFields = 5;
   auto deadline = r.int_at(0);
-  if (r.type != Type::array || !deadline || (r.elements.size() - 1) % kFields != 0) {
-    return unexpected(r);
+  if (r.type != Type::array || !deadline) return unexpected(r);
+  std::size_t end = r.elements.size();
+  bool waits = end >= 2 && r.elements.back().type == Type::array;
+  if (waits) --end;
+  if ((end - 1) % kFields != 0) return unexpected(r);
+  CartView cart{std::move(id), *deadline, {}, {}, {}};
+  if (waits) {
+    if (auto ok = decode_waits(r.elements.back(), cart); !ok) return ok.error();
   }
-  CartView cart{std::move(id), *deadline, {}};
-  for (std::size_t i = 1; i < r.elements.size(); i += kFields) {
+  for (std::size_t i = 1; i < end; i += kFields) {
     auto product = r.text_at(i), inventory = r.text_at(i + 1), name = r.text_at(i + 3);
     auto qty = r.int_at(i + 2), price = r.int_at(i + 4);
     if (!product || !inventory || !qty || !name || !price) return unexpected(r);
@@ -74,7 +94,7 @@ boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
     if (!sid || !created || !deadline || !dropped) return unexpected(r);
     out.created = *created == 1;
     out.dropped = *dropped;
-    out.cart = CartView{*sid, *deadline, {}};
+    out.cart = CartView{*sid, *deadline, {}, {}, {}};
     if (r.elements.size() == 7) {
       auto view = decode_view(*sid, r.elements[6]);
       if (!view) return view.error();
@@ -84,6 +104,7 @@ boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
     out.kind = Kind::insufficient;
     out.available = r.int_at(1).value_or(0);
     out.dropped = r.int_at(2).value_or(0);
+    out.waitlisted = r.int_at(3).value_or(0) == 1;
   } else if (*tag == "unknown_inventory") {
     out.kind = Kind::unknown_inventory;
   } else if (*tag == "product_mismatch") {
@@ -161,7 +182,7 @@ boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r
 boost::system::result<CartLookup> decode_lines(const std::string& id, const redis::Reply& hash) {
   if (hash.type != Type::array || hash.elements.size() % 2 != 0) return unexpected(hash);
   if (hash.elements.empty()) return CartLookup{};
-  CartView cart{id, 0, {}};
+  CartView cart{id, 0, {}, {}, {}};
   for (std::size_t i = 0; i < hash.elements.size(); i += 2) {
     if (!is_line_field(hash.elements[i].str)) continue;
     const std::string& stored = hash.elements[i + 1].str;
@@ -189,7 +210,66 @@ CartService::CartService(redis::Client& redis, CartSettings settings, metrics::S
       checkout_grace_ms_(std::to_string(settings_.checkout_grace.count())),
       max_lines_(std::to_string(settings_.limits.max_lines)),
       max_line_quantity_(std::to_string(settings_.limits.max_line_quantity)),
-      quantum_ms_(std::to_string(settings_.deadline_quantum().count())) {}
+      quantum_ms_(std::to_string(settings_.deadline_quantum().count())),
+      offer_window_ms_(std::to_string(settings_.offer_window.count())) {}
+
+void CartService::wait(const std::string& session_id, const std::string& inventory_id,
+                       std::int64_t quantity, Callback<Waited> done) {
+  redis_.command(
+      {"FCALL", "cartd_wait", "2", keys::cart(session_id), keys::stock(inventory_id), session_id,
+       inventory_id, std::to_string(quantity), offer_window_ms_, max_line_quantity_},
+      [done = std::move(done)](redis::Result r) {
+        finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<Waited> {
+          using K = Waited::Kind;
+          auto tag = reply.text_at(0);
+          if (reply.type != Type::array || !tag) return unexpected(reply);
+          Waited w;
+          if (*tag == "waiting") {
+            w.position = reply.int_at(1).value_or(0);
+            w.joined = reply.int_at(2).value_or(0) == 1;
+          } else if (*tag == "available") {
+            w.kind = K::available;
+            w.available = reply.int_at(1).value_or(0);
+          } else if (*tag == "offered") {
+            w.kind = K::offered;
+            w.quantity = reply.int_at(1).value_or(0);
+            w.expires_at_ms = reply.int_at(2).value_or(0);
+          } else if (*tag == "unknown_inventory") {
+            w.kind = K::unknown_inventory;
+          } else if (*tag == "quantity_limit" || *tag == "limit_exceeded") {
+            w.kind = *tag == "quantity_limit" ? K::quantity_limit : K::limit_exceeded;
+            w.limit = reply.int_at(1).value_or(0);
+          } else if (*tag == "no_cart") {
+            w.kind = K::no_cart;
+            w.missing = missing_from(reply.text_at(1).value_or(""));
+          } else if (*tag == "checkout_in_progress") {
+            w.kind = K::checkout_in_progress;
+          } else {
+            return unexpected(reply);
+          }
+          return w;
+        });
+      });
+}
+
+void CartService::leave(const std::string& session_id, const std::string& inventory_id,
+                        Callback<std::optional<std::int64_t>> done) {
+  redis_.command(
+      {"FCALL", "cartd_leave", "2", keys::cart(session_id), keys::stock(inventory_id), session_id,
+       inventory_id},
+      [this, inventory_id, done = std::move(done)](redis::Result r) {
+        finish(
+            std::move(r), done,
+            [&](const redis::Reply& reply) -> boost::system::result<std::optional<std::int64_t>> {
+              auto tag = reply.text_at(0);
+              if (reply.type != Type::array || !tag) return unexpected(reply);
+              if (*tag == "not_waiting") return std::optional<std::int64_t>();
+              if (*tag != "left") return unexpected(reply);
+              sold_out_.forget(inventory_id);  // it may have given units back
+              return std::optional<std::int64_t>(reply.int_at(1).value_or(0));
+            });
+      });
+}
 
 void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
   redis_.command({"FCALL", "cartd_create_cart", "1", keys::cart(session_id), session_id, ttl_ms_,
@@ -206,7 +286,8 @@ void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) 
   // row just seen sold out is refused without asking Redis. A set on a named cart may
   // lower a line it holds, so it always asks.
   bool needs_a_unit = c.quantity > 0 && (c.mode == LineMode::add || c.session_id.empty());
-  if (needs_a_unit && sold_out_.sold_out(c.inventory_id, SoldOutMemory::Clock::now())) {
+  if (needs_a_unit &&
+      sold_out_.sold_out(c.inventory_id, SoldOutMemory::Clock::now(), !c.session_id.empty())) {
     if (metrics_ != nullptr) metrics_->count_hold(metrics::HoldResult::insufficient);
     SetLineOutcome refused;
     refused.kind = SetLineOutcome::Kind::insufficient;
@@ -235,7 +316,7 @@ void CartService::note_outcome(const std::string& inventory_id,
   using metrics::HoldResult;
   using Kind = SetLineOutcome::Kind;
   if (outcome && outcome->kind == Kind::insufficient && outcome->available == 0) {
-    sold_out_.remember(inventory_id, SoldOutMemory::Clock::now());
+    sold_out_.remember(inventory_id, SoldOutMemory::Clock::now(), outcome->waitlisted);
   } else if (outcome && outcome->kind == Kind::ok) {
     sold_out_.forget(inventory_id);  // it may have returned units (a lower quantity)
   }

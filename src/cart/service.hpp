@@ -32,6 +32,8 @@ struct CartSettings {
   Limits limits;
   // How long an event loop remembers a row that had nothing available (0: not at all).
   std::chrono::milliseconds sold_out_memory{100};
+  // How long units offered to a cart that waited stay held for it (--offer-window).
+  std::chrono::milliseconds offer_window{120'000};
   // Deadlines are rounded up to a multiple of this (a hundredth of the TTL), so a stock
   // row has about a hundred hold buckets (src/lua/holds.lua).
   std::chrono::milliseconds deadline_quantum() const {
@@ -60,10 +62,28 @@ struct CartLine {
   std::int64_t unit_price_cents = 0;
 };
 
+// A cart's place in a sold-out row's waitlist (1 = next to be offered units).
+struct WaitPlace {
+  std::string inventory_id;
+  std::string product_id;
+  std::int64_t quantity = 0;
+  std::int64_t position = 0;
+};
+
+// Units that came back to a row, held for this cart (it waited) until `expires_at_ms`.
+struct Offer {
+  std::string inventory_id;
+  std::string product_id;
+  std::int64_t quantity = 0;
+  std::int64_t expires_at_ms = 0;
+};
+
 struct CartView {
   std::string id;
   std::int64_t deadline_ms = 0;
   std::vector<CartLine> lines;  // sorted by product_id
+  std::vector<WaitPlace> waitlist;
+  std::vector<Offer> offers;
 };
 
 // Why a cart is not there: it never was (or is long gone), it ended recently, or it
@@ -90,6 +110,7 @@ struct SetLineOutcome {
   std::string product_id;
   Missing missing = Missing::unknown;
   std::int64_t dropped = 0;  // ok, insufficient: units of expired holds dropped (logical expiry)
+  bool waitlisted = false;   // insufficient: carts wait on the row (some may hold offers)
 };
 
 // A cart, or why there is none.
@@ -132,6 +153,34 @@ class CartService {
   };
   void abandon(const std::string& session_id, Callback<Abandoned> done);
 
+  // The waitlist of a sold-out row (src/lua/waitlist.lua).
+  struct Waited {
+    enum class Kind {
+      waiting,    // `position` (1: next), `joined` (false: it waited already)
+      available,  // `available` units are free: add them instead
+      offered,    // the cart holds an offer of `quantity` until `expires_at_ms`: claim it
+      unknown_inventory,
+      quantity_limit,  // `limit`
+      limit_exceeded,  // `limit`: the row's max_per_cart
+      no_cart,         // `missing`
+      checkout_in_progress,
+    };
+    Kind kind = Kind::waiting;
+    std::int64_t position = 0;
+    bool joined = false;
+    std::int64_t available = 0;
+    std::int64_t quantity = 0;
+    std::int64_t expires_at_ms = 0;
+    std::int64_t limit = 0;
+    Missing missing = Missing::unknown;
+  };
+  void wait(const std::string& session_id, const std::string& inventory_id, std::int64_t quantity,
+            Callback<Waited> done);
+  // Leaves a row's waitlist, giving up an offer there. nullopt: the cart was not waiting;
+  // else the offered units it gave up (they go to the next in line).
+  void leave(const std::string& session_id, const std::string& inventory_id,
+             Callback<std::optional<std::int64_t>> done);
+
   // `attempt_id` names the attempt if this call begins one (a new id per call).
   void checkout_begin(const std::string& session_id, const std::string& key,
                       const std::string& attempt_id, Callback<CheckoutStart> done);
@@ -170,7 +219,7 @@ class CartService {
   SoldOutMemory sold_out_;
   // The settings as the functions take them, written out once rather than per call.
   std::string ttl_ms_, max_lifetime_ms_, checkout_grace_ms_, max_lines_, max_line_quantity_,
-      quantum_ms_;
+      quantum_ms_, offer_window_ms_;
 };
 
 // Decoders of the functions' replies (src/lua), kept apart to be tested on their own.

@@ -23,17 +23,20 @@ class SoldOutMemory {
   explicit SoldOutMemory(std::chrono::milliseconds ttl, std::size_t capacity = 10000)
       : ttl_(ttl), capacity_(capacity) {}
 
-  void remember(std::string_view inventory_id, Clock::time_point now) {
+  // `waitlisted`: carts wait on the row, so a cart the request names may hold an offer
+  // of its units, which only Redis knows: only requests for new carts are refused here.
+  void remember(std::string_view inventory_id, Clock::time_point now, bool waitlisted = false) {
     if (ttl_.count() == 0) return;
     if (rows_.size() >= capacity_) rows_.clear();
-    rows_.insert_or_assign(std::string(inventory_id), now + ttl_);
+    rows_.insert_or_assign(std::string(inventory_id), Entry{now + ttl_, waitlisted});
   }
-  // True while the row is remembered as sold out.
-  bool sold_out(std::string_view inventory_id, Clock::time_point now) {
+  // True while the row is remembered as sold out for a request on a new cart, or (when
+  // `named_cart`) on a cart that exists.
+  bool sold_out(std::string_view inventory_id, Clock::time_point now, bool named_cart = false) {
     if (rows_.empty()) return false;
     auto it = rows_.find(std::string(inventory_id));
     if (it == rows_.end()) return false;
-    if (now < it->second) return true;
+    if (now < it->second.until) return !(named_cart && it->second.waitlisted);
     rows_.erase(it);
     return false;
   }
@@ -42,7 +45,11 @@ class SoldOutMemory {
  private:
   std::chrono::milliseconds ttl_;
   std::size_t capacity_;
-  std::unordered_map<std::string, Clock::time_point> rows_;
+  struct Entry {
+    Clock::time_point until;
+    bool waitlisted = false;
+  };
+  std::unordered_map<std::string, Entry> rows_;
 };
 
 }  // namespace cartd::cart

@@ -94,6 +94,10 @@ ParsedConfig parse_config(int argc, char** argv) {
          "milliseconds an event loop remembers a row that had nothing available, refusing adds "
          "to it without asking Redis (0: off)")
       ->check(CLI::Range(0, 10000));
+  option(app, "offer-window", c.offer_window_seconds,
+         "seconds units that come back to a sold-out row stay held for the cart first in its "
+         "waitlist, before they pass to the next")
+      ->check(CLI::Range(1, 86400));
   option(app, "stream-poll-ms", c.stream_poll_ms,
          "milliseconds between reads of the stock rows open streams watch (a row's changes "
          "reach its pages at most this often)")

@@ -35,6 +35,7 @@ struct Config {
   int checkout_grace_seconds = 120;  // units stay held at least this long into a checkout
   int checkout_recovery_ms = 30000;  // a checkout this old is settled by recovery
   int sold_out_memory_ms = 100;      // an event loop remembers a sold-out row this long
+  int offer_window_seconds = 120;    // units offered to a waiting cart are held this long
   bool metrics = true;  // --no-metrics: the event loops count nothing (to measure the cost)
   // Live availability (GET /v1/stock/stream): how often watched rows are read, how often
   // idle streams hear a heartbeat, streams per instance, rows per stream.

@@ -43,6 +43,10 @@ inline std::string stock(std::string_view inv) {
 inline std::string pending(std::string_view inv) {
   return stock_tag(group_of(inv)) + "pd:" + std::string(inv);
 }
+// The row's offers to carts that waited: sid -> "quantity deadline".
+inline std::string offers(std::string_view inv) {
+  return stock_tag(group_of(inv)) + "of:" + std::string(inv);
+}
 // Per group.
 inline std::string checkouts(std::uint32_t group) {
   return cart_tag(group) + "#checkouts";

@@ -90,6 +90,7 @@ local function checkout_finish(keys, args)
     local lines = cart_lines(redis.call('HGETALL', ck))
     units = unhold_lines(lines, deadline)
     for _, l in ipairs(lines) do clear_pending(l[2], sid) end
+    leave_all(ck, sid, now)
   end
   local sold = {}
   for _, l in ipairs(order) do
@@ -99,6 +100,7 @@ local function checkout_finish(keys, args)
                      marked[l.inventory_id] and -l.quantity or nil, false)
     end
     table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
+    if redis.call('EXISTS', stock_key(l.inventory_id)) == 1 then pour(l.inventory_id, now) end
   end
   redis.call('DEL', ck, checkout_key(sid))
   redis.call('ZREM', checkouts_key(sid), sid)
@@ -118,6 +120,7 @@ local function checkout_abort(keys, args)
   for _, r in ipairs(cjson.decode(args[4] or '[]')) do
     if redis.call('EXISTS', stock_key(r.inventory_id)) == 1 then
       mirror_on_hand(r.inventory_id, r.on_hand, r.version)
+      pour(r.inventory_id, now_ms())
     end
   end
   local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt', 'lines')

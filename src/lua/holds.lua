@@ -12,6 +12,8 @@
 --   {c<n>}ck:<sid>      string "idempotency_key order_id": a finished checkout (DONE_TTL_MS).
 --   {c<n>}g:<sid>       string, why a cart ended (expired | abandoned), kept GONE_TTL_MS, so
 --                       an old id answers "expired" rather than "unknown".
+--                       A field '?<inventory_id>' marks a row whose waitlist or offers
+--                       name the cart (the truth is the row's: see wl:, of:).
 --   {c<n>}#checkouts    zset sid -> start time: the group's checkouts in progress.
 --   {c<n>}#events       stream of the group's ended carts (expired, abandoned, checked_out).
 --   {s<n>}:<inv>        the stock row, a hash: p = product_id, n = name, pc = price in cents,
@@ -24,6 +26,13 @@
 --                       removed while their holds still count here: member = the checkout's
 --                       sid or the admin hold's member, score = when it lapses. While one is
 --                       there, the mirror sync leaves the row's on_hand alone.
+--   {s<n>}wl:<inv>      zset sid -> place: the row's waitlist, first come first served.
+--   {s<n>}wq:<inv>      hash sid -> "quantity window_ms": what each waiting cart asked for.
+--   {s<n>}of:<inv>      hash sid -> "quantity deadline": units offered to a cart that
+--                       waited, held for it (in the bucket of the deadline) until it
+--                       claims them or the deadline passes. The row's fields ws (last
+--                       place given) and wv (bumped by every waitlist or offer change)
+--                       exist once the row has had a waitlist.
 --   {s<n>}#dirty        set of the group's rows whose r changed since the DB writer looked.
 --   {s<n>}#due          zset inv -> e: when each row of the group next has a bucket to drop.
 --   cartd:mirrored      set once the stock mirror is complete; cartd:layout = "2".
@@ -67,6 +76,10 @@ local function events_key(sid) return cart_tag(sid) .. '#events' end
 local function stock_key(inv) return stock_tag(inv) .. ':' .. inv end
 local function pending_key(inv) return stock_tag(inv) .. 'pd:' .. inv end
 local function dirty_key(inv) return stock_tag(inv) .. '#dirty' end
+local function waitlist_key(inv) return stock_tag(inv) .. 'wl:' .. inv end
+local function wanted_key(inv) return stock_tag(inv) .. 'wq:' .. inv end
+local function offers_key(inv) return stock_tag(inv) .. 'of:' .. inv end
+local WAITS = '?'  -- prefix of a cart's fields that mark the rows it waits on
 local function due_key(inv) return stock_tag(inv) .. '#due' end
 
 -- Server time in milliseconds: every deadline is compared against Redis' own clock,
@@ -127,14 +140,66 @@ local function move_hold(inv, from, to, qty)
   redis.call('HINCRBY', key, 't' .. to, qty)
 end
 
+-- The waitlist: while carts wait on a row, units that come back are never made public.
+-- Whatever is available goes, in the same step, to the carts at the head of the queue as
+-- offers: the units are held for the cart until `now + its window`, in the bucket of
+-- that deadline (so an unclaimed offer ends like any hold, and its units come back here
+-- to the next in line). A cart that is no longer live loses its place. An offer may be
+-- for fewer units than asked when fewer came back. Returns the units offered.
+-- Every function that may make units available (logical expiry, a lowered line, an
+-- abandon, a restock, an offer given up) calls this on the row afterwards; a row that
+-- never had a waitlist costs one EXISTS.
+local function pour(inv, now)
+  local wl = waitlist_key(inv)
+  if redis.call('EXISTS', wl) == 0 then return 0 end
+  local key = stock_key(inv)
+  local row = redis.call('HMGET', key, 'oh', 'r')
+  local available = tonumber(row[1] or 0) - tonumber(row[2] or 0)
+  local offered = 0
+  while available > 0 do
+    local head = redis.call('ZRANGE', wl, 0, 0)[1]
+    if not head then break end
+    redis.call('ZREM', wl, head)
+    local want = redis.call('HGET', wanted_key(inv), head)
+    redis.call('HDEL', wanted_key(inv), head)
+    redis.call('HINCRBY', key, 'wv', 1)
+    local qty, window = string.match(want or '', '^(%d+) (%d+)$')
+    local ck = cart_key(head)
+    local deadline = redis.call('PEXPIRETIME', ck)
+    if qty and deadline >= now and redis.call('HEXISTS', ck, CHECKING_OUT) == 0 then
+      local q = math.min(tonumber(qty), available)
+      -- Rounded up to a second, so offers share buckets.
+      local until_ms = round_up(now + tonumber(window), 1000)
+      add_hold(inv, until_ms, q, false)
+      redis.call('HSET', offers_key(inv), head, q .. ' ' .. until_ms)
+      available = available - q
+      offered = offered + q
+    end
+  end
+  return offered
+end
+
+-- Forgets offers whose deadline has passed (their units left r with their bucket).
+local function forget_lapsed_offers(inv, now)
+  local offers = redis.call('HGETALL', offers_key(inv))
+  for i = 1, #offers, 2 do
+    local _, deadline = string.match(offers[i + 1], '^(%d+) (%d+)$')
+    if tonumber(deadline) < now then
+      redis.call('HDEL', offers_key(inv), offers[i])
+      redis.call('HINCRBY', stock_key(inv), 'wv', 1)
+    end
+  end
+end
+
 -- Logical expiry: drops every bucket of one stock row whose deadline is before now, so
 -- the units count as available at the deadline whether or not anything else ran.
 -- `e` is the row's e as the caller read it (false: read it here). Returns how many
--- units it returned, and whether it rewrote e (the caller's copy is stale then).
+-- units it returned, whether it rewrote e (the caller's copy is stale then), and how
+-- many of them went to waiting carts at once (see pour): r is down by returned - offered.
 local function drop_expired(inv, now, e)
   local key = stock_key(inv)
   if e == false then e = redis.call('HGET', key, 'e') end
-  if not e or tonumber(e) >= now then return 0, false end
+  if not e or tonumber(e) >= now then return 0, false, 0 end
   local fields = redis.call('HGETALL', key)
   local gone, dropped, next_e = {}, 0, nil
   for i = 1, #fields, 2 do
@@ -161,7 +226,12 @@ local function drop_expired(inv, now, e)
     redis.call('HDEL', key, 'e')
     redis.call('ZREM', due_key(inv), inv)
   end
-  return dropped, true
+  local offered = 0
+  if dropped ~= 0 and redis.call('EXISTS', offers_key(inv), waitlist_key(inv)) > 0 then
+    forget_lapsed_offers(inv, now)
+    offered = pour(inv, now)
+  end
+  return dropped, true, offered
 end
 
 -- The lines of a cart hash as HGETALL returns it: {{pid, inv, qty}, ...}, without the
@@ -170,7 +240,7 @@ local function cart_lines(fields)
   local lines = {}
   for i = 1, #fields, 2 do
     local f = fields[i]
-    if f ~= BIRTH and f ~= CHECKING_OUT then
+    if f ~= BIRTH and f ~= CHECKING_OUT and string.byte(f, 1) ~= 63 then  -- 63: '?' 
       local inv, qty = parse_line(fields[i + 1])
       table.insert(lines, {f, inv, qty})
     end
@@ -258,20 +328,56 @@ local function pending_live(inv, member, now)
   return deadline ~= false and deadline ~= nil and tonumber(deadline) >= now
 end
 
+-- The rows a cart waits on, as a reply: {inventory_id, product_id, state, quantity, n}
+-- per row: state 'waiting' (n = position, 1 = next) or 'offer' (n = its deadline, ms).
+-- Marks whose place and offer are both gone (an offer lapsed) are left out.
+local function waits_of(ck, sid, now)
+  local out = {}
+  for _, f in ipairs(redis.call('HKEYS', ck)) do
+    if string.byte(f, 1) == 63 then
+      local inv = string.sub(f, 2)
+      local pid = redis.call('HGET', stock_key(inv), 'p') or ''
+      local rank = redis.call('ZRANK', waitlist_key(inv), sid)
+      if rank then
+        local want = redis.call('HGET', wanted_key(inv), sid) or '0 0'
+        table.insert(out, {inv, pid, 'waiting', tonumber(string.match(want, '^(%d+)')), rank + 1})
+      else
+        local offer = redis.call('HGET', offers_key(inv), sid)
+        if offer then
+          local q, d = string.match(offer, '^(%d+) (%d+)$')
+          if tonumber(d) >= now then
+            table.insert(out, {inv, pid, 'offer', tonumber(q), tonumber(d)})
+          end
+        end
+      end
+    end
+  end
+  return out
+end
+
 -- A live cart as every cart reply shows it:
---   {deadline_ms, product_id, inventory_id, quantity, name, unit_price_cents, ...}
--- or nil when the cart is unknown or expired.
+--   {deadline_ms, product_id, inventory_id, quantity, name, unit_price_cents, ...
+--    [, {waits_of...}]}
+-- (the trailing array only when the cart waits on some row), or nil when the cart is
+-- unknown or expired.
 local function cart_view(ck, now)
   local deadline = live_deadline(ck, now)
   if not deadline then return nil end
   local out = {deadline}
-  for _, l in ipairs(cart_lines(redis.call('HGETALL', ck))) do
+  local fields = redis.call('HGETALL', ck)
+  for _, l in ipairs(cart_lines(fields)) do
     local info = redis.call('HMGET', stock_key(l[2]), 'n', 'pc')
     table.insert(out, l[1])
     table.insert(out, l[2])
     table.insert(out, l[3])
     table.insert(out, info[1] or '')
     table.insert(out, tonumber(info[2] or 0))
+  end
+  for i = 1, #fields, 2 do
+    if string.byte(fields[i], 1) == 63 then
+      table.insert(out, waits_of(ck, string.match(ck, '^{c%d+}:(.*)$'), now))
+      break
+    end
   end
   return out
 end
@@ -302,4 +408,33 @@ local function cart_event(sid, kind, lines, order_id)
     table.insert(args, order_id)
   end
   redis.call(unpack(args))
+end
+
+-- Gives up a cart's place on a row and any offer it holds there; the offer's units go to
+-- the next in line. Returns the offered units released.
+local function leave_row(inv, sid, now)
+  local released = 0
+  local key = stock_key(inv)
+  local waited = redis.call('ZREM', waitlist_key(inv), sid)
+  redis.call('HDEL', wanted_key(inv), sid)
+  local offer = redis.call('HGET', offers_key(inv), sid)
+  if offer then
+    redis.call('HDEL', offers_key(inv), sid)
+    local q, d = string.match(offer, '^(%d+) (%d+)$')
+    if tonumber(d) >= now then
+      add_hold(inv, tonumber(d), -tonumber(q))
+      released = tonumber(q)
+    end
+  end
+  if waited == 1 or offer then redis.call('HINCRBY', key, 'wv', 1) end
+  if released > 0 then pour(inv, now) end
+  return released
+end
+
+-- Leaves every waitlist a cart is in (it ended: abandoned or checked out).
+local function leave_all(ck, sid, now)
+  local fields = redis.call('HKEYS', ck)
+  for _, f in ipairs(fields) do
+    if string.byte(f, 1) == 63 then leave_row(string.sub(f, 2), sid, now) end
+  end
 end

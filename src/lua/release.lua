@@ -27,6 +27,8 @@ local function abandon(keys, args)
   if redis.call('HEXISTS', ck, CHECKING_OUT) == 1 then return {'checkout_in_progress'} end
   local lines = cart_lines(redis.call('HGETALL', ck))
   local units = unhold_lines(lines, view[1])
+  leave_all(ck, sid, now)
+  for _, l in ipairs(lines) do pour(l[2], now) end  -- its units go to waiting carts first
   redis.call('DEL', ck)
   redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
   cart_event(sid, 'abandoned', lines)

@@ -27,6 +27,13 @@
 -- Nothing is written unless the answer is 'ok' (dropping expired buckets aside, which
 -- changes no availability). dropped: the units of expired buckets this call dropped
 -- from the line's stock row (logical expiry; counted by the metrics).
+-- 'insufficient' says too whether the row has a waitlist (1 or 0): carts waiting on it
+-- may hold offers, which only Redis knows.
+--
+-- Claiming an offer: a cart offered units of the row (see pour in holds.lua) counts
+-- them as available to itself; the change that uses them takes them out of the offer's
+-- bucket into the line's, so no one else ever sees them, and whatever it leaves goes to
+-- the next in line.
 local function set_line(keys, args)
   local now = now_ms()
   local ck = keys[1]
@@ -54,25 +61,38 @@ local function set_line(keys, args)
   if qty > max_qty then return {'quantity_limit', max_qty} end
 
   local dropped, e = 0, false
+  local claim = nil  -- {quantity, deadline} of this cart's offer on the row
   if qty > 0 then
-    local row = redis.call('HMGET', keys[2], 'p', 'oh', 'r', 'e', 'mx')
+    local row = redis.call('HMGET', keys[2], 'p', 'oh', 'r', 'e', 'mx', 'wv')
     if not row[1] then return {'unknown_inventory'} end
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
     -- Above the row's per-cart limit only by lowering (a limit set after the line was).
     if row[5] and qty > tonumber(row[5]) and not (old_inv == inv and qty <= old_qty) then
       return {'limit_exceeded', tonumber(row[5])}
     end
-    -- Lines are the fields besides the birth time.
-    if not old and not created and redis.call('HLEN', ck) - 1 >= max_lines then
+    -- Lines are the fields besides the birth time (and the waitlist marks, counted
+    -- only when the cheap count says the cart may be full).
+    if not old and not created and redis.call('HLEN', ck) - 1 >= max_lines and
+        #cart_lines(redis.call('HGETALL', ck)) >= max_lines then
       return {'too_many_lines', max_lines}
     end
-    local rewrote
-    dropped, rewrote = drop_expired(inv, now, row[4])
+    local rewrote, offered
+    dropped, rewrote, offered = drop_expired(inv, now, row[4])
     e = not rewrote and row[4]  -- false: add_hold reads it again
-    local reserved = tonumber(row[3] or 0) - dropped
+    local reserved = tonumber(row[3] or 0) - dropped + offered
     local available = tonumber(row[2]) - reserved
+    if row[6] and not created then
+      local offer = redis.call('HGET', offers_key(inv), sid)
+      if offer then
+        local q, d = string.match(offer, '^(%d+) (%d+)$')
+        if tonumber(d) >= now then claim = {tonumber(q), tonumber(d)} end
+      end
+    end
     local own = old_inv == inv and old_qty or 0
-    if qty - own > available then return {'insufficient', math.max(available, 0), dropped} end
+    if qty - own > available + (claim and claim[1] or 0) then
+      local waited = redis.call('EXISTS', waitlist_key(inv), offers_key(inv)) > 0
+      return {'insufficient', math.max(available, 0), dropped, waited and 1 or 0}
+    end
   end
 
   -- Every change restarts the cart's TTL (capped by its lifetime); the holds of its
@@ -89,6 +109,14 @@ local function set_line(keys, args)
     for _, l in ipairs(cart_lines(redis.call('HGETALL', ck))) do
       if l[1] ~= pid then move_hold(l[2], old_deadline, deadline, l[3]) end
     end
+  end
+  -- A claimed offer's units leave its bucket; the line's hold below takes what it needs
+  -- and pour gives the rest to the next in line.
+  if claim then
+    add_hold(inv, claim[2], -claim[1])
+    redis.call('HDEL', offers_key(inv), sid)
+    redis.call('HDEL', ck, WAITS .. inv)
+    redis.call('HINCRBY', keys[2], 'wv', 1)
   end
   -- The line's own hold: one change per row, by the net difference.
   if old and old_inv == inv and qty > 0 then
@@ -110,6 +138,9 @@ local function set_line(keys, args)
     redis.call('HSET', ck, BIRTH, born)
   end
   if created or deadline ~= old_deadline then redis.call('PEXPIREAT', ck, deadline) end
+  -- Units this change gave back go to carts waiting on their row first.
+  if old and (old_inv ~= inv or qty < old_qty) then pour(old_inv, now) end
+  if claim then pour(inv, now) end
   local reply = {'ok', sid, created and 1 or 0, deadline, qty, dropped}
   if args[11] == 'view' then table.insert(reply, cart_view(ck, now)) end
   return reply

@@ -5,8 +5,8 @@
 local function live_counts(inv, now)
   local row = redis.call('HMGET', stock_key(inv), 'oh', 'r', 'e')
   if not row[1] then return -1, -1 end
-  local dropped = drop_expired(inv, now, row[3])
-  return tonumber(row[1]), tonumber(row[2] or 0) - dropped
+  local dropped, _, offered = drop_expired(inv, now, row[3])
+  return tonumber(row[1]), tonumber(row[2] or 0) - dropped + offered
 end
 
 local function live_counts_many(invs)
@@ -27,8 +27,8 @@ local function stock(keys, args)
   local inv = args[1]
   local row = redis.call('HMGET', keys[1], 'p', 'oh', 'r', 'e')
   if not row[1] then return nil end
-  local dropped = drop_expired(inv, now_ms(), row[4])
-  return {row[1], tonumber(row[2]), tonumber(row[3] or 0) - dropped}
+  local dropped, _, offered = drop_expired(inv, now_ms(), row[4])
+  return {row[1], tonumber(row[2]), tonumber(row[3] or 0) - dropped + offered}
 end
 
 -- The sum of a row's buckets (what r must be).
@@ -60,6 +60,7 @@ local function mirror(keys, args)
     end
     mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]), true)
     mark_dirty(inv)
+    pour(inv, now)
   end
   redis.call('SET', 'cartd:mirrored', now)
   return #args / 7
@@ -134,6 +135,7 @@ local function apply_on_hand(keys, args)
       else
         settle_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]), nil, true)
       end
+      pour(inv, now)  -- a restock goes to waiting carts first
     end
     table.insert(rows, inv)
   end
@@ -151,6 +153,7 @@ local function sync_on_hand(keys, args)
     if redis.call('EXISTS', stock_key(inv)) == 1 and
         mirror_on_hand(inv, tonumber(args[i + 1]), tonumber(args[i + 2]), true) then
       changed = changed + 1
+      pour(inv, now_ms())
     end
   end
   return changed

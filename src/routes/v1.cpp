@@ -168,11 +168,115 @@ json::object cart_json(const CartView& cart, std::string_view currency) {
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
   std::int64_t ttl = std::max<std::int64_t>(0, (cart.deadline_ms - now_ms + 999) / 1000);
-  return json::object{{"id", cart.id},        {"lines", std::move(lines)},
-                      {"total_cents", total}, {"currency", currency},
-                      {"item_count", items},  {"expires_at", http::rfc3339(cart.deadline_ms)},
-                      {"ttl_seconds", ttl}};
+  json::array waitlist, offers;
+  for (const WaitPlace& w : cart.waitlist) {
+    waitlist.push_back(json::object{{"inventory_id", w.inventory_id},
+                                    {"product_id", w.product_id},
+                                    {"quantity", w.quantity},
+                                    {"position", w.position}});
+  }
+  for (const Offer& o : cart.offers) offers.push_back(offer_json(o));
+  return json::object{{"id", cart.id},
+                      {"lines", std::move(lines)},
+                      {"total_cents", total},
+                      {"currency", currency},
+                      {"item_count", items},
+                      {"expires_at", http::rfc3339(cart.deadline_ms)},
+                      {"ttl_seconds", ttl},
+                      {"waitlist", std::move(waitlist)},
+                      {"offers", std::move(offers)}};
 }
+
+json::object offer_json(const Offer& o) {
+  return json::object{{"inventory_id", o.inventory_id},
+                      {"product_id", o.product_id},
+                      {"quantity", o.quantity},
+                      {"expires_at", http::rfc3339(o.expires_at_ms)}};
+}
+
+namespace {
+
+// POST /v1/stock/{inventory_id}/waitlist {"cart_id", "quantity"}: while the row is sold
+// out, the cart waits in line for it (201 with its position; 200 if it waited already,
+// with the new quantity and its old place).
+void join_waitlist(ApiContext& ctx, const Request& req, const std::string& inventory_id,
+                   Respond respond) {
+  if (!is_valid_id(inventory_id)) {
+    return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+  }
+  auto body = parse_object(req.body());
+  if (!body) return respond(reject(body.error()));
+  const json::value* cart = body->if_contains("cart_id");
+  std::optional<std::string> sid;
+  if (cart && cart->is_string()) sid = parse_session_id(cart->get_string());
+  if (!sid) return respond(error_response(400, "invalid_cart_id", "cart_id is a cart's UUID"));
+  const Limits& limits = ctx.carts.settings().limits;
+  auto quantity = integer_field(*body, "quantity", 1, limits.max_line_quantity, "invalid_quantity");
+  if (!quantity) return respond(reject(quantity.error()));
+  ctx.carts.wait(
+      *sid, inventory_id, *quantity,
+      [sid = *sid, inventory_id, quantity = *quantity, respond = std::move(respond)](auto w) {
+        using K = CartService::Waited::Kind;
+        if (!w) return respond(unavailable(w.error()));
+        switch (w->kind) {
+          case K::waiting:
+            return respond(
+                http::json_response(w->joined ? 201 : 200, {{"inventory_id", inventory_id},
+                                                            {"cart_id", sid},
+                                                            {"quantity", quantity},
+                                                            {"position", w->position}}));
+          case K::available:
+            return respond(
+                error_response(409, "stock_available", "units are available: add them to the cart",
+                               {{"available", w->available}, {"inventory_id", inventory_id}}));
+          case K::offered:
+            return respond(
+                error_response(409, "offer_pending",
+                               "units are held for this cart: claim them by adding them to it",
+                               {{"quantity", w->quantity},
+                                {"expires_at", http::rfc3339(w->expires_at_ms)},
+                                {"inventory_id", inventory_id}}));
+          case K::unknown_inventory:
+            return respond(error_response(404, "unknown_inventory", "Unknown inventory_id",
+                                          {{"inventory_id", inventory_id}}));
+          case K::quantity_limit:
+            return respond(
+                error_response(422, "quantity_limit",
+                               "a line holds at most " + std::to_string(w->limit) + " units",
+                               {{"limit", w->limit}}));
+          case K::limit_exceeded:
+            return respond(error_response(
+                422, "limit_exceeded",
+                "a cart may hold at most " + std::to_string(w->limit) + " units of this stock row",
+                {{"limit", w->limit}, {"inventory_id", inventory_id}}));
+          case K::no_cart:
+            return respond(missing_cart(w->missing));
+          case K::checkout_in_progress:
+            return respond(
+                error_response(409, "checkout_in_progress", "the cart is being checked out"));
+        }
+      });
+}
+
+// DELETE /v1/stock/{inventory_id}/waitlist/{cart_id}: the cart leaves the line, and gives
+// up an offer it holds on the row (its units go to the next in line).
+void leave_waitlist(ApiContext& ctx, const std::string& inventory_id, const std::string& cart,
+                    Respond respond) {
+  if (!is_valid_id(inventory_id)) {
+    return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
+  }
+  auto sid = cart_id(cart, respond);
+  if (!sid) return;
+  ctx.carts.leave(*sid, inventory_id, [respond = std::move(respond)](auto left) {
+    if (!left) return respond(unavailable(left.error()));
+    if (!*left) {
+      return respond(error_response(404, "not_waiting", "the cart is not waiting on this row"));
+    }
+    respond(http::json_response(200, {{"left", true}, {"released", **left}}));
+  });
+}
+
+}  // namespace
 
 json::object order_json(const db::Order& order, std::string_view currency) {
   json::array lines;
@@ -294,6 +398,15 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx) {
                         answer_checkout(ctx, out, respond);
                       });
       });
+
+  router.add(http::Verb::post, "/v1/stock/{inventory_id}/waitlist",
+             [&ctx](const Request& req, const PathParams& p, Respond respond) {
+               join_waitlist(ctx, req, p[0], std::move(respond));
+             });
+  router.add(http::Verb::delete_, "/v1/stock/{inventory_id}/waitlist/{cart_id}",
+             [&ctx](const Request&, const PathParams& p, Respond respond) {
+               leave_waitlist(ctx, p[0], p[1], std::move(respond));
+             });
 
   router.add(http::Verb::get, "/v1/orders/{order_id}",
              [&ctx](const Request&, const PathParams& p, Respond respond) {

@@ -30,6 +30,8 @@ void add_cart_api_routes(http::Router& router, ApiContext& ctx);
 http::Response reject(const Rejection& r);
 // The cart as every /v1 cart route answers it; its prices are in `currency`.
 boost::json::object cart_json(const CartView& cart, std::string_view currency);
+// An offer as a cart and its stream show it: {inventory_id, product_id, quantity, expires_at}.
+boost::json::object offer_json(const Offer& offer);
 // An order as checkout and GET /v1/orders/{id} answer it; its prices are in `currency`.
 boost::json::object order_json(const db::Order& order, std::string_view currency);
 

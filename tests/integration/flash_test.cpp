@@ -1,6 +1,11 @@
 // What a shop running a drop needs beyond live availability: a per-cart limit on a stock
-// row (max_per_cart), enforced atomically with the hold.
+// row (max_per_cart), enforced atomically with the hold, and a fair waitlist for a
+// sold-out row, whose returned units are offered in order.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -136,6 +141,195 @@ TEST(MaxPerCart, a_created_row_may_carry_one) {
   EXPECT_EQ(put_line(cartd, new_cart(cartd), "c", 4).status, 422u);
   EXPECT_EQ(put_line(cartd, new_cart(cartd), "c", 3).status, 200u);
 }
+
+// ---- The fair waitlist ------------------------------------------------------------------
+
+namespace waitlist {
+
+constexpr const char* kCatalog = R"json([
+  {"inventory_id": "one", "product_id": "one", "name": "One", "price_cents": 100, "on_hand": 1},
+  {"inventory_id": "many", "product_id": "many", "name": "Many", "price_cents": 100, "on_hand": 5}
+])json";
+
+HttpResponse join(Cartd& cartd, const std::string& cart, const std::string& inv, int qty = 1) {
+  return cartd.post("/v1/stock/" + inv + "/waitlist",
+                    R"({"cart_id":")" + cart + R"(","quantity":)" + std::to_string(qty) + "}");
+}
+
+boost::json::object cart_of(Cartd& cartd, const std::string& cart) {
+  auto r = cartd.get("/v1/carts/" + cart);
+  EXPECT_EQ(r.status, 200u) << r.body;
+  return r.json().as_object();
+}
+
+std::int64_t offered(Cartd& cartd, const std::string& cart, const std::string& inv) {
+  auto view = cart_of(cartd, cart);
+  for (auto& o : view.at("offers").as_array()) {
+    if (o.at("inventory_id").as_string() == inv) return o.at("quantity").as_int64();
+  }
+  return 0;
+}
+
+boost::json::object stock(Cartd& cartd, const std::string& inv) {
+  return cartd.get("/v1/stock/" + inv).json().as_object();
+}
+
+TEST(Waitlist, a_unit_that_comes_back_is_offered_to_the_first_in_line_who_claims_it) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog);
+  std::string holder = new_cart(cartd), first = new_cart(cartd), second = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
+
+  auto r = join(cartd, first, "one");
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(r.json().at("position").as_int64(), 1);
+  EXPECT_EQ(join(cartd, second, "one").json().at("position").as_int64(), 2);
+  EXPECT_EQ(join(cartd, first, "one").status, 200u) << "again: same place";
+  auto open = join(cartd, new_cart(cartd), "many");
+  EXPECT_EQ(open.status, 409u) << "units are available: just add them";
+  EXPECT_EQ(open.json().at("error").at("code").as_string(), "stock_available");
+  auto place = cart_of(cartd, first).at("waitlist").as_array();
+  ASSERT_EQ(place.size(), 1u);
+  EXPECT_EQ(place[0].at("position").as_int64(), 1);
+  EXPECT_EQ(place[0].at("product_id").as_string(), "one");
+
+  // The holder gives up: the unit goes to the first in line, never to the public.
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + holder).status, 200u);
+  EXPECT_EQ(offered(cartd, first, "one"), 1);
+  EXPECT_TRUE(cart_of(cartd, first).at("waitlist").as_array().empty());
+  EXPECT_EQ(stock(cartd, "one").at("available").as_int64(), 0);
+  EXPECT_EQ(put_line(cartd, new_cart(cartd), "one", 1).status, 409u) << "a newcomer cannot take it";
+  EXPECT_EQ(put_line(cartd, second, "one", 1).status, 409u) << "nor the second in line";
+  EXPECT_EQ(join(cartd, first, "one").json().at("error").at("code").as_string(), "offer_pending");
+
+  // Claiming is an ordinary add to the cart.
+  auto claim = cartd.post("/v1/carts/" + first + "/items",
+                          R"({"product_id":"one","inventory_id":"one","quantity":1})");
+  ASSERT_EQ(claim.status, 200u) << claim.body;
+  auto after = cart_of(cartd, first);
+  EXPECT_TRUE(after.at("offers").as_array().empty());
+  EXPECT_EQ(after.at("lines").as_array().size(), 1u);
+  EXPECT_EQ(stock(cartd, "one").at("reserved").as_int64(), 1);
+  EXPECT_EQ(cart_of(cartd, second).at("waitlist").as_array()[0].at("position").as_int64(), 1);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(Waitlist, an_unclaimed_offer_passes_to_the_next_and_leaving_gives_an_offer_up) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog, {"--offer-window", "1", "--sweep-interval-ms", "100"});
+  std::string holder = new_cart(cartd), a = new_cart(cartd), b = new_cart(cartd),
+              c = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
+  for (auto& w : {a, b, c}) ASSERT_EQ(join(cartd, w, "one").status, 201u);
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + holder).status, 200u);
+  ASSERT_EQ(offered(cartd, a, "one"), 1);
+  // a does nothing: at its deadline the unit passes to b, with no request needed.
+  EXPECT_TRUE(eventually([&] { return offered(cartd, b, "one") == 1; }, 4s));
+  EXPECT_EQ(offered(cartd, a, "one"), 0);
+  EXPECT_TRUE(cart_of(cartd, a).at("waitlist").as_array().empty()) << "a had its turn";
+  // b leaves: its offer goes to c at once.
+  auto left = http(cartd.port(), "DELETE", "/v1/stock/one/waitlist/" + b);
+  ASSERT_EQ(left.status, 200u) << left.body;
+  EXPECT_EQ(left.json().at("released").as_int64(), 1);
+  EXPECT_EQ(offered(cartd, c, "one"), 1);
+  EXPECT_EQ(http(cartd.port(), "DELETE", "/v1/stock/one/waitlist/" + b).status, 404u);
+  EXPECT_EQ(stock(cartd, "one").at("reserved").as_int64(), 1);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(Waitlist, an_expired_hold_and_a_restock_go_to_the_line_first) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog,
+              {"--cart-ttl", "1", "--sweep-interval-ms", "0", "--no-keyspace-events",
+               "--admin-token", kToken, "--cart-max-lifetime", "3600"});
+  std::string holder = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
+  std::string a = new_cart(cartd), b = new_cart(cartd);
+  ASSERT_EQ(join(cartd, a, "one").status, 201u);
+  ASSERT_EQ(join(cartd, b, "one", 2).status, 201u);
+  // The waiters' carts live on (a change slides their TTL); the holder's expires.
+  std::this_thread::sleep_for(600ms);
+  for (auto& w : {a, b}) ASSERT_EQ(put_line(cartd, w, "many", 1).status, 200u);
+  std::this_thread::sleep_for(600ms);
+  // Nothing ran at the deadline; the first request to touch the row hands the unit on.
+  EXPECT_EQ(put_line(cartd, new_cart(cartd), "one", 1).status, 409u);
+  EXPECT_EQ(offered(cartd, a, "one"), 1);
+
+  auto restock =
+      http(cartd.port(), "POST", "/v1/stock/one/adjust", R"({"delta":3})",
+           {{"Authorization", std::string("Bearer ") + kToken}, {"Idempotency-Key", "restock"}});
+  ASSERT_EQ(restock.status, 200u) << restock.body;
+  EXPECT_EQ(offered(cartd, b, "one"), 2) << "b asked for 2";
+  EXPECT_EQ(stock(cartd, "one").at("available").as_int64(), 1) << "the rest is public";
+  ASSERT_EQ(put_line(cartd, b, "one", 2).status, 200u);
+  EXPECT_EQ(stock(cartd, "one").at("reserved").as_int64(), 3);
+}
+
+// Strict first come, first served: 1 000 carts wait on a row of 100 units, and the units
+// come back in a random order, from several threads at once.
+TEST(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
+  constexpr int kUnits = 100, kWaiters = 1000;
+  RedisServer redis;
+  Cartd cartd(redis,
+              R"([{"inventory_id":"drop","product_id":"drop","name":"Drop","price_cents":1,)"
+              R"("on_hand":100}])",
+              {"--offer-window", "3", "--sweep-interval-ms", "100"});
+  std::vector<std::string> holders, waiters;
+  for (int i = 0; i < kUnits; ++i) {
+    holders.push_back(new_cart(cartd));
+    ASSERT_EQ(put_line(cartd, holders.back(), "drop", 1).status, 200u);
+  }
+  for (int i = 0; i < kWaiters; ++i) {
+    waiters.push_back(new_cart(cartd));
+    auto r = join(cartd, waiters.back(), "drop");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    ASSERT_EQ(r.json().at("position").as_int64(), i + 1);
+  }
+  std::mt19937 random(7);
+  std::shuffle(holders.begin(), holders.end(), random);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 pause(static_cast<unsigned>(t));
+      for (std::size_t i = static_cast<std::size_t>(t); i < holders.size(); i += 4) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(pause() % 10));
+        EXPECT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + holders[i]).status, 200u);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  auto offers_now = [&] {
+    std::vector<int> got;
+    for (int i = 0; i < kWaiters; ++i) {
+      if (offered(cartd, waiters[i], "drop") > 0) got.push_back(i);
+    }
+    return got;
+  };
+  auto first = offers_now();
+  ASSERT_EQ(first.size(), 100u);
+  for (int i = 0; i < kUnits; ++i) EXPECT_EQ(first[i], i) << "the first 100 in line, no one else";
+  EXPECT_EQ(cart_of(cartd, waiters[100]).at("waitlist").at(0).at("position").as_int64(), 1);
+  auto row = stock(cartd, "drop");
+  EXPECT_EQ(row.at("reserved").as_int64(), 100) << "every unit offered once, none lost";
+  EXPECT_EQ(row.at("available").as_int64(), 0);
+
+  // Nobody claims: within the window (and a sweep) the next 100 have them.
+  EXPECT_TRUE(eventually([&] { return offered(cartd, waiters[199], "drop") == 1; }, 6s));
+  auto second = offers_now();
+  ASSERT_EQ(second.size(), 100u);
+  for (int i = 0; i < kUnits; ++i) EXPECT_EQ(second[i], 100 + i);
+  // The accounting: 100 units on hand, all offered, none sold, none held by a line.
+  row = stock(cartd, "drop");
+  EXPECT_EQ(row.at("on_hand").as_int64(), 100);
+  EXPECT_EQ(row.at("reserved").as_int64(), 100);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+}  // namespace waitlist
 
 }  // namespace
 }  // namespace cartd::test
