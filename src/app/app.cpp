@@ -79,7 +79,7 @@ struct Loop {
                 config.admin_token,
                 std::chrono::milliseconds(config.admin_hold_ms),
                 config.currency},
-        streams(live, stock, static_cast<std::size_t>(config.stream_max_rows)) {}
+        streams(live, stock, carts, static_cast<std::size_t>(config.stream_max_rows)) {}
 
   metrics::Shard& metrics;
   metrics::Shard* counting;  // &metrics, or nullptr with --no-metrics

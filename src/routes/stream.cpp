@@ -5,7 +5,9 @@
 #include <chrono>
 
 #include "base/ids.hpp"
+#include "base/session_id.hpp"
 #include "routes/classic.hpp"
+#include "routes/v1.hpp"
 
 namespace cartd::stock {
 namespace {
@@ -28,6 +30,23 @@ struct Place {
   std::vector<std::string> ids;
   bool handed_over = false;
 };
+
+// A stream's place and its rows, or nullopt after answering 503 at --max-streams. The
+// rows are watched before the page's first read: a change after that read reaches the
+// poller, which reads the row again (a new row is news to it), and the page hears it.
+std::shared_ptr<Place> take_place(LiveStock& live, std::vector<std::string> ids,
+                                  const http::Respond& respond) {
+  if (!live.open_stream()) {
+    http::Response r = error_response(503, "unavailable",
+                                      "cartd has as many streams open as it may (" +
+                                          std::to_string(live.max_streams()) + "); retry shortly");
+    r.headers.emplace_back("Retry-After", "1");
+    respond(std::move(r));
+    return nullptr;
+  }
+  live.watch(ids);
+  return std::make_shared<Place>(live, std::move(ids));
+}
 
 std::int64_t epoch_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -58,6 +77,10 @@ std::string stock_event(std::int64_t at_ms, const std::string& inventory_id,
   return out;
 }
 
+std::string offer_event(const cart::Offer& offer) {
+  return "event: offer\ndata: " + json::serialize(cart::offer_json(offer)) + "\n\n";
+}
+
 StockStreams::~StockStreams() {
   for (Page& p : pages_) {
     live_.unwatch(p.ids);
@@ -70,6 +93,14 @@ void StockStreams::add_routes(http::Router& router) {
   router.add(http::Verb::get, "/v1/stock/stream",
              [this](const http::Request& req, const http::PathParams&, http::Respond respond) {
                open(req, std::move(respond));
+             });
+  router.add(http::Verb::get, "/v1/carts/{id}/stream",
+             [this](const http::Request&, const http::PathParams& p, http::Respond respond) {
+               auto sid = parse_session_id(p[0]);
+               if (!sid) {
+                 return respond(error_response(400, "invalid_cart_id", "a cart id is a UUID"));
+               }
+               open_cart(*sid, std::move(respond));
              });
 }
 
@@ -96,17 +127,8 @@ void StockStreams::open(const http::Request& req, http::Respond respond) {
     return respond(error_response(
         400, "missing_field", "name the stock rows to watch: ?inventory_id=...&inventory_id=..."));
   }
-  if (!live_.open_stream()) {
-    http::Response r = error_response(503, "unavailable",
-                                      "cartd has as many streams open as it may (" +
-                                          std::to_string(live_.max_streams()) + "); retry shortly");
-    r.headers.emplace_back("Retry-After", "1");
-    return respond(std::move(r));
-  }
-  // Watched before the first read: a change after that read reaches the poller, which
-  // reads the row again (a new row is news to it), and the page hears it.
-  live_.watch(ids);
-  auto place = std::make_shared<Place>(live_, std::move(ids));
+  auto place = take_place(live_, std::move(ids), respond);
+  if (!place) return;
   stock_.counts(place->ids, [this, place, respond = std::move(respond)](auto counts) {
     const std::vector<std::string>& ids = place->ids;
     if (!counts) return respond(cart::unavailable(counts.error()));
@@ -130,17 +152,73 @@ void StockStreams::open(const http::Request& req, http::Respond respond) {
     r.stream = [this, place,
                 sent = std::move(sent)](std::shared_ptr<http::EventStream> stream) mutable {
       place->handed_over = true;  // detach gives them back now
-      attach(std::move(stream), place->ids, std::move(sent));
+      attach(Page{std::move(stream), place->ids, std::move(sent), "", {}, {}});
     };
     respond(std::move(r));
   });
 }
 
-void StockStreams::attach(std::shared_ptr<http::EventStream> stream, std::vector<std::string> ids,
-                          std::unordered_map<std::string, std::optional<LiveCounts>> sent) {
-  auto page = pages_.insert(pages_.end(), Page{stream, std::move(ids), std::move(sent)});
-  for (const std::string& id : page->ids) by_row_[id].push_back(&*page);
-  stream->on_close([this, page] { detach(page); });
+void StockStreams::open_cart(const std::string& session_id, http::Respond respond) {
+  carts_.get_cart(session_id, [this, session_id, respond = std::move(respond)](auto found) mutable {
+    if (!found) return respond(cart::unavailable(found.error()));
+    if (!found->cart) return respond(cart::missing_cart(found->missing));
+    const cart::CartView& cart = *found->cart;
+    std::vector<std::string> ids;
+    std::unordered_map<std::string, std::string> products;
+    json::array waitlist;
+    for (const cart::WaitPlace& w : cart.waitlist) {
+      ids.push_back(w.inventory_id);
+      products[w.inventory_id] = w.product_id;
+      waitlist.push_back(json::object{{"inventory_id", w.inventory_id},
+                                      {"product_id", w.product_id},
+                                      {"quantity", w.quantity},
+                                      {"position", w.position}});
+    }
+    for (const cart::Offer& o : cart.offers) {
+      ids.push_back(o.inventory_id);
+      products[o.inventory_id] = o.product_id;
+    }
+    auto place = take_place(live_, ids, respond);
+    if (!place) return;
+    std::string first = "retry: " + std::to_string(kStreamRetry.count()) + "\n\n";
+    first += "event: waitlist\ndata: " +
+             json::serialize(json::object{{"waitlist", std::move(waitlist)}}) + "\n\n";
+    std::unordered_map<std::string, std::int64_t> offers_sent;
+    for (const cart::Offer& o : cart.offers) {
+      first += offer_event(o);
+      offers_sent[o.inventory_id] = o.expires_at_ms;
+    }
+    http::Response r{200, std::move(first), http::kEventStreamContentType, {}, {}};
+    r.stream = [this, place, session_id, offers_sent = std::move(offers_sent),
+                products = std::move(products)](std::shared_ptr<http::EventStream> stream) mutable {
+      place->handed_over = true;
+      attach(Page{std::move(stream),
+                  place->ids,
+                  {},
+                  session_id,
+                  std::move(offers_sent),
+                  std::move(products)});
+    };
+    respond(std::move(r));
+  });
+}
+
+void StockStreams::attach(Page page) {
+  auto at = pages_.insert(pages_.end(), std::move(page));
+  for (const std::string& id : at->ids) by_row_[id].push_back(&*at);
+  at->stream->on_close([this, at] { detach(at); });
+}
+
+// A cart's page hears each offer of a row to its cart once.
+void StockStreams::tell_offers(Page& page, const RowCounts& row) {
+  for (const RowOffer& o : row.offers) {
+    if (o.session_id != page.cart) continue;
+    auto& sent = page.offers_sent[row.inventory_id];
+    if (sent == o.expires_at_ms) continue;
+    sent = o.expires_at_ms;
+    page.stream->send(offer_event(cart::Offer{row.inventory_id, page.products[row.inventory_id],
+                                              o.quantity, o.expires_at_ms}));
+  }
 }
 
 void StockStreams::detach(std::list<Page>::iterator page) {
@@ -165,6 +243,10 @@ void StockStreams::deliver(const LiveChanges& changes) {
     if (at == by_row_.end()) continue;
     std::string event = stock_event(changes.at_ms, row.inventory_id, row.counts);
     for (Page* p : at->second) {
+      if (!p->cart.empty()) {
+        tell_offers(*p, row);
+        continue;
+      }
       auto& last = p->sent[row.inventory_id];
       if (last == row.counts) continue;
       last = row.counts;

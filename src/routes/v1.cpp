@@ -10,6 +10,16 @@
 #include "routes/classic.hpp"
 
 namespace cartd::cart {
+
+http::Response missing_cart(Missing m) {
+  using http::error_response;
+  if (m == Missing::expired) return error_response(404, "cart_expired", "the cart has expired");
+  if (m == Missing::checked_out) {
+    return error_response(410, "cart_checked_out", "the cart has been checked out");
+  }
+  return error_response(404, "cart_not_found", "no such cart");
+}
+
 namespace {
 
 namespace json = boost::json;
@@ -19,14 +29,6 @@ using http::Request;
 using http::Respond;
 using http::Response;
 using Kind = SetLineOutcome::Kind;
-
-Response missing_cart(Missing m) {
-  if (m == Missing::expired) return error_response(404, "cart_expired", "the cart has expired");
-  if (m == Missing::checked_out) {
-    return error_response(410, "cart_checked_out", "the cart has been checked out");
-  }
-  return error_response(404, "cart_not_found", "no such cart");
-}
 
 // The cart id from the path, or nullopt after answering 400.
 std::optional<std::string> cart_id(const std::string& segment, Respond& respond) {

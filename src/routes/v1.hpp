@@ -26,6 +26,8 @@ struct ApiContext {
 
 void add_cart_api_routes(http::Router& router, ApiContext& ctx);
 
+// Why there is no cart: 404 cart_not_found or cart_expired, 410 cart_checked_out.
+http::Response missing_cart(Missing missing);
 // {"error": {...}} for a rejected request.
 http::Response reject(const Rejection& r);
 // The cart as every /v1 cart route answers it; its prices are in `currency`.

@@ -94,7 +94,7 @@ void LiveStock::poll_batch(std::shared_ptr<std::vector<std::string>> ids, std::s
   std::size_t to = std::min(ids->size(), from + kPollBatch);
   std::vector<std::string> batch(ids->begin() + static_cast<std::ptrdiff_t>(from),
                                  ids->begin() + static_cast<std::ptrdiff_t>(to));
-  stock_->counts(batch, [this, ids, from, to, changes](auto r) {
+  stock_->watch(batch, [this, ids, from, to, changes](auto r) {
     if (!r) {
       // Redis is away: pages keep what they have and hear the next change once it is
       // back. Changes read by this poll's earlier batches are passed on: the poller has
@@ -104,11 +104,15 @@ void LiveStock::poll_batch(std::shared_ptr<std::vector<std::string>> ids, std::s
     }
     changes->at_ms = epoch_ms();
     for (std::size_t i = from; i < to; ++i) {
-      const std::optional<LiveCounts>& now = (*r)[i - from];
+      std::optional<WatchedRow>& now = (*r)[i - from];
       auto [at, fresh] = last_.try_emplace((*ids)[i], now);
       if (!fresh && at->second == now) continue;
       at->second = now;
-      changes->rows.push_back(RowCounts{(*ids)[i], now});
+      if (now) {
+        changes->rows.push_back(RowCounts{(*ids)[i], now->counts, std::move(now->offers)});
+      } else {
+        changes->rows.push_back(RowCounts{(*ids)[i], std::nullopt, {}});
+      }
     }
     poll_batch(ids, to, changes);
   });

@@ -26,10 +26,12 @@
 
 namespace cartd::stock {
 
-// The counts of one watched row as a poll read them; nullopt: Redis does not have it.
+// One watched row as a poll read it: counts, nullopt when Redis does not have it, and
+// its offers to carts that waited.
 struct RowCounts {
   std::string inventory_id;
   std::optional<LiveCounts> counts;
+  std::vector<RowOffer> offers;
 };
 
 // What one poll found: the rows whose counts changed, and whether it is time for a
@@ -81,7 +83,7 @@ class LiveStock {
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::size_t> watched_;  // guarded by mutex_
   // The poller's own (its thread only): what each watched row last read as.
-  std::unordered_map<std::string, std::optional<LiveCounts>> last_;
+  std::unordered_map<std::string, std::optional<WatchedRow>> last_;
   std::chrono::steady_clock::time_point last_heartbeat_{};
   StockService* stock_ = nullptr;
   std::unique_ptr<boost::asio::steady_timer> timer_;

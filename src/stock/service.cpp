@@ -108,6 +108,34 @@ void StockService::counts(const std::vector<std::string>& ids,
   });
 }
 
+void StockService::watch(const std::vector<std::string>& ids,
+                         Callback<std::vector<std::optional<WatchedRow>>> done) {
+  send(redis_, fcall_rows("cartd_watch", ids, ids), [done, n = ids.size()](redis::Result r) {
+    if (!r) return done(r.error());
+    if (r->elements.size() != n) return done(unexpected());
+    std::vector<std::optional<WatchedRow>> out;
+    for (const redis::Reply& row : r->elements) {
+      auto on_hand = row.int_at(0), reserved = row.int_at(1), version = row.int_at(2),
+           offers = row.int_at(3);
+      if (!on_hand || !reserved || !version || !offers ||
+          row.elements.size() != 4 + 3 * static_cast<std::size_t>(*offers)) {
+        return done(unexpected());
+      }
+      if (*on_hand < 0) {
+        out.emplace_back();
+        continue;
+      }
+      WatchedRow w{LiveCounts{*on_hand, *reserved}, *version, {}};
+      for (std::size_t i = 4; i < row.elements.size(); i += 3) {
+        w.offers.push_back(RowOffer{row.text_at(i).value_or(""), row.int_at(i + 1).value_or(0),
+                                    row.int_at(i + 2).value_or(0)});
+      }
+      out.push_back(std::move(w));
+    }
+    done(std::move(out));
+  });
+}
+
 void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done) {
   send(redis_, mirror_args(rows), [done](redis::Result r) {
     if (!r) return done(r.error());

@@ -44,6 +44,23 @@ struct AdminHold {
   LiveCounts counts;  // ok, below_reserved: the row before the hold
 };
 
+// Units of a row held for a cart that waited (see src/lua/waitlist.lua).
+struct RowOffer {
+  std::string session_id;
+  std::int64_t quantity = 0;
+  std::int64_t expires_at_ms = 0;
+  friend bool operator==(const RowOffer&, const RowOffer&) = default;
+};
+
+// A row as open pages see it: its counts, the version of its waitlist (it changes with
+// every place given or taken and every offer) and its live offers.
+struct WatchedRow {
+  LiveCounts counts;
+  std::int64_t waits_version = 0;
+  std::vector<RowOffer> offers;
+  friend bool operator==(const WatchedRow&, const WatchedRow&) = default;
+};
+
 class StockService {
  public:
   explicit StockService(redis::Client& redis) : redis_(redis) {}
@@ -56,6 +73,9 @@ class StockService {
   void stock(const std::string& inventory_id, Callback<std::optional<StockView>> done);
   void counts(const std::vector<std::string>& inventory_ids,
               Callback<std::vector<std::optional<LiveCounts>>> done);
+  // What the live-availability poller reads of rows (cartd_watch); nullopt: unknown row.
+  void watch(const std::vector<std::string>& inventory_ids,
+             Callback<std::vector<std::optional<WatchedRow>>> done);
   // Mirrors rows from the main DB (absolute values; reserved recomputed from holds).
   // Answers how many rows were mirrored.
   void mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done);

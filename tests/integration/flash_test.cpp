@@ -267,6 +267,38 @@ TEST(Waitlist, an_expired_hold_and_a_restock_go_to_the_line_first) {
   EXPECT_EQ(stock(cartd, "one").at("reserved").as_int64(), 3);
 }
 
+TEST(Waitlist, the_waiting_page_hears_of_its_offer_at_once) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog);
+  std::string holder = new_cart(cartd), waiter = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
+  ASSERT_EQ(join(cartd, waiter, "one").status, 201u);
+  EventStreamClient page(cartd.port(), "/v1/carts/" + waiter + "/stream");
+  ASSERT_TRUE(page.head().starts_with("HTTP/1.1 200"));
+  auto places = page.next(3s);
+  ASSERT_TRUE(places) << page.raw();
+  EXPECT_EQ(places->event, "waitlist");
+  EXPECT_EQ(places->json().at("waitlist").at(0).at("position").as_int64(), 1);
+
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + holder).status, 200u);
+  auto offer = page.next(3s);
+  ASSERT_TRUE(offer) << page.raw();
+  EXPECT_EQ(offer->event, "offer");
+  auto o = offer->json();
+  EXPECT_EQ(o.at("inventory_id").as_string(), "one");
+  EXPECT_EQ(o.at("product_id").as_string(), "one");
+  EXPECT_EQ(o.at("quantity").as_int64(), 1);
+  EXPECT_EQ(o.at("expires_at").as_string(),
+            cart_of(cartd, waiter).at("offers").at(0).at("expires_at").as_string());
+  EXPECT_FALSE(page.next(1s)) << "once: " << page.raw();
+
+  EventStreamClient bad(cartd.port(), "/v1/carts/nope/stream", true);
+  EXPECT_TRUE(bad.head().starts_with("HTTP/1.1 400"));
+  EventStreamClient unknown(cartd.port(), "/v1/carts/00000000-0000-4000-8000-000000000000/stream",
+                            true);
+  EXPECT_TRUE(unknown.head().starts_with("HTTP/1.1 404"));
+}
+
 // Strict first come, first served: 1 000 carts wait on a row of 100 units, and the units
 // come back in a random order, from several threads at once.
 TEST(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
