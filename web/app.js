@@ -31,6 +31,8 @@ const state = {
   currency: 'USD',     // the shop's, as the API last named it
   streams: [],         // EventSources of GET /v1/stock/stream, each for up to STREAM_MAX_ROWS rows
   streamRows: '',      // the inventory ids they watch, joined
+  cartStream: null,    // EventSource of GET /v1/carts/{id}/stream while the cart waits in a line
+  cartStreamKey: '',   // the cart and the rows it waited on when that stream opened
 };
 
 class HttpError extends Error {
@@ -83,6 +85,7 @@ function explain(e, what) {
 function forgetCart(expired) {
   state.cartId = null;
   state.cart = null;
+  watchCart();
   state.checkoutKey = null;
   localStorage.removeItem(CART_KEY);
   if (expired) notice('Your cart expired and its items went back on the shelf. A fresh cart starts when you add something.');
@@ -103,6 +106,8 @@ function showCart(cart) {
   if (cart.currency) state.currency = cart.currency;
   state.deadline = Date.now() + cart.ttl_seconds * 1000;
   renderCart();
+  updateCards();
+  watchCart();
 }
 
 // The cart is no more: expired, unknown, or already an order (410 cart_checked_out).
@@ -202,6 +207,78 @@ function continueShopping() {
   heading.focus({ preventScroll: true });
 }
 
+// mm:ss of a number of seconds.
+function clock(seconds) {
+  return `${String(Math.floor(seconds / 60)).padStart(2, '0')}:${String(seconds % 60).padStart(2, '0')}`;
+}
+
+// The cart's offer and its place in line for a stock row, if any.
+function waitOf(inventoryId) {
+  return {
+    offer: state.cart?.offers?.find((o) => o.inventory_id === inventoryId),
+    place: state.cart?.waitlist?.find((w) => w.inventory_id === inventoryId),
+  };
+}
+
+function updateCards() {
+  for (const card of document.querySelectorAll('#products article')) {
+    const product = state.products.get(card.dataset.product);
+    if (product) updateCard(card, product);
+  }
+}
+
+async function joinWaitlist(product, inventoryId, quantity) {
+  if (state.busy) return;
+  state.busy = true;
+  error('');
+  try {
+    const id = await ensureCart();
+    const place = await api('POST', `/v1/stock/${encodeURIComponent(inventoryId)}/waitlist`, { cart_id: id, quantity });
+    notice(`You are #${place.position} in line for ${product.name}. If a unit comes back, it is held for you here.`);
+  } catch (e) {
+    if (e.code === 'stock_available') notice(`${product.name} is back in stock: add it to your cart.`);
+    else if (e.code === 'offer_pending') notice(`${product.name} is held for you: claim it.`);
+    else explain(e, `join the waitlist for ${product.name}`);
+  } finally {
+    state.busy = false;
+    await refreshCart();
+    refreshProducts();
+  }
+}
+
+async function leaveWaitlist(product, inventoryId) {
+  if (!state.cartId || state.busy) return;
+  state.busy = true;
+  try {
+    await api('DELETE', `/v1/stock/${encodeURIComponent(inventoryId)}/waitlist/${state.cartId}`);
+    notice('');
+  } catch (e) {
+    if (e.code !== 'not_waiting') explain(e, `leave the line for ${product.name}`);
+  } finally {
+    state.busy = false;
+    await refreshCart();
+  }
+}
+
+// While the cart waits in a line, its own stream says at once when units are held for it.
+function watchCart() {
+  const rows = [...(state.cart?.waitlist ?? []), ...(state.cart?.offers ?? [])].map((w) => w.inventory_id).sort();
+  const key = rows.length && typeof EventSource !== 'undefined' ? `${state.cartId}:${rows.join('|')}` : '';
+  const closed = state.cartStream?.readyState === EventSource.CLOSED;
+  if (key === state.cartStreamKey && !closed) return;
+  state.cartStream?.close();
+  state.cartStream = null;
+  state.cartStreamKey = key;
+  if (!key) return;
+  state.cartStream = new EventSource(`/v1/carts/${state.cartId}/stream`);
+  state.cartStream.addEventListener('offer', (event) => {
+    const offer = JSON.parse(event.data);
+    const product = state.products.get(offer.product_id);
+    notice(`Good news: ${offer.quantity} of ${product?.name ?? offer.product_id} came back and is held for you. Claim it before the timer runs out.`);
+    refreshCart();
+  });
+}
+
 function availabilityText(row) {
   if (row.available <= 0) return 'Out of stock';
   if (row.available <= 3) return `Only ${row.available} left`;
@@ -246,12 +323,32 @@ function productCard(product) {
   });
   source.addEventListener('change', () => updateCard(card, state.products.get(product.product_id)));
 
+  // The fair waitlist: a sold-out product can be waited for; units that come back are
+  // held for the first in line, who claims them before the offer runs out.
+  const wait = document.createElement('div');
+  wait.className = 'wait';
+  const waitText = document.createElement('p');
+  waitText.className = 'wait-text';
+  waitText.setAttribute('aria-live', 'polite');
+  const waitButton = document.createElement('button');
+  waitButton.type = 'button';
+  waitButton.className = 'wait-button';
+  waitButton.addEventListener('click', () => {
+    const current = state.products.get(product.product_id);
+    const n = Math.max(1, Math.min(MAX_QUANTITY, Number.parseInt(quantity.value, 10) || 1));
+    const { offer, place } = waitOf(source.value);
+    if (offer) addToCart(current, source.value, offer.quantity);
+    else if (place) leaveWaitlist(current, source.value);
+    else joinWaitlist(current, source.value, n);
+  });
+  wait.append(waitText, waitButton);
+
   const row = document.createElement('div');
   row.className = 'row';
   row.append(label, quantity);
   card.append(title, price);
   if (product.stock.length > 1) card.append(source);
-  card.append(stock, row, add);
+  card.append(stock, row, add, wait);
   return card;
 }
 
@@ -267,6 +364,27 @@ function updateCard(card, product) {
   add.disabled = soldOut;
   add.textContent = soldOut ? 'Sold out' : 'Add to cart';
   card.querySelector('input[type=number]').disabled = soldOut;
+  const { offer, place } = waitOf(row.inventory_id);
+  const wait = card.querySelector('.wait');
+  const text = wait.querySelector('.wait-text');
+  const button = wait.querySelector('button');
+  wait.hidden = !(soldOut || offer || place);
+  if (offer) {
+    const left = Math.max(0, Math.ceil((Date.parse(offer.expires_at) - Date.now()) / 1000));
+    text.textContent = `${offer.quantity} held for you: claim within ${clock(left)}`;
+    text.className = 'wait-text offer';
+    button.textContent = 'Claim';
+    button.className = 'wait-button primary';
+  } else if (place) {
+    text.textContent = `You are #${place.position} in line`;
+    text.className = 'wait-text';
+    button.textContent = 'Leave the line';
+    button.className = 'wait-button';
+  } else {
+    text.textContent = '';
+    button.textContent = 'Join the waitlist';
+    button.className = 'wait-button';
+  }
   for (const option of select?.options ?? []) {
     const r = product.stock.find((s) => s.inventory_id === option.value);
     if (r) option.textContent = `${r.name} (${availabilityText(r).toLowerCase()})`;
@@ -387,7 +505,12 @@ function renderCart() {
 
 function tick() {
   const left = Math.max(0, Math.ceil((state.deadline - Date.now()) / 1000));
-  $('timer').textContent = `${String(Math.floor(left / 60)).padStart(2, '0')}:${String(left % 60).padStart(2, '0')}`;
+  $('timer').textContent = clock(left);
+  if (state.cart?.offers?.length) {
+    updateCards();  // the offers' countdowns
+    // An offer that ran out has passed to the next in line: the cart says so.
+    if (!state.busy && state.cart.offers.some((o) => Date.parse(o.expires_at) <= Date.now())) refreshCart();
+  }
   if (state.cart && state.cart.lines.length && left === 0 && !state.busy) {
     state.cart = null;  // ask the server once, then say so
     refreshCart().then(refreshProducts);

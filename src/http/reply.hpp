@@ -29,8 +29,12 @@ class EventStream {
  public:
   virtual ~EventStream() = default;
   // Queues bytes for the client. A client that falls behind by more than the stream's
-  // buffer is closed rather than buffered without bound. False once closed.
-  virtual bool send(std::string bytes) = 0;
+  // buffer is closed rather than buffered without bound. False once closed. One event
+  // for many streams is shared, not copied per stream.
+  virtual bool send(std::shared_ptr<const std::string> bytes) = 0;
+  bool send(std::string bytes) {
+    return send(std::make_shared<const std::string>(std::move(bytes)));
+  }
   virtual bool closed() const = 0;
   // Runs once when the stream closes (client gone, too slow, shutdown), or at once if it
   // has closed already.

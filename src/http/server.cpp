@@ -349,7 +349,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   class Stream : public EventStream {
    public:
     explicit Stream(std::weak_ptr<Connection> c) : c_(std::move(c)) {}
-    bool send(std::string bytes) override {
+    using EventStream::send;
+    bool send(std::shared_ptr<const std::string> bytes) override {
       auto c = c_.lock();
       return c && c->stream_send(std::move(bytes));
     }
@@ -385,13 +386,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
                             });
   }
 
-  bool stream_send(std::string bytes) {
+  bool stream_send(std::shared_ptr<const std::string> bytes) {
     if (stream_closed_) return false;
-    if (outbox_bytes_ + bytes.size() > kStreamBufferBytes) {
+    if (outbox_bytes_ + bytes->size() > kStreamBufferBytes) {
       end_stream();
       return false;
     }
-    outbox_bytes_ += bytes.size();
+    outbox_bytes_ += bytes->size();
     outbox_.push_back(std::move(bytes));
     if (!writing_) write_next();
     return true;
@@ -402,10 +403,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // A client that takes nothing for the idle time is gone; between writes, the stream
     // waits without a timer (heartbeats keep it moving).
     stream_.expires_after(limits_.idle_timeout);
-    asio::async_write(stream_, asio::buffer(outbox_.front()),
+    asio::async_write(stream_, asio::buffer(*outbox_.front()),
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                         if (ec) return self->end_stream();
-                        self->outbox_bytes_ -= self->outbox_.front().size();
+                        self->outbox_bytes_ -= self->outbox_.front()->size();
                         self->outbox_.pop_front();
                         if (self->outbox_.empty()) {
                           self->writing_ = false;
@@ -453,7 +454,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool streaming_ = false;
   bool stream_closed_ = false;
   bool writing_ = false;
-  std::deque<std::string> outbox_;
+  std::deque<std::shared_ptr<const std::string>> outbox_;
   std::size_t outbox_bytes_ = 0;
   std::function<void()> on_stream_close_;
 };

@@ -15,8 +15,6 @@ local function wait(keys, args)
   local now = now_ms()
   local ck, sid, inv = keys[1], args[1], args[2]
   local qty, window, max_qty = tonumber(args[3]), tonumber(args[4]), tonumber(args[5])
-  if not live_deadline(ck, now) then return {'no_cart', missing_cart(sid)} end
-  if redis.call('HEXISTS', ck, CHECKING_OUT) == 1 then return {'checkout_in_progress'} end
   local row = redis.call('HMGET', keys[2], 'p', 'oh', 'r', 'e', 'mx')
   if not row[1] then return {'unknown_inventory'} end
   if qty > max_qty then return {'quantity_limit', max_qty} end
@@ -29,6 +27,8 @@ local function wait(keys, args)
   end
   local available = tonumber(row[2]) - (tonumber(row[3] or 0) - dropped + offered)
   if available > 0 then return {'available', available} end
+  if not live_deadline(ck, now) then return {'no_cart', missing_cart(sid)} end
+  if redis.call('HEXISTS', ck, CHECKING_OUT) == 1 then return {'checkout_in_progress'} end
   local wl = waitlist_key(inv)
   local joined = 0
   if not redis.call('ZSCORE', wl, sid) then

@@ -235,13 +235,15 @@ void StockStreams::detach(std::list<Page>::iterator page) {
 
 void StockStreams::deliver(const LiveChanges& changes) {
   if (changes.heartbeat) {
-    for (Page& p : pages_) p.stream->send(": heartbeat\n\n");
+    auto beat = std::make_shared<const std::string>(": heartbeat\n\n");
+    for (Page& p : pages_) p.stream->send(beat);
   }
   // One event text per row, shared by every page that watches it.
   for (const RowCounts& row : changes.rows) {
     auto at = by_row_.find(row.inventory_id);
     if (at == by_row_.end()) continue;
-    std::string event = stock_event(changes.at_ms, row.inventory_id, row.counts);
+    auto event = std::make_shared<const std::string>(
+        stock_event(changes.at_ms, row.inventory_id, row.counts));
     for (Page* p : at->second) {
       if (!p->cart.empty()) {
         tell_offers(*p, row);

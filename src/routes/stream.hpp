@@ -31,7 +31,8 @@
 namespace cartd::stock {
 
 // How often an EventSource that lost its stream tries again (the `retry:` field).
-inline constexpr std::chrono::milliseconds kStreamRetry{1000};
+// Half a second: a restarted cartd has its pages back within about a second and a half.
+inline constexpr std::chrono::milliseconds kStreamRetry{500};
 
 // The open streams of one event loop. Everything runs on that loop.
 class StockStreams {

@@ -24,6 +24,7 @@ const catalog = [
   { inventory_id: 'lamp', product_id: 'lamp', name: 'Desk Lamp', price_cents: 12900, on_hand: 1 },
   { inventory_id: 'boot-eu', product_id: 'boot', name: 'Trail Boot', price_cents: 9900, on_hand: 4 },
   { inventory_id: 'boot-us', product_id: 'boot', name: 'Trail Boot (US warehouse)', price_cents: 9900, on_hand: 2 },
+  { inventory_id: 'vase', product_id: 'vase', name: 'Glass Vase', price_cents: 3000, on_hand: 1 },
 ];
 
 let dir, redis, cartd, browser, base;
@@ -215,6 +216,35 @@ test('availability is pushed to an open page as it changes', async () => {
   // Another shopper's units come back: the page hears that too.
   assert.equal((await fetch(`${base}/v1/carts/${other.id}`, { method: 'DELETE' })).status, 200);
   await card(page, 'Canvas Cap').getByText(`${before} available`).waitFor({ timeout: 3000 });
+  await page.context().close();
+});
+
+test('a shopper waits for a sold-out product and claims the unit that comes back', async () => {
+  // Another shopper holds the only vase.
+  const other = await (await fetch(`${base}/v1/carts`, { method: 'POST' })).json();
+  const held = await fetch(`${base}/v1/carts/${other.id}/items`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ product_id: 'vase', inventory_id: 'vase', quantity: 1 }),
+  });
+  assert.equal(held.status, 200);
+
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(base);
+  const vase = card(page, 'Glass Vase');
+  await vase.getByText('Out of stock').waitFor();
+  await vase.getByRole('button', { name: 'Join the waitlist' }).click();
+  await vase.getByText('You are #1 in line').waitFor();
+
+  // The other shopper gives up: the unit is held for this page, not put back on sale.
+  assert.equal((await fetch(`${base}/v1/carts/${other.id}`, { method: 'DELETE' })).status, 200);
+  await vase.getByText(/1 held for you: claim within 0[12]:\d\d/).waitFor({ timeout: 5000 });
+  assert.equal((await stock('vase')).available, 0, 'nobody else can take it');
+  await page.screenshot({ path: join(OUTPUT, 'desktop-waitlist-offer.png'), fullPage: true });
+  await vase.getByRole('button', { name: 'Claim' }).click();
+  await cart(page).getByText('Glass Vase').waitFor();
+  await vase.getByText(/held for you/).waitFor({ state: 'detached' });
+  assert.equal((await stock('vase')).reserved, 1);
   await page.context().close();
 });
 

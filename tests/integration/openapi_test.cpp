@@ -165,6 +165,7 @@ TEST_F(OpenApi, every_documented_route_exists_and_accepts_its_examples) {
       replace("product_id", "cap-navy");
       replace("inventory_id", "cap-navy");
       replace("order_id", order_id);
+      replace("cart_id", cart);
       ASSERT_EQ(target.find('{'), std::string::npos) << "an undocumented path parameter";
 
       std::map<std::string, std::string> headers;
@@ -193,8 +194,7 @@ TEST_F(OpenApi, every_documented_route_exists_and_accepts_its_examples) {
         std::string head = stream.head();
         EXPECT_TRUE(head.starts_with("HTTP/1.1 200 ")) << head;
         EXPECT_NE(head.find("Content-Type: text/event-stream"), std::string::npos) << head;
-        auto first = stream.next(std::chrono::seconds(3));
-        EXPECT_TRUE(first && first->event == "stock") << stream.raw();
+        EXPECT_TRUE(stream.next(std::chrono::seconds(3))) << "a first event: " << stream.raw();
         continue;
       }
       std::string body;
@@ -205,12 +205,18 @@ TEST_F(OpenApi, every_documented_route_exists_and_accepts_its_examples) {
       }
 
       auto r = call(method, target, body, headers);
-      EXPECT_LT(r.status, 300u) << "the example is accepted: " << body << " -> " << r.body;
+      // An operation whose example is refused on this catalog says which status it gets
+      // (x-example-status): joining a waitlist while the row has units, say.
+      if (auto expected = op.second["x-example-status"]) {
+        EXPECT_EQ(r.status, expected.as<unsigned>()) << body << " -> " << r.body;
+      } else {
+        EXPECT_LT(r.status, 300u) << "the example is accepted: " << body << " -> " << r.body;
+      }
       EXPECT_TRUE(op.second["responses"][std::to_string(r.status)])
           << "status " << r.status << " is documented";
     }
   }
-  EXPECT_GE(operations, 20);
+  EXPECT_GE(operations, 24);
 }
 
 // Error answers to requests the spec allows: their bodies (the code enum, the extra
