@@ -36,6 +36,20 @@ TEST(DecodeSetLine, reads_insufficient_with_available) {
   EXPECT_EQ(r->dropped, 1);
 }
 
+TEST(DecodeSetLine, insufficient_says_whether_carts_wait_on_the_row) {
+  auto r = decode_set_line(arr({str("insufficient"), num(0), num(0), num(1)}));
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->waitlisted);
+  EXPECT_FALSE(decode_set_line(arr({str("insufficient"), num(0), num(0), num(0)}))->waitlisted);
+}
+
+TEST(DecodeSetLine, reads_the_per_cart_limit) {
+  auto r = decode_set_line(arr({str("limit_exceeded"), num(2)}));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, SetLineOutcome::Kind::limit_exceeded);
+  EXPECT_EQ(r->limit, 2);
+}
+
 TEST(DecodeSetLine, no_cart_says_whether_it_expired) {
   auto r = decode_set_line(arr({str("no_cart"), str("expired")}));
   ASSERT_TRUE(r);
@@ -61,6 +75,27 @@ TEST(DecodeCart, reads_lines_sorted_by_product) {
   EXPECT_EQ(r->cart->lines[1].quantity, 2);
 }
 
+TEST(DecodeCart, reads_the_places_and_offers_of_a_waiting_cart) {
+  auto waits = arr({arr({str("inv-a"), str("a"), str("waiting"), num(2), num(7)}),
+                    arr({str("inv-b"), str("b"), str("offer"), num(1), num(5000)})});
+  auto r =
+      decode_cart("id", arr({num(99), str("c"), str("inv-c"), num(1), str("C"), num(5), waits}));
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->cart);
+  ASSERT_EQ(r->cart->lines.size(), 1u);
+  ASSERT_EQ(r->cart->waitlist.size(), 1u);
+  EXPECT_EQ(r->cart->waitlist[0].inventory_id, "inv-a");
+  EXPECT_EQ(r->cart->waitlist[0].quantity, 2);
+  EXPECT_EQ(r->cart->waitlist[0].position, 7);
+  ASSERT_EQ(r->cart->offers.size(), 1u);
+  EXPECT_EQ(r->cart->offers[0].product_id, "b");
+  EXPECT_EQ(r->cart->offers[0].expires_at_ms, 5000);
+  auto only_waits = decode_cart("id", arr({num(99), arr({})}));
+  ASSERT_TRUE(only_waits && only_waits->cart);
+  EXPECT_TRUE(only_waits->cart->lines.empty());
+  EXPECT_FALSE(decode_cart("id", arr({num(99), arr({arr({str("x")})})}))) << "a bad place";
+}
+
 TEST(DecodeCart, a_missing_cart_says_why_and_bad_lines_are_faults) {
   auto expired = decode_cart("id", str("expired"));
   ASSERT_TRUE(expired);
@@ -80,6 +115,14 @@ TEST(DecodeLines, reads_the_cart_hash_sorted_by_product_without_its_other_fields
   EXPECT_EQ(r->cart->lines[0].product_id, "a");
   EXPECT_EQ(r->cart->lines[0].inventory_id, "inv-a");
   EXPECT_EQ(r->cart->lines[1].quantity, 2);
+}
+
+TEST(DecodeLines, the_marks_of_rows_a_cart_waits_on_are_not_lines) {
+  auto r = decode_lines(
+      "id", arr({str("@"), str("1"), str("?inv-a"), str("1"), str("p"), str("inv-p 2")}));
+  ASSERT_TRUE(r && r->cart);
+  ASSERT_EQ(r->cart->lines.size(), 1u);
+  EXPECT_EQ(r->cart->lines[0].product_id, "p");
 }
 
 TEST(DecodeLines, no_hash_is_no_cart_and_bad_lines_are_faults) {
