@@ -64,11 +64,15 @@ void LiveStock::start(boost::asio::io_context& io, StockService& stock) {
   schedule();
 }
 
+// On the poller's thread. The timer goes now: it belongs to that thread's io_context,
+// which is destroyed before this object; a poll still in flight ends at schedule().
 void LiveStock::stop() {
-  if (timer_) timer_->cancel();
+  stopped_ = true;
+  timer_.reset();
 }
 
 void LiveStock::schedule() {
+  if (stopped_) return;
   timer_->expires_after(interval_);
   timer_->async_wait([this](boost::system::error_code ec) {
     if (!ec) poll();

@@ -87,6 +87,7 @@ class LiveStock {
   std::chrono::steady_clock::time_point last_heartbeat_{};
   StockService* stock_ = nullptr;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  bool stopped_ = false;
 };
 
 }  // namespace cartd::stock
