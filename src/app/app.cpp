@@ -25,6 +25,7 @@
 #include "lua/library.hpp"
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
+#include "redis/sync.hpp"
 #include "redis/url.hpp"
 #include "routes/catalog.hpp"
 #include "routes/classic.hpp"
@@ -230,6 +231,21 @@ int run(const Config& config) {
   auto load_rows = [db_url = config.db_url, timeout = config.db_timeout_ms] {
     return db::open_store(db_url, timeout)->stock_rows();
   };
+  // cartd does not run on a Redis Cluster yet: its line change touches a cart and its
+  // stock rows in one call, which a cluster refuses across slots (MOVED, CROSSSLOT). It
+  // says so at start rather than answer 503 for whatever lands on another node.
+  try {
+    auto c = redis::sync_connect(*endpoint, 2s);
+    auto info = redis::sync_command(c.get(), {"INFO", "cluster"}).str;
+    if (info.find("cluster_enabled:1") != std::string::npos) {
+      spdlog::critical(
+          "--redis names a Redis Cluster node; cartd runs on a standalone Redis only (use a "
+          "standalone redis-server, with a replica for failover)");
+      return 1;
+    }
+  } catch (const std::exception&) {
+    // Redis is down: the connections retry, and the layout check below says so.
+  }
   // Redis data of an older cartd is migrated before anything is served. With Redis down
   // now, each connection checks the layout when it connects, and refuses to serve an
   // older one (run `cartd migrate`, or restart cartd once Redis is up).
