@@ -42,12 +42,15 @@ local function checkout_begin(keys, args)
   local now = now_ms()
   local view = cart_view(ck, now)
   if not view then return {missing_cart(sid)} end  -- not checked_out: no done_key
-  if #view == 1 then return {'empty'} end
+  -- cart_view ends with an array of the cart's waits when it waits on some row: not a line.
+  local last = #view
+  if type(view[last]) == 'table' then last = last - 1 end
+  if last == 1 then return {'empty'} end
 
   -- The holds last at least the grace period: the cart's deadline moves, never back.
   local deadline = math.max(view[1], round_up(now + grace, tonumber(args[5])))
   local lines = {}
-  for i = 2, #view, 5 do
+  for i = 2, last, 5 do
     local pid, inv, qty = view[i], view[i + 1], view[i + 2]
     table.insert(lines, {product_id = pid, inventory_id = inv, quantity = qty,
                          name = view[i + 3], unit_price_cents = view[i + 4]})

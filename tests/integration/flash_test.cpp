@@ -361,6 +361,30 @@ TEST(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
+// Review: a cart that waits on a row (it has a `?<inv>` mark, so cart_view appends its
+// waits) must still be able to check out its lines, and an empty cart that only waits
+// answers "empty", not an error.
+TEST(Waitlist, a_cart_that_waits_on_a_row_can_still_check_out) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog);
+  std::string holder = new_cart(cartd), waiter = new_cart(cartd), only_waits = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
+  ASSERT_EQ(put_line(cartd, waiter, "many", 2).status, 200u);
+  ASSERT_EQ(join(cartd, waiter, "one").status, 201u);
+  ASSERT_EQ(join(cartd, only_waits, "one").status, 201u);
+
+  auto r = cartd.post("/v1/carts/" + waiter + "/checkout", "", {{"Idempotency-Key", "w-1"}});
+  EXPECT_EQ(r.status, 201u) << r.body;
+  auto empty = cartd.post("/v1/carts/" + only_waits + "/checkout", "",
+                          {{"Idempotency-Key", "e-1"}});
+  EXPECT_EQ(empty.status, 422u) << empty.body;
+  EXPECT_EQ(empty.json().at("error").at("code").as_string(), "cart_empty");
+  EXPECT_EQ(stock(cartd, "many").at("on_hand").as_int64(), 3) << "the order sold 2";
+  EXPECT_EQ(stock(cartd, "many").at("reserved").as_int64(), 0);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 }  // namespace waitlist
 
 }  // namespace

@@ -400,5 +400,45 @@ TEST_F(LuaFunctions, migration_keeps_only_the_lines_whose_holds_it_moves) {
   }
 }
 
+// ---- Review of the waitlist ------------------------------------------------------------
+
+class WaitlistLua : public LuaFunctions {
+ protected:
+  redis::Reply wait(const std::string& sid, int qty, const std::string& window = "60000") {
+    return call("cartd_wait", {keys::cart(sid), keys::stock("inv")},
+                {sid, "inv", std::to_string(qty), window, "100"});
+  }
+  // A new live cart holding 1 unit of "other", waiting for `qty` units of "inv".
+  std::string waiter(int qty = 1) {
+    std::string sid = hold(1, 60000, "", "other");
+    EXPECT_EQ(wait(sid, qty).text_at(0), "waiting");
+    return sid;
+  }
+  std::optional<std::string> offer_of(const std::string& sid) {
+    auto r = redis_.command({"HGET", keys::offers("inv"), sid});
+    if (r.type != redis::Reply::Type::string) return std::nullopt;
+    return r.str;
+  }
+  std::int64_t available() { return on_hand() - reserved(); }
+};
+
+// cart_view appends the cart's waits (an array) after its lines; checkout_begin read it
+// as one more line: the call fails half way, after moving the holds to the grace
+// deadline but before moving the cart's, so the holds outlive the cart (and every retry
+// moves them again, leaving a negative bucket behind).
+TEST_F(WaitlistLua, a_cart_that_waits_checks_out_with_its_holds_at_its_deadline) {
+  mirror("inv", 2);
+  std::string a = hold(2, 1000);
+  ASSERT_EQ(wait(a, 1).text_at(0), "waiting");
+  auto first = call("cartd_checkout_begin", {keys::cart(a)},
+                    {a, "key-" + a, "30000", "attempt-" + a, kQuantum});
+  EXPECT_EQ(first.text_at(0), "begun") << first.str;
+  call("cartd_checkout_begin", {keys::cart(a)}, {a, "key-" + a, "30000", "attempt-" + a, kQuantum});
+  auto deadline = redis_.command({"PEXPIRETIME", keys::cart(a)}).integer;
+  std::map<std::int64_t, std::int64_t> expected{{deadline, 2}};
+  EXPECT_EQ(buckets(), expected) << "the holds end with the cart";
+  EXPECT_EQ(raw_reserved(), 2);
+}
+
 }  // namespace
 }  // namespace cartd::test
