@@ -93,7 +93,6 @@ local function checkout_finish(keys, args)
     local lines = cart_lines(redis.call('HGETALL', ck))
     units = unhold_lines(lines, deadline)
     for _, l in ipairs(lines) do clear_pending(l[2], sid) end
-    leave_all(ck, sid, now)
   end
   local sold = {}
   for _, l in ipairs(order) do
@@ -105,6 +104,9 @@ local function checkout_finish(keys, args)
     table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
     if redis.call('EXISTS', stock_key(l.inventory_id)) == 1 then pour(l.inventory_id, now) end
   end
+  -- The cart's offers go to the next in line only now: before its rows' on_hand fell by
+  -- the sale, a pour would have seen the sold units (no longer held) as free to offer.
+  if deadline then leave_all(ck, sid, now) end
   redis.call('DEL', ck, checkout_key(sid))
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)

@@ -385,6 +385,30 @@ TEST(Waitlist, a_cart_that_waits_on_a_row_can_still_check_out) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
+// Review: a cart that holds an offer on a row it also checks out. Its finish gave the
+// offer up (to the next in line) before on_hand fell by the sale: the sold unit was
+// offered too, so more was held than was on hand.
+TEST(Waitlist, a_checkout_of_a_cart_with_an_offer_oversells_nothing) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog);
+  std::string a = new_cart(cartd), h = new_cart(cartd), w1 = new_cart(cartd),
+              w2 = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, a, "many", 1).status, 200u);
+  ASSERT_EQ(put_line(cartd, h, "many", 4).status, 200u);
+  for (auto& w : {a, w1, w2}) ASSERT_EQ(join(cartd, w, "many").status, 201u);
+  ASSERT_EQ(put_line(cartd, h, "many", 3).status, 200u);
+  ASSERT_EQ(offered(cartd, a, "many"), 1);
+  auto r = cartd.post("/v1/carts/" + a + "/checkout", "", {{"Idempotency-Key", "a-1"}});
+  ASSERT_EQ(r.status, 201u) << r.body;
+  auto row = stock(cartd, "many");
+  EXPECT_EQ(row.at("on_hand").as_int64(), 4);
+  EXPECT_EQ(row.at("reserved").as_int64(), 4) << "h's 3 and the unit a gave up, offered to w1";
+  EXPECT_EQ(offered(cartd, w1, "many"), 1);
+  EXPECT_EQ(offered(cartd, w2, "many"), 0) << "w2 was offered the unit a bought";
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 }  // namespace waitlist
 
 }  // namespace

@@ -440,5 +440,25 @@ TEST_F(WaitlistLua, a_cart_that_waits_checks_out_with_its_holds_at_its_deadline)
   EXPECT_EQ(raw_reserved(), 2);
 }
 
+// A checkout's finish drops the cart's holds and gives up its offers (leave_all) before
+// it lowers on_hand by the sale: a pour then sees the sold units as free and offers
+// them to the next in line, so more is held than is on hand.
+TEST_F(WaitlistLua, a_checkout_finish_never_offers_the_units_it_sold) {
+  mirror("inv", 2);
+  std::string a = hold(1), h = hold(1);
+  ASSERT_EQ(wait(a, 1).text_at(0), "waiting") << "a holds 1 and waits for 1 more";
+  std::string w1 = waiter(), w2 = waiter();
+  ASSERT_EQ(call("cartd_abandon", {keys::cart(h)}, {h}).text_at(0), "abandoned");
+  ASSERT_TRUE(offer_of(a).has_value()) << "h's unit goes to a, first in line";
+  begin_checkout(a);
+  // a's order of 1: the DB has 1 left (version 2).
+  ASSERT_EQ(finish_checkout(a, 1, 1, 2).text_at(0), "finished");
+  EXPECT_EQ(on_hand(), 1);
+  EXPECT_LE(reserved(), on_hand()) << "oversold: more offered than on hand";
+  EXPECT_TRUE(offer_of(w1).has_value()) << "a's offer passes to w1";
+  EXPECT_FALSE(offer_of(w2).has_value()) << "w2 is offered a unit that was sold";
+  EXPECT_EQ(raw_reserved(), 1);
+}
+
 }  // namespace
 }  // namespace cartd::test
