@@ -124,9 +124,11 @@ local function apply_on_hand(keys, args)
     held = drop_admin_hold(args[1], args[2], now)
   end
   local rows = {}
+  local poured = false
   for i = 3, #args, 3 do
     local inv = args[i]
     if redis.call('EXISTS', stock_key(inv)) == 1 then
+      if inv == args[1] then poured = true end
       -- With another change under way on the row, the change applies as a delta when
       -- it held its units here (a live admin hold); a restock, which holds nothing, is
       -- left to the other changes' steps and the mirror sync (see settle_on_hand).
@@ -139,6 +141,10 @@ local function apply_on_hand(keys, args)
     end
     table.insert(rows, inv)
   end
+  -- A hold dropped for a change that did not happen (no row given: the DB refused or
+  -- failed) frees its units: they go to waiting carts first. With the row given, the
+  -- pour above runs once on_hand has the change (before, it would offer removed units).
+  if held and not poured then pour(args[1], now) end
   return live_counts_many(rows)
 end
 

@@ -460,5 +460,24 @@ TEST_F(WaitlistLua, a_checkout_finish_never_offers_the_units_it_sold) {
   EXPECT_EQ(raw_reserved(), 1);
 }
 
+// The release of an admin hold whose change did not happen (the DB refused or failed:
+// release_hold in routes/catalog.cpp calls cartd_apply_on_hand with no rows) frees its
+// units: they must go to the carts that waited meanwhile, not to the public.
+TEST_F(WaitlistLua, a_released_admin_hold_goes_to_the_line_first) {
+  mirror("inv", 3);
+  ASSERT_EQ(call("cartd_admin_hold", {keys::stock("inv")}, {"inv", "admin-x:3", "3", "60000"})
+                .text_at(0),
+            "ok");
+  ASSERT_EQ(available(), 0);
+  std::string w = waiter(2);
+  // The admin change failed: its hold is released, no row changed.
+  call("cartd_apply_on_hand", {keys::stock("inv")}, {"inv", "admin-x:3"});
+  EXPECT_TRUE(offer_of(w).has_value()) << "the waiting cart is offered the units";
+  EXPECT_EQ(available(), 1) << "only what the line did not ask for is public";
+  EXPECT_EQ(set_line("00000000-0000-4000-8000-000000000099", true, "inv", 3).text_at(0),
+            "insufficient")
+      << "a newcomer takes all 3 units while a cart waits for them";
+}
+
 }  // namespace
 }  // namespace cartd::test
