@@ -479,5 +479,32 @@ TEST_F(WaitlistLua, a_released_admin_hold_goes_to_the_line_first) {
       << "a newcomer takes all 3 units while a cart waits for them";
 }
 
+// max_per_cart bounds what a cart may hold of a row; a cart already at the limit that
+// waits for more is offered units it can never claim (limit_exceeded), and they are
+// kept from the carts behind it for the whole offer window.
+TEST_F(WaitlistLua, a_cart_at_the_per_cart_limit_is_never_offered_what_it_cannot_claim) {
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "3", "1", "Item", "100", "2"});
+  std::string a = hold(2), h = hold(1);
+  auto joined = wait(a, 1);
+  EXPECT_EQ(joined.text_at(0), "limit_exceeded") << "a holds 2 of at most 2";
+  std::string w = waiter();
+  ASSERT_EQ(call("cartd_abandon", {keys::cart(h)}, {h}).text_at(0), "abandoned");
+  EXPECT_FALSE(offer_of(a).has_value()) << "a cannot take it";
+  EXPECT_TRUE(offer_of(w).has_value()) << "the unit goes to the next who can";
+}
+
+// The same when the limit falls below what a waiting cart holds plus asked for after it
+// joined: the offer is for what it may still take.
+TEST_F(WaitlistLua, an_offer_never_exceeds_what_the_per_cart_limit_leaves) {
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "2", "1", "Item", "100", "2"});
+  std::string a = hold(1), h = hold(1);
+  ASSERT_EQ(wait(a, 1).text_at(0), "waiting") << "1 held + 1 asked: within 2";
+  std::string w = waiter();
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "2", "1", "Item", "100", "1"});
+  ASSERT_EQ(call("cartd_abandon", {keys::cart(h)}, {h}).text_at(0), "abandoned");
+  EXPECT_FALSE(offer_of(a).has_value()) << "a holds the 1 it may";
+  EXPECT_TRUE(offer_of(w).has_value());
+}
+
 }  // namespace
 }  // namespace cartd::test
