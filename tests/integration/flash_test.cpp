@@ -409,6 +409,27 @@ TEST(Waitlist, a_checkout_of_a_cart_with_an_offer_oversells_nothing) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
+// Review: an event loop that saw the row sold out before anyone waited remembers it as
+// "no waitlist" and refuses every add without asking Redis, a claim included, for as
+// long as it remembers (--sold-out-memory-ms; long here to see it, 100 ms by default).
+TEST(Waitlist, the_sold_out_memory_never_refuses_a_claim) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog,
+              {"--threads", "1", "--sold-out-memory-ms", "5000", "--admin-token", kToken});
+  std::string holder = new_cart(cartd), waiter = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
+  const std::string add_one = R"({"product_id":"one","inventory_id":"one","quantity":1})";
+  ASSERT_EQ(cartd.post("/v1/carts/" + waiter + "/items", add_one).status, 409u) << "sold out";
+  ASSERT_EQ(join(cartd, waiter, "one").status, 201u);
+  auto restock =
+      http(cartd.port(), "POST", "/v1/stock/one/adjust", R"({"delta":1})",
+           {{"Authorization", std::string("Bearer ") + kToken}, {"Idempotency-Key", "restock"}});
+  ASSERT_EQ(restock.status, 200u) << restock.body;
+  ASSERT_EQ(offered(cartd, waiter, "one"), 1);
+  auto claim = cartd.post("/v1/carts/" + waiter + "/items", add_one);
+  EXPECT_EQ(claim.status, 200u) << claim.body;
+}
+
 }  // namespace waitlist
 
 }  // namespace
