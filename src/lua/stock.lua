@@ -50,7 +50,6 @@ local function mirror(keys, args)
   local now = now_ms()
   for i = 1, #args, 7 do
     local inv = args[i]
-    drop_expired(inv, now, false)
     redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', bucket_sum(inv), 'n', args[i + 4],
                'pc', args[i + 5])
     if args[i + 6] == '0' then
@@ -59,6 +58,9 @@ local function mirror(keys, args)
       redis.call('HSET', stock_key(inv), 'mx', args[i + 6])
     end
     mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]), true)
+    -- Expired buckets are dropped (and their units poured to the line) only now, against
+    -- the main DB's on_hand: before, the old count could offer units the DB no longer has.
+    drop_expired(inv, now, false)
     mark_dirty(inv)
     pour(inv, now)
   end

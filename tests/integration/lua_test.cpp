@@ -506,5 +506,22 @@ TEST_F(WaitlistLua, an_offer_never_exceeds_what_the_per_cart_limit_leaves) {
   EXPECT_TRUE(offer_of(w).has_value());
 }
 
+// cartd_mirror dropped the row's expired buckets (and so poured them to the line) with
+// the mirror's old on_hand, then took the main DB's lower count: the offers made from
+// units the DB no longer has are holds beyond on_hand.
+TEST_F(WaitlistLua, the_mirror_offers_only_what_the_main_db_has) {
+  mirror("inv", 2);
+  hold(1, 100);
+  hold(1);
+  std::string w = waiter();
+  std::this_thread::sleep_for(200ms);  // the first hold's bucket has ended, not dropped
+  // The main DB has 1 left (version 2): a change Redis did not hear of.
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "1", "2", "Item", "100", "0"});
+  EXPECT_EQ(on_hand(), 1);
+  EXPECT_LE(reserved(), on_hand()) << "oversold: an offer of a unit the DB does not have";
+  EXPECT_FALSE(offer_of(w).has_value());
+  EXPECT_EQ(raw_reserved(), 1);
+}
+
 }  // namespace
 }  // namespace cartd::test
