@@ -218,12 +218,15 @@ void CartService::wait(const std::string& session_id, const std::string& invento
   redis_.command(
       {"FCALL", "cartd_wait", "2", keys::cart(session_id), keys::stock(inventory_id), session_id,
        inventory_id, std::to_string(quantity), offer_window_ms_, max_line_quantity_},
-      [done = std::move(done)](redis::Result r) {
-        finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<Waited> {
+      [this, inventory_id, done = std::move(done)](redis::Result r) {
+        finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<Waited> {
           using K = Waited::Kind;
           auto tag = reply.text_at(0);
           if (reply.type != Type::array || !tag) return unexpected(reply);
           Waited w;
+          // The row has a line now: if this loop remembers it sold out from before, it
+          // remembers it without one, and would refuse the claim of the offer to come.
+          if (*tag == "waiting" || *tag == "offered") sold_out_.forget(inventory_id);
           if (*tag == "waiting") {
             w.position = reply.int_at(1).value_or(0);
             w.joined = reply.int_at(2).value_or(0) == 1;

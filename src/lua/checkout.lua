@@ -42,12 +42,15 @@ local function checkout_begin(keys, args)
   local now = now_ms()
   local view = cart_view(ck, now)
   if not view then return {missing_cart(sid)} end  -- not checked_out: no done_key
-  if #view == 1 then return {'empty'} end
+  -- cart_view ends with an array of the cart's waits when it waits on some row: not a line.
+  local last = #view
+  if type(view[last]) == 'table' then last = last - 1 end
+  if last == 1 then return {'empty'} end
 
   -- The holds last at least the grace period: the cart's deadline moves, never back.
   local deadline = math.max(view[1], round_up(now + grace, tonumber(args[5])))
   local lines = {}
-  for i = 2, #view, 5 do
+  for i = 2, last, 5 do
     local pid, inv, qty = view[i], view[i + 1], view[i + 2]
     table.insert(lines, {product_id = pid, inventory_id = inv, quantity = qty,
                          name = view[i + 3], unit_price_cents = view[i + 4]})
@@ -90,7 +93,6 @@ local function checkout_finish(keys, args)
     local lines = cart_lines(redis.call('HGETALL', ck))
     units = unhold_lines(lines, deadline)
     for _, l in ipairs(lines) do clear_pending(l[2], sid) end
-    leave_all(ck, sid, now)
   end
   local sold = {}
   for _, l in ipairs(order) do
@@ -102,6 +104,9 @@ local function checkout_finish(keys, args)
     table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
     if redis.call('EXISTS', stock_key(l.inventory_id)) == 1 then pour(l.inventory_id, now) end
   end
+  -- The cart's offers go to the next in line only now: before its rows' on_hand fell by
+  -- the sale, a pour would have seen the sold units (no longer held) as free to offer.
+  if deadline then leave_all(ck, sid, now) end
   redis.call('DEL', ck, checkout_key(sid))
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)

@@ -140,6 +140,14 @@ local function move_hold(inv, from, to, qty)
   redis.call('HINCRBY', key, 't' .. to, qty)
 end
 
+-- The units of row `inv` (of product `pid`) in the line of cart key `ck` (0 if none).
+local function line_on_row(ck, pid, inv)
+  local line = pid and redis.call('HGET', ck, pid)
+  if not line then return 0 end
+  local line_inv, qty = parse_line(line)
+  return line_inv == inv and qty or 0
+end
+
 -- The waitlist: while carts wait on a row, units that come back are never made public.
 -- Whatever is available goes, in the same step, to the carts at the head of the queue as
 -- offers: the units are held for the cart until `now + its window`, in the bucket of
@@ -153,7 +161,7 @@ local function pour(inv, now)
   local wl = waitlist_key(inv)
   if redis.call('EXISTS', wl) == 0 then return 0 end
   local key = stock_key(inv)
-  local row = redis.call('HMGET', key, 'oh', 'r')
+  local row = redis.call('HMGET', key, 'oh', 'r', 'p', 'mx')
   local available = tonumber(row[1] or 0) - tonumber(row[2] or 0)
   local offered = 0
   while available > 0 do
@@ -168,12 +176,17 @@ local function pour(inv, now)
     local deadline = redis.call('PEXPIRETIME', ck)
     if qty and deadline >= now and redis.call('HEXISTS', ck, CHECKING_OUT) == 0 then
       local q = math.min(tonumber(qty), available)
-      -- Rounded up to a second, so offers share buckets.
-      local until_ms = round_up(now + tonumber(window), 1000)
-      add_hold(inv, until_ms, q, false)
-      redis.call('HSET', offers_key(inv), head, q .. ' ' .. until_ms)
-      available = available - q
-      offered = offered + q
+      -- Never more than the row's per-cart limit lets the cart add to its line: units
+      -- it could not claim would be kept from the carts behind it for the window.
+      if row[4] then q = math.min(q, tonumber(row[4]) - line_on_row(ck, row[3], inv)) end
+      if q > 0 then
+        -- Rounded up to a second, so offers share buckets.
+        local until_ms = round_up(now + tonumber(window), 1000)
+        add_hold(inv, until_ms, q, false)
+        redis.call('HSET', offers_key(inv), head, q .. ' ' .. until_ms)
+        available = available - q
+        offered = offered + q
+      end
     end
   end
   return offered

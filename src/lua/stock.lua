@@ -50,7 +50,6 @@ local function mirror(keys, args)
   local now = now_ms()
   for i = 1, #args, 7 do
     local inv = args[i]
-    drop_expired(inv, now, false)
     redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', bucket_sum(inv), 'n', args[i + 4],
                'pc', args[i + 5])
     if args[i + 6] == '0' then
@@ -59,6 +58,9 @@ local function mirror(keys, args)
       redis.call('HSET', stock_key(inv), 'mx', args[i + 6])
     end
     mirror_on_hand(inv, tonumber(args[i + 2]), tonumber(args[i + 3]), true)
+    -- Expired buckets are dropped (and their units poured to the line) only now, against
+    -- the main DB's on_hand: before, the old count could offer units the DB no longer has.
+    drop_expired(inv, now, false)
     mark_dirty(inv)
     pour(inv, now)
   end
@@ -124,9 +126,11 @@ local function apply_on_hand(keys, args)
     held = drop_admin_hold(args[1], args[2], now)
   end
   local rows = {}
+  local poured = false
   for i = 3, #args, 3 do
     local inv = args[i]
     if redis.call('EXISTS', stock_key(inv)) == 1 then
+      if inv == args[1] then poured = true end
       -- With another change under way on the row, the change applies as a delta when
       -- it held its units here (a live admin hold); a restock, which holds nothing, is
       -- left to the other changes' steps and the mirror sync (see settle_on_hand).
@@ -139,6 +143,10 @@ local function apply_on_hand(keys, args)
     end
     table.insert(rows, inv)
   end
+  -- A hold dropped for a change that did not happen (no row given: the DB refused or
+  -- failed) frees its units: they go to waiting carts first. With the row given, the
+  -- pour above runs once on_hand has the change (before, it would offer removed units).
+  if held and not poured then pour(args[1], now) end
   return live_counts_many(rows)
 end
 

@@ -29,6 +29,10 @@ local function wait(keys, args)
   if available > 0 then return {'available', available} end
   if not live_deadline(ck, now) then return {'no_cart', missing_cart(sid)} end
   if redis.call('HEXISTS', ck, CHECKING_OUT) == 1 then return {'checkout_in_progress'} end
+  -- What it waits for comes on top of its line: both within the per-cart limit.
+  if row[5] and line_on_row(ck, row[1], inv) + qty > tonumber(row[5]) then
+    return {'limit_exceeded', tonumber(row[5])}
+  end
   local wl = waitlist_key(inv)
   local joined = 0
   if not redis.call('ZSCORE', wl, sid) then

@@ -400,5 +400,128 @@ TEST_F(LuaFunctions, migration_keeps_only_the_lines_whose_holds_it_moves) {
   }
 }
 
+// ---- Review of the waitlist ------------------------------------------------------------
+
+class WaitlistLua : public LuaFunctions {
+ protected:
+  redis::Reply wait(const std::string& sid, int qty, const std::string& window = "60000") {
+    return call("cartd_wait", {keys::cart(sid), keys::stock("inv")},
+                {sid, "inv", std::to_string(qty), window, "100"});
+  }
+  // A new live cart holding 1 unit of "other", waiting for `qty` units of "inv".
+  std::string waiter(int qty = 1) {
+    std::string sid = hold(1, 60000, "", "other");
+    EXPECT_EQ(wait(sid, qty).text_at(0), "waiting");
+    return sid;
+  }
+  std::optional<std::string> offer_of(const std::string& sid) {
+    auto r = redis_.command({"HGET", keys::offers("inv"), sid});
+    if (r.type != redis::Reply::Type::string) return std::nullopt;
+    return r.str;
+  }
+  std::int64_t available() { return on_hand() - reserved(); }
+};
+
+// cart_view appends the cart's waits (an array) after its lines; checkout_begin read it
+// as one more line: the call fails half way, after moving the holds to the grace
+// deadline but before moving the cart's, so the holds outlive the cart (and every retry
+// moves them again, leaving a negative bucket behind).
+TEST_F(WaitlistLua, a_cart_that_waits_checks_out_with_its_holds_at_its_deadline) {
+  mirror("inv", 2);
+  std::string a = hold(2, 1000);
+  ASSERT_EQ(wait(a, 1).text_at(0), "waiting");
+  auto first = call("cartd_checkout_begin", {keys::cart(a)},
+                    {a, "key-" + a, "30000", "attempt-" + a, kQuantum});
+  EXPECT_EQ(first.text_at(0), "begun") << first.str;
+  call("cartd_checkout_begin", {keys::cart(a)}, {a, "key-" + a, "30000", "attempt-" + a, kQuantum});
+  auto deadline = redis_.command({"PEXPIRETIME", keys::cart(a)}).integer;
+  std::map<std::int64_t, std::int64_t> expected{{deadline, 2}};
+  EXPECT_EQ(buckets(), expected) << "the holds end with the cart";
+  EXPECT_EQ(raw_reserved(), 2);
+}
+
+// A checkout's finish drops the cart's holds and gives up its offers (leave_all) before
+// it lowers on_hand by the sale: a pour then sees the sold units as free and offers
+// them to the next in line, so more is held than is on hand.
+TEST_F(WaitlistLua, a_checkout_finish_never_offers_the_units_it_sold) {
+  mirror("inv", 2);
+  std::string a = hold(1), h = hold(1);
+  ASSERT_EQ(wait(a, 1).text_at(0), "waiting") << "a holds 1 and waits for 1 more";
+  std::string w1 = waiter(), w2 = waiter();
+  ASSERT_EQ(call("cartd_abandon", {keys::cart(h)}, {h}).text_at(0), "abandoned");
+  ASSERT_TRUE(offer_of(a).has_value()) << "h's unit goes to a, first in line";
+  begin_checkout(a);
+  // a's order of 1: the DB has 1 left (version 2).
+  ASSERT_EQ(finish_checkout(a, 1, 1, 2).text_at(0), "finished");
+  EXPECT_EQ(on_hand(), 1);
+  EXPECT_LE(reserved(), on_hand()) << "oversold: more offered than on hand";
+  EXPECT_TRUE(offer_of(w1).has_value()) << "a's offer passes to w1";
+  EXPECT_FALSE(offer_of(w2).has_value()) << "w2 is offered a unit that was sold";
+  EXPECT_EQ(raw_reserved(), 1);
+}
+
+// The release of an admin hold whose change did not happen (the DB refused or failed:
+// release_hold in routes/catalog.cpp calls cartd_apply_on_hand with no rows) frees its
+// units: they must go to the carts that waited meanwhile, not to the public.
+TEST_F(WaitlistLua, a_released_admin_hold_goes_to_the_line_first) {
+  mirror("inv", 3);
+  ASSERT_EQ(call("cartd_admin_hold", {keys::stock("inv")}, {"inv", "admin-x:3", "3", "60000"})
+                .text_at(0),
+            "ok");
+  ASSERT_EQ(available(), 0);
+  std::string w = waiter(2);
+  // The admin change failed: its hold is released, no row changed.
+  call("cartd_apply_on_hand", {keys::stock("inv")}, {"inv", "admin-x:3"});
+  EXPECT_TRUE(offer_of(w).has_value()) << "the waiting cart is offered the units";
+  EXPECT_EQ(available(), 1) << "only what the line did not ask for is public";
+  EXPECT_EQ(set_line("00000000-0000-4000-8000-000000000099", true, "inv", 3).text_at(0),
+            "insufficient")
+      << "a newcomer takes all 3 units while a cart waits for them";
+}
+
+// max_per_cart bounds what a cart may hold of a row; a cart already at the limit that
+// waits for more is offered units it can never claim (limit_exceeded), and they are
+// kept from the carts behind it for the whole offer window.
+TEST_F(WaitlistLua, a_cart_at_the_per_cart_limit_is_never_offered_what_it_cannot_claim) {
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "3", "1", "Item", "100", "2"});
+  std::string a = hold(2), h = hold(1);
+  auto joined = wait(a, 1);
+  EXPECT_EQ(joined.text_at(0), "limit_exceeded") << "a holds 2 of at most 2";
+  std::string w = waiter();
+  ASSERT_EQ(call("cartd_abandon", {keys::cart(h)}, {h}).text_at(0), "abandoned");
+  EXPECT_FALSE(offer_of(a).has_value()) << "a cannot take it";
+  EXPECT_TRUE(offer_of(w).has_value()) << "the unit goes to the next who can";
+}
+
+// The same when the limit falls below what a waiting cart holds plus asked for after it
+// joined: the offer is for what it may still take.
+TEST_F(WaitlistLua, an_offer_never_exceeds_what_the_per_cart_limit_leaves) {
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "2", "1", "Item", "100", "2"});
+  std::string a = hold(1), h = hold(1);
+  ASSERT_EQ(wait(a, 1).text_at(0), "waiting") << "1 held + 1 asked: within 2";
+  std::string w = waiter();
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "2", "1", "Item", "100", "1"});
+  ASSERT_EQ(call("cartd_abandon", {keys::cart(h)}, {h}).text_at(0), "abandoned");
+  EXPECT_FALSE(offer_of(a).has_value()) << "a holds the 1 it may";
+  EXPECT_TRUE(offer_of(w).has_value());
+}
+
+// cartd_mirror dropped the row's expired buckets (and so poured them to the line) with
+// the mirror's old on_hand, then took the main DB's lower count: the offers made from
+// units the DB no longer has are holds beyond on_hand.
+TEST_F(WaitlistLua, the_mirror_offers_only_what_the_main_db_has) {
+  mirror("inv", 2);
+  hold(1, 100);
+  hold(1);
+  std::string w = waiter();
+  std::this_thread::sleep_for(200ms);  // the first hold's bucket has ended, not dropped
+  // The main DB has 1 left (version 2): a change Redis did not hear of.
+  call("cartd_mirror", {keys::stock("inv")}, {"inv", "prod", "1", "2", "Item", "100", "0"});
+  EXPECT_EQ(on_hand(), 1);
+  EXPECT_LE(reserved(), on_hand()) << "oversold: an offer of a unit the DB does not have";
+  EXPECT_FALSE(offer_of(w).has_value());
+  EXPECT_EQ(raw_reserved(), 1);
+}
+
 }  // namespace
 }  // namespace cartd::test
