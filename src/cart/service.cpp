@@ -217,7 +217,7 @@ void CartService::wait(const std::string& session_id, const std::string& invento
                        std::int64_t quantity, Callback<Waited> done) {
   redis_.command(
       {"FCALL", "cartd_wait", "2", keys::cart(session_id), keys::stock(inventory_id), session_id,
-       inventory_id, std::to_string(quantity), offer_window_ms_, max_line_quantity_},
+       inventory_id, std::to_string(quantity), offer_window_ms_, max_line_quantity_, max_lines_},
       [this, inventory_id, done = std::move(done)](redis::Result r) {
         finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<Waited> {
           using K = Waited::Kind;
@@ -239,8 +239,11 @@ void CartService::wait(const std::string& session_id, const std::string& invento
             w.expires_at_ms = reply.int_at(2).value_or(0);
           } else if (*tag == "unknown_inventory") {
             w.kind = K::unknown_inventory;
-          } else if (*tag == "quantity_limit" || *tag == "limit_exceeded") {
-            w.kind = *tag == "quantity_limit" ? K::quantity_limit : K::limit_exceeded;
+          } else if (*tag == "quantity_limit" || *tag == "limit_exceeded" ||
+                     *tag == "too_many_waits") {
+            w.kind = *tag == "quantity_limit"   ? K::quantity_limit
+                     : *tag == "limit_exceeded" ? K::limit_exceeded
+                                                : K::too_many_waits;
             w.limit = reply.int_at(1).value_or(0);
           } else if (*tag == "no_cart") {
             w.kind = K::no_cart;

@@ -162,6 +162,7 @@ class CartService {
       unknown_inventory,
       quantity_limit,  // `limit`
       limit_exceeded,  // `limit`: the row's max_per_cart
+      too_many_waits,  // `limit`: the cart waits on that many rows already (--max-lines)
       no_cart,         // `missing`
       checkout_in_progress,
     };

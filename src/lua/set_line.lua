@@ -81,14 +81,16 @@ local function set_line(keys, args)
     e = not rewrote and row[4]  -- false: add_hold reads it again
     local reserved = tonumber(row[3] or 0) - dropped + offered
     local available = tonumber(row[2]) - reserved
-    if row[6] and not created then
+    local own = old_inv == inv and old_qty or 0
+    -- Only a change that takes more units of the row claims the cart's offer on it; one
+    -- that keeps or lowers the line leaves the offer as it is.
+    if row[6] and not created and qty > own then
       local offer = redis.call('HGET', offers_key(inv), sid)
       if offer then
         local q, d = string.match(offer, '^(%d+) (%d+)$')
         if tonumber(d) >= now then claim = {tonumber(q), tonumber(d)} end
       end
     end
-    local own = old_inv == inv and old_qty or 0
     if qty - own > available + (claim and claim[1] or 0) then
       local waited = redis.call('EXISTS', waitlist_key(inv), offers_key(inv)) > 0
       return {'insufficient', math.max(available, 0), dropped, waited and 1 or 0}

@@ -6,11 +6,12 @@
 -- for, keeping its place).
 -- KEYS[1] the cart  KEYS[2] the row
 -- ARGV[1] session id  ARGV[2] inventory_id  ARGV[3] quantity  ARGV[4] offer window, ms
--- ARGV[5] maximum quantity per line
+-- ARGV[5] maximum quantity per line  ARGV[6] most rows one cart may wait on at once
 -- Returns {'waiting', position (1 = next), joined (1 | 0)}, {'available', units} (units
 -- are free: add them instead), {'offered', quantity, deadline} (the cart holds an offer:
 -- claim it), {'unknown_inventory'}, {'product_mismatch', product_id}, {'quantity_limit',
--- max}, {'limit_exceeded', max_per_cart}, {'no_cart', why}, {'checkout_in_progress'}.
+-- max}, {'limit_exceeded', max_per_cart}, {'too_many_waits', max}, {'no_cart', why},
+-- {'checkout_in_progress'}.
 local function wait(keys, args)
   local now = now_ms()
   local ck, sid, inv = keys[1], args[1], args[2]
@@ -36,6 +37,21 @@ local function wait(keys, args)
   local wl = waitlist_key(inv)
   local joined = 0
   if not redis.call('ZSCORE', wl, sid) then
+    -- A cart waits on a bounded number of rows (every view of it reads them all). Marks
+    -- whose place and offer are both gone (an offer lapsed) are dropped first.
+    local waiting = 0
+    for _, f in ipairs(redis.call('HKEYS', ck)) do
+      if string.byte(f, 1) == 63 then
+        local other = string.sub(f, 2)
+        if redis.call('ZSCORE', waitlist_key(other), sid) or
+            redis.call('HEXISTS', offers_key(other), sid) == 1 then
+          waiting = waiting + 1
+        else
+          redis.call('HDEL', ck, f)
+        end
+      end
+    end
+    if waiting >= tonumber(args[6]) then return {'too_many_waits', tonumber(args[6])} end
     redis.call('ZADD', wl, redis.call('HINCRBY', keys[2], 'ws', 1), sid)
     redis.call('HSET', ck, WAITS .. inv, 1)
     joined = 1

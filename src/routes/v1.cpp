@@ -251,6 +251,11 @@ void join_waitlist(ApiContext& ctx, const Request& req, const std::string& inven
                 422, "limit_exceeded",
                 "a cart may hold at most " + std::to_string(w->limit) + " units of this stock row",
                 {{"limit", w->limit}, {"inventory_id", inventory_id}}));
+          case K::too_many_waits:
+            return respond(error_response(
+                422, "too_many_waits",
+                "a cart waits on at most " + std::to_string(w->limit) + " rows at once",
+                {{"limit", w->limit}}));
           case K::no_cart:
             return respond(missing_cart(w->missing));
           case K::checkout_in_progress:

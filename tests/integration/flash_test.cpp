@@ -299,6 +299,46 @@ TEST(Waitlist, the_waiting_page_hears_of_its_offer_at_once) {
   EXPECT_TRUE(unknown.head().starts_with("HTTP/1.1 404"));
 }
 
+TEST(Waitlist, a_change_that_takes_no_more_units_leaves_the_offer_alone) {
+  RedisServer redis;
+  Cartd cartd(redis, kCatalog);
+  std::string holder = new_cart(cartd), a = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "many", 4).status, 200u);
+  ASSERT_EQ(put_line(cartd, a, "many", 1).status, 200u);
+  ASSERT_EQ(join(cartd, a, "many").status, 201u);
+  ASSERT_EQ(put_line(cartd, holder, "many", 3).status, 200u);
+  ASSERT_EQ(offered(cartd, a, "many"), 1);
+  // Setting its line to what it has (or lower) is not a claim.
+  ASSERT_EQ(put_line(cartd, a, "many", 1).status, 200u);
+  EXPECT_EQ(offered(cartd, a, "many"), 1) << "the offer is still a's";
+  ASSERT_EQ(put_line(cartd, a, "many", 2).status, 200u);
+  EXPECT_EQ(offered(cartd, a, "many"), 0) << "claimed";
+  EXPECT_EQ(stock(cartd, "many").at("reserved").as_int64(), 5);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(Waitlist, a_cart_waits_on_at_most_max_lines_rows) {
+  RedisServer redis;
+  Cartd cartd(redis,
+              R"([{"inventory_id":"x","product_id":"x","name":"X","price_cents":1,"on_hand":1},
+                  {"inventory_id":"y","product_id":"y","name":"Y","price_cents":1,"on_hand":1},
+                  {"inventory_id":"z","product_id":"z","name":"Z","price_cents":1,"on_hand":1}])",
+              {"--max-lines", "2"});
+  std::string holder = new_cart(cartd), a = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "x", 1).status, 200u);
+  ASSERT_EQ(put_line(cartd, holder, "y", 1).status, 200u);
+  ASSERT_EQ(put_line(cartd, new_cart(cartd), "z", 1).status, 200u);
+  ASSERT_EQ(join(cartd, a, "x").status, 201u);
+  ASSERT_EQ(join(cartd, a, "y").status, 201u);
+  auto third = join(cartd, a, "z");
+  EXPECT_EQ(third.status, 422u) << third.body;
+  EXPECT_EQ(third.json().at("error").at("code").as_string(), "too_many_waits");
+  EXPECT_EQ(third.json().at("error").at("limit").as_int64(), 2);
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/stock/x/waitlist/" + a).status, 200u);
+  EXPECT_EQ(join(cartd, a, "z").status, 201u) << "leaving one makes room";
+}
+
 // Strict first come, first served: 1 000 carts wait on a row of 100 units, and the units
 // come back in a random order, from several threads at once.
 TEST(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
@@ -375,8 +415,8 @@ TEST(Waitlist, a_cart_that_waits_on_a_row_can_still_check_out) {
 
   auto r = cartd.post("/v1/carts/" + waiter + "/checkout", "", {{"Idempotency-Key", "w-1"}});
   EXPECT_EQ(r.status, 201u) << r.body;
-  auto empty = cartd.post("/v1/carts/" + only_waits + "/checkout", "",
-                          {{"Idempotency-Key", "e-1"}});
+  auto empty =
+      cartd.post("/v1/carts/" + only_waits + "/checkout", "", {{"Idempotency-Key", "e-1"}});
   EXPECT_EQ(empty.status, 422u) << empty.body;
   EXPECT_EQ(empty.json().at("error").at("code").as_string(), "cart_empty");
   EXPECT_EQ(stock(cartd, "many").at("on_hand").as_int64(), 3) << "the order sold 2";
@@ -391,8 +431,7 @@ TEST(Waitlist, a_cart_that_waits_on_a_row_can_still_check_out) {
 TEST(Waitlist, a_checkout_of_a_cart_with_an_offer_oversells_nothing) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog);
-  std::string a = new_cart(cartd), h = new_cart(cartd), w1 = new_cart(cartd),
-              w2 = new_cart(cartd);
+  std::string a = new_cart(cartd), h = new_cart(cartd), w1 = new_cart(cartd), w2 = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, a, "many", 1).status, 200u);
   ASSERT_EQ(put_line(cartd, h, "many", 4).status, 200u);
   for (auto& w : {a, w1, w2}) ASSERT_EQ(join(cartd, w, "many").status, 201u);

@@ -406,7 +406,7 @@ class WaitlistLua : public LuaFunctions {
  protected:
   redis::Reply wait(const std::string& sid, int qty, const std::string& window = "60000") {
     return call("cartd_wait", {keys::cart(sid), keys::stock("inv")},
-                {sid, "inv", std::to_string(qty), window, "100"});
+                {sid, "inv", std::to_string(qty), window, "100", "100"});
   }
   // A new live cart holding 1 unit of "other", waiting for `qty` units of "inv".
   std::string waiter(int qty = 1) {
@@ -465,9 +465,9 @@ TEST_F(WaitlistLua, a_checkout_finish_never_offers_the_units_it_sold) {
 // units: they must go to the carts that waited meanwhile, not to the public.
 TEST_F(WaitlistLua, a_released_admin_hold_goes_to_the_line_first) {
   mirror("inv", 3);
-  ASSERT_EQ(call("cartd_admin_hold", {keys::stock("inv")}, {"inv", "admin-x:3", "3", "60000"})
-                .text_at(0),
-            "ok");
+  ASSERT_EQ(
+      call("cartd_admin_hold", {keys::stock("inv")}, {"inv", "admin-x:3", "3", "60000"}).text_at(0),
+      "ok");
   ASSERT_EQ(available(), 0);
   std::string w = waiter(2);
   // The admin change failed: its hold is released, no row changed.
