@@ -6,9 +6,9 @@
 // read by Beast's parser with the server's limits, a fresh parser for each request of a
 // keep-alive connection, as Connection::do_read does; then served as Connection::on_read
 // serves it: CORS headers for its Origin, and the Router with every route of cartd but
-// /healthz (the admin routes too). Redis is never connected, so its commands fail at
-// once (503), and the main DB cannot be opened, so DB work fails (503): each request is
-// answered from what it says alone. The properties: a handler answers exactly once,
+// /healthz (the admin routes and the event streams too). Redis is never connected, so
+// its commands fail at once (503), and the main DB cannot be opened, so DB work fails
+// (503): each request is answered from what it says alone. The properties: a handler answers exactly once,
 // with an HTTP status, and a JSON answer is JSON.
 #include <spdlog/spdlog.h>
 
@@ -34,7 +34,9 @@
 #include "require.hpp"
 #include "routes/catalog.hpp"
 #include "routes/classic.hpp"
+#include "routes/stream.hpp"
 #include "routes/v1.hpp"
+#include "stock/live.hpp"
 #include "stock/service.hpp"
 
 namespace {
@@ -58,6 +60,7 @@ struct Service {
     limits.cors_origins = {std::string(kOrigin)};
     cart::add_classic_routes(router, carts);
     cart::add_cart_api_routes(router, api);
+    streams.add_routes(router);  // before /v1/stock/{inventory_id}, as in cartd
     stock::add_catalog_routes(router, catalog);
     http::add_static_routes(router, "");
   }
@@ -69,6 +72,8 @@ struct Service {
   db::Executor db{"none:", 1, db::kDefaultStatementTimeoutMs};  // not a DB URL: every call fails
   cart::ApiContext api{io, carts, db, 0};
   stock::CatalogContext catalog{io, stock, db, std::string(kAdminToken)};
+  stock::LiveStock live{250ms, 15s, 100};  // never started: no poller
+  stock::StockStreams streams{live, stock, carts, 100};
   http::ServerLimits limits;
   http::Router router;
 };
