@@ -8,8 +8,8 @@
 // serves it: CORS headers for its Origin, and the Router with every route of cartd but
 // /healthz (the admin routes and the event streams too). Redis is never connected, so
 // its commands fail at once (503), and the main DB cannot be opened, so DB work fails
-// (503): each request is answered from what it says alone. The properties: a handler answers exactly once,
-// with an HTTP status, and a JSON answer is JSON.
+// (503): each request is answered from what it says alone. The properties: a handler answers
+// exactly once, with an HTTP status, and a JSON answer is JSON.
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/executor_work_guard.hpp>

@@ -148,6 +148,21 @@ local function line_on_row(ck, pid, inv)
   return line_inv == inv and qty or 0
 end
 
+-- A waitlist value: an offer's "quantity deadline" or a wait's "quantity window", as two
+-- numbers (nil for none).
+local function parse_pair(value)
+  local a, b = string.match(value or '', '^(%d+) (%d+)$')
+  if not a then return nil end
+  return tonumber(a), tonumber(b)
+end
+
+-- The cart's offer on a row while it lasts: its quantity and deadline, else nil.
+local function live_offer(inv, sid, now)
+  local q, d = parse_pair(redis.call('HGET', offers_key(inv), sid))
+  if q and d >= now then return q, d end
+  return nil
+end
+
 -- The waitlist: while carts wait on a row, units that come back are never made public.
 -- Whatever is available goes, in the same step, to the carts at the head of the queue as
 -- offers: the units are held for the cart until `now + its window`, in the bucket of
@@ -171,17 +186,17 @@ local function pour(inv, now)
     local want = redis.call('HGET', wanted_key(inv), head)
     redis.call('HDEL', wanted_key(inv), head)
     redis.call('HINCRBY', key, 'wv', 1)
-    local qty, window = string.match(want or '', '^(%d+) (%d+)$')
+    local qty, window = parse_pair(want)
     local ck = cart_key(head)
     local deadline = redis.call('PEXPIRETIME', ck)
     if qty and deadline >= now and redis.call('HEXISTS', ck, CHECKING_OUT) == 0 then
-      local q = math.min(tonumber(qty), available)
+      local q = math.min(qty, available)
       -- Never more than the row's per-cart limit lets the cart add to its line: units
       -- it could not claim would be kept from the carts behind it for the window.
       if row[4] then q = math.min(q, tonumber(row[4]) - line_on_row(ck, row[3], inv)) end
       if q > 0 then
         -- Rounded up to a second, so offers share buckets.
-        local until_ms = round_up(now + tonumber(window), 1000)
+        local until_ms = round_up(now + window, 1000)
         add_hold(inv, until_ms, q, false)
         redis.call('HSET', offers_key(inv), head, q .. ' ' .. until_ms)
         available = available - q
@@ -196,8 +211,8 @@ end
 local function forget_lapsed_offers(inv, now)
   local offers = redis.call('HGETALL', offers_key(inv))
   for i = 1, #offers, 2 do
-    local _, deadline = string.match(offers[i + 1], '^(%d+) (%d+)$')
-    if tonumber(deadline) < now then
+    local _, deadline = parse_pair(offers[i + 1])
+    if deadline < now then
       redis.call('HDEL', offers_key(inv), offers[i])
       redis.call('HINCRBY', stock_key(inv), 'wv', 1)
     end
@@ -352,16 +367,11 @@ local function waits_of(ck, sid, now)
       local pid = redis.call('HGET', stock_key(inv), 'p') or ''
       local rank = redis.call('ZRANK', waitlist_key(inv), sid)
       if rank then
-        local want = redis.call('HGET', wanted_key(inv), sid) or '0 0'
-        table.insert(out, {inv, pid, 'waiting', tonumber(string.match(want, '^(%d+)')), rank + 1})
+        local qty = parse_pair(redis.call('HGET', wanted_key(inv), sid))
+        table.insert(out, {inv, pid, 'waiting', qty or 0, rank + 1})
       else
-        local offer = redis.call('HGET', offers_key(inv), sid)
-        if offer then
-          local q, d = string.match(offer, '^(%d+) (%d+)$')
-          if tonumber(d) >= now then
-            table.insert(out, {inv, pid, 'offer', tonumber(q), tonumber(d)})
-          end
-        end
+        local q, d = live_offer(inv, sid, now)
+        if q then table.insert(out, {inv, pid, 'offer', q, d}) end
       end
     end
   end
@@ -430,16 +440,13 @@ local function leave_row(inv, sid, now)
   local key = stock_key(inv)
   local waited = redis.call('ZREM', waitlist_key(inv), sid)
   redis.call('HDEL', wanted_key(inv), sid)
-  local offer = redis.call('HGET', offers_key(inv), sid)
-  if offer then
-    redis.call('HDEL', offers_key(inv), sid)
-    local q, d = string.match(offer, '^(%d+) (%d+)$')
-    if tonumber(d) >= now then
-      add_hold(inv, tonumber(d), -tonumber(q))
-      released = tonumber(q)
-    end
+  local q, d = live_offer(inv, sid, now)
+  local offered = redis.call('HDEL', offers_key(inv), sid) == 1  -- a lapsed one too
+  if q then
+    add_hold(inv, d, -q)
+    released = q
   end
-  if waited == 1 or offer then redis.call('HINCRBY', key, 'wv', 1) end
+  if waited == 1 or offered then redis.call('HINCRBY', key, 'wv', 1) end
   if released > 0 then pour(inv, now) end
   return released
 end

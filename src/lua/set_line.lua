@@ -85,11 +85,8 @@ local function set_line(keys, args)
     -- Only a change that takes more units of the row claims the cart's offer on it; one
     -- that keeps or lowers the line leaves the offer as it is.
     if row[6] and not created and qty > own then
-      local offer = redis.call('HGET', offers_key(inv), sid)
-      if offer then
-        local q, d = string.match(offer, '^(%d+) (%d+)$')
-        if tonumber(d) >= now then claim = {tonumber(q), tonumber(d)} end
-      end
+      local q, d = live_offer(inv, sid, now)
+      if q then claim = {q, d} end
     end
     if qty - own > available + (claim and claim[1] or 0) then
       local waited = redis.call('EXISTS', waitlist_key(inv), offers_key(inv)) > 0

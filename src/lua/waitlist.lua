@@ -21,11 +21,8 @@ local function wait(keys, args)
   if qty > max_qty then return {'quantity_limit', max_qty} end
   if row[5] and qty > tonumber(row[5]) then return {'limit_exceeded', tonumber(row[5])} end
   local dropped, _, offered = drop_expired(inv, now, row[4])
-  local offer = redis.call('HGET', offers_key(inv), sid)
-  if offer then
-    local q, d = string.match(offer, '^(%d+) (%d+)$')
-    if tonumber(d) >= now then return {'offered', tonumber(q), tonumber(d)} end
-  end
+  local q, d = live_offer(inv, sid, now)
+  if q then return {'offered', q, d} end
   local available = tonumber(row[2]) - (tonumber(row[3] or 0) - dropped + offered)
   if available > 0 then return {'available', available} end
   if not live_deadline(ck, now) then return {'no_cart', missing_cart(sid)} end
@@ -96,15 +93,17 @@ local function watch(keys, args)
   local out = {}
   for _, inv in ipairs(args) do
     local on_hand, reserved = live_counts(inv, now)
-    local item = {on_hand, reserved, tonumber(redis.call('HGET', stock_key(inv), 'wv') or 0), 0}
-    if on_hand >= 0 then
+    local version = redis.call('HGET', stock_key(inv), 'wv')
+    local item = {on_hand, reserved, tonumber(version or 0), 0}
+    -- A row that never had a waitlist (no wv) has no offers to read.
+    if on_hand >= 0 and version then
       local offers = redis.call('HGETALL', offers_key(inv))
       for i = 1, #offers, 2 do
-        local q, d = string.match(offers[i + 1], '^(%d+) (%d+)$')
-        if tonumber(d) >= now then
+        local q, d = parse_pair(offers[i + 1])
+        if d >= now then
           table.insert(item, offers[i])
-          table.insert(item, tonumber(q))
-          table.insert(item, tonumber(d))
+          table.insert(item, q)
+          table.insert(item, d)
           item[4] = item[4] + 1
         end
       end

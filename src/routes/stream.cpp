@@ -4,6 +4,7 @@
 #include <boost/url/parse.hpp>
 #include <chrono>
 
+#include "base/clock.hpp"
 #include "base/ids.hpp"
 #include "base/session_id.hpp"
 #include "routes/classic.hpp"
@@ -46,12 +47,6 @@ std::shared_ptr<Place> take_place(LiveStock& live, std::vector<std::string> ids,
   }
   live.watch(ids);
   return std::make_shared<Place>(live, std::move(ids));
-}
-
-std::int64_t epoch_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -169,10 +164,7 @@ void StockStreams::open_cart(const std::string& session_id, http::Respond respon
     for (const cart::WaitPlace& w : cart.waitlist) {
       ids.push_back(w.inventory_id);
       products[w.inventory_id] = w.product_id;
-      waitlist.push_back(json::object{{"inventory_id", w.inventory_id},
-                                      {"product_id", w.product_id},
-                                      {"quantity", w.quantity},
-                                      {"position", w.position}});
+      waitlist.push_back(cart::wait_place_json(w));
     }
     for (const cart::Offer& o : cart.offers) {
       ids.push_back(o.inventory_id);

@@ -5,6 +5,7 @@
 #include <boost/json/array.hpp>
 #include <memory>
 
+#include "base/clock.hpp"
 #include "base/session_id.hpp"
 #include "checkout/saga.hpp"
 #include "routes/classic.hpp"
@@ -166,17 +167,9 @@ json::object cart_json(const CartView& cart, std::string_view currency) {
     total += line_total;
     items += l.quantity;
   }
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-  std::int64_t ttl = std::max<std::int64_t>(0, (cart.deadline_ms - now_ms + 999) / 1000);
+  std::int64_t ttl = std::max<std::int64_t>(0, (cart.deadline_ms - epoch_ms() + 999) / 1000);
   json::array waitlist, offers;
-  for (const WaitPlace& w : cart.waitlist) {
-    waitlist.push_back(json::object{{"inventory_id", w.inventory_id},
-                                    {"product_id", w.product_id},
-                                    {"quantity", w.quantity},
-                                    {"position", w.position}});
-  }
+  for (const WaitPlace& w : cart.waitlist) waitlist.push_back(wait_place_json(w));
   for (const Offer& o : cart.offers) offers.push_back(offer_json(o));
   return json::object{{"id", cart.id},
                       {"lines", std::move(lines)},
@@ -187,6 +180,13 @@ json::object cart_json(const CartView& cart, std::string_view currency) {
                       {"ttl_seconds", ttl},
                       {"waitlist", std::move(waitlist)},
                       {"offers", std::move(offers)}};
+}
+
+json::object wait_place_json(const WaitPlace& w) {
+  return json::object{{"inventory_id", w.inventory_id},
+                      {"product_id", w.product_id},
+                      {"quantity", w.quantity},
+                      {"position", w.position}};
 }
 
 json::object offer_json(const Offer& o) {

@@ -32,6 +32,9 @@ http::Response missing_cart(Missing missing);
 http::Response reject(const Rejection& r);
 // The cart as every /v1 cart route answers it; its prices are in `currency`.
 boost::json::object cart_json(const CartView& cart, std::string_view currency);
+// A cart's place in a line as the cart and its stream show it:
+// {inventory_id, product_id, quantity, position}.
+boost::json::object wait_place_json(const WaitPlace& place);
 // An offer as a cart and its stream show it: {inventory_id, product_id, quantity, expires_at}.
 boost::json::object offer_json(const Offer& offer);
 // An order as checkout and GET /v1/orders/{id} answer it; its prices are in `currency`.

@@ -4,18 +4,14 @@
 
 #include <algorithm>
 
+#include "base/clock.hpp"
+
 namespace cartd::stock {
 namespace {
 
 // Rows per Redis call of one poll: a call blocks Redis while it runs, so a page watching
 // many rows never makes one long call.
 constexpr std::size_t kPollBatch = 256;
-
-std::int64_t epoch_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
