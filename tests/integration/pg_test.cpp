@@ -128,5 +128,56 @@ TEST_F(Postgres, concurrent_checkouts_of_one_cart_make_one_order) {
   EXPECT_EQ(sql("SELECT on_hand FROM inventory WHERE inventory_id = 'cap'"), 198);
 }
 
+// The waitlist, the per-cart limit and a checkout of a claimed offer against PostgreSQL,
+// with two instances sharing it: every unit of the row explained at the end.
+TEST_F(Postgres, a_waitlist_drop_accounts_for_every_unit) {
+  RedisServer redis;
+  const char* catalog = R"json([{"inventory_id":"drop","product_id":"drop","name":"Drop",
+                                  "price_cents":100,"on_hand":3,"max_per_cart":3}])json";
+  std::vector<std::string> flags{"--db", url_, "--offer-window", "1", "--sweep-interval-ms", "100"};
+  Cartd a(redis, catalog, flags), b(redis, catalog, flags);
+  auto new_cart = [&](Cartd& c) {
+    auto r = c.post("/v1/carts", "");
+    EXPECT_EQ(r.status, 201u) << r.body;
+    return std::string(r.json().at("id").as_string());
+  };
+  auto join = [&](Cartd& c, const std::string& cart) {
+    return c.post("/v1/stock/drop/waitlist", R"({"cart_id":")" + cart + R"(","quantity":1})");
+  };
+  std::string holder = new_cart(a), first = new_cart(a), second = new_cart(b);
+  ASSERT_EQ(a.post("/v1/carts/" + holder + "/items", line("drop", 3)).status, 200u);
+  EXPECT_EQ(a.post("/v1/carts/" + new_cart(a) + "/items", line("drop", 4)).status, 422u)
+      << "beyond max_per_cart";
+  ASSERT_EQ(join(a, first).status, 201u);
+  ASSERT_EQ(join(b, second).status, 201u);
+
+  // The holder gives up its 3: one each for the two in line, one public.
+  ASSERT_EQ(http(a.port(), "DELETE", "/v1/carts/" + holder).status, 200u);
+  auto stock = b.get("/v1/stock/drop").json();
+  EXPECT_EQ(stock.at("reserved").as_int64(), 2);
+  EXPECT_EQ(stock.at("available").as_int64(), 1);
+  // The first claims its offer (on the other instance) and checks out; the second lets
+  // its offer lapse.
+  ASSERT_EQ(b.post("/v1/carts/" + first + "/items", line("drop", 1)).status, 200u);
+  auto order = http(b.port(), "POST", "/v1/carts/" + first + "/checkout", "",
+                    {{"Idempotency-Key", "drop-1"}});
+  ASSERT_EQ(order.status, 201u) << order.body;
+  EXPECT_TRUE(
+      eventually([&] { return b.get("/v1/stock/drop").json().at("reserved").as_int64() == 0; }, 4s))
+      << "the unclaimed offer lapsed";
+
+  // Every unit: 3 on hand at first, 1 sold, 2 on the shelf, none held, in Redis and in
+  // PostgreSQL, whose ledger sums to its on_hand.
+  EXPECT_EQ(b.get("/v1/stock/drop").json().at("on_hand").as_int64(), 2);
+  EXPECT_EQ(sql("SELECT on_hand FROM inventory WHERE inventory_id = 'drop'"), 2);
+  EXPECT_EQ(sql("SELECT SUM(delta) FROM inventory_movements WHERE inventory_id = 'drop'"), 2);
+  EXPECT_EQ(sql("SELECT COALESCE(SUM(quantity), 0) FROM order_lines WHERE inventory_id = 'drop'"),
+            1);
+  EXPECT_TRUE(eventually(
+      [&] { return sql("SELECT reserved FROM inventory WHERE inventory_id = 'drop'") == 0; }, 3s));
+  auto check = a.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 }  // namespace
 }  // namespace cartd::test
