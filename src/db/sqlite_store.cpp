@@ -2,6 +2,9 @@
 // `sqlite3 cartd.db`) never block cartd's writer and the writer never blocks them.
 #include <sqlite3.h>
 
+#include <chrono>
+#include <thread>
+
 #include "db/sql_store.hpp"
 
 namespace cartd::db {
@@ -58,41 +61,74 @@ class SqliteConnection final : public SqlConnection {
     // A statement waits at most this long for another writer's lock, then fails.
     sqlite3_busy_timeout(db_, statement_timeout_ms);
     script("PRAGMA synchronous=NORMAL");
-    if (!query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
-               {std::string(kSchemaMarker)})
-             .empty()) {
-      add_max_per_cart();  // a main DB from before it
-      return;              // the schema is complete (and the file in WAL mode)
+    if (has_schema()) {
+      // A main DB from before per-cart limits.
+      if (!has_column("max_per_cart")) {
+        write_transaction([&] {
+          if (!has_column("max_per_cart")) add_max_per_cart();
+        });
+      }
+      return;  // the schema is complete (and the file in WAL mode)
     }
-    script("PRAGMA journal_mode=WAL");
-    script(kSchema);
-    // A main DB from before row versions gets the column.
-    if (query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = 'version'", {})
-            .front()[0] == "0") {
-      script("ALTER TABLE inventory ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
+    // Instances started together may all find a new file. SQLite answers "database is
+    // locked" at once, without the busy timeout, where waiting could deadlock (changing
+    // the journal mode while another connection reads, or a statement that read the schema
+    // and then wants to write while another writes), so the mode change is retried and
+    // the schema is made in one transaction that holds the write lock from its start.
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(statement_timeout_ms);
+    for (;;) {
+      try {
+        script("PRAGMA journal_mode=WAL");
+        break;
+      } catch (const StoreError&) {
+        if (sqlite3_errcode(db_) != SQLITE_BUSY || std::chrono::steady_clock::now() >= deadline) {
+          throw;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
     }
-    add_max_per_cart();
-    script(shared_schema("INTEGER", "INTEGER", "TEXT", kNow).c_str());
+    write_transaction([&] {
+      if (has_schema()) return;
+      script(kSchema);
+      // A main DB from before row versions or per-cart limits gets the columns.
+      if (!has_column("version")) {
+        script("ALTER TABLE inventory ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
+      }
+      if (!has_column("max_per_cart")) add_max_per_cart();
+      script(shared_schema("INTEGER", "INTEGER", "TEXT", kNow).c_str());
+    });
   }
 
-  // A main DB from before per-cart limits gets the column (once: SQLite has no ADD
-  // COLUMN IF NOT EXISTS, and two instances may start together, so a lost race is fine).
+  bool has_schema() {
+    return !query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+                  {std::string(kSchemaMarker)})
+                .empty();
+  }
+
+  // A main DB from before per-cart limits gets the column (inside a write transaction:
+  // SQLite has no ADD COLUMN IF NOT EXISTS).
   void add_max_per_cart() {
-    if (query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = 'max_per_cart'", {})
-            .front()[0] != "0") {
-      return;
-    }
+    script(
+        "ALTER TABLE inventory ADD COLUMN max_per_cart INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (max_per_cart >= 0)");
+  }
+  bool has_column(const char* name) {
+    return query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = ?",
+                 {std::string(name)})
+               .front()[0] != "0";
+  }
+  // Runs `body` holding the write lock from the start (BEGIN IMMEDIATE waits with the busy
+  // timeout), so what it reads stays true until it commits.
+  template <typename Body>
+  void write_transaction(Body body) {
+    script("BEGIN IMMEDIATE");
     try {
-      script(
-          "ALTER TABLE inventory ADD COLUMN max_per_cart INTEGER NOT NULL DEFAULT 0 "
-          "CHECK (max_per_cart >= 0)");
+      body();
+      script("COMMIT");
     } catch (const StoreError&) {
-      if (query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = "
-                "'max_per_cart'",
-                {})
-              .front()[0] == "0") {
-        throw;
-      }
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
     }
   }
   ~SqliteConnection() override { sqlite3_close(db_); }
