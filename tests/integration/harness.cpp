@@ -40,6 +40,13 @@ constexpr std::string_view kDirtyQueue = "#dirty";
 // Longer than cartd's default --shutdown-grace-ms.
 constexpr auto kStopTimeout = 10s;
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
 int free_port() {
   asio::io_context io;
   tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
@@ -111,6 +118,154 @@ bool Process::running() {
     return false;
   }
   return true;
+}
+
+RedisCluster::RedisCluster(int primaries, int replicas) {
+  int total = primaries * (1 + replicas);
+  for (int i = 0; i < total; ++i) {
+    int port = free_port();
+    int bus = free_port();
+    auto dir = dir_.path() / std::to_string(port);
+    std::filesystem::create_directories(dir);
+    std::vector<std::string> argv{"redis-server",
+                                  "--port",
+                                  std::to_string(port),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--dir",
+                                  dir.string(),
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no",
+                                  "--daemonize",
+                                  "no",
+                                  "--cluster-enabled",
+                                  "yes",
+                                  "--cluster-port",
+                                  std::to_string(bus),
+                                  "--cluster-config-file",
+                                  (dir / "nodes.conf").string(),
+                                  "--cluster-node-timeout",
+                                  "2000"};
+    nodes_.push_back(Node{port, std::make_unique<Process>(argv, dir / "redis.log")});
+    ports_.push_back(port);
+  }
+  for (int port : ports_) {
+    bool up = eventually(
+        [&] {
+          try {
+            return command(port, {"PING"}).str == "PONG";
+          } catch (const std::exception&) {
+            return false;
+          }
+        },
+        10s);
+    if (!up) throw std::runtime_error("a cluster node did not start");
+  }
+  std::vector<std::string> create{"redis-cli", "--cluster", "create"};
+  for (int port : ports_) create.push_back("127.0.0.1:" + std::to_string(port));
+  create.insert(create.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
+  Process cli(create, dir_.path() / "create.log");
+  if (cli.wait() != 0) {
+    throw std::runtime_error("redis-cli --cluster create failed: " +
+                             read_file((dir_.path() / "create.log").string()));
+  }
+  if (!wait_ok()) throw std::runtime_error("the test cluster did not come up");
+}
+
+RedisCluster::~RedisCluster() {
+  for (auto& n : nodes_) {
+    if (!n.process) continue;
+    n.process->signal(SIGCONT);
+    n.process->signal(SIGKILL);
+    n.process->wait();
+  }
+}
+
+redis::Reply RedisCluster::command(int port, const std::vector<std::string>& args) {
+  redis::Endpoint e;
+  e.port = port;
+  auto c = redis::sync_connect(e, 2s);
+  return redis::sync_command(c.get(), args);
+}
+
+std::string RedisCluster::node_id(int port) {
+  return command(port, {"CLUSTER", "MYID"}).str;
+}
+
+int RedisCluster::owner_of(std::uint16_t slot) {
+  for (int port : ports_) {
+    try {
+      redis::Reply slots = command(port, {"CLUSTER", "SLOTS"});
+      for (auto& range : slots.elements) {
+        if (range.elements.size() < 3) continue;
+        if (slot >= range.elements[0].integer && slot <= range.elements[1].integer) {
+          return static_cast<int>(range.elements[2].elements.at(1).integer);
+        }
+      }
+    } catch (const std::exception&) {
+      // a node that is down: ask the next
+    }
+  }
+  return 0;
+}
+
+bool RedisCluster::wait_ok(std::chrono::milliseconds timeout) {
+  return eventually(
+      [&] {
+        std::string first;
+        for (int port : ports_) {
+          try {
+            if (command(port, {"CLUSTER", "INFO"}).str.find("cluster_state:ok") ==
+                std::string::npos) {
+              return false;
+            }
+            // Every node must see the same owners (a stale node answers MOVED wrongly).
+            std::string owners;
+            for (auto& range : command(port, {"CLUSTER", "SLOTS"}).elements) {
+              owners += std::to_string(range.elements[0].integer) + "-" +
+                        std::to_string(range.elements[1].integer) + ":" +
+                        std::to_string(range.elements[2].elements.at(1).integer) + " ";
+            }
+            std::vector<std::string> sorted;
+            std::istringstream in(owners);
+            for (std::string w; in >> w;) sorted.push_back(w);
+            std::sort(sorted.begin(), sorted.end());
+            std::string joined;
+            for (auto& w : sorted) joined += w + " ";
+            if (first.empty()) {
+              first = joined;
+            } else if (joined != first) {
+              return false;
+            }
+          } catch (const std::exception&) {
+            // a node that is down (killed or stopped) is not asked
+          }
+        }
+        return !first.empty();
+      },
+      timeout, 100ms);
+}
+
+void RedisCluster::signal(int port, int sig) {
+  for (auto& n : nodes_) {
+    if (n.port == port && n.process) n.process->signal(sig);
+  }
+}
+
+void RedisCluster::reshard(int to_port, int from_port, int count) {
+  std::vector<std::string> argv{"redis-cli",       "--cluster",
+                                "reshard",         "127.0.0.1:" + std::to_string(to_port),
+                                "--cluster-from",  node_id(from_port),
+                                "--cluster-to",    node_id(to_port),
+                                "--cluster-slots", std::to_string(count),
+                                "--cluster-yes"};
+  Process cli(argv, dir_.path() / "reshard.log");
+  if (cli.wait() != 0) {
+    throw std::runtime_error("redis-cli --cluster reshard failed: " +
+                             read_file((dir_.path() / "reshard.log").string()));
+  }
 }
 
 RedisServer::RedisServer(std::vector<std::string> extra)

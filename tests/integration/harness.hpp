@@ -29,6 +29,9 @@ struct redisContext;
 
 namespace cartd::test {
 
+// A file's whole content ("" when it cannot be read).
+std::string read_file(const std::string& path);
+
 // A port nothing listens on right now (the kernel picks it).
 int free_port();
 
@@ -102,6 +105,46 @@ class RedisServer {
   std::vector<std::string> extra_;
   std::unique_ptr<Process> process_;
   redisContext* ctx_ = nullptr;
+};
+
+// A Redis Cluster of its own: `primaries` primaries with `replicas` replicas each, every
+// node a redis-server on free loopback ports (client and cluster bus) in a temporary
+// folder, made one cluster by `redis-cli --cluster create`, stopped by PID at the end.
+// cluster-node-timeout is 2000 ms, so a killed primary's replica takes over in a few
+// seconds.
+class RedisCluster {
+ public:
+  explicit RedisCluster(int primaries = 3, int replicas = 1);
+  ~RedisCluster();
+  RedisCluster(const RedisCluster&) = delete;
+  RedisCluster& operator=(const RedisCluster&) = delete;
+
+  // Every node's client port, in the order they were made (primaries first).
+  const std::vector<int>& ports() const { return ports_; }
+  // A URL naming one node (cartd finds the rest).
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(ports_[0]); }
+  // One command on one node (a fresh connection; errors are returned as replies).
+  redis::Reply command(int port, const std::vector<std::string>& args);
+  // The client port of the primary that owns `slot` now, as that node's peers see it.
+  int owner_of(std::uint16_t slot);
+  // Waits until every running node says cluster_state:ok and they agree on who owns
+  // every slot; false after `timeout`.
+  bool wait_ok(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Sends a signal to one node (SIGKILL, SIGSTOP, SIGCONT).
+  void signal(int port, int sig);
+  // Moves `count` slots from the owner of `from_slot` to the primary at `to_port`, with
+  // their keys (redis-cli --cluster reshard).
+  void reshard(int to_port, int from_port, int count);
+  std::string node_id(int port);
+
+ private:
+  struct Node {
+    int port;
+    std::unique_ptr<Process> process;
+  };
+  TempDir dir_;
+  std::vector<int> ports_;
+  std::vector<Node> nodes_;
 };
 
 // A PostgreSQL server of its own (initdb in a temporary folder, trust auth, loopback).

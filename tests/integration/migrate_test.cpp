@@ -46,13 +46,6 @@ constexpr CatalogRow kRows[] = {{"mug", "Mug", 1500, 10},
 
 constexpr std::int64_t kLong = 600000;  // ms: a TTL no test outlives
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::string sid(int n) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012d", n);

@@ -1,0 +1,137 @@
+// cluster: commands routed over a Redis Cluster, on one event loop.
+//
+// No C++ cluster client is packaged in Debian 12 (hiredis 0.14 only), so this one is
+// built over `Client`: one connection per primary, each a `Client` of its own (it
+// reconnects, loads the functions library and runs the setup step like a standalone
+// connection does). A command goes to the primary that owns the slot of its first key
+// (slot.hpp), by a map read from CLUSTER SHARDS. The answers the cluster specification
+// defines are handled here, so callers see what a standalone Redis would answer:
+//
+//   MOVED <slot> <host:port>  the slot has a new owner: the map learns it at once, a
+//                             refresh of the whole map is asked for, the command is
+//                             sent again to the new owner;
+//   ASK <slot> <host:port>    the slot is being moved and this key is already on the
+//                             target: ASKING, then the command, to the target, once;
+//   TRYAGAIN                  a multi-key command during a slot move: sent again after
+//                             a short pause;
+//   CLUSTERDOWN               the cluster cannot serve the slot (a failover under way):
+//                             the command fails at once with Errc::unavailable, as when
+//                             a standalone Redis is down, and the map is refreshed.
+//
+// A command whose node is unreachable fails with Errc::unavailable too, and asks for a
+// refresh, so a failover is followed as soon as the cluster has elected the replica.
+// At most `max_redirects` redirections per command, then it fails.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "redis/client.hpp"
+#include "redis/reply.hpp"
+#include "redis/slot.hpp"
+#include "redis/url.hpp"
+
+namespace cartd::redis {
+
+// One shard of the cluster as CLUSTER SHARDS describes it: its slot ranges and its primary.
+struct Shard {
+  std::vector<std::pair<std::uint16_t, std::uint16_t>> slots;  // inclusive ranges
+  Endpoint primary;                                            // host and port only
+  std::string primary_id;
+};
+
+// Reads a CLUSTER SHARDS reply; shards without a healthy primary are left out.
+std::vector<Shard> parse_shards(const Reply& reply);
+
+class ClusterClient {
+ public:
+  struct Options {
+    // Nodes to learn the cluster from (any node, primary or replica; at least one).
+    std::vector<Endpoint> seeds;
+    // What each primary's connection is, as for a standalone Client; its endpoint is
+    // replaced by the node's (user, password and db are kept).
+    Client::Options node;
+    int max_redirects = 5;
+    std::chrono::milliseconds try_again_pause{20};
+    // The map is read again this often even when no answer says it changed.
+    std::chrono::milliseconds refresh_interval{5000};
+  };
+
+  ClusterClient(boost::asio::io_context& io, Options options);
+  ~ClusterClient();
+  ClusterClient(const ClusterClient&) = delete;
+  ClusterClient& operator=(const ClusterClient&) = delete;
+
+  void start();
+  void stop();
+  // True when every slot has an owner and every owner's connection is ready. Safe from
+  // any thread.
+  bool ready() const { return ready_; }
+
+  // Sends one command to the owner of its first key's slot (a command without keys goes
+  // to any ready primary). The handler runs on this loop, exactly once.
+  void command(std::span<const std::string_view> args, ReplyHandler handler);
+  void command(std::initializer_list<std::string_view> args, ReplyHandler handler) {
+    command(std::span(args.begin(), args.size()), std::move(handler));
+  }
+  // The same, to the owner of `slot`.
+  void command_at(std::uint16_t slot, std::span<const std::string_view> args, ReplyHandler handler);
+
+  // The primaries as the map has them now, and the slots each owns.
+  std::vector<Shard> shards() const;
+  // Reads the map again now (it is also read on MOVED, CLUSTERDOWN, an unreachable node,
+  // and every refresh_interval).
+  void refresh();
+
+  // Counts, for the metrics and the tests.
+  std::uint64_t redirects() const { return redirects_; }
+  std::uint64_t refreshes() const { return refreshes_; }
+
+ private:
+  struct Node {
+    Endpoint endpoint;
+    std::unique_ptr<Client> client;
+  };
+  struct Call;
+
+  Node& node_for(const Endpoint& e);
+  Node* owner(std::uint16_t slot);
+  Client* any_ready();
+  void dispatch(std::shared_ptr<Call> call);
+  void on_reply(std::shared_ptr<Call> call, Result r);
+  void send_when_ready(std::shared_ptr<Call> call, Client* client,
+                       std::chrono::steady_clock::time_point deadline);
+  void apply(const std::vector<Shard>& shards);
+  void update_ready();
+  void arm_refresh_timer();
+
+  boost::asio::io_context& io_;
+  Options options_;
+  std::vector<std::unique_ptr<Node>> nodes_;    // every node ever routed to or asked
+  std::vector<std::unique_ptr<Client>> seeds_;  // plain connections, for CLUSTER SHARDS
+  std::array<Node*, kSlots> owners_{};
+  bool refreshing_ = false;
+  bool refresh_again_ = false;
+  bool stopped_ = true;
+  std::atomic<bool> ready_ = false;
+  std::uint64_t redirects_ = 0;
+  std::uint64_t refreshes_ = 0;
+  boost::asio::steady_timer refresh_timer_;
+  boost::asio::steady_timer ready_timer_;
+  // The pauses before a command is sent again hold a weak pointer to this: a pause that
+  // ends after the client is gone fails its command instead.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace cartd::redis

@@ -1,0 +1,247 @@
+// The cluster client (src/redis/cluster.hpp) against a real Redis Cluster of six
+// redis-servers (three primaries, three replicas) that each test makes itself: slots as
+// the cluster computes them, routing, MOVED after a reshard, ASK and TRYAGAIN during a
+// slot move, a failover, and a cluster that is down.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "functions/keys.hpp"
+#include "harness.hpp"
+#include "redis/cluster.hpp"
+#include "redis/slot.hpp"
+
+namespace cartd::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A ClusterClient on a loop of its own; commands are sent from the test's thread and
+// waited for.
+class Routed {
+ public:
+  explicit Routed(RedisCluster& cluster, std::chrono::milliseconds refresh_interval = 5000ms,
+                  std::chrono::milliseconds try_again_pause = 20ms) {
+    redis::ClusterClient::Options o;
+    o.seeds.push_back(*redis::parse_url(cluster.url()));
+    o.node.name = "cartd-test";
+    o.node.command_timeout = 2000ms;
+    o.node.max_backoff = 200ms;
+    o.refresh_interval = refresh_interval;
+    o.try_again_pause = try_again_pause;
+    client_ = std::make_unique<redis::ClusterClient>(io_, std::move(o));
+    boost::asio::post(io_, [this] { client_->start(); });
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~Routed() {
+    boost::asio::post(io_, [this] { client_->stop(); });
+    work_.reset();
+    thread_.join();
+  }
+  bool wait_ready() {
+    return eventually([&] { return client_->ready(); }, 20s);
+  }
+  redis::Result run(std::vector<std::string> args) {
+    std::promise<redis::Result> done;
+    boost::asio::post(io_, [&] {
+      std::vector<std::string_view> views(args.begin(), args.end());
+      client_->command(std::span<const std::string_view>(views),
+                       [&](redis::Result r) { done.set_value(std::move(r)); });
+    });
+    return done.get_future().get();
+  }
+  // Sends args without waiting; the future has the answer.
+  std::future<redis::Result> send(std::vector<std::string> args) {
+    auto done = std::make_shared<std::promise<redis::Result>>();
+    auto future = done->get_future();
+    boost::asio::post(io_, [this, args = std::move(args), done] {
+      std::vector<std::string_view> views(args.begin(), args.end());
+      client_->command(std::span<const std::string_view>(views),
+                       [done](redis::Result r) { done->set_value(std::move(r)); });
+    });
+    return future;
+  }
+  std::uint64_t redirects() {
+    std::promise<std::uint64_t> v;
+    boost::asio::post(io_, [&] { v.set_value(client_->redirects()); });
+    return v.get_future().get();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(io_);
+  std::unique_ptr<redis::ClusterClient> client_;
+  std::thread thread_;
+};
+
+std::string text(const redis::Result& r) {
+  if (!r) return "<" + r.error().message() + ">";
+  return r->str;
+}
+
+// The key of cart group g (a key of layout 2).
+std::string cart_key(std::uint32_t g) {
+  return keys::cart_tag(g) + ":cart";
+}
+
+TEST(Cluster, key_slot_matches_the_cluster_for_every_cartd_group) {
+  RedisCluster cluster(3, 0);
+  int port = cluster.ports()[0];
+  std::vector<std::string> keys{
+      "foo",      "{user1000}.following", "foo{}{bar}", "foo{{bar}}zap", "{}", "}{",
+      "a{b}c{d}", "\xff\xfe{\x01}"};
+  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+    keys.push_back(keys::cart_tag(g) + ":x");
+    keys.push_back(keys::stock_tag(g) + "#due");
+  }
+  for (const std::string& k : keys) {
+    ASSERT_EQ(redis::key_slot(k), cluster.command(port, {"CLUSTER", "KEYSLOT", k}).integer) << k;
+  }
+}
+
+TEST(Cluster, commands_reach_the_owner_of_their_slot) {
+  RedisCluster cluster;
+  Routed client(cluster);
+  ASSERT_TRUE(client.wait_ready());
+  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+    auto r = client.run({"SET", cart_key(g), std::to_string(g)});
+    ASSERT_EQ(text(r), "OK") << g;
+  }
+  EXPECT_EQ(client.redirects(), 0u);
+  // Each key is on the primary that owns its slot, and nowhere else.
+  for (std::uint32_t g = 0; g < keys::kGroups; g += 97) {
+    int owner = cluster.owner_of(redis::key_slot(cart_key(g)));
+    EXPECT_EQ(cluster.command(owner, {"GET", cart_key(g)}).str, std::to_string(g));
+    EXPECT_EQ(text(client.run({"GET", cart_key(g)})), std::to_string(g));
+  }
+  // A command without keys goes to any node.
+  auto time = client.run({"TIME"});
+  ASSERT_TRUE(time);
+  EXPECT_EQ(time->elements.size(), 2u);
+}
+
+TEST(Cluster, a_reshard_is_followed_through_moved) {
+  RedisCluster cluster;
+  // The map is read once: only MOVED can tell the client that slots moved.
+  Routed client(cluster, 600000ms);
+  ASSERT_TRUE(client.wait_ready());
+  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+    ASSERT_EQ(text(client.run({"SET", cart_key(g), std::to_string(g)})), "OK");
+  }
+  int from = cluster.ports()[0];
+  int to = cluster.ports()[1];
+  cluster.reshard(to, from, 500);
+  ASSERT_TRUE(cluster.wait_ok());
+  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+    ASSERT_EQ(text(client.run({"INCR", cart_key(g)})), "") << g;
+  }
+  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+    ASSERT_EQ(text(client.run({"GET", cart_key(g)})), std::to_string(g + 1)) << g;
+  }
+  // Some groups lived in the 500 slots that moved; each such slot cost one MOVED at most.
+  EXPECT_GT(client.redirects(), 0u);
+  EXPECT_LE(client.redirects(), 500u);
+}
+
+// Moves one slot by hand, one key at a time, to see ASK and TRYAGAIN.
+TEST(Cluster, ask_and_try_again_during_a_slot_move) {
+  RedisCluster cluster(3, 0);
+  Routed client(cluster, 600000ms, 300ms);
+  ASSERT_TRUE(client.wait_ready());
+  std::string a = "{c5}:a", b = "{c5}:b";
+  auto slot = std::to_string(redis::key_slot(a));
+  ASSERT_EQ(text(client.run({"SET", a, "1"})), "OK");
+  ASSERT_EQ(text(client.run({"SET", b, "2"})), "OK");
+  int from = cluster.owner_of(redis::key_slot(a));
+  int to = from == cluster.ports()[0] ? cluster.ports()[1] : cluster.ports()[0];
+  auto from_id = cluster.node_id(from), to_id = cluster.node_id(to);
+  ASSERT_EQ(cluster.command(to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id}).str, "OK");
+  ASSERT_EQ(cluster.command(from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id}).str, "OK");
+  ASSERT_EQ(cluster.command(from, {"MIGRATE", "127.0.0.1", std::to_string(to), a, "0", "5000"}).str,
+            "OK");
+  // a is on the target now: the source answers ASK, the client asks the target.
+  EXPECT_EQ(text(client.run({"GET", a})), "1");
+  EXPECT_EQ(client.redirects(), 1u);
+  // b is still on the source: served there.
+  EXPECT_EQ(text(client.run({"GET", b})), "2");
+  // Both at once are split between the nodes: TRYAGAIN until the move ends.
+  auto both = client.send({"MGET", a, b});
+  ASSERT_TRUE(eventually([&] { return client.redirects() >= 2; }, 5s, 5ms));
+  ASSERT_EQ(cluster.command(from, {"MIGRATE", "127.0.0.1", std::to_string(to), b, "0", "5000"}).str,
+            "OK");
+  for (int port : {to, from}) {
+    ASSERT_EQ(cluster.command(port, {"CLUSTER", "SETSLOT", slot, "NODE", to_id}).str, "OK");
+  }
+  auto r = both.get();
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_EQ(r->elements.size(), 2u) << r->str;
+  EXPECT_EQ(r->elements[0].str, "1");
+  EXPECT_EQ(r->elements[1].str, "2");
+}
+
+TEST(Cluster, a_failover_is_followed) {
+  RedisCluster cluster;
+  Routed client(cluster);
+  ASSERT_TRUE(client.wait_ready());
+  std::string key = cart_key(1);
+  ASSERT_EQ(text(client.run({"SET", key, "before"})), "OK");
+  // The replica has the key before its primary dies (it may still be syncing at first).
+  int owner = cluster.owner_of(redis::key_slot(key));
+  ASSERT_TRUE(eventually(
+      [&] {
+        return cluster.command(owner, {"WAIT", "1", "500"}).integer == 1;
+      },
+      20s, 10ms));
+  int old_owner = cluster.owner_of(redis::key_slot(key));
+  cluster.signal(old_owner, SIGKILL);
+  // Until the replica takes over, commands on the slot fail at once (never hang), and
+  // commands on other primaries' slots are served.
+  auto started = std::chrono::steady_clock::now();
+  auto r = client.run({"GET", key});
+  EXPECT_FALSE(r) << r->str;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2500ms);
+  bool promoted = eventually(
+      [&] {
+        auto again = client.run({"GET", key});
+        return again && again->str == "before";
+      },
+      30s, 100ms);
+  ASSERT_TRUE(promoted);
+  EXPECT_NE(cluster.owner_of(redis::key_slot(key)), old_owner);
+  EXPECT_EQ(text(client.run({"SET", key, "after"})), "OK");
+  EXPECT_TRUE(eventually([&] { return client.wait_ready(); }, 20s));
+}
+
+TEST(Cluster, a_cluster_that_is_down_fails_commands_at_once) {
+  RedisCluster cluster(3, 0);
+  Routed client(cluster);
+  ASSERT_TRUE(client.wait_ready());
+  int dead = cluster.ports()[2];
+  cluster.signal(dead, SIGKILL);
+  // The others mark it failed after cluster-node-timeout and refuse every slot
+  // (cluster-require-full-coverage): CLUSTERDOWN, which the client answers as a Redis
+  // that is down.
+  int alive = cluster.ports()[0];
+  ASSERT_TRUE(eventually(
+      [&] {
+        return cluster.command(alive, {"CLUSTER", "INFO"}).str.find("cluster_state:fail") !=
+               std::string::npos;
+      },
+      20s, 100ms));
+  std::string key;
+  for (std::uint32_t g = 0; key.empty(); ++g) {
+    if (cluster.owner_of(redis::key_slot(cart_key(g))) == alive) key = cart_key(g);
+  }
+  auto r = client.run({"GET", key});
+  ASSERT_FALSE(r) << r->str;
+  EXPECT_EQ(r.error(), redis::Errc::unavailable);
+}
+
+}  // namespace
+}  // namespace cartd::test
