@@ -58,6 +58,7 @@ class Client {
   void stop();
   // Safe to call from any thread (/healthz asks every loop's client).
   bool ready() const { return state_ == State::ready; }
+  const Endpoint& endpoint() const { return options_.endpoint; }
 
   // Sends one command. The handler runs on this client's loop, exactly once.
   void command(std::span<const std::string_view> args, ReplyHandler handler);

@@ -35,7 +35,7 @@ bool same_node(const Endpoint& a, const Endpoint& b) {
 
 }  // namespace
 
-std::vector<Shard> parse_shards(const Reply& reply) {
+std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_host) {
   std::vector<Shard> shards;
   for (const Reply& s : reply.elements) {
     const Reply* slots = field(s, "slots");
@@ -46,26 +46,28 @@ std::vector<Shard> parse_shards(const Reply& reply) {
       shard.slots.emplace_back(static_cast<std::uint16_t>(slots->elements[i].integer),
                                static_cast<std::uint16_t>(slots->elements[i + 1].integer));
     }
-    bool found = false;
     for (const Reply& n : nodes->elements) {
       const Reply* role = field(n, "role");
       const Reply* health = field(n, "health");
+      const Reply* port = field(n, "port");
       if (role == nullptr || role->str != "master" || health == nullptr ||
-          health->str != "online") {
+          health->str != "online" || port == nullptr) {
         continue;
       }
-      const Reply* ip = field(n, "ip");
-      if (ip == nullptr) ip = field(n, "endpoint");
-      const Reply* port = field(n, "port");
-      const Reply* id = field(n, "id");
-      if (ip == nullptr || port == nullptr) continue;
-      shard.primary.host = ip->str;
+      std::string host;
+      for (const char* name : {"endpoint", "ip"}) {
+        const Reply* f = field(n, name);
+        if (f != nullptr && !f->str.empty() && f->str != "?") {
+          host = f->str;
+          break;
+        }
+      }
+      shard.primary.host = host.empty() ? answered_host : host;
       shard.primary.port = static_cast<int>(port->integer);
-      if (id != nullptr) shard.primary_id = id->str;
-      found = true;
+      if (const Reply* id = field(n, "id")) shard.primary_id = id->str;
+      if (!shard.slots.empty()) shards.push_back(std::move(shard));
       break;
     }
-    if (found && !shard.slots.empty()) shards.push_back(std::move(shard));
   }
   return shards;
 }
@@ -76,26 +78,37 @@ struct ClusterClient::Call {
   ReplyHandler handler;
   std::optional<std::uint16_t> slot;
   int redirects = 0;
-  bool asking = false;  // the next send goes to ask_target, after ASKING
-  Endpoint ask_target;
-
-  std::vector<std::string_view> views() const { return {args.begin(), args.end()}; }
+  std::chrono::steady_clock::time_point give_up{};  // TRYAGAIN pauses end here
+  // Set by MOVED and ASK: the next send goes to this node (after ASKING for ASK).
+  std::optional<Endpoint> target;
+  bool asking = false;
 };
 
 ClusterClient::ClusterClient(boost::asio::io_context& io, Options options)
-    : io_(io), options_(std::move(options)), refresh_timer_(io), ready_timer_(io) {}
+    : io_(io),
+      options_(std::move(options)),
+      ready_timer_(io),
+      periodic_timer_(io),
+      soon_timer_(io) {}
 
 ClusterClient::~ClusterClient() {
   stop();
 }
 
+template <typename F>
+void ClusterClient::after(std::chrono::milliseconds delay, F f) {
+  auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
+  timer->async_wait([timer, alive = std::weak_ptr<int>(alive_),
+                     f = std::move(f)](boost::system::error_code) mutable { f(!alive.expired()); });
+}
+
 void ClusterClient::start() {
-  if (!stopped_) return;
+  if (!stopped_ || !seeds_.empty()) return;
   stopped_ = false;
   for (const Endpoint& seed : options_.seeds) {
     Client::Options o;
     o.endpoint = seed;
-    o.endpoint.db = 0;
+    o.endpoint.db = 0;  // a cluster has database 0 only
     o.command_timeout = options_.node.command_timeout;
     o.max_backoff = options_.node.max_backoff;
     o.name = options_.node.name + "-topology";
@@ -104,35 +117,29 @@ void ClusterClient::start() {
     seeds_.push_back(std::move(c));
   }
   refresh();
-  arm_refresh_timer();
+  schedule_refresh();
+  watch_ready();
 }
 
 void ClusterClient::stop() {
   if (stopped_) return;
   stopped_ = true;
   ready_ = false;
-  refresh_timer_.cancel();
   ready_timer_.cancel();
+  periodic_timer_.cancel();
+  soon_timer_.cancel();
   for (auto& s : seeds_) s->stop();
   for (auto& n : nodes_) n->client->stop();
 }
 
-void ClusterClient::arm_refresh_timer() {
-  // Ready is looked at often (a node's connection may drop or come back at any time);
-  // the map is read every refresh_interval.
+void ClusterClient::watch_ready() {
+  // A node's connection may drop or come back at any time: ready is looked at often.
   ready_timer_.expires_after(100ms);
-  ready_timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || stopped_) return;
+  ready_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+    if (ec || alive.expired() || stopped_) return;
     update_ready();
-    arm_refresh_timer();
+    watch_ready();
   });
-  if (refresh_timer_.expiry() <= std::chrono::steady_clock::now()) {
-    refresh_timer_.expires_after(options_.refresh_interval);
-    refresh_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec || stopped_) return;
-      refresh();
-    });
-  }
 }
 
 ClusterClient::Node& ClusterClient::node_for(const Endpoint& e) {
@@ -142,65 +149,90 @@ ClusterClient::Node& ClusterClient::node_for(const Endpoint& e) {
   auto node = std::make_unique<Node>();
   node->endpoint = e;
   Client::Options o = options_.node;
+  o.endpoint = options_.seeds.empty() ? Endpoint{} : options_.seeds.front();
   o.endpoint.host = e.host;
   o.endpoint.port = e.port;
-  o.endpoint.db = 0;  // a cluster has database 0 only
+  o.endpoint.db = 0;
   node->client = std::make_unique<Client>(io_, std::move(o));
   if (!stopped_) node->client->start();
   nodes_.push_back(std::move(node));
   return *nodes_.back();
 }
 
-ClusterClient::Node* ClusterClient::owner(std::uint16_t slot) {
-  return owners_[slot];
-}
-
-Client* ClusterClient::any_ready() {
-  for (auto& n : nodes_) {
+Client* ClusterClient::any_owner_ready() {
+  Node* last = nullptr;
+  for (Node* n : owners_) {
+    if (n == nullptr || n == last) continue;
     if (n->client->ready()) return n->client.get();
-  }
-  for (auto& s : seeds_) {
-    if (s->ready()) return s.get();
+    last = n;
   }
   return nullptr;
 }
 
 void ClusterClient::refresh() {
   if (stopped_) return;
-  if (refreshing_) {
+  if (refreshing_ || refresh_scheduled_) {
     refresh_again_ = true;
     return;
   }
-  Client* via = any_ready();
-  if (via == nullptr) {
-    // Nothing is connected yet: try again shortly.
-    refresh_timer_.expires_after(50ms);
-    refresh_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec || stopped_) return;
-      refresh();
-    });
+  auto now = std::chrono::steady_clock::now();
+  auto wait = last_refresh_ + options_.min_refresh_gap - now;
+  // Asked in turn, so one node with a stale view is not asked again and again.
+  std::vector<Client*> known;
+  for (auto& n : nodes_) {
+    if (n->client->ready()) known.push_back(n->client.get());
+  }
+  for (auto& c : seeds_) {
+    if (c->ready()) known.push_back(c.get());
+  }
+  if (wait > std::chrono::steady_clock::duration::zero() || known.empty()) {
+    // Too soon after the last read, or nothing connected yet: read shortly.
+    refresh_scheduled_ = true;
+    auto delay =
+        known.empty() ? 50ms : std::chrono::duration_cast<std::chrono::milliseconds>(wait) + 1ms;
+    soon_timer_.expires_after(delay);
+    soon_timer_.async_wait(
+        [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+          if (ec || alive.expired()) return;
+          refresh_scheduled_ = false;
+          refresh_again_ = false;
+          refresh();
+        });
     return;
   }
+  Client* via = known[refresh_turn_++ % known.size()];
   refreshing_ = true;
+  last_refresh_ = now;
   ++refreshes_;
-  via->command({"CLUSTER", "SHARDS"}, [this](Result r) {
+  via->command({"CLUSTER", "SHARDS"}, [this, host = via->endpoint().host,
+                                       alive = std::weak_ptr<int>(alive_)](Result r) {
+    if (alive.expired()) return;
     refreshing_ = false;
     if (stopped_) return;
     if (r && !r->is_error()) {
-      apply(parse_shards(*r));
+      apply(parse_shards(*r, host));
     } else {
       spdlog::warn("redis cluster: CLUSTER SHARDS failed: {}", r ? r->str : r.error().message());
     }
-    bool again = std::exchange(refresh_again_, false);
-    refresh_timer_.expires_after(again ? 20ms : options_.refresh_interval);
-    refresh_timer_.async_wait([this](boost::system::error_code ec) {
-      if (ec || stopped_) return;
-      refresh();
-    });
+    if (std::exchange(refresh_again_, false)) refresh();
   });
 }
 
+void ClusterClient::schedule_refresh() {
+  // The map is read every refresh_interval even when nothing says it changed.
+  periodic_timer_.expires_after(options_.refresh_interval);
+  periodic_timer_.async_wait(
+      [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+        if (ec || alive.expired() || stopped_) return;
+        refresh();
+        schedule_refresh();
+      });
+}
+
 void ClusterClient::apply(const std::vector<Shard>& shards) {
+  // Rebuilt whole: a slot no shard claims has no owner (its commands fail, and ask for
+  // another read) rather than a stale one.
+  owners_.fill(nullptr);
   for (const Shard& shard : shards) {
     Node& node = node_for(shard.primary);
     for (auto [first, last] : shard.slots) {
@@ -227,36 +259,35 @@ std::vector<Shard> ClusterClient::shards() const {
       current = nullptr;
       continue;
     }
+    Shard* shard = nullptr;
+    for (auto& existing : out) {
+      if (same_node(existing.primary, n->endpoint)) shard = &existing;
+    }
+    if (shard == nullptr) {
+      out.push_back(Shard{{}, n->endpoint, {}});
+      shard = &out.back();
+    }
     if (n != current) {
-      Shard* shard = nullptr;
-      for (auto& existing : out) {
-        if (same_node(existing.primary, n->endpoint)) shard = &existing;
-      }
-      if (shard == nullptr) {
-        out.push_back(Shard{{}, n->endpoint, {}});
-        shard = &out.back();
-      }
       shard->slots.emplace_back(static_cast<std::uint16_t>(s), static_cast<std::uint16_t>(s));
       current = n;
     } else {
-      for (auto& existing : out) {
-        if (same_node(existing.primary, n->endpoint)) existing.slots.back().second = s;
-      }
+      shard->slots.back().second = static_cast<std::uint16_t>(s);
     }
   }
   return out;
 }
 
 void ClusterClient::command(std::span<const std::string_view> args, ReplyHandler handler) {
-  auto call = std::make_shared<Call>();
-  call->args.assign(args.begin(), args.end());
-  call->handler = std::move(handler);
-  call->slot = command_slot(args);
-  dispatch(std::move(call));
+  command_to(command_slot(args), args, std::move(handler));
 }
 
 void ClusterClient::command_at(std::uint16_t slot, std::span<const std::string_view> args,
                                ReplyHandler handler) {
+  command_to(slot, args, std::move(handler));
+}
+
+void ClusterClient::command_to(std::optional<std::uint16_t> slot,
+                               std::span<const std::string_view> args, ReplyHandler handler) {
   auto call = std::make_shared<Call>();
   call->args.assign(args.begin(), args.end());
   call->handler = std::move(handler);
@@ -266,12 +297,12 @@ void ClusterClient::command_at(std::uint16_t slot, std::span<const std::string_v
 
 void ClusterClient::dispatch(std::shared_ptr<Call> call) {
   Client* client = nullptr;
-  if (call->asking) {
-    client = node_for(call->ask_target).client.get();
+  if (auto target = std::exchange(call->target, std::nullopt)) {
+    client = node_for(*target).client.get();
   } else if (call->slot) {
-    if (Node* n = owner(*call->slot)) client = n->client.get();
+    if (Node* n = owners_[*call->slot]) client = n->client.get();
   } else {
-    client = any_ready();
+    client = any_owner_ready();
   }
   if (client == nullptr || !client->ready()) {
     // No owner known, or its connection is down (a primary that died, before the
@@ -280,9 +311,8 @@ void ClusterClient::dispatch(std::shared_ptr<Call> call) {
     call->handler(Errc::unavailable);
     return;
   }
-  auto args = call->views();
-  if (call->asking) {
-    call->asking = false;
+  std::vector<std::string_view> args(call->args.begin(), call->args.end());
+  if (std::exchange(call->asking, false)) {
     // ASKING holds for the next command on this connection only; both leave in order.
     client->command({"ASKING"}, [](Result) {});
   }
@@ -299,31 +329,32 @@ void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
   std::string_view error = r->str;
   bool moved = error.starts_with("MOVED ");
   bool ask = error.starts_with("ASK ");
-  bool try_again = error.starts_with("TRYAGAIN");
-  if (error.starts_with("CLUSTERDOWN")) {
+  if (error.starts_with("CLUSTERDOWN") || error.starts_with("LOADING")) {
     refresh();
     call->handler(Errc::unavailable);
     return;
   }
-  if (!moved && !ask && !try_again) {
-    call->handler(std::move(r));
-    return;
-  }
-  if (++call->redirects > options_.max_redirects || stopped_) {
-    call->handler(std::move(r));
-    return;
-  }
-  ++redirects_;
-  if (try_again) {
-    auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.try_again_pause);
-    timer->async_wait([this, call, timer,
-                       alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) mutable {
-      if (ec || alive.expired() || stopped_) {
+  if (error.starts_with("TRYAGAIN")) {
+    auto now = std::chrono::steady_clock::now();
+    if (call->give_up == std::chrono::steady_clock::time_point{}) {
+      call->give_up = now + options_.node.command_timeout;
+    }
+    if (now >= call->give_up || stopped_) {
+      call->handler(Errc::unavailable);
+      return;
+    }
+    ++redirects_;
+    after(options_.try_again_pause, [this, call](bool alive) mutable {
+      if (!alive || stopped_) {
         call->handler(Errc::unavailable);
         return;
       }
       dispatch(std::move(call));
     });
+    return;
+  }
+  if (!moved && !ask) {
+    call->handler(std::move(r));
     return;
   }
   // "MOVED 3999 127.0.0.1:6381" / "ASK 3999 127.0.0.1:6381"
@@ -335,18 +366,25 @@ void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
     auto [end, ec] = std::from_chars(rest.data(), rest.data() + space, slot);
     if (ec == std::errc{} && slot < kSlots) target = parse_host_port(rest.substr(space + 1));
   }
-  if (!target) {
-    call->handler(std::move(r));
+  if (!target || ++call->redirects > options_.max_redirects || stopped_) {
+    call->handler(Errc::unavailable);
     return;
   }
-  if (moved) {
-    owners_[slot] = &node_for(*target);
-    refresh();
-  } else {
-    call->ask_target = *target;
-    call->asking = true;
+  ++redirects_;
+  if (target->host.empty() || target->host == "?") {
+    // The node does not know its address: it is where the one that answered found it.
+    if (call->slot && owners_[*call->slot]) target->host = owners_[*call->slot]->endpoint.host;
   }
-  send_when_ready(std::move(call), node_for(*target).client.get(),
+  Node& to = node_for(*target);
+  if (moved) {
+    // Learnt at once for the commands that follow; the whole map is read again too.
+    owners_[slot] = &to;
+    call->slot = slot;
+    refresh();
+  }
+  call->target = to.endpoint;
+  call->asking = ask;
+  send_when_ready(std::move(call), to.client.get(),
                   std::chrono::steady_clock::now() + options_.node.command_timeout);
 }
 
@@ -357,10 +395,8 @@ void ClusterClient::send_when_ready(std::shared_ptr<Call> call, Client* client,
     dispatch(std::move(call));
     return;
   }
-  auto timer = std::make_shared<boost::asio::steady_timer>(io_, 5ms);
-  timer->async_wait([this, call, client, deadline, timer,
-                     alive = std::weak_ptr<int>(alive_)](boost::system::error_code) mutable {
-    if (alive.expired()) {
+  after(5ms, [this, call, client, deadline](bool alive) mutable {
+    if (!alive) {
       call->handler(Errc::unavailable);
       return;
     }

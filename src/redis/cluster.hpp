@@ -13,14 +13,18 @@
 //   ASK <slot> <host:port>    the slot is being moved and this key is already on the
 //                             target: ASKING, then the command, to the target, once;
 //   TRYAGAIN                  a multi-key command during a slot move: sent again after
-//                             a short pause;
+//                             a short pause, for at most the command timeout;
 //   CLUSTERDOWN               the cluster cannot serve the slot (a failover under way):
 //                             the command fails at once with Errc::unavailable, as when
 //                             a standalone Redis is down, and the map is refreshed.
 //
-// A command whose node is unreachable fails with Errc::unavailable too, and asks for a
-// refresh, so a failover is followed as soon as the cluster has elected the replica.
-// At most `max_redirects` redirections per command, then it fails.
+// A command whose node is unreachable (or loading its data) fails with Errc::unavailable
+// too, and asks for a refresh, so a failover is followed as soon as the cluster has
+// elected the replica. At most `max_redirects` MOVED or ASK per command, then it fails
+// with Errc::unavailable. The map is read at most every `min_refresh_gap`, from the
+// known nodes in turn, and rebuilt whole from each answer. Node connections take the
+// user and password of the first seed. A ClusterClient starts once (start after stop
+// is not supported).
 #pragma once
 
 #include <array>
@@ -51,8 +55,11 @@ struct Shard {
   std::string primary_id;
 };
 
-// Reads a CLUSTER SHARDS reply; shards without a healthy primary are left out.
-std::vector<Shard> parse_shards(const Reply& reply);
+// Reads a CLUSTER SHARDS reply; shards without a healthy primary or without slots are
+// left out. A node's address is its `endpoint` (as MOVED and ASK give it), else its
+// `ip`; a node that does not know its own address ("" or "?": a cluster of one node)
+// is at `answered_host`, the host of the node that answered.
+std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_host);
 
 class ClusterClient {
  public:
@@ -64,6 +71,7 @@ class ClusterClient {
     Client::Options node;
     int max_redirects = 5;
     std::chrono::milliseconds try_again_pause{20};
+    std::chrono::milliseconds min_refresh_gap{100};
     // The map is read again this often even when no answer says it changed.
     std::chrono::milliseconds refresh_interval{5000};
   };
@@ -106,15 +114,19 @@ class ClusterClient {
   struct Call;
 
   Node& node_for(const Endpoint& e);
-  Node* owner(std::uint16_t slot);
-  Client* any_ready();
+  Client* any_owner_ready();
+  template <typename F>
+  void after(std::chrono::milliseconds delay, F f);
+  void command_to(std::optional<std::uint16_t> slot, std::span<const std::string_view> args,
+                  ReplyHandler handler);
   void dispatch(std::shared_ptr<Call> call);
   void on_reply(std::shared_ptr<Call> call, Result r);
   void send_when_ready(std::shared_ptr<Call> call, Client* client,
                        std::chrono::steady_clock::time_point deadline);
   void apply(const std::vector<Shard>& shards);
   void update_ready();
-  void arm_refresh_timer();
+  void schedule_refresh();
+  void watch_ready();
 
   boost::asio::io_context& io_;
   Options options_;
@@ -123,14 +135,19 @@ class ClusterClient {
   std::array<Node*, kSlots> owners_{};
   bool refreshing_ = false;
   bool refresh_again_ = false;
+  bool refresh_scheduled_ = false;
+  std::chrono::steady_clock::time_point last_refresh_{};
+  std::size_t refresh_turn_ = 0;  // which known node is asked for the map next
   bool stopped_ = true;
   std::atomic<bool> ready_ = false;
   std::uint64_t redirects_ = 0;
   std::uint64_t refreshes_ = 0;
-  boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer ready_timer_;
-  // The pauses before a command is sent again hold a weak pointer to this: a pause that
-  // ends after the client is gone fails its command instead.
+  boost::asio::steady_timer periodic_timer_;  // the map read every refresh_interval
+  boost::asio::steady_timer soon_timer_;      // a read put off by min_refresh_gap
+  // Every timer's handler holds a weak pointer to this: one that runs after the client
+  // is gone (a wait already queued when it was destroyed) touches nothing; a command
+  // paused then fails instead.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

@@ -20,10 +20,14 @@ constexpr std::array<std::uint16_t, 256> make_table() {
 }
 constexpr auto kTable = make_table();
 
+char lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+    if (lower(a[i]) != lower(b[i])) return false;
   }
   return true;
 }
@@ -56,7 +60,9 @@ std::optional<std::uint16_t> command_slot(std::span<const std::string_view> args
     if (args.size() < 4) return std::nullopt;
     int numkeys = 0;
     auto [end, ec] = std::from_chars(args[2].data(), args[2].data() + args[2].size(), numkeys);
-    if (ec != std::errc{} || numkeys < 1) return std::nullopt;
+    if (ec != std::errc{} || end != args[2].data() + args[2].size() || numkeys < 1) {
+      return std::nullopt;
+    }
     return key_slot(args[3]);
   }
   // Commands without keys that cartd sends.

@@ -2,6 +2,7 @@
 
 #include "functions/keys.hpp"
 
+#include "redis/slot.hpp"
 #include "redis/sync.hpp"
 
 #include <fcntl.h>
@@ -121,10 +122,12 @@ bool Process::running() {
 }
 
 RedisCluster::RedisCluster(int primaries, int replicas) {
+  std::vector<int> buses;
   int total = primaries * (1 + replicas);
   for (int i = 0; i < total; ++i) {
     int port = free_port();
     int bus = free_port();
+    buses.push_back(bus);
     auto dir = dir_.path() / std::to_string(port);
     std::filesystem::create_directories(dir);
     std::vector<std::string> argv{"redis-server",
@@ -163,13 +166,32 @@ RedisCluster::RedisCluster(int primaries, int replicas) {
         10s);
     if (!up) throw std::runtime_error("a cluster node did not start");
   }
-  std::vector<std::string> create{"redis-cli", "--cluster", "create"};
-  for (int port : ports_) create.push_back("127.0.0.1:" + std::to_string(port));
-  create.insert(create.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
-  Process cli(create, dir_.path() / "create.log");
-  if (cli.wait() != 0) {
-    throw std::runtime_error("redis-cli --cluster create failed: " +
-                             read_file((dir_.path() / "create.log").string()));
+  if (primaries >= 3) {
+    std::vector<std::string> create{"redis-cli", "--cluster", "create"};
+    for (int port : ports_) create.push_back("127.0.0.1:" + std::to_string(port));
+    create.insert(create.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
+    Process cli(create, dir_.path() / "create.log");
+    if (cli.wait() != 0) {
+      throw std::runtime_error("redis-cli --cluster create failed: " +
+                               read_file((dir_.path() / "create.log").string()));
+    }
+  } else {
+    // redis-cli makes clusters of three primaries or more; fewer are made by hand (the
+    // benchmark's one-primary cluster): each node takes an equal share of the slots and
+    // meets the first.
+    if (replicas != 0) throw std::invalid_argument("fewer than 3 primaries: no replicas");
+    for (int i = 0; i < primaries; ++i) {
+      int first = i * redis::kSlots / primaries;
+      int last = (i + 1) * redis::kSlots / primaries - 1;
+      auto r = command(ports_[static_cast<std::size_t>(i)],
+                       {"CLUSTER", "ADDSLOTSRANGE", std::to_string(first), std::to_string(last)});
+      if (r.is_error()) throw std::runtime_error("CLUSTER ADDSLOTSRANGE: " + r.str);
+      if (i > 0) {
+        command(ports_[0], {"CLUSTER", "MEET", "127.0.0.1",
+                            std::to_string(ports_[static_cast<std::size_t>(i)]),
+                            std::to_string(buses[static_cast<std::size_t>(i)])});
+      }
+    }
   }
   if (!wait_ok()) throw std::runtime_error("the test cluster did not come up");
 }

@@ -132,7 +132,7 @@ class RedisCluster {
   bool wait_ok(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Sends a signal to one node (SIGKILL, SIGSTOP, SIGCONT).
   void signal(int port, int sig);
-  // Moves `count` slots from the owner of `from_slot` to the primary at `to_port`, with
+  // Moves `count` slots from the primary at `from_port` to the primary at `to_port`, with
   // their keys (redis-cli --cluster reshard).
   void reshard(int to_port, int from_port, int count);
   std::string node_id(int port);

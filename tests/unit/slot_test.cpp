@@ -1,5 +1,8 @@
 #include "redis/slot.hpp"
 
+#include "redis/cluster.hpp"
+#include "replies.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string_view>
@@ -37,6 +40,49 @@ TEST(RedisSlot, a_command_goes_to_its_first_key) {
   EXPECT_EQ(slot({"TIME"}), std::nullopt);
   EXPECT_EQ(slot({"CLUSTER", "SHARDS"}), std::nullopt);
   EXPECT_EQ(slot({}), std::nullopt);
+}
+
+using test::arr;
+using test::num;
+using test::str;
+
+Reply node(std::string id, std::string ip, std::string endpoint, int port, std::string role,
+           std::string health) {
+  return arr({str("id"), str(std::move(id)), str("port"), num(port), str("ip"), str(std::move(ip)),
+              str("endpoint"), str(std::move(endpoint)), str("role"), str(std::move(role)),
+              str("replication-offset"), num(0), str("health"), str(std::move(health))});
+}
+
+Reply shard(std::vector<Reply> slots, std::vector<Reply> nodes) {
+  return arr({str("slots"), arr(std::move(slots)), str("nodes"), arr(std::move(nodes))});
+}
+
+TEST(ClusterShards, each_shard_is_its_online_primary_and_its_slots) {
+  Reply reply = arr({
+      shard({num(0), num(99), num(200), num(299)},
+            {node("a", "10.0.0.1", "a.example", 7000, "master", "online"),
+             node("b", "10.0.0.2", "b.example", 7001, "replica", "online")}),
+      // A failover: the old primary failed, its replica was promoted.
+      shard({num(100), num(199)}, {node("c", "10.0.0.3", "10.0.0.3", 7002, "master", "fail"),
+                                   node("d", "10.0.0.4", "10.0.0.4", 7003, "master", "online")}),
+      // No online primary: left out (its slots have no owner).
+      shard({num(300), num(399)}, {node("e", "10.0.0.5", "10.0.0.5", 7004, "master", "fail")}),
+      // No slots (a primary just added): left out.
+      shard({}, {node("f", "10.0.0.6", "10.0.0.6", 7005, "master", "online")}),
+      // A node that does not know its address (a cluster of one): where it was asked.
+      shard({num(400), num(16383)}, {node("g", "", "", 7006, "master", "online")}),
+  });
+  auto shards = parse_shards(reply, "127.0.0.9");
+  ASSERT_EQ(shards.size(), 3u);
+  EXPECT_EQ(shards[0].primary.host, "a.example");  // the endpoint, as MOVED names it
+  EXPECT_EQ(shards[0].primary.port, 7000);
+  EXPECT_EQ(shards[0].primary_id, "a");
+  ASSERT_EQ(shards[0].slots.size(), 2u);
+  EXPECT_EQ(shards[0].slots[1], std::make_pair(std::uint16_t{200}, std::uint16_t{299}));
+  EXPECT_EQ(shards[1].primary.host, "10.0.0.4");
+  EXPECT_EQ(shards[1].primary.port, 7003);
+  EXPECT_EQ(shards[2].primary.host, "127.0.0.9");
+  EXPECT_EQ(shards[2].primary.port, 7006);
 }
 
 }  // namespace
