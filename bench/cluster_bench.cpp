@@ -8,6 +8,7 @@
 // Starts its own servers on loopback. Usage: cluster_bench [commands] [depth]
 #include <sys/resource.h>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <chrono>
@@ -136,6 +137,7 @@ Result cluster(int primaries, long total, int depth) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  spdlog::set_level(spdlog::level::warn);  // connects and reconnects are not results
   long total = argc > 1 ? std::stol(argv[1]) : 400000;
   int depth = argc > 2 ? std::stoi(argv[2]) : 64;
   Result s = standalone(total, depth);
@@ -152,5 +154,15 @@ int main(int argc, char** argv) {
   row("standalone", s);
   row("cluster, 1 primary", c1);
   row("cluster, 3 primaries", c3);
+  auto json = [&](const Result& r) {
+    return "{\"per_second\": " + std::to_string(r.per_second) +
+           ", \"client_us\": " + std::to_string(r.client_us) +
+           ", \"redis_us\": " + std::to_string(r.redis_us) + ", \"cost\": " +
+           std::to_string((r.client_us + r.redis_us) / (s.client_us + s.redis_us)) + "}";
+  };
+  std::printf(
+      "json: {\"commands\": %ld, \"depth\": %d, \"standalone\": %s, \"cluster1\": %s, "
+      "\"cluster3\": %s}\n",
+      total, depth, json(s).c_str(), json(c1).c_str(), json(c3).c_str());
   return 0;
 }
