@@ -130,6 +130,59 @@ void ClusterClient::stop() {
   soon_timer_.cancel();
   for (auto& s : seeds_) s->stop();
   for (auto& n : nodes_) n->client->stop();
+  for (auto& s : subscribers_) s->stop();
+}
+
+Endpoint ClusterClient::with_credentials(const Endpoint& e) const {
+  Endpoint out = options_.seeds.empty() ? Endpoint{} : options_.seeds.front();
+  out.host = e.host;
+  out.port = e.port;
+  out.db = 0;  // a cluster has database 0 only
+  return out;
+}
+
+void ClusterClient::subscribe_all(std::string channel,
+                                  std::function<void(std::string_view)> on_message,
+                                  SetupStep before) {
+  subscription_ = Subscription{std::move(channel), std::move(on_message), std::move(before)};
+  ensure_subscribers();
+}
+
+void ClusterClient::ensure_subscribers() {
+  if (!subscription_ || stopped_) return;
+  const Node* last = nullptr;
+  for (const Node* n : owners_) {
+    if (n == nullptr || n == last) continue;
+    last = n;
+    bool have = false;
+    for (auto& s : subscribers_) have = have || same_node(s->endpoint(), n->endpoint);
+    if (have) continue;
+    Client::Options o;
+    o.endpoint = with_credentials(n->endpoint);
+    o.command_timeout = options_.node.command_timeout;
+    o.max_backoff = options_.node.max_backoff;
+    o.name = options_.node.name + "-events";
+    o.on_setup = [this](Client& c, std::function<void(bool)> done) {
+      auto subscribe = [this, &c, done](bool ok) {
+        c.subscribe(subscription_->channel, subscription_->on_message);
+        done(ok);
+      };
+      if (subscription_->before) {
+        subscription_->before(c, subscribe);
+      } else {
+        subscribe(true);
+      }
+    };
+    auto c = std::make_unique<Client>(io_, std::move(o));
+    c->start();
+    subscribers_.push_back(std::move(c));
+  }
+}
+
+std::size_t ClusterClient::subscribed() const {
+  std::size_t n = 0;
+  for (auto& s : subscribers_) n += s->ready() ? 1 : 0;
+  return n;
 }
 
 void ClusterClient::watch_ready() {
@@ -149,10 +202,7 @@ ClusterClient::Node& ClusterClient::node_for(const Endpoint& e) {
   auto node = std::make_unique<Node>();
   node->endpoint = e;
   Client::Options o = options_.node;
-  o.endpoint = options_.seeds.empty() ? Endpoint{} : options_.seeds.front();
-  o.endpoint.host = e.host;
-  o.endpoint.port = e.port;
-  o.endpoint.db = 0;
+  o.endpoint = with_credentials(e);
   node->client = std::make_unique<Client>(io_, std::move(o));
   if (!stopped_) node->client->start();
   nodes_.push_back(std::move(node));
@@ -239,6 +289,7 @@ void ClusterClient::apply(const std::vector<Shard>& shards) {
       for (std::uint32_t s = first; s <= last && s < kSlots; ++s) owners_[s] = &node;
     }
   }
+  ensure_subscribers();
   update_ready();
 }
 

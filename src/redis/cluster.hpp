@@ -33,6 +33,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -96,6 +97,16 @@ class ClusterClient {
   // The same, to the owner of `slot`.
   void command_at(std::uint16_t slot, std::span<const std::string_view> args, ReplyHandler handler);
 
+  // Subscribes to `channel` on every primary, each on a connection of its own, and on
+  // every node that becomes a primary later (keyspace events are per node). `before`,
+  // if given, runs on each of those connections before it subscribes (after every
+  // reconnect too): CONFIG SET notify-keyspace-events, for instance. on_message runs
+  // on this loop. Call once, after start().
+  void subscribe_all(std::string channel, std::function<void(std::string_view)> on_message,
+                     SetupStep before = {});
+  // How many primaries have a subscriber connection that is ready.
+  std::size_t subscribed() const;
+
   // The primaries as the map has them now, and the slots each owns.
   std::vector<Shard> shards() const;
   // Reads the map again now (it is also read on MOVED, CLUSTERDOWN, an unreachable node,
@@ -126,6 +137,8 @@ class ClusterClient {
   void apply(const std::vector<Shard>& shards);
   void update_ready();
   void schedule_refresh();
+  void ensure_subscribers();
+  Endpoint with_credentials(const Endpoint& e) const;
   void watch_ready();
 
   boost::asio::io_context& io_;
@@ -133,6 +146,13 @@ class ClusterClient {
   std::vector<std::unique_ptr<Node>> nodes_;    // every node ever routed to or asked
   std::vector<std::unique_ptr<Client>> seeds_;  // plain connections, for CLUSTER SHARDS
   std::array<Node*, kSlots> owners_{};
+  struct Subscription {
+    std::string channel;
+    std::function<void(std::string_view)> on_message;
+    SetupStep before;
+  };
+  std::optional<Subscription> subscription_;
+  std::vector<std::unique_ptr<Client>> subscribers_;  // one per node ever a primary
   bool refreshing_ = false;
   bool refresh_again_ = false;
   bool refresh_scheduled_ = false;

@@ -8,6 +8,8 @@
 #include <boost/asio/post.hpp>
 #include <functional>
 #include <future>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +68,13 @@ class Routed {
                        [done](redis::Result r) { done->set_value(std::move(r)); });
     });
     return future;
+  }
+  // Runs f on the client's loop and waits for it.
+  template <typename F>
+  auto on_loop(F f) {
+    std::promise<decltype(f(*client_))> v;
+    boost::asio::post(io_, [&] { v.set_value(f(*client_)); });
+    return v.get_future().get();
   }
   std::uint64_t redirects() {
     std::promise<std::uint64_t> v;
@@ -236,6 +245,57 @@ TEST(Cluster, a_failover_is_followed) {
   ASSERT_TRUE(promoted);
   EXPECT_EQ(text(client.run({"SET", key, "after"})), "OK");
   EXPECT_TRUE(client.wait_ready());
+}
+
+// Keyspace events are per node: every primary's are heard, and a promoted replica's too.
+TEST(Cluster, expiry_events_are_heard_from_every_primary_and_after_a_failover) {
+  RedisCluster cluster;
+  Routed client(cluster);
+  ASSERT_TRUE(client.wait_ready());
+  std::mutex mutex;
+  std::set<std::string> heard;
+  client.on_loop([&](redis::ClusterClient& c) {
+    c.subscribe_all(
+        "__keyevent@0__:expired",
+        [&](std::string_view key) {
+          std::lock_guard lock(mutex);
+          heard.insert(std::string(key));
+        },
+        [](redis::Client& node, std::function<void(bool)> done) {
+          node.setup_command({"CONFIG", "SET", "notify-keyspace-events", "Ex"},
+                             [done](redis::Result r) { done(r && !r->is_error()); });
+        });
+    return 0;
+  });
+  ASSERT_TRUE(
+      eventually([&] { return client.on_loop([](auto& c) { return c.subscribed(); }) == 3; }, 20s));
+  auto expire_all = [&](const std::string& suffix) {
+    for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+      ASSERT_EQ(text(client.run({"SET", cart_key(g) + suffix, "1", "PX", "50"})), "OK") << g;
+    }
+    // Redis expires keys on access or in its background cycle (10 times a second).
+    ASSERT_TRUE(eventually(
+        [&] {
+          std::lock_guard lock(mutex);
+          std::size_t n = 0;
+          for (std::uint32_t g = 0; g < keys::kGroups; ++g) n += heard.count(cart_key(g) + suffix);
+          return n == keys::kGroups;
+        },
+        20s, 50ms));
+  };
+  expire_all(":1");
+  // A primary dies; its replica takes over, and its events are heard as well.
+  int dead = cluster.owner_of(redis::key_slot(cart_key(0)));
+  cluster.signal(dead, SIGKILL);
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = client.run({"SET", cart_key(0) + ":probe", "1"});
+        return r && !r->is_error();
+      },
+      30s, 100ms));
+  ASSERT_TRUE(
+      eventually([&] { return client.on_loop([](auto& c) { return c.subscribed(); }) == 3; }, 20s));
+  expire_all(":2");
 }
 
 TEST(Cluster, a_cluster_that_is_down_fails_commands_at_once) {

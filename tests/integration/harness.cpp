@@ -194,6 +194,16 @@ RedisCluster::RedisCluster(int primaries, int replicas) {
     }
   }
   if (!wait_ok()) throw std::runtime_error("the test cluster did not come up");
+  // Every replica has synced with its primary (a replica that never has cannot take over).
+  for (int port : ports_) {
+    if (command(port, {"ROLE"}).elements.at(0).str != "master") continue;
+    bool synced = eventually(
+        [&] {
+          return command(port, {"WAIT", std::to_string(replicas), "100"}).integer >= replicas;
+        },
+        30s, 10ms);
+    if (!synced) throw std::runtime_error("a test cluster replica did not sync");
+  }
 }
 
 RedisCluster::~RedisCluster() {
