@@ -94,13 +94,10 @@ Result load(boost::asio::io_context& io,
           (redis_after - redis_before) / static_cast<double>(total) * 1e6};
 }
 
-Result standalone(long total, int depth) {
-  test::RedisServer server;
-  boost::asio::io_context io;
-  redis::Client::Options o;
-  o.endpoint.port = server.port();
-  o.name = "cartd-bench";
-  redis::Client client(io, o);
+// Starts `client` (a Client or a ClusterClient), waits until it is ready, loads it.
+template <typename C>
+Result through(boost::asio::io_context& io, C& client, const std::vector<int>& ports, long total,
+               int depth) {
   client.start();
   while (!client.ready()) io.run_one_for(10ms);
   auto r = load(
@@ -109,9 +106,19 @@ Result standalone(long total, int depth) {
         std::vector<std::string_view> views(args.begin(), args.end());
         client.command(std::span<const std::string_view>(views), std::move(h));
       },
-      {server.port()}, total, depth);
+      ports, total, depth);
   client.stop();
   return r;
+}
+
+Result standalone(long total, int depth) {
+  test::RedisServer server;
+  boost::asio::io_context io;
+  redis::Client::Options o;
+  o.endpoint.port = server.port();
+  o.name = "cartd-bench";
+  redis::Client client(io, o);
+  return through(io, client, {server.port()}, total, depth);
 }
 
 Result cluster(int primaries, long total, int depth) {
@@ -121,17 +128,7 @@ Result cluster(int primaries, long total, int depth) {
   o.seeds.push_back(*redis::parse_url(nodes.url()));
   o.node.name = "cartd-bench";
   redis::ClusterClient client(io, o);
-  client.start();
-  while (!client.ready()) io.run_one_for(10ms);
-  auto r = load(
-      io,
-      [&](std::vector<std::string> args, redis::ReplyHandler h) {
-        std::vector<std::string_view> views(args.begin(), args.end());
-        client.command(std::span<const std::string_view>(views), std::move(h));
-      },
-      nodes.ports(), total, depth);
-  client.stop();
-  return r;
+  return through(io, client, nodes.ports(), total, depth);
 }
 
 }  // namespace

@@ -121,6 +121,17 @@ bool Process::running() {
   return true;
 }
 
+namespace {
+
+// A redis-server on loopback, in the foreground, saving nothing to disk.
+std::vector<std::string> redis_server_argv(int port, const std::filesystem::path& dir) {
+  return {
+      "redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--dir", dir.string(),
+      "--save",       "",       "--daemonize",        "no"};
+}
+
+}  // namespace
+
 RedisCluster::RedisCluster(int primaries, int replicas) {
   std::vector<int> buses;
   int total = primaries * (1 + replicas);
@@ -130,27 +141,10 @@ RedisCluster::RedisCluster(int primaries, int replicas) {
     buses.push_back(bus);
     auto dir = dir_.path() / std::to_string(port);
     std::filesystem::create_directories(dir);
-    std::vector<std::string> argv{"redis-server",
-                                  "--port",
-                                  std::to_string(port),
-                                  "--bind",
-                                  "127.0.0.1",
-                                  "--dir",
-                                  dir.string(),
-                                  "--save",
-                                  "",
-                                  "--appendonly",
-                                  "no",
-                                  "--daemonize",
-                                  "no",
-                                  "--cluster-enabled",
-                                  "yes",
-                                  "--cluster-port",
-                                  std::to_string(bus),
-                                  "--cluster-config-file",
-                                  (dir / "nodes.conf").string(),
-                                  "--cluster-node-timeout",
-                                  "2000"};
+    std::vector<std::string> argv = redis_server_argv(port, dir);
+    argv.insert(argv.end(), {"--appendonly", "no", "--cluster-enabled", "yes", "--cluster-port",
+                             std::to_string(bus), "--cluster-config-file",
+                             (dir / "nodes.conf").string(), "--cluster-node-timeout", "2000"});
     nodes_.push_back(Node{port, std::make_unique<Process>(argv, dir / "redis.log")});
     ports_.push_back(port);
   }
@@ -314,17 +308,7 @@ RedisServer::~RedisServer() {
 }
 
 void RedisServer::start() {
-  std::vector<std::string> argv{"redis-server",
-                                "--port",
-                                std::to_string(port_),
-                                "--bind",
-                                "127.0.0.1",
-                                "--dir",
-                                dir_.path().string(),
-                                "--save",
-                                "",
-                                "--daemonize",
-                                "no"};
+  std::vector<std::string> argv = redis_server_argv(port_, dir_.path());
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   process_ = std::make_unique<Process>(argv, dir_.path() / "redis.log");
   bool up = eventually(
