@@ -11,7 +11,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include "functions/keys.hpp"
-#include "redis/client.hpp"
+#include "redis/commands.hpp"
 
 namespace cartd::cart {
 namespace {
@@ -200,7 +200,7 @@ boost::system::result<CartLookup> decode_lines(const std::string& id, const redi
   return CartLookup{std::move(cart), Missing::unknown};
 }
 
-CartService::CartService(redis::Client& redis, CartSettings settings, metrics::Shard* metrics)
+CartService::CartService(redis::Commands& redis, CartSettings settings, metrics::Shard* metrics)
     : redis_(redis),
       settings_(std::move(settings)),
       metrics_(metrics),

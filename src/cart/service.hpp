@@ -19,7 +19,7 @@
 
 // Redis stays below the services: their users never see it.
 namespace cartd::redis {
-class Client;
+class Commands;
 struct Reply;
 }  // namespace cartd::redis
 
@@ -134,7 +134,7 @@ class CartService {
  public:
   // `metrics`, when given, counts line changes and released units; it belongs to the
   // thread of `redis`'s loop and must outlive this service.
-  CartService(redis::Client& redis, CartSettings settings, metrics::Shard* metrics = nullptr);
+  CartService(redis::Commands& redis, CartSettings settings, metrics::Shard* metrics = nullptr);
 
   const CartSettings& settings() const { return settings_; }
 
@@ -214,7 +214,7 @@ class CartService {
   void call_set_line(const SetLineCall& call, const std::string& session_id, bool create,
                      Callback<SetLineOutcome> done);
 
-  redis::Client& redis_;
+  redis::Commands& redis_;
   CartSettings settings_;
   metrics::Shard* metrics_;
   SoldOutMemory sold_out_;

@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "metrics/metrics.hpp"
+#include "redis/commands.hpp"
 #include "redis/reply.hpp"
 #include "redis/url.hpp"
 
@@ -27,13 +28,11 @@ struct redisAsyncContext;
 
 namespace cartd::redis {
 
-using ReplyHandler = std::function<void(Result)>;
-
 class Client;
 // A connection's setup step (Options::on_setup).
 using SetupStep = std::function<void(Client&, std::function<void(bool)>)>;
 
-class Client {
+class Client final : public Commands {
  public:
   struct Options {
     Endpoint endpoint;
@@ -57,14 +56,12 @@ class Client {
   void start();
   void stop();
   // Safe to call from any thread (/healthz asks every loop's client).
-  bool ready() const { return state_ == State::ready; }
+  bool ready() const override { return state_ == State::ready; }
   const Endpoint& endpoint() const { return options_.endpoint; }
 
   // Sends one command. The handler runs on this client's loop, exactly once.
-  void command(std::span<const std::string_view> args, ReplyHandler handler);
-  void command(std::initializer_list<std::string_view> args, ReplyHandler handler) {
-    command(std::span(args.begin(), args.size()), std::move(handler));
-  }
+  void command(std::span<const std::string_view> args, ReplyHandler handler) override;
+  using Commands::command;
   // The same while the client runs its setup step (on_setup), before it is ready.
   void setup_command(std::span<const std::string_view> args, ReplyHandler handler);
   void setup_command(std::initializer_list<std::string_view> args, ReplyHandler handler) {

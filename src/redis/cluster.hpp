@@ -62,7 +62,7 @@ struct Shard {
 // is at `answered_host`, the host of the node that answered.
 std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_host);
 
-class ClusterClient {
+class ClusterClient final : public Commands {
  public:
   struct Options {
     // Nodes to learn the cluster from (any node, primary or replica; at least one).
@@ -86,14 +86,12 @@ class ClusterClient {
   void stop();
   // True when every slot has an owner and every owner's connection is ready. Safe from
   // any thread.
-  bool ready() const { return ready_; }
+  bool ready() const override { return ready_; }
 
   // Sends one command to the owner of its first key's slot (a command without keys goes
   // to any ready primary). The handler runs on this loop, exactly once.
-  void command(std::span<const std::string_view> args, ReplyHandler handler);
-  void command(std::initializer_list<std::string_view> args, ReplyHandler handler) {
-    command(std::span(args.begin(), args.size()), std::move(handler));
-  }
+  void command(std::span<const std::string_view> args, ReplyHandler handler) override;
+  using Commands::command;
   // The same, to the owner of `slot`.
   void command_at(std::uint16_t slot, std::span<const std::string_view> args, ReplyHandler handler);
 

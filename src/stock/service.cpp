@@ -2,7 +2,7 @@
 
 #include "base/errors.hpp"
 #include "functions/keys.hpp"
-#include "redis/client.hpp"
+#include "redis/commands.hpp"
 
 namespace cartd::stock {
 namespace {
@@ -22,7 +22,7 @@ std::vector<std::string> fcall_rows(std::string_view name, const std::vector<std
 }
 
 // Sends owned arguments.
-void send(redis::Client& redis, const std::vector<std::string>& owned,
+void send(redis::Commands& redis, const std::vector<std::string>& owned,
           redis::ReplyHandler handler) {
   std::vector<std::string_view> args(owned.begin(), owned.end());
   redis.command(std::span<const std::string_view>(args), std::move(handler));

@@ -13,7 +13,7 @@
 
 // Redis stays below the services: their users never see it.
 namespace cartd::redis {
-class Client;
+class Commands;
 struct Reply;
 }  // namespace cartd::redis
 
@@ -63,7 +63,7 @@ struct WatchedRow {
 
 class StockService {
  public:
-  explicit StockService(redis::Client& redis) : redis_(redis) {}
+  explicit StockService(redis::Commands& redis) : redis_(redis) {}
   // Whether Redis takes commands now (an admin change needs it before it starts).
   bool ready() const;
   // What a change that needs Redis answers while it is not ready.
@@ -119,7 +119,7 @@ class StockService {
   void mark_dirty(const std::vector<std::string>& inventory_ids);
 
  private:
-  redis::Client& redis_;
+  redis::Commands& redis_;
 };
 
 // The hold member of an admin request: "admin-<request id>:<quantity>".

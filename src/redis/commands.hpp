@@ -1,0 +1,29 @@
+// commands: what the services need of Redis, whatever it is: one standalone connection
+// (Client) or a Redis Cluster routed by slot (ClusterClient).
+#pragma once
+
+#include <functional>
+#include <initializer_list>
+#include <span>
+#include <string_view>
+
+#include "redis/reply.hpp"
+
+namespace cartd::redis {
+
+using ReplyHandler = std::function<void(Result)>;
+
+class Commands {
+ public:
+  virtual ~Commands() = default;
+  // Sends one command. The handler runs on the connection's loop, exactly once; while
+  // Redis is not ready it runs at once with Errc::unavailable.
+  virtual void command(std::span<const std::string_view> args, ReplyHandler handler) = 0;
+  void command(std::initializer_list<std::string_view> args, ReplyHandler handler) {
+    command(std::span(args.begin(), args.size()), std::move(handler));
+  }
+  // Safe to call from any thread.
+  virtual bool ready() const = 0;
+};
+
+}  // namespace cartd::redis
