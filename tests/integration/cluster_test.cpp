@@ -4,6 +4,7 @@
 // slot move, a failover, and a cluster that is down.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <functional>
@@ -166,6 +167,60 @@ TEST(Cluster, a_reshard_is_followed_through_moved) {
     ASSERT_EQ(text(client.run({"GET", cart_key(g)})), std::to_string(g + 1)) << g;
   }
   EXPECT_EQ(client.redirects(), moved);
+}
+
+// redis-cli moves 500 slots key by key while commands keep coming: each one is applied
+// exactly once (MOVED, ASK and TRYAGAIN are answered without losing or repeating one).
+TEST(Cluster, every_command_lands_once_while_500_slots_move) {
+  RedisCluster cluster(3, 0);
+  Routed client(cluster, [](auto& o) { o.node.command_timeout = 10000ms; });
+  ASSERT_TRUE(client.wait_ready());
+  constexpr std::uint32_t kKeys = 2048;  // two per group, 4 fields each: keys to migrate
+  auto key = [](std::uint32_t i) {
+    return keys::cart_tag(i % keys::kGroups) + ":" + std::to_string(i);
+  };
+  for (std::uint32_t i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(text(client.run({"HSET", key(i), "a", "1", "b", "2", "c", "3", "n", "0"})), "") << i;
+  }
+  std::atomic<bool> moving = true;
+  std::atomic<std::uint64_t> acknowledged = 0, failed = 0;
+  std::vector<std::uint64_t> per_key(kKeys, 0);
+  std::mutex mutex;
+  std::thread load([&] {
+    // 32 in flight, until the move ends (bounded: at most 200 000 commands).
+    for (std::uint64_t n = 0; moving && n < 200000; n += 32) {
+      std::vector<std::pair<std::uint32_t, std::future<redis::Result>>> batch;
+      for (std::uint32_t j = 0; j < 32; ++j) {
+        auto i = static_cast<std::uint32_t>((n + j) * 7919 % kKeys);
+        batch.emplace_back(i, client.send({"HINCRBY", key(i), "n", "1"}));
+      }
+      for (auto& [i, f] : batch) {
+        auto r = f.get();
+        if (r && !r->is_error()) {
+          ++acknowledged;
+          std::lock_guard lock(mutex);
+          ++per_key[i];
+        } else {
+          ++failed;
+          ADD_FAILURE() << key(i) << ": " << (r ? r->str : r.error().message());
+        }
+      }
+    }
+  });
+  cluster.reshard(cluster.ports()[1], cluster.ports()[0], 500);
+  moving = false;
+  load.join();
+  ASSERT_TRUE(cluster.wait_ok());
+  EXPECT_EQ(failed, 0u);
+  EXPECT_GT(client.redirects(), 0u);
+  std::uint64_t total = 0;
+  for (std::uint32_t i = 0; i < kKeys; ++i) {
+    auto r = client.run({"HGET", key(i), "n"});
+    ASSERT_TRUE(r && !r->is_error()) << key(i);
+    EXPECT_EQ(r->str, std::to_string(per_key[i])) << key(i);
+    total += std::stoull(r->str);
+  }
+  EXPECT_EQ(total, acknowledged.load());
 }
 
 // Moves one slot by hand, one key at a time, to see ASK and TRYAGAIN.
