@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <charconv>
 
@@ -195,18 +196,55 @@ void ClusterClient::watch_ready() {
   });
 }
 
-ClusterClient::Node& ClusterClient::node_for(const Endpoint& e) {
+std::shared_ptr<ClusterClient::Node> ClusterClient::node_for(const Endpoint& e) {
   for (auto& n : nodes_) {
-    if (same_node(n->endpoint, e)) return *n;
+    if (same_node(n->endpoint, e)) return n;
   }
-  auto node = std::make_unique<Node>();
+  auto node = std::make_shared<Node>();
   node->endpoint = e;
   Client::Options o = options_.node;
   o.endpoint = with_credentials(e);
   node->client = std::make_unique<Client>(io_, std::move(o));
   if (!stopped_) node->client->start();
-  nodes_.push_back(std::move(node));
-  return *nodes_.back();
+  nodes_.push_back(node);
+  return node;
+}
+
+void ClusterClient::forget_unowned() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Node>> gone;
+  std::vector<std::unique_ptr<Client>> gone_subscribers;
+  for (auto it = nodes_.begin(); it != nodes_.end();) {
+    Node& n = **it;
+    bool owns = std::find(owners_.begin(), owners_.end(), &n) != owners_.end();
+    if (owns) {
+      n.unowned_since = {};
+    } else if (n.unowned_since == std::chrono::steady_clock::time_point{}) {
+      n.unowned_since = now;
+    } else if (now - n.unowned_since >= options_.forget_after) {
+      spdlog::info("redis cluster: {}:{} owns no slots; its connections are closed",
+                   n.endpoint.host, n.endpoint.port);
+      for (auto s = subscribers_.begin(); s != subscribers_.end();) {
+        if (same_node((*s)->endpoint(), n.endpoint)) {
+          gone_subscribers.push_back(std::move(*s));
+          s = subscribers_.erase(s);
+        } else {
+          ++s;
+        }
+      }
+      gone.push_back(std::move(*it));
+      it = nodes_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+  if (gone.empty()) return;
+  // Stopped on the next turn: stopping fails the commands in flight, whose handlers may
+  // send more, and must not run while the map is being read.
+  boost::asio::post(io_, [gone = std::move(gone), subscribers = std::move(gone_subscribers)] {
+    for (auto& n : gone) n->client->stop();
+    for (auto& s : subscribers) s->stop();
+  });
 }
 
 Client* ClusterClient::any_owner_ready() {
@@ -284,11 +322,12 @@ void ClusterClient::apply(const std::vector<Shard>& shards) {
   // another read) rather than a stale one.
   owners_.fill(nullptr);
   for (const Shard& shard : shards) {
-    Node& node = node_for(shard.primary);
+    Node* node = node_for(shard.primary).get();
     for (auto [first, last] : shard.slots) {
-      for (std::uint32_t s = first; s <= last && s < kSlots; ++s) owners_[s] = &node;
+      for (std::uint32_t s = first; s <= last && s < kSlots; ++s) owners_[s] = node;
     }
   }
+  forget_unowned();
   ensure_subscribers();
   update_ready();
 }
@@ -349,7 +388,7 @@ void ClusterClient::command_to(std::optional<std::uint16_t> slot,
 void ClusterClient::dispatch(std::shared_ptr<Call> call) {
   Client* client = nullptr;
   if (auto target = std::exchange(call->target, std::nullopt)) {
-    client = node_for(*target).client.get();
+    client = node_for(*target)->client.get();
   } else if (call->slot) {
     if (Node* n = owners_[*call->slot]) client = n->client.get();
   } else {
@@ -368,7 +407,11 @@ void ClusterClient::dispatch(std::shared_ptr<Call> call) {
     client->command({"ASKING"}, [](Result) {});
   }
   client->command(std::span<const std::string_view>(args),
-                  [this, call](Result r) mutable { on_reply(std::move(call), std::move(r)); });
+                  [this, call, alive = std::weak_ptr<int>(alive_)](Result r) mutable {
+                    // A connection closed after this client is gone fails its commands.
+                    if (alive.expired()) return call->handler(std::move(r));
+                    on_reply(std::move(call), std::move(r));
+                  });
 }
 
 void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
@@ -426,32 +469,32 @@ void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
     // The node does not know its address: it is where the one that answered found it.
     if (call->slot && owners_[*call->slot]) target->host = owners_[*call->slot]->endpoint.host;
   }
-  Node& to = node_for(*target);
+  auto to = node_for(*target);
   if (moved) {
     // Learnt at once for the commands that follow; the whole map is read again too.
-    owners_[slot] = &to;
+    owners_[slot] = to.get();
     call->slot = slot;
     refresh();
   }
-  call->target = to.endpoint;
+  call->target = to->endpoint;
   call->asking = ask;
-  send_when_ready(std::move(call), to.client.get(),
+  send_when_ready(std::move(call), std::move(to),
                   std::chrono::steady_clock::now() + options_.node.command_timeout);
 }
 
-void ClusterClient::send_when_ready(std::shared_ptr<Call> call, Client* client,
+void ClusterClient::send_when_ready(std::shared_ptr<Call> call, std::shared_ptr<Node> node,
                                     std::chrono::steady_clock::time_point deadline) {
   // A node this client has just learned of connects first (a few ms on a LAN).
-  if (stopped_ || client->ready() || std::chrono::steady_clock::now() >= deadline) {
+  if (stopped_ || node->client->ready() || std::chrono::steady_clock::now() >= deadline) {
     dispatch(std::move(call));
     return;
   }
-  after(5ms, [this, call, client, deadline](bool alive) mutable {
+  after(5ms, [this, call, node, deadline](bool alive) mutable {
     if (!alive) {
       call->handler(Errc::unavailable);
       return;
     }
-    send_when_ready(std::move(call), client, deadline);
+    send_when_ready(std::move(call), std::move(node), deadline);
   });
 }
 

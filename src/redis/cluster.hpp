@@ -75,6 +75,9 @@ class ClusterClient final : public Commands {
     std::chrono::milliseconds min_refresh_gap{100};
     // The map is read again this often even when no answer says it changed.
     std::chrono::milliseconds refresh_interval{5000};
+    // A node out of the map this long (a primary that died, or became a replica) loses
+    // its connections.
+    std::chrono::milliseconds forget_after{30000};
   };
 
   ClusterClient(boost::asio::io_context& io, Options options);
@@ -111,6 +114,8 @@ class ClusterClient final : public Commands {
   // and every refresh_interval).
   void refresh();
 
+  // How many nodes this client keeps a command connection to.
+  std::size_t connections() const { return nodes_.size(); }
   // Counts, for the metrics and the tests.
   std::uint64_t redirects() const { return redirects_; }
   std::uint64_t refreshes() const { return refreshes_; }
@@ -119,10 +124,13 @@ class ClusterClient final : public Commands {
   struct Node {
     Endpoint endpoint;
     std::unique_ptr<Client> client;
+    // When the map stopped naming it (zero while it owns slots).
+    std::chrono::steady_clock::time_point unowned_since{};
   };
   struct Call;
 
-  Node& node_for(const Endpoint& e);
+  std::shared_ptr<Node> node_for(const Endpoint& e);
+  void forget_unowned();
   Client* any_owner_ready();
   template <typename F>
   void after(std::chrono::milliseconds delay, F f);
@@ -130,7 +138,7 @@ class ClusterClient final : public Commands {
                   ReplyHandler handler);
   void dispatch(std::shared_ptr<Call> call);
   void on_reply(std::shared_ptr<Call> call, Result r);
-  void send_when_ready(std::shared_ptr<Call> call, Client* client,
+  void send_when_ready(std::shared_ptr<Call> call, std::shared_ptr<Node> node,
                        std::chrono::steady_clock::time_point deadline);
   void apply(const std::vector<Shard>& shards);
   void update_ready();
@@ -141,7 +149,7 @@ class ClusterClient final : public Commands {
 
   boost::asio::io_context& io_;
   Options options_;
-  std::vector<std::unique_ptr<Node>> nodes_;    // every node ever routed to or asked
+  std::vector<std::shared_ptr<Node>> nodes_;    // the nodes routed to or asked lately
   std::vector<std::unique_ptr<Client>> seeds_;  // plain connections, for CLUSTER SHARDS
   std::array<Node*, kSlots> owners_{};
   struct Subscription {
@@ -150,7 +158,7 @@ class ClusterClient final : public Commands {
     SetupStep before;
   };
   std::optional<Subscription> subscription_;
-  std::vector<std::unique_ptr<Client>> subscribers_;  // one per node ever a primary
+  std::vector<std::unique_ptr<Client>> subscribers_;  // one per node that is a primary
   bool refreshing_ = false;
   bool refresh_again_ = false;
   bool refresh_scheduled_ = false;

@@ -266,7 +266,7 @@ TEST(Cluster, ask_and_try_again_during_a_slot_move) {
 
 TEST(Cluster, a_failover_is_followed) {
   RedisCluster cluster;
-  Routed client(cluster);
+  Routed client(cluster, [](auto& o) { o.forget_after = 1000ms; });
   ASSERT_TRUE(client.wait_ready());
   std::string key = cart_key(1);
   ASSERT_EQ(text(client.run({"SET", key, "before"})), "OK");
@@ -300,6 +300,18 @@ TEST(Cluster, a_failover_is_followed) {
   ASSERT_TRUE(promoted);
   EXPECT_EQ(text(client.run({"SET", key, "after"})), "OK");
   EXPECT_TRUE(client.wait_ready());
+  // The old primary comes back as a replica: once out of the map for forget_after, its
+  // connection is closed (the three primaries' remain), and it is not connected again.
+  cluster.restart(old_owner);
+  ASSERT_TRUE(cluster.wait_ok());
+  EXPECT_TRUE(eventually(
+      [&] {
+        return client.on_loop([](auto& c) { return c.connections(); }) == 3 &&
+               cluster.command(old_owner, {"CLIENT", "LIST"}).str.find("name=cartd-test ") ==
+                   std::string::npos;
+      },
+      20s, 100ms));
+  EXPECT_EQ(text(client.run({"GET", key})), "after");
 }
 
 // Keyspace events are per node: every primary's are heard, and a promoted replica's too.

@@ -145,21 +145,10 @@ RedisCluster::RedisCluster(int primaries, int replicas) {
     argv.insert(argv.end(), {"--appendonly", "no", "--cluster-enabled", "yes", "--cluster-port",
                              std::to_string(bus), "--cluster-config-file",
                              (dir / "nodes.conf").string(), "--cluster-node-timeout", "2000"});
-    nodes_.push_back(Node{port, std::make_unique<Process>(argv, dir / "redis.log")});
+    nodes_.push_back(Node{port, argv, std::make_unique<Process>(argv, dir / "redis.log")});
     ports_.push_back(port);
   }
-  for (int port : ports_) {
-    bool up = eventually(
-        [&] {
-          try {
-            return command(port, {"PING"}).str == "PONG";
-          } catch (const std::exception&) {
-            return false;
-          }
-        },
-        10s);
-    if (!up) throw std::runtime_error("a cluster node did not start");
-  }
+  for (int port : ports_) wait_up(port);
   if (primaries >= 3) {
     std::vector<std::string> create{"redis-cli", "--cluster", "create"};
     for (int port : ports_) create.push_back("127.0.0.1:" + std::to_string(port));
@@ -197,6 +186,29 @@ RedisCluster::RedisCluster(int primaries, int replicas) {
         },
         30s, 10ms);
     if (!synced) throw std::runtime_error("a test cluster replica did not sync");
+  }
+}
+
+void RedisCluster::wait_up(int port) {
+  bool up = eventually(
+      [&] {
+        try {
+          return command(port, {"PING"}).str == "PONG";
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      10s);
+  if (!up) throw std::runtime_error("a cluster node did not start");
+}
+
+void RedisCluster::restart(int port) {
+  for (auto& n : nodes_) {
+    if (n.port != port) continue;
+    if (n.process) n.process->wait();
+    auto dir = dir_.path() / std::to_string(port);
+    n.process = std::make_unique<Process>(n.argv, dir / "redis-restarted.log");
+    wait_up(port);
   }
 }
 

@@ -132,6 +132,9 @@ class RedisCluster {
   bool wait_ok(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Sends a signal to one node (SIGKILL, SIGSTOP, SIGCONT).
   void signal(int port, int sig);
+  // Starts a node that was killed again, with its cluster config: it rejoins (a primary
+  // that was replaced comes back as a replica).
+  void restart(int port);
   // Moves `count` slots from the primary at `from_port` to the primary at `to_port`, with
   // their keys (redis-cli --cluster reshard).
   void reshard(int to_port, int from_port, int count);
@@ -140,8 +143,10 @@ class RedisCluster {
  private:
   struct Node {
     int port;
+    std::vector<std::string> argv;
     std::unique_ptr<Process> process;
   };
+  void wait_up(int port);
   TempDir dir_;
   std::vector<int> ports_;
   std::vector<Node> nodes_;
