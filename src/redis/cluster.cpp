@@ -107,13 +107,7 @@ void ClusterClient::start() {
   if (!stopped_ || !seeds_.empty()) return;
   stopped_ = false;
   for (const Endpoint& seed : options_.seeds) {
-    Client::Options o;
-    o.endpoint = seed;
-    o.endpoint.db = 0;  // a cluster has database 0 only
-    o.command_timeout = options_.node.command_timeout;
-    o.max_backoff = options_.node.max_backoff;
-    o.name = options_.node.name + "-topology";
-    auto c = std::make_unique<Client>(io_, std::move(o));
+    auto c = std::make_unique<Client>(io_, plain_options(seed, "-topology"));
     c->start();
     seeds_.push_back(std::move(c));
   }
@@ -149,20 +143,33 @@ void ClusterClient::subscribe_all(std::string channel,
   ensure_subscribers();
 }
 
+Client::Options ClusterClient::plain_options(const Endpoint& e, const char* suffix) const {
+  Client::Options o;
+  o.endpoint = with_credentials(e);
+  o.command_timeout = options_.node.command_timeout;
+  o.max_backoff = options_.node.max_backoff;
+  o.name = options_.node.name + suffix;
+  return o;
+}
+
+std::vector<ClusterClient::Node*> ClusterClient::owning_nodes() const {
+  std::vector<Node*> out;
+  for (Node* n : owners_) {
+    if (n != nullptr && (out.empty() || out.back() != n) &&
+        std::find(out.begin(), out.end(), n) == out.end()) {
+      out.push_back(n);
+    }
+  }
+  return out;
+}
+
 void ClusterClient::ensure_subscribers() {
   if (!subscription_ || stopped_) return;
-  const Node* last = nullptr;
-  for (const Node* n : owners_) {
-    if (n == nullptr || n == last) continue;
-    last = n;
+  for (const Node* n : owning_nodes()) {
     bool have = false;
     for (auto& s : subscribers_) have = have || same_node(s->endpoint(), n->endpoint);
     if (have) continue;
-    Client::Options o;
-    o.endpoint = with_credentials(n->endpoint);
-    o.command_timeout = options_.node.command_timeout;
-    o.max_backoff = options_.node.max_backoff;
-    o.name = options_.node.name + "-events";
+    Client::Options o = plain_options(n->endpoint, "-events");
     o.on_setup = [this](Client& c, std::function<void(bool)> done) {
       auto subscribe = [this, &c, done](bool ok) {
         c.subscribe(subscription_->channel, subscription_->on_message);
@@ -214,9 +221,10 @@ void ClusterClient::forget_unowned() {
   auto now = std::chrono::steady_clock::now();
   std::vector<std::shared_ptr<Node>> gone;
   std::vector<std::unique_ptr<Client>> gone_subscribers;
+  const std::vector<Node*> owning = owning_nodes();
   for (auto it = nodes_.begin(); it != nodes_.end();) {
     Node& n = **it;
-    bool owns = std::find(owners_.begin(), owners_.end(), &n) != owners_.end();
+    bool owns = std::find(owning.begin(), owning.end(), &n) != owning.end();
     if (owns) {
       n.unowned_since = {};
     } else if (n.unowned_since == std::chrono::steady_clock::time_point{}) {
@@ -248,11 +256,8 @@ void ClusterClient::forget_unowned() {
 }
 
 Client* ClusterClient::any_owner_ready() {
-  Node* last = nullptr;
-  for (Node* n : owners_) {
-    if (n == nullptr || n == last) continue;
+  for (Node* n : owning_nodes()) {
     if (n->client->ready()) return n->client.get();
-    last = n;
   }
   return nullptr;
 }
@@ -291,7 +296,6 @@ void ClusterClient::refresh() {
   Client* via = known[refresh_turn_++ % known.size()];
   refreshing_ = true;
   last_refresh_ = now;
-  ++refreshes_;
   via->command({"CLUSTER", "SHARDS"}, [this, host = via->endpoint().host,
                                        alive = std::weak_ptr<int>(alive_)](Result r) {
     if (alive.expired()) return;
@@ -340,48 +344,11 @@ void ClusterClient::update_ready() {
   ready_ = ok;
 }
 
-std::vector<Shard> ClusterClient::shards() const {
-  std::vector<Shard> out;
-  const Node* current = nullptr;
-  for (std::size_t s = 0; s < kSlots; ++s) {
-    const Node* n = owners_[s];
-    if (n == nullptr) {
-      current = nullptr;
-      continue;
-    }
-    Shard* shard = nullptr;
-    for (auto& existing : out) {
-      if (same_node(existing.primary, n->endpoint)) shard = &existing;
-    }
-    if (shard == nullptr) {
-      out.push_back(Shard{{}, n->endpoint, {}});
-      shard = &out.back();
-    }
-    if (n != current) {
-      shard->slots.emplace_back(static_cast<std::uint16_t>(s), static_cast<std::uint16_t>(s));
-      current = n;
-    } else {
-      shard->slots.back().second = static_cast<std::uint16_t>(s);
-    }
-  }
-  return out;
-}
-
 void ClusterClient::command(std::span<const std::string_view> args, ReplyHandler handler) {
-  command_to(command_slot(args), args, std::move(handler));
-}
-
-void ClusterClient::command_at(std::uint16_t slot, std::span<const std::string_view> args,
-                               ReplyHandler handler) {
-  command_to(slot, args, std::move(handler));
-}
-
-void ClusterClient::command_to(std::optional<std::uint16_t> slot,
-                               std::span<const std::string_view> args, ReplyHandler handler) {
   auto call = std::make_shared<Call>();
   call->args.assign(args.begin(), args.end());
   call->handler = std::move(handler);
-  call->slot = slot;
+  call->slot = command_slot(args);
   dispatch(std::move(call));
 }
 

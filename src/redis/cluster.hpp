@@ -95,8 +95,6 @@ class ClusterClient final : public Commands {
   // to any ready primary). The handler runs on this loop, exactly once.
   void command(std::span<const std::string_view> args, ReplyHandler handler) override;
   using Commands::command;
-  // The same, to the owner of `slot`.
-  void command_at(std::uint16_t slot, std::span<const std::string_view> args, ReplyHandler handler);
 
   // Subscribes to `channel` on every primary, each on a connection of its own, and on
   // every node that becomes a primary later (keyspace events are per node). `before`,
@@ -108,8 +106,6 @@ class ClusterClient final : public Commands {
   // How many primaries have a subscriber connection that is ready.
   std::size_t subscribed() const;
 
-  // The primaries as the map has them now, and the slots each owns.
-  std::vector<Shard> shards() const;
   // Reads the map again now (it is also read on MOVED, CLUSTERDOWN, an unreachable node,
   // and every refresh_interval).
   void refresh();
@@ -118,7 +114,6 @@ class ClusterClient final : public Commands {
   std::size_t connections() const { return nodes_.size(); }
   // Counts, for the metrics and the tests.
   std::uint64_t redirects() const { return redirects_; }
-  std::uint64_t refreshes() const { return refreshes_; }
 
  private:
   struct Node {
@@ -132,10 +127,12 @@ class ClusterClient final : public Commands {
   std::shared_ptr<Node> node_for(const Endpoint& e);
   void forget_unowned();
   Client* any_owner_ready();
+  // The nodes that own slots in the map, each once.
+  std::vector<Node*> owning_nodes() const;
+  // A connection without the library (the seeds', the subscribers').
+  Client::Options plain_options(const Endpoint& e, const char* suffix) const;
   template <typename F>
   void after(std::chrono::milliseconds delay, F f);
-  void command_to(std::optional<std::uint16_t> slot, std::span<const std::string_view> args,
-                  ReplyHandler handler);
   void dispatch(std::shared_ptr<Call> call);
   void on_reply(std::shared_ptr<Call> call, Result r);
   void send_when_ready(std::shared_ptr<Call> call, std::shared_ptr<Node> node,
@@ -167,7 +164,6 @@ class ClusterClient final : public Commands {
   bool stopped_ = true;
   std::atomic<bool> ready_ = false;
   std::uint64_t redirects_ = 0;
-  std::uint64_t refreshes_ = 0;
   boost::asio::steady_timer ready_timer_;
   boost::asio::steady_timer periodic_timer_;  // the map read every refresh_interval
   boost::asio::steady_timer soon_timer_;      // a read put off by min_refresh_gap

@@ -252,7 +252,7 @@ int RedisCluster::owner_of(std::uint16_t slot) {
 bool RedisCluster::wait_ok(std::chrono::milliseconds timeout) {
   return eventually(
       [&] {
-        std::string first;
+        std::optional<std::vector<std::string>> first;
         for (int port : ports_) {
           try {
             if (command(port, {"CLUSTER", "INFO"}).str.find("cluster_state:ok") ==
@@ -260,28 +260,23 @@ bool RedisCluster::wait_ok(std::chrono::milliseconds timeout) {
               return false;
             }
             // Every node must see the same owners (a stale node answers MOVED wrongly).
-            std::string owners;
+            std::vector<std::string> owners;  // "first-last:port", in a fixed order
             for (auto& range : command(port, {"CLUSTER", "SLOTS"}).elements) {
-              owners += std::to_string(range.elements[0].integer) + "-" +
-                        std::to_string(range.elements[1].integer) + ":" +
-                        std::to_string(range.elements[2].elements.at(1).integer) + " ";
+              owners.push_back(std::to_string(range.elements[0].integer) + "-" +
+                               std::to_string(range.elements[1].integer) + ":" +
+                               std::to_string(range.elements[2].elements.at(1).integer));
             }
-            std::vector<std::string> sorted;
-            std::istringstream in(owners);
-            for (std::string w; in >> w;) sorted.push_back(w);
-            std::sort(sorted.begin(), sorted.end());
-            std::string joined;
-            for (auto& w : sorted) joined += w + " ";
-            if (first.empty()) {
-              first = joined;
-            } else if (joined != first) {
+            std::sort(owners.begin(), owners.end());
+            if (!first) {
+              first = owners;
+            } else if (owners != *first) {
               return false;
             }
           } catch (const std::exception&) {
             // a node that is down (killed or stopped) is not asked
           }
         }
-        return !first.empty();
+        return first.has_value();
       },
       timeout, 100ms);
 }
