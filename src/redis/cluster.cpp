@@ -248,10 +248,14 @@ void ClusterClient::forget_unowned() {
   }
   if (gone.empty()) return;
   // Stopped on the next turn: stopping fails the commands in flight, whose handlers may
-  // send more, and must not run while the map is being read.
-  boost::asio::post(io_, [gone = std::move(gone), subscribers = std::move(gone_subscribers)] {
+  // send more, and must not run while the map is being read. Destroyed a turn later
+  // still: a timer of theirs that had already fired when they stopped has its handler
+  // queued, and it must find them alive (an ASan run caught one that did not).
+  boost::asio::post(io_, [&io = io_, gone = std::move(gone),
+                          subscribers = std::move(gone_subscribers)]() mutable {
     for (auto& n : gone) n->client->stop();
     for (auto& s : subscribers) s->stop();
+    boost::asio::post(io, [gone = std::move(gone), subscribers = std::move(subscribers)] {});
   });
 }
 

@@ -184,7 +184,7 @@ RedisCluster::RedisCluster(int primaries, int replicas) {
         [&] {
           return command(port, {"WAIT", std::to_string(replicas), "100"}).integer >= replicas;
         },
-        30s, 10ms);
+        60s, 10ms);
     if (!synced) throw std::runtime_error("a test cluster replica did not sync");
   }
 }
