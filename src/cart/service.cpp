@@ -10,6 +10,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include "cart/split_line.hpp"
 #include "functions/keys.hpp"
 #include "redis/commands.hpp"
 
@@ -39,7 +40,7 @@ Missing missing_from(std::string_view s) {
 
 // Fields of a cart hash that are not lines (src/lua/holds.lua).
 bool is_line_field(std::string_view field) {
-  return field != "@" && field != "!" && !field.starts_with('?');
+  return field != "@" && field != "!" && field != "~" && !field.starts_with('?');
 }
 
 // The trailing waits_of array of a cart_view (holds.lua).
@@ -336,6 +337,8 @@ void CartService::note_outcome(const std::string& inventory_id,
 
 void CartService::call_set_line(const SetLineCall& c, const std::string& sid, bool create,
                                 Callback<SetLineOutcome> done) {
+  if (settings_.split_lines)
+    return split_set_line(redis_, settings_, c, sid, create, std::move(done));
   std::string quantity = std::to_string(c.quantity);
   std::string cart = keys::cart(sid), row;
   std::vector<std::string_view> args{"FCALL", "cartd_set_line", "1", cart};
@@ -353,6 +356,7 @@ void CartService::call_set_line(const SetLineCall& c, const std::string& sid, bo
 }
 
 void CartService::get_cart(const std::string& session_id, Callback<CartLookup> done) {
+  if (settings_.split_lines) return split_get_cart(redis_, session_id, std::move(done));
   redis_.command({"FCALL", "cartd_get_cart", "1", keys::cart(session_id), session_id},
                  [done = std::move(done), session_id](redis::Result r) {
                    finish(std::move(r), done, [&](const redis::Reply& reply) {

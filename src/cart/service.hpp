@@ -40,6 +40,12 @@ struct CartSettings {
     return std::max(std::chrono::milliseconds(1), ttl / kBucketsPerTtl);
   }
   static constexpr int kBucketsPerTtl = 100;
+  // Line changes and cart views in steps of one slot each (split_line.hpp): a Redis
+  // Cluster, where a cart and its rows live on different nodes.
+  bool split_lines = false;
+  // How long a split line change keeps its cart locked: longer than its steps can take
+  // (each ends within the Redis command timeout).
+  std::chrono::milliseconds line_lease{10'000};
 };
 
 enum class LineMode { set, add };

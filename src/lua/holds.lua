@@ -33,6 +33,9 @@
 --                       claims them or the deadline passes. The row's fields ws (last
 --                       place given) and wv (bumped by every waitlist or offer change)
 --                       exist once the row has had a waitlist.
+--   {s<n>}hc:<inv>      hash sid -> "quantity deadline", and {s<n>}hx:<inv>, zset sid ->
+--                       deadline: each cart's hold on the row, kept by the line change
+--                       of a Redis Cluster only (split.lua).
 --   {s<n>}#dirty        set of the group's rows whose r changed since the DB writer looked.
 --   {s<n>}#due          zset inv -> e: when each row of the group next has a bucket to drop.
 --   cartd:mirrored      set once the stock mirror is complete; cartd:layout = "2".
@@ -80,6 +83,9 @@ local function waitlist_key(inv) return stock_tag(inv) .. 'wl:' .. inv end
 local function wanted_key(inv) return stock_tag(inv) .. 'wq:' .. inv end
 local function offers_key(inv) return stock_tag(inv) .. 'of:' .. inv end
 local WAITS = '?'  -- prefix of a cart's fields that mark the rows it waits on
+local LOCK = '~'   -- a cart's field while a line change is under way (split.lua)
+local function hold_records_key(inv) return stock_tag(inv) .. 'hc:' .. inv end
+local function hold_deadlines_key(inv) return stock_tag(inv) .. 'hx:' .. inv end
 local function due_key(inv) return stock_tag(inv) .. '#due' end
 
 -- Server time in milliseconds: every deadline is compared against Redis' own clock,
@@ -219,6 +225,23 @@ local function forget_lapsed_offers(inv, now)
   end
 end
 
+-- The cart's hold on a row while it lasts: quantity and deadline, else 0, nil.
+local function hold_record(inv, sid, now)
+  local q, d = parse_pair(redis.call('HGET', hold_records_key(inv), sid))
+  if q and d >= now then return q, d end
+  return 0, nil
+end
+
+-- Forgets the hold records (split.lua) that ended before now: their units left with
+-- their bucket. A row that never had one (a standalone Redis) costs one ZRANGE.
+local function forget_lapsed_holds(inv, now)
+  local hx = hold_deadlines_key(inv)
+  local gone = redis.call('ZRANGE', hx, '-inf', '(' .. now, 'BYSCORE')
+  if #gone == 0 then return end
+  redis.call('HDEL', hold_records_key(inv), unpack(gone))
+  redis.call('ZREMRANGEBYSCORE', hx, '-inf', '(' .. now)
+end
+
 -- Logical expiry: drops every bucket of one stock row whose deadline is before now, so
 -- the units count as available at the deadline whether or not anything else ran.
 -- `e` is the row's e as the caller read it (false: read it here). Returns how many
@@ -242,7 +265,10 @@ local function drop_expired(inv, now, e)
       end
     end
   end
-  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  if #gone > 0 then
+    redis.call('HDEL', key, unpack(gone))
+    forget_lapsed_holds(inv, now)
+  end
   if dropped ~= 0 then
     redis.call('HINCRBY', key, 'r', -dropped)
     mark_dirty(inv)
@@ -268,7 +294,7 @@ local function cart_lines(fields)
   local lines = {}
   for i = 1, #fields, 2 do
     local f = fields[i]
-    if f ~= BIRTH and f ~= CHECKING_OUT and string.byte(f, 1) ~= 63 then  -- 63: '?' 
+    if f ~= BIRTH and f ~= CHECKING_OUT and f ~= LOCK and string.byte(f, 1) ~= 63 then  -- '?'
       local inv, qty = parse_line(fields[i + 1])
       table.insert(lines, {f, inv, qty})
     end

@@ -45,7 +45,9 @@ end
 -- older than the mirror's and no change is under way on the row, so running it twice,
 -- or late, changes nothing) and recomputes each row's reserved count from its buckets.
 -- KEYS: the rows.  ARGV: inventory_id, product_id, on_hand, version, name, price_cents,
--- max_per_cart (0: none), repeated.  Returns the number of rows mirrored.
+-- max_per_cart (0: none), repeated.  Returns the number of rows mirrored. The rows may
+-- span slots only on a standalone Redis; the caller marks the mirror complete
+-- (cartd:mirrored) once every row is in.
 local function mirror(keys, args)
   local now = now_ms()
   for i = 1, #args, 7 do
@@ -64,7 +66,6 @@ local function mirror(keys, args)
     mark_dirty(inv)
     pour(inv, now)
   end
-  redis.call('SET', 'cartd:mirrored', now)
   return #args / 7
 end
 

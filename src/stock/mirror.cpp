@@ -11,16 +11,22 @@ namespace {
 
 constexpr std::size_t kRowsPerCall = 500;
 
-// Sends the rows in batches, pipelined; done(ok) after the last answer.
+// Sends the rows in batches, pipelined, then marks the mirror complete; done(ok) after
+// the last answer.
 void mirror_rows(redis::Client& client, std::vector<db::StockRow> rows,
-                 std::function<void(bool)> done) {
+                 std::function<void(bool)> finished) {
+  auto done = [&client, finished = std::move(finished)](bool ok) {
+    if (!ok) return finished(false);
+    client.setup_command({"SET", keys::kMirroredKey, "1"},
+                         [finished](redis::Result r) { finished(r && !r->is_error()); });
+  };
   struct Progress {
     std::size_t remaining;
     bool ok = true;
     std::function<void(bool)> done;
   };
   std::size_t calls = (rows.size() + kRowsPerCall - 1) / kRowsPerCall;
-  if (calls == 0) calls = 1;  // an empty catalog still sets the marker
+  if (calls == 0) calls = 1;  // an empty catalog is mirrored too
   auto progress = std::make_shared<Progress>(Progress{calls, true, std::move(done)});
   for (std::size_t start = 0; start < rows.size() || (start == 0 && rows.empty());
        start += kRowsPerCall) {

@@ -1,0 +1,26 @@
+// split_line: the line change as steps of one slot each (src/lua/split.lua), for a Redis
+// Cluster, where a cart and its stock rows live on different nodes. CartService uses it
+// when CartSettings::split_lines is set; a standalone Redis does the same change in one
+// atomic call (cartd_set_line).
+#pragma once
+
+#include <string>
+
+#include "cart/service.hpp"
+
+namespace cartd::cart {
+
+// Runs one line change on cart `session_id` (made anew if it is not live and `create`):
+// lock the cart, hold on the line's row, move the holds of the other lines when the
+// deadline moves, then write the line and unlock. `done` runs once, on the loop of
+// `redis`. A change whose cart is locked by another change of the same cart is retried
+// a few times, then fails with Errc::unavailable (503, safe to retry).
+void split_set_line(redis::Commands& redis, const CartSettings& settings, const SetLineCall& call,
+                    const std::string& session_id, bool create, Callback<SetLineOutcome> done);
+
+// A live cart with its lines' names and prices: the cart's slot, then its rows' (in
+// parallel). No waitlist places or offers: a cluster has no waitlist yet.
+void split_get_cart(redis::Commands& redis, const std::string& session_id,
+                    Callback<CartLookup> done);
+
+}  // namespace cartd::cart

@@ -1,0 +1,333 @@
+// The line change in steps of one slot each (src/lua/split.lua, src/cart/split_line.cpp),
+// the way carts change on a Redis Cluster: on a standalone Redis (the steps one by one,
+// a change cut short and its repair), and through CartService on a real cluster of three
+// primaries, where carts and their rows live on different nodes, ending in exact
+// accounting of every held unit.
+#include <gtest/gtest.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "cart/service.hpp"
+#include "functions/keys.hpp"
+#include "harness.hpp"
+#include "lua/library.hpp"
+#include "redis/client.hpp"
+#include "redis/cluster.hpp"
+
+namespace cartd::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Kind = cart::SetLineOutcome::Kind;
+
+std::string product_of(const std::string& inv) {
+  return "p-" + inv;
+}
+
+// A CartService with split line changes on a loop of its own, over a standalone Client
+// or a ClusterClient.
+class SplitShop {
+ public:
+  SplitShop(const std::string& url, bool cluster, std::chrono::milliseconds ttl = 60s,
+            std::chrono::milliseconds max_lifetime = 7200s) {
+    redis::Client::Options node{
+        *redis::parse_url(url), scripts::library, 2000ms, 200ms, "cartd-test", {}, nullptr};
+    if (cluster) {
+      redis::ClusterClient::Options o;
+      o.seeds.push_back(node.endpoint);
+      o.node = node;
+      auto c = std::make_unique<redis::ClusterClient>(io_, std::move(o));
+      start_ = [c = c.get()] { c->start(); };
+      stop_ = [c = c.get()] { c->stop(); };
+      redis_ = std::move(c);
+    } else {
+      auto c = std::make_unique<redis::Client>(io_, node);
+      start_ = [c = c.get()] { c->start(); };
+      stop_ = [c = c.get()] { c->stop(); };
+      redis_ = std::move(c);
+    }
+    cart::CartSettings settings;
+    settings.ttl = ttl;
+    settings.max_lifetime = max_lifetime;
+    settings.sold_out_memory = 0ms;
+    settings.split_lines = true;
+    carts_ = std::make_unique<cart::CartService>(*redis_, settings);
+    boost::asio::post(io_, start_);
+    thread_ = std::thread([this] { io_.run(); });
+    EXPECT_TRUE(eventually([&] { return redis_->ready(); }, 20s));
+  }
+  ~SplitShop() {
+    boost::asio::post(io_, stop_);
+    work_.reset();
+    thread_.join();
+  }
+
+  // Sends a line change without waiting (from any thread).
+  std::future<boost::system::result<cart::SetLineOutcome>> send(
+      const std::string& sid, const std::string& inv, std::int64_t qty,
+      cart::LineMode mode = cart::LineMode::set) {
+    auto done = std::make_shared<std::promise<boost::system::result<cart::SetLineOutcome>>>();
+    auto future = done->get_future();
+    cart::SetLineCall call{sid, sid, product_of(inv), inv, qty, mode, false};
+    boost::asio::post(io_, [this, call, done] {
+      carts_->set_line(call, [done](auto r) { done->set_value(std::move(r)); });
+    });
+    return future;
+  }
+  boost::system::result<cart::SetLineOutcome> set(const std::string& sid, const std::string& inv,
+                                                  std::int64_t qty,
+                                                  cart::LineMode mode = cart::LineMode::set) {
+    return send(sid, inv, qty, mode).get();
+  }
+  boost::system::result<cart::CartLookup> get(const std::string& sid) {
+    std::promise<boost::system::result<cart::CartLookup>> done;
+    boost::asio::post(
+        io_, [&] { carts_->get_cart(sid, [&](auto r) { done.set_value(std::move(r)); }); });
+    return done.get_future().get();
+  }
+  redis::Result run(std::vector<std::string> args) {
+    std::promise<redis::Result> done;
+    boost::asio::post(io_, [&] {
+      std::vector<std::string_view> views(args.begin(), args.end());
+      redis_->command(std::span<const std::string_view>(views),
+                      [&](redis::Result r) { done.set_value(std::move(r)); });
+    });
+    return done.get_future().get();
+  }
+  void mirror(const std::string& inv, int on_hand) {
+    auto r = run({"FCALL", "cartd_mirror", "1", keys::stock(inv), inv, product_of(inv),
+                  std::to_string(on_hand), "1", "Item " + inv, "250", "0"});
+    ASSERT_TRUE(r && !r->is_error()) << (r ? r->str : r.error().message());
+  }
+  std::int64_t now_ms() {
+    auto t = run({"TIME"});
+    return *t->int_at(0) * 1000 + *t->int_at(1) / 1000;
+  }
+
+  // Every unit of every row explained: on each row, r is the sum of its buckets, the live
+  // buckets hold what the live hold records say, and those are what the live carts' lines
+  // on the row say, unit for unit; no row holds more than it has.
+  void expect_exact_accounting(const std::vector<std::string>& rows,
+                               const std::vector<std::string>& sids) {
+    std::map<std::string, std::int64_t> in_carts;
+    for (const std::string& sid : sids) {
+      auto r = run({"FCALL", "cartd_cart_lines", "1", keys::cart(sid), sid});
+      ASSERT_TRUE(r);
+      if (r->type != redis::Reply::Type::array) continue;  // not live
+      for (std::size_t i = 1; i + 2 < r->elements.size(); i += 3) {
+        in_carts[*r->text_at(i + 1)] += *r->int_at(i + 2);
+      }
+    }
+    std::int64_t now = now_ms();
+    for (const std::string& inv : rows) {
+      auto row = run({"HGETALL", keys::stock(inv)});
+      std::int64_t r = 0, on_hand = 0, buckets = 0, live = 0;
+      for (std::size_t i = 0; i + 1 < row->elements.size(); i += 2) {
+        const std::string& f = row->elements[i].str;
+        if (f != "r" && f != "oh" && !f.starts_with('t')) continue;
+        std::int64_t v = std::stoll(row->elements[i + 1].str);
+        if (f == "r") r = v;
+        if (f == "oh") on_hand = v;
+        if (f.starts_with('t')) {
+          buckets += v;
+          if (std::stoll(f.substr(1)) >= now) live += v;
+        }
+      }
+      auto records = run({"HGETALL", keys::stock_tag(keys::group_of(inv)) + "hc:" + inv});
+      std::int64_t recorded = 0;
+      for (std::size_t i = 0; i + 1 < records->elements.size(); i += 2) {
+        const std::string& v = records->elements[i + 1].str;
+        auto space = v.find(' ');
+        if (std::stoll(v.substr(space + 1)) >= now) recorded += std::stoll(v.substr(0, space));
+      }
+      EXPECT_EQ(r, buckets) << inv;
+      EXPECT_EQ(live, recorded) << inv;
+      EXPECT_EQ(recorded, in_carts[inv]) << inv;
+      EXPECT_LE(live, on_hand) << inv;
+    }
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(io_);
+  std::unique_ptr<redis::Commands> redis_;
+  std::function<void()> start_, stop_;
+  std::unique_ptr<cart::CartService> carts_;
+  std::thread thread_;
+};
+
+std::string sid_of(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012d", n);
+  return buf;
+}
+
+Kind kind_of(const boost::system::result<cart::SetLineOutcome>& r) {
+  EXPECT_TRUE(r) << (r ? "" : r.error().message());
+  return r ? r->kind : Kind::no_cart;
+}
+
+TEST(SplitLines, a_cart_holds_takes_back_and_moves_its_lines_in_steps) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 5);
+  shop.mirror("b", 5);
+  std::string sid = sid_of(1);
+  auto made = shop.set(sid, "a", 2);
+  ASSERT_EQ(kind_of(made), Kind::ok);
+  EXPECT_TRUE(made->created);
+  EXPECT_EQ(kind_of(shop.set(sid, "b", 4)), Kind::ok);
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 1, cart::LineMode::add)), Kind::ok);
+  auto refused = shop.set(sid, "b", 6);
+  ASSERT_EQ(kind_of(refused), Kind::insufficient);
+  EXPECT_EQ(refused->available, 1);
+  // A second cart sees what the first holds.
+  EXPECT_EQ(shop.set(sid_of(2), "a", 3)->kind, Kind::insufficient);
+  EXPECT_EQ(kind_of(shop.set(sid_of(2), "a", 2)), Kind::ok);
+  auto cart = shop.get(sid);
+  ASSERT_TRUE(cart && cart->cart);
+  ASSERT_EQ(cart->cart->lines.size(), 2u);
+  EXPECT_EQ(cart->cart->lines[0].quantity, 3);
+  EXPECT_EQ(cart->cart->lines[0].name, "Item a");
+  EXPECT_EQ(cart->cart->lines[0].unit_price_cents, 250);
+  EXPECT_EQ(cart->cart->lines[1].quantity, 4);
+  EXPECT_EQ(kind_of(shop.set(sid, "b", 0)), Kind::ok);
+  EXPECT_EQ(kind_of(shop.set(sid_of(3), "b", 5)), Kind::ok);  // b's units came back
+  // Limits refuse before any row changes, and unlock the cart.
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 1000)), Kind::quantity_limit);
+  EXPECT_EQ(kind_of(shop.set(sid, "zz", 1)), Kind::unknown_inventory);
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);
+  shop.expect_exact_accounting({"a", "b", "zz"}, {sid, sid_of(2), sid_of(3)});
+}
+
+TEST(SplitLines, a_change_cut_short_is_set_right_by_the_carts_next_change) {
+  RedisServer redis;
+  // A cart at its lifetime's cap: its deadline stays where it is, so only the repair
+  // sets its rows again.
+  SplitShop shop(redis.url(), false, 60s, 5s);
+  shop.mirror("a", 10);
+  shop.mirror("b", 10);
+  std::string sid = sid_of(7);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(sid, "b", 1)), Kind::ok);
+  // A change that locked the cart and held 6 of a, then died before it wrote the line:
+  // a holds 6 for a cart whose line says 2.
+  auto lock = shop.run(
+      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "300", "a", "0"});
+  ASSERT_EQ(lock->text_at(0), "locked");
+  std::string later = std::to_string(shop.now_ms() + 120000);
+  auto held = shop.run(
+      {"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), "6", later});
+  ASSERT_EQ(held->text_at(0), "ok");
+  EXPECT_EQ(redis.stock_row("a")["r"], "6");
+  // While its lease lasts, the cart's other changes are refused (503), changing nothing.
+  auto busy = shop.set(sid, "b", 2);
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error(), redis::Errc::unavailable);
+  EXPECT_EQ(redis.stock_row("b")["r"], "1");
+  std::this_thread::sleep_for(400ms);
+  // The next change finds the lapsed lock and sets a back to the cart's 2.
+  ASSERT_EQ(kind_of(shop.set(sid, "b", 2)), Kind::ok);
+  EXPECT_EQ(redis.stock_row("a")["r"], "2");
+  EXPECT_EQ(redis.stock_row("b")["r"], "2");
+  shop.expect_exact_accounting({"a", "b"}, {sid});
+}
+
+TEST(SplitLines, hold_records_end_with_their_bucket) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, 1s);
+  shop.mirror("a", 4);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(kind_of(shop.set(sid_of(100 + i), "a", 1)), Kind::ok);
+  EXPECT_EQ(shop.set(sid_of(200), "a", 1)->kind, Kind::insufficient);
+  std::string records = keys::stock_tag(keys::group_of("a")) + "hc:a";
+  EXPECT_EQ(redis.command({"HLEN", records}).integer, 4);
+  std::this_thread::sleep_for(1500ms);
+  // The holds ended at the carts' deadline; the next hold drops them and their records.
+  auto taken = shop.set(sid_of(200), "a", 4);
+  ASSERT_EQ(kind_of(taken), Kind::ok);
+  EXPECT_EQ(taken->dropped, 4);
+  EXPECT_EQ(redis.command({"HLEN", records}).integer, 1);
+  shop.expect_exact_accounting({"a"}, {sid_of(100), sid_of(200)});
+}
+
+// Carts and rows spread over three primaries; many changes at once, some on the same
+// cart (the lock serialises them; a change that waits too long is refused with 503,
+// changing nothing). At the end every unit is where the carts say.
+TEST(SplitLines, carts_on_a_cluster_account_for_every_unit) {
+  RedisCluster cluster(3, 0);
+  SplitShop shop(cluster.url(), true);
+  std::vector<std::string> rows, sids;
+  for (int i = 0; i < 24; ++i) {
+    rows.push_back("row" + std::to_string(i));
+    shop.mirror(rows.back(), 8);
+  }
+  for (int i = 0; i < 60; ++i) sids.push_back(sid_of(1000 + i));
+  std::mt19937 random(42);
+  int ok = 0, refused = 0, unavailable = 0;
+  for (int wave = 0; wave < 20; ++wave) {
+    std::vector<std::future<boost::system::result<cart::SetLineOutcome>>> changes;
+    for (int i = 0; i < 40; ++i) {
+      const std::string& sid = sids[random() % sids.size()];
+      const std::string& inv = rows[random() % rows.size()];
+      int pick = static_cast<int>(random() % 10);
+      if (pick < 5) {
+        changes.push_back(shop.send(sid, inv, 1 + random() % 2, cart::LineMode::add));
+      } else if (pick < 8) {
+        changes.push_back(shop.send(sid, inv, random() % 4));
+      } else {
+        changes.push_back(shop.send(sid, inv, 0));
+      }
+    }
+    for (auto& c : changes) {
+      auto r = c.get();
+      if (!r) {
+        EXPECT_EQ(r.error(), redis::Errc::unavailable);
+        ++unavailable;
+      } else if (r->kind == Kind::ok) {
+        ++ok;
+      } else {
+        EXPECT_TRUE(r->kind == Kind::insufficient || r->kind == Kind::too_many_lines)
+            << static_cast<int>(r->kind);
+        ++refused;
+      }
+    }
+  }
+  EXPECT_GT(ok, 200);
+  EXPECT_GT(refused, 0);
+  std::cout << "changes: " << ok << " ok, " << refused << " refused, " << unavailable
+            << " busy (503)\n";
+  shop.expect_exact_accounting(rows, sids);
+}
+
+// Adds to one cart at once: each acknowledged add is in the line exactly once.
+TEST(SplitLines, concurrent_adds_to_one_cart_each_count_once) {
+  RedisCluster cluster(3, 0);
+  SplitShop shop(cluster.url(), true);
+  shop.mirror("a", 100);
+  std::string sid = sid_of(5);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);
+  std::vector<std::future<boost::system::result<cart::SetLineOutcome>>> adds;
+  for (int i = 0; i < 20; ++i) adds.push_back(shop.send(sid, "a", 1, cart::LineMode::add));
+  int acknowledged = 1;
+  for (auto& a : adds) {
+    auto r = a.get();
+    if (r && r->kind == Kind::ok) ++acknowledged;
+  }
+  auto cart = shop.get(sid);
+  ASSERT_TRUE(cart && cart->cart);
+  ASSERT_EQ(cart->cart->lines.size(), 1u);
+  EXPECT_EQ(cart->cart->lines[0].quantity, acknowledged);
+  EXPECT_GT(acknowledged, 1);
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
+}  // namespace
+}  // namespace cartd::test
