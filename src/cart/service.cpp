@@ -10,7 +10,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include "cart/split_line.hpp"
+#include "cart/split.hpp"
 #include "functions/keys.hpp"
 #include "redis/commands.hpp"
 
@@ -374,6 +374,22 @@ void CartService::get_lines(const std::string& session_id, Callback<CartLookup> 
 }
 
 void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {
+  if (settings_.split_lines) {
+    return split_abandon(redis_, session_id,
+                         [this, done = std::move(done)](boost::system::result<Abandoned> r) {
+                           if (r && r->kind == Abandoned::Kind::abandoned) {
+                             std::int64_t units = 0;
+                             for (const CartLine& l : r->cart.lines) {
+                               units += l.quantity;
+                               sold_out_.forget(l.inventory_id);
+                             }
+                             if (metrics_ != nullptr) {
+                               metrics_->count_released(metrics::ReleasePath::abandon, units);
+                             }
+                           }
+                           done(std::move(r));
+                         });
+  }
   redis_.command({"FCALL", "cartd_abandon", "1", keys::cart(session_id), session_id},
                  [this, done = std::move(done), session_id, metrics = metrics_](redis::Result r) {
                    finish(std::move(r), done,
@@ -400,6 +416,9 @@ void CartService::abandon(const std::string& session_id, Callback<Abandoned> don
 
 void CartService::checkout_begin(const std::string& session_id, const std::string& key,
                                  const std::string& attempt_id, Callback<CheckoutStart> done) {
+  if (settings_.split_lines) {
+    return split_checkout_begin(redis_, settings_, session_id, key, attempt_id, std::move(done));
+  }
   redis_.command({"FCALL", "cartd_checkout_begin", "1", keys::cart(session_id), session_id, key,
                   checkout_grace_ms_, attempt_id, quantum_ms_},
                  [done = std::move(done)](redis::Result r) {
@@ -409,6 +428,18 @@ void CartService::checkout_begin(const std::string& session_id, const std::strin
 
 void CartService::checkout_finish(const std::string& session_id, const db::Order& order,
                                   const std::vector<db::OnHandVersion>& rows, Callback<bool> done) {
+  if (settings_.split_lines) {
+    auto units = std::make_shared<std::int64_t>(0);
+    return split_checkout_finish(
+        redis_, session_id, order, rows,
+        [units, metrics = metrics_, done = std::move(done)](boost::system::result<bool> r) {
+          if (metrics != nullptr && r) {
+            metrics->count_released(metrics::ReleasePath::checkout, *units);
+          }
+          done(std::move(r));
+        },
+        units);
+  }
   boost::json::array sold;
   for (const db::OrderLine& l : order.lines) {
     auto row = std::find_if(rows.begin(), rows.end(), [&](const db::OnHandVersion& r) {
@@ -443,6 +474,9 @@ void CartService::checkout_finish(const std::string& session_id, const db::Order
 void CartService::checkout_abort(const std::string& session_id, const std::string& key,
                                  const std::string& attempt_id,
                                  const std::vector<db::OnHandVersion>& rows, Callback<bool> done) {
+  if (settings_.split_lines) {
+    return split_checkout_abort(redis_, session_id, key, attempt_id, rows, std::move(done));
+  }
   boost::json::array mirror;
   for (const db::OnHandVersion& r : rows) {
     mirror.push_back(boost::json::object{

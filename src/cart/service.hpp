@@ -40,7 +40,7 @@ struct CartSettings {
     return std::max(std::chrono::milliseconds(1), ttl / kBucketsPerTtl);
   }
   static constexpr int kBucketsPerTtl = 100;
-  // Line changes and cart views in steps of one slot each (split_line.hpp): a Redis
+  // Line changes and cart views in steps of one slot each (split.hpp): a Redis
   // Cluster, where a cart and its rows live on different nodes.
   bool split_lines = false;
   // How long a split line change keeps its cart locked: longer than its steps can take
@@ -126,8 +126,12 @@ struct CartLookup {
 };
 
 struct CheckoutStart {
-  enum class Kind { begun, resume, done, conflict, expired, unknown, empty };
+  // short_of: a row could not hold the cart's units for the checkout (its hold lapsed
+  // and the units went to others: a broken hold promise, possible on a Redis Cluster
+  // only); the checkout is begun, and must be aborted.
+  enum class Kind { begun, resume, done, conflict, expired, unknown, empty, short_of };
   Kind kind = Kind::begun;
+  std::string inventory_id;     // short_of: the row
   std::vector<CartLine> lines;  // begun, resume: the frozen lines
   std::string attempt_id;       // begun, resume: the attempt the order must be fenced by
   std::string order_id;         // done, conflict (may be empty: a checkout in progress)

@@ -46,6 +46,9 @@ class Saga : public std::enable_shared_from_this<Saga> {
         return answer(Kind::unknown);
       case K::empty:
         return answer(Kind::empty);
+      case K::short_of:
+        attempt_ = r->attempt_id;
+        return refuse_short({}, r->inventory_id, "a row refused the checkout's hold");
       case K::begun:
       case K::resume:
         break;
@@ -104,13 +107,14 @@ class Saga : public std::enable_shared_from_this<Saga> {
   // broken (the DB was changed behind cartd's back, or Redis lost a change). The DB has
   // fenced the attempt; unfreeze the cart so the shopper can change it, and correct the
   // row's mirror so that no one else is promised those units.
-  void refuse_short(std::vector<db::OnHandVersion> rows) {
+  // On a Redis Cluster the begin step can find it too: a row whose hold lapsed (a
+  // failover lost it, or a line change was cut short) while its units went to others.
+  void refuse_short(std::vector<db::OnHandVersion> rows, std::string inv = {},
+                    const char* who = "the main DB refused the order") {
     if (ctx_.metrics != nullptr) ctx_.metrics->count_broken_promise();
-    spdlog::error(
-        "checkout {}: the main DB refused the order: {} has fewer units on hand than "
-        "the cart held (a broken hold promise)",
-        sid_, rows.empty() ? std::string("a row") : rows.front().inventory_id);
-    std::string inv = rows.empty() ? "" : rows.front().inventory_id;
+    if (inv.empty() && !rows.empty()) inv = rows.front().inventory_id;
+    spdlog::error("checkout {}: {}: {} has fewer units than the cart held (a broken hold promise)",
+                  sid_, who, inv.empty() ? std::string("a row") : inv);
     settle(ctx_.carts, sid_, key_, attempt_, std::nullopt, rows,
            [self = shared_from_this(), inv](auto r) {
              if (!r) return self->redis_failed(r.error());

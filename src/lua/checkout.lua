@@ -26,19 +26,27 @@ local function attempt_of(sid, key) return sid .. ' ' .. key end
 --   {'conflict', order_id}    (another key already made one; order_id may be '')
 --   {'expired'} {'unknown'} {'empty'}
 -- lines_json: [{product_id, inventory_id, name, quantity, unit_price_cents}]
-local function checkout_begin(keys, args)
-  local ck, sid, key, grace = keys[1], args[1], args[2], tonumber(args[3])
+-- The answer to a checkout of a cart that has one already (done, or in progress), else
+-- nil. A resume carries the checkout's deadline when it recorded one (split.lua).
+local function checkout_known(sid, key)
   local done = redis.call('GET', done_key(sid))
   if done then
     local done_key_value, order_id = string.match(done, '^(.*) (%S+)$')
     if done_key_value == key then return {'done', order_id} end
     return {'conflict', order_id}
   end
-  local co = redis.call('HMGET', checkout_key(sid), 'key', 'lines', 'attempt')
+  local co = redis.call('HMGET', checkout_key(sid), 'key', 'lines', 'attempt', 'deadline')
   if co[1] then
     if co[1] ~= key then return {'conflict', ''} end
-    return {'resume', co[2], co[3] or attempt_of(sid, co[1])}
+    return {'resume', co[2], co[3] or attempt_of(sid, co[1]), tonumber(co[4] or 0), ''}
   end
+  return nil
+end
+
+local function checkout_begin(keys, args)
+  local ck, sid, key, grace = keys[1], args[1], args[2], tonumber(args[3])
+  local known = checkout_known(sid, key)
+  if known then return known end
   local now = now_ms()
   local view = cart_view(ck, now)
   if not view then return {missing_cart(sid)} end  -- not checked_out: no done_key

@@ -2,7 +2,7 @@
 -- cart and its stock rows live on different nodes (docs/DESIGN.md, "Redis Cluster").
 -- cartd_set_line does the whole change in one atomic call on a standalone Redis; a
 -- cluster refuses a call whose keys span slots, so there the change is three steps,
--- each safe to repeat, driven by src/cart/split_line.cpp:
+-- each safe to repeat, driven by src/cart/split.cpp:
 --
 --   1. cartd_line_begin (the cart's slot) locks the cart for this change, with a lease,
 --      and answers its lines, deadline and Redis' clock;
@@ -87,6 +87,15 @@ local function parse_lock(value)
   return op, tonumber(until_ms), inv
 end
 
+-- The change under way on a cart (its '~' field) that blocks another step: {'busy'}
+-- while its lease lasts, else nil and the row it may have left holding too much ('' for
+-- none).
+local function lock_state(lock, now)
+  local _, until_ms, inv = parse_lock(lock)
+  if until_ms and until_ms >= now then return {'busy'}, nil end
+  return nil, inv or ''
+end
+
 -- cartd_line_begin: locks a live cart for one line change.
 -- KEYS[1]  the cart
 -- ARGV[1]  session id   ARGV[2] the change's id   ARGV[3] lease ms
@@ -109,12 +118,8 @@ local function line_begin(keys, args)
   local cart = {}
   for i = 1, #fields, 2 do cart[fields[i]] = fields[i + 1] end
   if cart[CHECKING_OUT] then return {'checkout_in_progress'} end
-  local stale = ''
-  local _, until_ms, inv = parse_lock(cart[LOCK])
-  if until_ms then
-    if until_ms >= now then return {'busy'} end
-    stale = inv
-  end
+  local busy, stale = lock_state(cart[LOCK], now)
+  if busy then return busy end
   redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
   local out = {'locked', now, tonumber(cart[BIRTH]), deadline, stale}
   for _, l in ipairs(cart_lines(fields)) do
@@ -164,6 +169,154 @@ local function line_release(keys, args)
   return 1
 end
 
+-- Checkout on a cluster. The same three steps as checkout.lua, each split between the
+-- cart's slot and its rows' slots; src/cart/split.cpp drives them:
+--   begin:  cartd_checkout_freeze (cart), then cartd_checkout_hold (each row: the hold
+--           moved to the checkout's deadline, the row marked pending);
+--   finish: cartd_checkout_release (each row: the hold ends, the mirror takes the sale),
+--           then cartd_checkout_close (cart);
+--   abort:  cartd_checkout_thaw (cart), then cartd_checkout_unmark (each row).
+-- A crash between the halves is settled as in checkout.lua: a frozen cart is found by
+-- recovery, and every row step is safe to repeat.
+
+-- cartd_checkout_freeze: ARGV and replies as cartd_checkout_begin, except that the lines
+-- have no names and prices, and 'begun' and 'resume' carry the checkout's deadline and
+-- the row of a line change that lapsed unfinished ('' for none):
+--   {'begun' | 'resume', lines_json, attempt, deadline_ms, stale_inventory_id}
+-- and {'busy'} while a line change is under way.
+local function checkout_freeze(keys, args)
+  local ck, sid, key, grace = keys[1], args[1], args[2], tonumber(args[3])
+  local known = checkout_known(sid, key)
+  if known then return known end
+  local now = now_ms()
+  local old = live_deadline(ck, now)
+  if not old then return {missing_cart(sid)} end
+  local fields = redis.call('HGETALL', ck)
+  local lock = nil
+  for i = 1, #fields, 2 do
+    if fields[i] == LOCK then lock = fields[i + 1] end
+  end
+  local busy, stale = lock_state(lock, now)
+  if busy then return busy end
+  local lines = {}
+  for _, l in ipairs(cart_lines(fields)) do
+    table.insert(lines, {product_id = l[1], inventory_id = l[2], quantity = l[3]})
+  end
+  if #lines == 0 then return {'empty'} end
+  local deadline = math.max(old, round_up(now + grace, tonumber(args[5])))
+  if deadline ~= old then redis.call('PEXPIREAT', ck, deadline) end
+  redis.call('HSET', ck, CHECKING_OUT, 1)
+  redis.call('HDEL', ck, LOCK)
+  local json = cjson.encode(lines)
+  redis.call('HSET', checkout_key(sid), 'key', key, 'attempt', args[4], 'lines', json,
+             'started', now, 'deadline', deadline)
+  redis.call('ZADD', checkouts_key(sid), now, sid)
+  return {'begun', json, args[4], deadline, stale}
+end
+
+-- cartd_checkout_hold: ARGV and replies as cartd_hold; with 'ok' the row is marked
+-- pending for the checkout (see mark_pending) until the deadline.
+local function checkout_hold(keys, args)
+  local reply = hold(keys, args)
+  if reply[1] == 'ok' then mark_pending(args[1], args[2], tonumber(args[5])) end
+  return reply
+end
+
+-- cartd_checkout_release: the order is in the main DB; its row's hold ends (the units
+-- are sold) and the mirror takes the row's on_hand after the order.
+-- KEYS[1] the row   ARGV[1] inventory_id   ARGV[2] session id   ARGV[3] quantity sold
+-- ARGV[4] on_hand   ARGV[5] its version ('' when the DB did not say: the mirror sync will)
+-- Returns the held units this call dropped.
+local function checkout_release(keys, args)
+  local inv, sid, now = args[1], args[2], now_ms()
+  local marked = pending_live(inv, sid, now)
+  local q, d = hold_record(inv, sid, now)
+  if q > 0 then add_hold(inv, d, -q) end
+  redis.call('HDEL', hold_records_key(inv), sid)
+  redis.call('ZREM', hold_deadlines_key(inv), sid)
+  clear_pending(inv, sid)
+  if args[5] ~= '' then
+    settle_on_hand(inv, tonumber(args[4]), tonumber(args[5]), marked and -tonumber(args[3]) or nil,
+                   false)
+  end
+  if redis.call('EXISTS', keys[1]) == 1 then pour(inv, now) end
+  return q
+end
+
+-- cartd_checkout_close: the cart's half of a finished checkout, after its rows.
+-- KEYS[1] the cart   ARGV[1] session id   ARGV[2] idempotency key   ARGV[3] order id
+-- ARGV[4] JSON [{product_id, inventory_id, quantity}]: the order's lines
+-- Returns {'finished'}, or {'done'} when it had finished already.
+local function checkout_close(keys, args)
+  local sid, key, order_id = args[1], args[2], args[3]
+  if redis.call('EXISTS', done_key(sid)) == 1 then return {'done'} end
+  local sold = {}
+  for _, l in ipairs(cjson.decode(args[4])) do
+    table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
+  end
+  redis.call('DEL', keys[1], checkout_key(sid))
+  redis.call('ZREM', checkouts_key(sid), sid)
+  redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)
+  cart_event(sid, 'checked_out', sold, order_id)
+  return {'finished'}
+end
+
+-- cartd_checkout_thaw: the cart's half of giving up a checkout that made no order.
+-- KEYS[1] the cart   ARGV[1] session id   ARGV[2] idempotency key   ARGV[3] attempt id
+-- Returns {1, lines_json} if there was such a checkout (its rows are unmarked next),
+-- else {0}.
+local function checkout_thaw(keys, args)
+  local sid = args[1]
+  local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt', 'lines')
+  if co[1] ~= args[2] or (co[2] or attempt_of(sid, co[1])) ~= args[3] then return {0} end
+  redis.call('DEL', checkout_key(sid))
+  redis.call('ZREM', checkouts_key(sid), sid)
+  redis.call('HDEL', keys[1], CHECKING_OUT)
+  return {1, co[3]}
+end
+
+-- cartd_checkout_unmark: a row of a checkout given up: its pending mark goes (its hold
+-- stays, the cart's again), and the mirror takes the row's on_hand if the DB gave one.
+-- KEYS[1] the row   ARGV[1] inventory_id   ARGV[2] session id   ARGV[3] on_hand or ''
+-- ARGV[4] its version or ''.   Returns 1.
+local function checkout_unmark(keys, args)
+  local inv = args[1]
+  clear_pending(inv, args[2])
+  if args[4] ~= '' and redis.call('EXISTS', keys[1]) == 1 then
+    mirror_on_hand(inv, tonumber(args[3]), tonumber(args[4]))
+    pour(inv, now_ms())
+  end
+  return 1
+end
+
+-- cartd_abandon_cart: the cart's half of an abandon on a cluster (its rows are set to
+-- hold nothing next, with cartd_hold).
+-- KEYS[1] the cart   ARGV[1] session id
+-- Returns {'abandoned', deadline_ms, stale_inventory_id, pid, inv, qty, ...},
+-- {'checkout_in_progress'}, {'busy'}, or {'expired' | 'unknown' | 'checked_out'}.
+local function abandon_cart(keys, args)
+  local sid, ck, now = args[1], keys[1], now_ms()
+  local deadline = live_deadline(ck, now)
+  if not deadline then return {missing_cart(sid)} end
+  local fields = redis.call('HGETALL', ck)
+  local cart = {}
+  for i = 1, #fields, 2 do cart[fields[i]] = fields[i + 1] end
+  if cart[CHECKING_OUT] then return {'checkout_in_progress'} end
+  local busy, stale = lock_state(cart[LOCK], now)
+  if busy then return busy end
+  local lines = cart_lines(fields)
+  redis.call('DEL', ck)
+  redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
+  cart_event(sid, 'abandoned', lines)
+  local out = {'abandoned', deadline, stale}
+  for _, l in ipairs(lines) do
+    table.insert(out, l[1])
+    table.insert(out, l[2])
+    table.insert(out, l[3])
+  end
+  return out
+end
+
 -- cartd_cart_lines: a live cart's lines, from its own slot (names and prices are read
 -- from the rows' slots after).
 -- KEYS[1] the cart   ARGV[1] session id
@@ -187,3 +340,10 @@ redis.register_function('cartd_line_commit', line_commit)
 redis.register_function('cartd_line_release', line_release)
 redis.register_function{function_name = 'cartd_cart_lines', callback = cart_lines_of,
                         flags = {'no-writes'}}
+redis.register_function('cartd_checkout_freeze', checkout_freeze)
+redis.register_function('cartd_checkout_hold', checkout_hold)
+redis.register_function('cartd_checkout_release', checkout_release)
+redis.register_function('cartd_checkout_close', checkout_close)
+redis.register_function('cartd_checkout_thaw', checkout_thaw)
+redis.register_function('cartd_checkout_unmark', checkout_unmark)
+redis.register_function('cartd_abandon_cart', abandon_cart)

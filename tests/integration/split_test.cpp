@@ -1,4 +1,4 @@
-// The line change in steps of one slot each (src/lua/split.lua, src/cart/split_line.cpp),
+// The line change in steps of one slot each (src/lua/split.lua, src/cart/split.cpp),
 // the way carts change on a Redis Cluster: on a standalone Redis (the steps one by one,
 // a change cut short and its repair), and through CartService on a real cluster of three
 // primaries, where carts and their rows live on different nodes, ending in exact
@@ -91,6 +91,18 @@ class SplitShop {
     boost::asio::post(
         io_, [&] { carts_->get_cart(sid, [&](auto r) { done.set_value(std::move(r)); }); });
     return done.get_future().get();
+  }
+  // Runs f(carts, done) on the loop and waits for what it passes to done.
+  template <typename T, typename F>
+  T on_loop(F f) {
+    std::promise<T> result;
+    boost::asio::post(io_, [&] { f(*carts_, [&](T r) { result.set_value(std::move(r)); }); });
+    return result.get_future().get();
+  }
+  boost::system::result<cart::CheckoutStart> begin_checkout(const std::string& sid,
+                                                            const std::string& key) {
+    return on_loop<boost::system::result<cart::CheckoutStart>>(
+        [&](auto& carts, auto done) { carts.checkout_begin(sid, key, "attempt-" + key, done); });
   }
   redis::Result run(std::vector<std::string> args) {
     std::promise<redis::Result> done;
@@ -327,6 +339,111 @@ TEST(SplitLines, concurrent_adds_to_one_cart_each_count_once) {
   EXPECT_EQ(cart->cart->lines[0].quantity, acknowledged);
   EXPECT_GT(acknowledged, 1);
   shop.expect_exact_accounting({"a"}, {sid});
+}
+
+TEST(SplitLines, a_checkout_holds_its_rows_then_sells_their_units) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 5);
+  shop.mirror("b", 5);
+  std::string sid = sid_of(11);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(sid, "b", 1)), Kind::ok);
+  auto begun = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(begun);
+  ASSERT_EQ(begun->kind, cart::CheckoutStart::Kind::begun);
+  ASSERT_EQ(begun->lines.size(), 2u);
+  EXPECT_EQ(begun->lines[0].name, "Item a");
+  EXPECT_EQ(begun->lines[0].unit_price_cents, 250);
+  EXPECT_EQ(begun->attempt_id, "attempt-k1");
+  // Frozen: no line change; the rows are marked pending for the checkout.
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::checkout_in_progress);
+  EXPECT_EQ(redis.command({"ZCARD", keys::pending("a")}).integer, 1);
+  // A retry with the same key resumes it, with the same attempt.
+  auto again = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->kind, cart::CheckoutStart::Kind::resume);
+  EXPECT_EQ(again->attempt_id, "attempt-k1");
+  EXPECT_EQ(redis.stock_row("a")["r"], "2");
+
+  db::Order order{"order-1", sid, "k1", {}, 0, ""};
+  for (const auto& l : begun->lines) {
+    order.lines.push_back({l.product_id, l.inventory_id, l.name, l.quantity, l.unit_price_cents});
+  }
+  std::vector<db::OnHandVersion> rows{{"a", 3, 2}, {"b", 4, 2}};
+  for (int i = 0; i < 2; ++i) {  // finishing twice changes nothing more
+    auto finished = shop.on_loop<boost::system::result<bool>>(
+        [&](auto& carts, auto done) { carts.checkout_finish(sid, order, rows, done); });
+    ASSERT_TRUE(finished && *finished);
+  }
+  EXPECT_EQ(redis.stock_row("a")["r"], "0");
+  EXPECT_EQ(redis.stock_row("a")["oh"], "3");
+  EXPECT_EQ(redis.stock_row("b")["oh"], "4");
+  EXPECT_EQ(redis.command({"ZCARD", keys::pending("a")}).integer, 0);
+  auto gone = shop.get(sid);
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->missing, cart::Missing::checked_out);
+  auto done = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->kind, cart::CheckoutStart::Kind::done);
+  EXPECT_EQ(done->order_id, "order-1");
+  shop.expect_exact_accounting({"a", "b"}, {sid});
+}
+
+TEST(SplitLines, an_aborted_checkout_leaves_the_cart_as_it_was) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 5);
+  std::string sid = sid_of(12);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  auto begun = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(begun && begun->kind == cart::CheckoutStart::Kind::begun);
+  // The DB refused the order: the row's on_hand comes with the abort.
+  std::vector<db::OnHandVersion> rows{{"a", 4, 3}};
+  auto aborted = shop.on_loop<boost::system::result<bool>>([&](auto& carts, auto done) {
+    carts.checkout_abort(sid, "k1", begun->attempt_id, rows, done);
+  });
+  ASSERT_TRUE(aborted && *aborted);
+  EXPECT_EQ(redis.stock_row("a")["oh"], "4");
+  EXPECT_EQ(redis.command({"ZCARD", keys::pending("a")}).integer, 0);
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);  // usable again
+  EXPECT_EQ(redis.stock_row("a")["r"], "3");
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
+// A row that lost the cart's hold (as a failover can lose a write) while its units went
+// to another cart: the checkout is refused at its first step, not sold twice.
+TEST(SplitLines, a_checkout_finds_a_hold_that_a_row_lost) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 2);
+  std::string sid = sid_of(13);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  auto lost = shop.run({"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, "", "0", "0"});
+  ASSERT_EQ(lost->text_at(0), "ok");
+  ASSERT_EQ(kind_of(shop.set(sid_of(14), "a", 2)), Kind::ok);
+  auto begun = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(begun);
+  EXPECT_EQ(begun->kind, cart::CheckoutStart::Kind::short_of);
+  EXPECT_EQ(begun->inventory_id, "a");
+  EXPECT_EQ(redis.stock_row("a")["r"], "2");  // the other cart's, untouched
+}
+
+TEST(SplitLines, an_abandoned_cart_gives_its_units_back) {
+  RedisCluster cluster(3, 0);
+  SplitShop shop(cluster.url(), true);
+  std::vector<std::string> rows{"a", "b", "c"};
+  for (const auto& inv : rows) shop.mirror(inv, 3);
+  std::string sid = sid_of(15);
+  for (const auto& inv : rows) ASSERT_EQ(kind_of(shop.set(sid, inv, 3)), Kind::ok);
+  auto abandoned = shop.on_loop<boost::system::result<cart::CartService::Abandoned>>(
+      [&](auto& carts, auto done) { carts.abandon(sid, done); });
+  ASSERT_TRUE(abandoned);
+  ASSERT_EQ(abandoned->kind, cart::CartService::Abandoned::Kind::abandoned);
+  EXPECT_EQ(abandoned->cart.lines.size(), 3u);
+  for (const auto& inv : rows) EXPECT_EQ(kind_of(shop.set(sid_of(16), inv, 3)), Kind::ok);
+  EXPECT_EQ(shop.get(sid)->missing, cart::Missing::expired);  // ended: abandoned
+  shop.expect_exact_accounting(rows, {sid, sid_of(16)});
 }
 
 }  // namespace

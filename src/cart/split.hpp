@@ -4,7 +4,9 @@
 // atomic call (cartd_set_line).
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "cart/service.hpp"
 
@@ -17,6 +19,22 @@ namespace cartd::cart {
 // a few times, then fails with Errc::unavailable (503, safe to retry).
 void split_set_line(redis::Commands& redis, const CartSettings& settings, const SetLineCall& call,
                     const std::string& session_id, bool create, Callback<SetLineOutcome> done);
+
+// Checkout's Redis steps, each split between the cart's slot and its rows' (split.lua);
+// the same contracts as CartService's checkout_begin, checkout_finish, checkout_abort.
+void split_checkout_begin(redis::Commands& redis, const CartSettings& settings,
+                          const std::string& session_id, const std::string& key,
+                          const std::string& attempt_id, Callback<CheckoutStart> done);
+// `units` (may be null) gets the held units the rows dropped.
+void split_checkout_finish(redis::Commands& redis, const std::string& session_id,
+                           const db::Order& order, const std::vector<db::OnHandVersion>& rows,
+                           Callback<bool> done, std::shared_ptr<std::int64_t> units = nullptr);
+void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
+                          const std::string& key, const std::string& attempt_id,
+                          const std::vector<db::OnHandVersion>& rows, Callback<bool> done);
+// The cart ends, then its rows hold nothing for it.
+void split_abandon(redis::Commands& redis, const std::string& session_id,
+                   Callback<CartService::Abandoned> done);
 
 // A live cart with its lines' names and prices: the cart's slot, then its rows' (in
 // parallel). No waitlist places or offers: a cluster has no waitlist yet.

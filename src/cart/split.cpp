@@ -1,0 +1,655 @@
+#include "cart/split.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "base/session_id.hpp"
+#include "functions/keys.hpp"
+#include "redis/commands.hpp"
+
+namespace cartd::cart {
+namespace {
+
+using Kind = SetLineOutcome::Kind;
+using Type = redis::Reply::Type;
+
+// How often a change finding its cart locked by another change asks again, at once,
+// before it gives up (503). A change takes three round trips; this covers a few.
+constexpr int kBusyTries = 32;
+
+boost::system::error_code unexpected(const redis::Reply& r) {
+  spdlog::error("redis: unexpected reply: {}", r.is_error() ? r.str : "wrong shape");
+  return ReplyErrc::unexpected_reply;
+}
+
+boost::system::error_code unavailable() {
+  return redis::Errc::unavailable;
+}
+
+Missing missing_from(std::string_view s) {
+  if (s == "expired") return Missing::expired;
+  if (s == "checked_out") return Missing::checked_out;
+  return Missing::unknown;
+}
+
+struct StoredLine {
+  std::string product_id, inventory_id;
+  std::int64_t quantity = 0;
+};
+
+// Reads "pid inv qty" triples from element `first` on.
+std::optional<std::vector<StoredLine>> lines_at(const redis::Reply& r, std::size_t first) {
+  if ((r.elements.size() - first) % 3 != 0) return std::nullopt;
+  std::vector<StoredLine> lines;
+  for (std::size_t i = first; i < r.elements.size(); i += 3) {
+    auto pid = r.text_at(i), inv = r.text_at(i + 1);
+    auto qty = r.int_at(i + 2);
+    if (!pid || !inv || !qty) return std::nullopt;
+    lines.push_back(StoredLine{*pid, *inv, *qty});
+  }
+  return lines;
+}
+
+// Runs `count` commands at once; `each(i, done)` sends the i-th, `after` runs once all
+// have answered.
+void all_of(std::size_t count, const std::function<void(std::size_t, std::function<void()>)>& each,
+            std::function<void()> after) {
+  if (count == 0) return after();
+  auto left = std::make_shared<std::size_t>(count);
+  auto then = std::make_shared<std::function<void()>>(std::move(after));
+  for (std::size_t i = 0; i < count; ++i) {
+    each(i, [left, then] {
+      if (--*left == 0) (*then)();
+    });
+  }
+}
+
+// Sends a cart step (owned arguments) and sends it again, at once, while it answers
+// 'busy' (a line change of the cart under way), at most kBusyTries times; then the
+// handler gets Errc::unavailable.
+void send_while_busy(redis::Commands& redis, std::vector<std::string> args,
+                     redis::ReplyHandler handler, int tries = 0) {
+  std::vector<std::string_view> views(args.begin(), args.end());
+  redis.command(std::span<const std::string_view>(views),
+                [&redis, args, handler = std::move(handler), tries](redis::Result r) mutable {
+                  if (r && r->type == Type::array && r->text_at(0) == "busy") {
+                    if (tries + 1 >= kBusyTries) return handler(unavailable());
+                    return send_while_busy(redis, std::move(args), std::move(handler), tries + 1);
+                  }
+                  handler(std::move(r));
+                });
+}
+
+// A row step of many rows at once; `after` gets the replies in order (or the first
+// error).
+void rows_at_once(redis::Commands& redis, std::vector<std::vector<std::string>> commands,
+                  std::function<void(boost::system::result<std::vector<redis::Reply>>)> after) {
+  auto replies = std::make_shared<std::vector<redis::Reply>>(commands.size());
+  auto failed = std::make_shared<boost::system::error_code>();
+  auto owned = std::make_shared<std::vector<std::vector<std::string>>>(std::move(commands));
+  all_of(
+      owned->size(),
+      [&redis, owned, replies, failed](std::size_t i, std::function<void()> answered) {
+        std::vector<std::string_view> views((*owned)[i].begin(), (*owned)[i].end());
+        redis.command(std::span<const std::string_view>(views),
+                      [replies, failed, i, answered = std::move(answered)](redis::Result r) {
+                        if (!r) {
+                          *failed = r.error();
+                        } else if (r->is_error()) {
+                          *failed = unexpected(*r);
+                        } else {
+                          (*replies)[i] = std::move(*r);
+                        }
+                        answered();
+                      });
+      },
+      [replies, failed, after = std::move(after)] {
+        if (*failed) {
+          return after(boost::system::result<std::vector<redis::Reply>>(
+              boost::system::in_place_error, *failed));
+        }
+        after(std::move(*replies));
+      });
+}
+
+// Lines as the split checkout records them: [{product_id, inventory_id, quantity}].
+std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text) {
+  boost::system::error_code ec;
+  auto json = boost::json::parse(text, ec);
+  if (ec || !json.is_array()) return std::nullopt;
+  std::vector<StoredLine> lines;
+  for (const auto& l : json.get_array()) {
+    const auto* o = l.if_object();
+    if (o == nullptr) return std::nullopt;
+    try {
+      lines.push_back(StoredLine{std::string(o->at("product_id").as_string()),
+                           std::string(o->at("inventory_id").as_string()),
+                           o->at("quantity").to_number<std::int64_t>()});
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+  return lines;
+}
+
+std::vector<std::string> hold_command(const char* function, const std::string& inv,
+                                      const std::string& sid, const std::string& pid,
+                                      std::int64_t qty, std::int64_t deadline) {
+  return {"FCALL",
+          function,
+          "1",
+          keys::stock(inv),
+          inv,
+          sid,
+          pid,
+          std::to_string(qty),
+          std::to_string(deadline)};
+}
+
+// The names and prices of `lines`' rows, read from their slots at once, into a view.
+void read_view(redis::Commands& redis, CartView cart, std::vector<StoredLine> lines,
+               Callback<CartView> done) {
+  auto view = std::make_shared<CartView>(std::move(cart));
+  view->lines.clear();
+  for (const StoredLine& l : lines) {
+    view->lines.push_back(CartLine{l.product_id, l.inventory_id, l.quantity, "", 0});
+  }
+  auto failed = std::make_shared<boost::system::error_code>();
+  all_of(
+      view->lines.size(),
+      [&redis, view, failed](std::size_t i, std::function<void()> answered) {
+        redis.command({"HMGET", keys::stock(view->lines[i].inventory_id), "n", "pc"},
+                      [view, failed, i, answered = std::move(answered)](redis::Result r) {
+                        if (!r) {
+                          *failed = r.error();
+                        } else {
+                          view->lines[i].name = r->text_at(0).value_or("");
+                          view->lines[i].unit_price_cents = r->int_at(1).value_or(0);
+                        }
+                        answered();
+                      });
+      },
+      [view, failed, done = std::move(done)] {
+        if (*failed)
+          return done(boost::system::result<CartView>(boost::system::in_place_error, *failed));
+        std::sort(view->lines.begin(), view->lines.end(),
+                  [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
+        done(std::move(*view));
+      });
+}
+
+// One line change on its way (see split.lua for the steps).
+class Change : public std::enable_shared_from_this<Change> {
+ public:
+  Change(redis::Commands& redis, const CartSettings& settings, SetLineCall call, std::string sid,
+         bool create, Callback<SetLineOutcome> done)
+      : redis_(redis),
+        settings_(settings),
+        call_(std::move(call)),
+        sid_(std::move(sid)),
+        cart_key_(keys::cart(sid_)),
+        create_(create),
+        done_(std::move(done)) {}
+
+  void begin() {
+    std::string lease = std::to_string(settings_.line_lease.count());
+    redis_.command({"FCALL", "cartd_line_begin", "1", cart_key_, sid_, op_, lease,
+                    call_.inventory_id, create_ ? "1" : "0"},
+                   [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
+  }
+
+ private:
+  void on_begin(redis::Result r) {
+    if (!r) return fail(r.error());
+    auto tag = r->text_at(0);
+    if (r->type != Type::array || !tag) return fail(unexpected(*r));
+    if (*tag == "busy") {
+      if (++busy_tries_ < kBusyTries) return begin();
+      return fail(unavailable());
+    }
+    if (*tag == "no_cart") {
+      out_.kind = Kind::no_cart;
+      out_.missing = missing_from(r->text_at(1).value_or(""));
+      return reply();
+    }
+    if (*tag == "checkout_in_progress") {
+      out_.kind = Kind::checkout_in_progress;
+      return reply();
+    }
+    auto now = r->int_at(1);
+    if (!now) return fail(unexpected(*r));
+    if (*tag == "new") {
+      fresh_ = true;
+      born_ = *now;
+    } else if (*tag == "locked") {
+      auto born = r->int_at(2), deadline = r->int_at(3);
+      auto stale = r->text_at(4);
+      auto lines = lines_at(*r, 5);
+      if (!born || !deadline || !stale || !lines) return fail(unexpected(*r));
+      born_ = *born;
+      old_deadline_ = *deadline;
+      stale_ = *stale;
+      lines_ = std::move(*lines);
+      locked_ = true;
+    } else {
+      return fail(unexpected(*r));
+    }
+    plan(*now);
+  }
+
+  // What the line and the deadline become, within the limits.
+  void plan(std::int64_t now) {
+    auto old = std::find_if(lines_.begin(), lines_.end(),
+                            [&](const StoredLine& l) { return l.product_id == call_.product_id; });
+    if (old != lines_.end()) old_ = *old;
+    quantity_ = call_.mode == LineMode::add ? old_.quantity + call_.quantity : call_.quantity;
+    const Limits& limits = settings_.limits;
+    if (quantity_ > limits.max_line_quantity) {
+      out_.kind = Kind::quantity_limit;
+      out_.limit = limits.max_line_quantity;
+      return refuse();
+    }
+    if (quantity_ > 0 && old == lines_.end() &&
+        static_cast<std::int64_t>(lines_.size()) >= limits.max_lines) {
+      out_.kind = Kind::too_many_lines;
+      out_.limit = limits.max_lines;
+      return refuse();
+    }
+    std::int64_t quantum = settings_.deadline_quantum().count();
+    deadline_ = std::min((now + settings_.ttl.count() + quantum - 1) / quantum * quantum,
+                         born_ + settings_.max_lifetime.count());
+    deadline_ = std::max(deadline_, old_deadline_);  // never back (see cartd_set_line)
+    if (quantity_ == 0) return hold_others();
+    send_hold(call_.inventory_id, call_.product_id, quantity_,
+              [self = shared_from_this()](redis::Result r) { self->on_hold(std::move(r)); });
+  }
+
+  void send_hold(const std::string& inv, const std::string& pid, std::int64_t qty,
+                 redis::ReplyHandler handler) {
+    redis_.command({"FCALL", "cartd_hold", "1", keys::stock(inv), inv, sid_, pid,
+                    std::to_string(qty), std::to_string(deadline_)},
+                   std::move(handler));
+  }
+
+  void on_hold(redis::Result r) {
+    if (!r) {
+      // The hold may have been taken. A locked cart keeps its lock, which records the
+      // row: the cart's next change sets it back once the lease lapses. A new cart's id
+      // is never seen again: its hold is given back now, if Redis takes it.
+      if (fresh_) send_hold(call_.inventory_id, call_.product_id, 0, [](redis::Result) {});
+      return fail(r.error());
+    }
+    auto tag = r->text_at(0);
+    if (r->type != Type::array || !tag) return fail(unexpected(*r));
+    if (*tag == "ok") {
+      out_.dropped = r->int_at(1).value_or(0);
+      return hold_others();
+    }
+    if (*tag == "insufficient") {
+      out_.kind = Kind::insufficient;
+      out_.available = r->int_at(1).value_or(0);
+      out_.dropped = r->int_at(2).value_or(0);
+      out_.waitlisted = r->int_at(3).value_or(0) == 1;
+    } else if (*tag == "unknown_inventory") {
+      out_.kind = Kind::unknown_inventory;
+    } else if (*tag == "product_mismatch") {
+      out_.kind = Kind::product_mismatch;
+      out_.product_id = r->text_at(1).value_or("");
+    } else if (*tag == "limit_exceeded") {
+      out_.kind = Kind::limit_exceeded;
+      out_.limit = r->int_at(1).value_or(0);
+    } else {
+      return fail(unexpected(*r));
+    }
+    refuse();
+  }
+
+  // The rows besides the line's own: the line's old row when it moves to another (or
+  // goes), every other line's when the deadline moves, and all of the cart's when a
+  // change before this one lapsed unfinished (a repair: each row set to what the cart
+  // says).
+  void hold_others() {
+    struct Set {
+      std::string inv, pid;
+      std::int64_t qty;
+    };
+    auto sets = std::make_shared<std::vector<Set>>();
+    bool moved = old_deadline_ != deadline_ || !stale_.empty();
+    bool stale_seen = stale_.empty() || (quantity_ > 0 && stale_ == call_.inventory_id);
+    if (old_.quantity > 0 && (old_.inventory_id != call_.inventory_id || quantity_ == 0)) {
+      sets->push_back({old_.inventory_id, old_.product_id, 0});
+    }
+    for (const StoredLine& l : lines_) {
+      if (l.inventory_id == stale_) stale_seen = true;
+      if (l.product_id != call_.product_id && moved) {
+        sets->push_back({l.inventory_id, l.product_id, l.quantity});
+      }
+    }
+    if (!stale_seen) sets->push_back({stale_, "", 0});
+    auto self = shared_from_this();
+    all_of(
+        sets->size(),
+        [self, sets](std::size_t i, std::function<void()> answered) {
+          const Set& s = (*sets)[i];
+          self->send_hold(s.inv, s.pid, s.qty,
+                          [self, inv = s.inv, answered = std::move(answered)](redis::Result r) {
+                            // A row that cannot take the hold back (its record lapsed and
+                            // the units went) breaks this cart's promise on that line;
+                            // checkout will find it. Units are never oversold for it.
+                            if (!r || r->text_at(0).value_or("") != "ok") {
+                              spdlog::warn(
+                                  "cart {}: the hold on row {} was not moved with its "
+                                  "deadline ({})",
+                                  self->sid_, inv,
+                                  r ? r->text_at(0).value_or("?") : r.error().message());
+                            }
+                            answered();
+                          });
+        },
+        [self] { self->commit(); });
+  }
+
+  void commit() {
+    std::string qty = std::to_string(quantity_), deadline = std::to_string(deadline_),
+                born = std::to_string(born_);
+    redis_.command({"FCALL", "cartd_line_commit", "1", cart_key_, op_, call_.product_id,
+                    call_.inventory_id, qty, deadline, fresh_ ? "new" : "locked", born},
+                   [self = shared_from_this()](redis::Result r) { self->on_commit(std::move(r)); });
+  }
+
+  void on_commit(redis::Result r) {
+    if (!r) return fail(r.error());
+    auto tag = r->text_at(0);
+    if (r->type != Type::array || !tag) return fail(unexpected(*r));
+    if (*tag == "lost") {
+      // The cart ended while its rows took the change (or another change took the lapsed
+      // lock, and set them as the cart says): the line's hold is given back.
+      if (quantity_ > 0) send_hold(call_.inventory_id, call_.product_id, 0, [](redis::Result) {});
+      if (r->text_at(1).value_or("") == "gone" && !fresh_) {
+        out_.kind = Kind::no_cart;
+        out_.missing = Missing::expired;
+        return reply();
+      }
+      return fail(unavailable());
+    }
+    if (*tag != "ok") return fail(unexpected(*r));
+    out_.created = fresh_;
+    out_.cart = CartView{sid_, deadline_, {}, {}, {}};
+    std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
+    if (quantity_ > 0) lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
+    if (!call_.want_cart) return reply();
+    read_view(redis_, out_.cart, lines_,
+              [self = shared_from_this()](boost::system::result<CartView> view) {
+                if (!view) return self->fail(view.error());
+                self->out_.cart = std::move(*view);
+                self->reply();
+              });
+  }
+
+  // A refusal: nothing changed; the cart is unlocked.
+  void refuse() {
+    if (!locked_) return reply();
+    redis_.command({"FCALL", "cartd_line_release", "1", cart_key_, op_},
+                   [self = shared_from_this()](redis::Result) { self->reply(); });
+  }
+
+  void reply() { done_(std::move(out_)); }
+  void fail(boost::system::error_code ec) {
+    done_(boost::system::result<SetLineOutcome>(boost::system::in_place_error, ec));
+  }
+
+  redis::Commands& redis_;
+  const CartSettings& settings_;
+  SetLineCall call_;
+  std::string sid_, cart_key_;
+  bool create_;
+  Callback<SetLineOutcome> done_;
+  std::string op_ = new_session_id();
+  int busy_tries_ = 0;
+  bool fresh_ = false, locked_ = false;
+  std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
+  std::string stale_;
+  std::vector<StoredLine> lines_;
+  StoredLine old_;
+  SetLineOutcome out_;
+};
+
+}  // namespace
+
+void split_set_line(redis::Commands& redis, const CartSettings& settings, const SetLineCall& call,
+                    const std::string& session_id, bool create, Callback<SetLineOutcome> done) {
+  std::make_shared<Change>(redis, settings, call, session_id, create, std::move(done))->begin();
+}
+
+void split_checkout_begin(redis::Commands& redis, const CartSettings& settings,
+                          const std::string& session_id, const std::string& key,
+                          const std::string& attempt_id, Callback<CheckoutStart> done) {
+  send_while_busy(
+      redis,
+      {"FCALL", "cartd_checkout_freeze", "1", keys::cart(session_id), session_id, key,
+       std::to_string(settings.checkout_grace.count()), attempt_id,
+       std::to_string(settings.deadline_quantum().count())},
+      [&redis, session_id, done = std::move(done)](redis::Result r) {
+        using K = CheckoutStart::Kind;
+        if (!r)
+          return done(
+              boost::system::result<CheckoutStart>(boost::system::in_place_error, r.error()));
+        auto tag = r->text_at(0).value_or("");
+        if (tag != "begun" && tag != "resume") return done(decode_checkout_start(*r));
+        auto lines = parse_lines_json(r->text_at(1).value_or(""));
+        auto attempt = r->text_at(2);
+        auto deadline = r->int_at(3);
+        auto stale = r->text_at(4);
+        if (!lines || !attempt || !deadline || *deadline <= 0 || !stale) {
+          return done(
+              boost::system::result<CheckoutStart>(boost::system::in_place_error, unexpected(*r)));
+        }
+        auto start = std::make_shared<CheckoutStart>();
+        start->kind = tag == "begun" ? K::begun : K::resume;
+        start->attempt_id = *attempt;
+        // Each row holds the line until the checkout's deadline and is marked pending; a
+        // row a lapsed line change left holding too much holds nothing for the cart.
+        std::vector<std::vector<std::string>> commands;
+        bool stale_seen = stale->empty();
+        for (const StoredLine& l : *lines) {
+          start->lines.push_back(CartLine{l.product_id, l.inventory_id, l.quantity, "", 0});
+          commands.push_back(hold_command("cartd_checkout_hold", l.inventory_id, session_id,
+                                          l.product_id, l.quantity, *deadline));
+          if (l.inventory_id == *stale) stale_seen = true;
+        }
+        if (!stale_seen)
+          commands.push_back(hold_command("cartd_hold", *stale, session_id, "", 0, 0));
+        rows_at_once(redis, std::move(commands),
+                     [start, done](boost::system::result<std::vector<redis::Reply>> replies) {
+                       if (!replies) {
+                         return done(boost::system::result<CheckoutStart>(
+                             boost::system::in_place_error, replies.error()));
+                       }
+                       for (std::size_t i = 0; i < start->lines.size(); ++i) {
+                         const redis::Reply& h = (*replies)[i];
+                         CartLine& line = start->lines[i];
+                         if (h.text_at(0) != "ok") {
+                           start->kind = K::short_of;
+                           start->inventory_id = line.inventory_id;
+                           continue;
+                         }
+                         line.name = h.text_at(2).value_or("");
+                         line.unit_price_cents = h.int_at(3).value_or(0);
+                       }
+                       std::sort(start->lines.begin(), start->lines.end(),
+                                 [](const CartLine& a, const CartLine& b) {
+                                   return a.product_id < b.product_id;
+                                 });
+                       done(std::move(*start));
+                     });
+      });
+}
+
+void split_checkout_finish(redis::Commands& redis, const std::string& session_id,
+                           const db::Order& order, const std::vector<db::OnHandVersion>& rows,
+                           Callback<bool> done, std::shared_ptr<std::int64_t> units) {
+  std::vector<std::vector<std::string>> commands;
+  boost::json::array sold;
+  for (const db::OrderLine& l : order.lines) {
+    auto row = std::find_if(rows.begin(), rows.end(), [&](const db::OnHandVersion& r) {
+      return r.inventory_id == l.inventory_id;
+    });
+    bool known = row != rows.end();
+    commands.push_back({"FCALL", "cartd_checkout_release", "1", keys::stock(l.inventory_id),
+                        l.inventory_id, session_id, std::to_string(l.quantity),
+                        known ? std::to_string(row->on_hand) : "",
+                        known ? std::to_string(row->version) : ""});
+    sold.push_back(boost::json::object{
+        {"product_id", l.product_id}, {"inventory_id", l.inventory_id}, {"quantity", l.quantity}});
+  }
+  std::vector<std::string> close{"FCALL",
+                                 "cartd_checkout_close",
+                                 "1",
+                                 keys::cart(session_id),
+                                 session_id,
+                                 order.idempotency_key,
+                                 order.order_id,
+                                 boost::json::serialize(sold)};
+  rows_at_once(
+      redis, std::move(commands),
+      [&redis, close = std::move(close), units,
+       done = std::move(done)](boost::system::result<std::vector<redis::Reply>> replies) {
+        if (!replies) {
+          return done(boost::system::result<bool>(boost::system::in_place_error, replies.error()));
+        }
+        std::int64_t dropped = 0;
+        for (const redis::Reply& r : *replies) dropped += r.integer;
+        std::vector<std::string_view> views(close.begin(), close.end());
+        redis.command(std::span<const std::string_view>(views), [units, dropped,
+                                                                 done](redis::Result r) {
+          if (!r) {
+            return done(boost::system::result<bool>(boost::system::in_place_error, r.error()));
+          }
+          auto tag = r->text_at(0).value_or("");
+          if (tag == "finished" && units) *units = dropped;
+          if (tag != "finished" && tag != "done") {
+            return done(boost::system::result<bool>(boost::system::in_place_error, unexpected(*r)));
+          }
+          done(true);
+        });
+      });
+}
+
+void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
+                          const std::string& key, const std::string& attempt_id,
+                          const std::vector<db::OnHandVersion>& rows, Callback<bool> done) {
+  redis.command(
+      {"FCALL", "cartd_checkout_thaw", "1", keys::cart(session_id), session_id, key, attempt_id},
+      [&redis, session_id, rows, done = std::move(done)](redis::Result r) {
+        if (!r) return done(boost::system::result<bool>(boost::system::in_place_error, r.error()));
+        auto thawed = r->int_at(0);
+        if (r->type != Type::array || !thawed) {
+          return done(boost::system::result<bool>(boost::system::in_place_error, unexpected(*r)));
+        }
+        // The rows the checkout marked, and those the DB gave a new on_hand for.
+        std::map<std::string, std::pair<std::string, std::string>> unmark;
+        if (*thawed == 1) {
+          for (const StoredLine& l :
+               parse_lines_json(r->text_at(1).value_or("")).value_or(std::vector<StoredLine>{})) {
+            unmark[l.inventory_id];
+          }
+        }
+        for (const db::OnHandVersion& row : rows) {
+          unmark[row.inventory_id] = {std::to_string(row.on_hand), std::to_string(row.version)};
+        }
+        std::vector<std::vector<std::string>> commands;
+        for (const auto& [inv, on_hand] : unmark) {
+          commands.push_back({"FCALL", "cartd_checkout_unmark", "1", keys::stock(inv), inv,
+                              session_id, on_hand.first, on_hand.second});
+        }
+        rows_at_once(redis, std::move(commands), [thawed = *thawed == 1, done](auto replies) {
+          if (!replies) {
+            return done(
+                boost::system::result<bool>(boost::system::in_place_error, replies.error()));
+          }
+          done(thawed);
+        });
+      });
+}
+
+void split_abandon(redis::Commands& redis, const std::string& session_id,
+                   Callback<CartService::Abandoned> done) {
+  using Abandoned = CartService::Abandoned;
+  using K = Abandoned::Kind;
+  send_while_busy(
+      redis, {"FCALL", "cartd_abandon_cart", "1", keys::cart(session_id), session_id},
+      [&redis, session_id, done = std::move(done)](redis::Result r) {
+        if (!r) {
+          return done(boost::system::result<Abandoned>(boost::system::in_place_error, r.error()));
+        }
+        auto tag = r->text_at(0).value_or("");
+        if (tag == "checkout_in_progress") return done(Abandoned{K::checkout_in_progress, {}, {}});
+        if (tag != "abandoned") return done(Abandoned{K::missing, {}, missing_from(tag)});
+        auto deadline = r->int_at(1);
+        auto stale = r->text_at(2);
+        auto lines = lines_at(*r, 3);
+        if (!deadline || !stale || !lines) {
+          return done(
+              boost::system::result<Abandoned>(boost::system::in_place_error, unexpected(*r)));
+        }
+        std::vector<std::vector<std::string>> commands;
+        bool stale_seen = stale->empty();
+        for (const StoredLine& l : *lines) {
+          commands.push_back(hold_command("cartd_hold", l.inventory_id, session_id, "", 0, 0));
+          if (l.inventory_id == *stale) stale_seen = true;
+        }
+        if (!stale_seen)
+          commands.push_back(hold_command("cartd_hold", *stale, session_id, "", 0, 0));
+        CartView cart{session_id, *deadline, {}, {}, {}};
+        rows_at_once(
+            redis, std::move(commands),
+            [&redis, cart = std::move(cart), lines = std::move(*lines), done](auto replies) {
+              // The cart is gone either way; a row that did not answer holds its units
+              // until the cart's deadline, when they come back by themselves.
+              if (!replies) spdlog::warn("abandon {}: {}", cart.id, replies.error().message());
+              read_view(redis, cart, lines, [done](boost::system::result<CartView> view) {
+                if (!view) {
+                  return done(boost::system::result<Abandoned>(boost::system::in_place_error,
+                                                               view.error()));
+                }
+                done(Abandoned{K::abandoned, std::move(*view), {}});
+              });
+            });
+      });
+}
+
+void split_get_cart(redis::Commands& redis, const std::string& session_id,
+                    Callback<CartLookup> done) {
+  redis.command(
+      {"FCALL", "cartd_cart_lines", "1", keys::cart(session_id), session_id},
+      [&redis, session_id, done = std::move(done)](redis::Result r) {
+        if (!r)
+          return done(boost::system::result<CartLookup>(boost::system::in_place_error, r.error()));
+        if (r->type == Type::string || r->type == Type::status) {
+          return done(CartLookup{{}, missing_from(r->str)});
+        }
+        auto deadline = r->int_at(0);
+        auto lines = r->type == Type::array ? lines_at(*r, 1) : std::nullopt;
+        if (!deadline || !lines) {
+          return done(
+              boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
+        }
+        read_view(redis, CartView{session_id, *deadline, {}, {}, {}}, std::move(*lines),
+                  [done](boost::system::result<CartView> view) {
+                    if (!view) {
+                      return done(boost::system::result<CartLookup>(boost::system::in_place_error,
+                                                                    view.error()));
+                    }
+                    done(CartLookup{std::move(*view), Missing::unknown});
+                  });
+      });
+}
+
+}  // namespace cartd::cart
