@@ -25,6 +25,7 @@
 #include "lua/library.hpp"
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
+#include "redis/connect.hpp"
 #include "redis/sync.hpp"
 #include "redis/url.hpp"
 #include "routes/catalog.hpp"
@@ -52,27 +53,47 @@ constexpr std::size_t kReservedFdsPerDbThread = 4;
 // The soft limit to ask for when the hard one is unlimited (Linux's default fs.nr_open).
 constexpr rlim_t kOpenFilesWhenUnlimited = 1 << 20;
 
+// How the event loops and the housekeeper reach Redis.
+struct RedisSetup {
+  redis::Mode mode = redis::Mode::standalone;
+  std::vector<redis::Endpoint> seeds;
+  // Each connection's step after it loads the library (standalone: the layout check and
+  // the stock mirror; a cluster's node connections have none).
+  stock::SetupStep setup;
+};
+
+cart::CartSettings cart_settings(const Config& config, redis::Mode mode) {
+  cart::CartSettings s{std::chrono::seconds(config.cart_ttl_seconds),
+                       std::chrono::seconds(config.cart_max_lifetime_seconds),
+                       std::chrono::seconds(config.checkout_grace_seconds),
+                       config.cart_limits,
+                       std::chrono::milliseconds(config.sold_out_memory_ms),
+                       std::chrono::seconds(config.offer_window_seconds)};
+  s.split_lines = mode == redis::Mode::cluster;
+  // Outlasts the three steps a change may still take once it holds the lock.
+  s.line_lease = 4 * std::chrono::milliseconds(config.redis_timeout_ms);
+  return s;
+}
+
 // Everything one event loop owns. Nothing in it is touched from another thread.
 struct Loop {
   // `shard` is this loop's metrics; it outlives the loop (see run()). With --no-metrics
   // the loop counts nothing into it.
-  Loop(const Config& config, const redis::Endpoint& endpoint, stock::SetupStep setup, int index,
-       db::Executor& db, metrics::Shard& shard, stock::LiveStock& live)
+  Loop(const Config& config, const RedisSetup& r, int index, db::Executor& db,
+       metrics::Shard& shard, stock::LiveStock& live)
       : metrics(shard),
         counting(config.metrics ? &shard : nullptr),
-        redis(io, redis::Client::Options{endpoint, scripts::library,
-                                         std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
-                                         "cartd2-loop-" + std::to_string(index), std::move(setup),
-                                         config.metrics ? &shard.redis_latency() : nullptr}),
-        carts(redis,
-              cart::CartSettings{std::chrono::seconds(config.cart_ttl_seconds),
-                                 std::chrono::seconds(config.cart_max_lifetime_seconds),
-                                 std::chrono::seconds(config.checkout_grace_seconds),
-                                 config.cart_limits,
-                                 std::chrono::milliseconds(config.sold_out_memory_ms),
-                                 std::chrono::seconds(config.offer_window_seconds)},
-              counting),
-        stock(redis),
+        redis(redis::make_commands(
+            io, r.mode, r.seeds,
+            redis::Client::Options{{},
+                                   scripts::library,
+                                   std::chrono::milliseconds(config.redis_timeout_ms),
+                                   2000ms,
+                                   "cartd2-loop-" + std::to_string(index),
+                                   r.setup,
+                                   config.metrics ? &shard.redis_latency() : nullptr})),
+        carts(*redis, cart_settings(config, r.mode), counting),
+        stock(*redis, r.mode == redis::Mode::cluster),
         api{io, carts, db, config.fault_after_checkout_step, counting, config.currency},
         catalog{io,
                 stock,
@@ -85,7 +106,7 @@ struct Loop {
   metrics::Shard& metrics;
   metrics::Shard* counting;  // &metrics, or nullptr with --no-metrics
   asio::io_context io{1};
-  redis::Client redis;
+  std::unique_ptr<redis::Commands> redis;
   cart::CartService carts;
   stock::StockService stock;
   cart::ApiContext api;
@@ -104,7 +125,7 @@ void add_probe_routes(Loop& loop, const std::list<Loop>& loops,
   auto ready = [&loops, &housekeeper](const http::Request&, const http::PathParams&,
                                       http::Respond respond) {
     for (const Loop& l : loops) {
-      if (!l.redis.ready()) {
+      if (!l.redis->ready()) {
         return respond(http::json_response(
             503, {{"status", "unavailable"}, {"reason", "Redis is unavailable"}}));
       }
@@ -207,9 +228,9 @@ int run(const Config& config) {
                  config.access_log);
   for (const std::string& warning : config.warnings) spdlog::warn("{}", warning);
 
-  auto endpoint = redis::parse_url(config.redis_url);
-  if (!endpoint) {
-    spdlog::critical("--redis: {}", endpoint.error());
+  auto seeds = redis::parse_urls(config.redis_url);
+  if (!seeds) {
+    spdlog::critical("--redis: {}", seeds.error());
     return 2;
   }
 
@@ -227,40 +248,52 @@ int run(const Config& config) {
     return 1;
   }
 
-  auto mirrored_once = std::make_shared<std::atomic<bool>>(false);
   auto load_rows = [db_url = config.db_url, timeout = config.db_timeout_ms] {
     return db::open_store(db_url, timeout)->stock_rows();
   };
-  // cartd does not run on a Redis Cluster yet: its line change touches a cart and its
-  // stock rows in one call, which a cluster refuses across slots (MOVED, CROSSSLOT). It
-  // says so at start rather than answer 503 for whatever lands on another node.
-  try {
-    auto c = redis::sync_connect(*endpoint, 2s);
-    auto info = redis::sync_command(c.get(), {"INFO", "cluster"}).str;
-    if (info.find("cluster_enabled:1") != std::string::npos) {
-      spdlog::critical(
-          "--redis names a Redis Cluster node; cartd runs on a standalone Redis only (use a "
-          "standalone redis-server, with a replica for failover)");
+  RedisSetup redis_setup;
+  redis_setup.seeds = *seeds;
+  // A standalone Redis that is down now is waited for (the connections retry); several
+  // addresses can only be a cluster's nodes.
+  auto mode = redis::detect_mode(*seeds, std::chrono::milliseconds(config.redis_timeout_ms));
+  redis_setup.mode =
+      mode.value_or(seeds->size() > 1 ? redis::Mode::cluster : redis::Mode::standalone);
+  if (redis_setup.mode == redis::Mode::standalone && seeds->size() > 1) {
+    spdlog::critical(
+        "--redis names {} addresses, but {} is a standalone Redis (several addresses are the "
+        "nodes of one Redis Cluster)",
+        seeds->size(),
+        redis::redact_password(config.redis_url.substr(0, config.redis_url.find(','))));
+    return 2;
+  }
+  if (redis_setup.mode == redis::Mode::cluster) {
+    spdlog::info("redis: a Redis Cluster ({} seed address(es)); carts change in single-slot steps",
+                 seeds->size());
+    // A cluster never held an older cartd's data (layout 1 ran on standalone Redis only),
+    // so there is nothing to migrate; the stock rows are mirrored once, now.
+    if (!stock::mirror_cluster(*seeds, scripts::library, load_rows,
+                               std::chrono::milliseconds(config.redis_timeout_ms))) {
       return 1;
     }
-  } catch (const std::exception&) {
-    // Redis is down: the connections retry, and the layout check below says so.
+  } else {
+    // Redis data of an older cartd is migrated before anything is served. With Redis
+    // down now, each connection checks the layout when it connects, and refuses to serve
+    // an older one (run `cartd migrate`, or restart cartd once Redis is up).
+    try {
+      std::ostringstream log;
+      auto result = functions::ensure_layout(seeds->front(), scripts::library, 10min, log);
+      if (!log.str().empty()) spdlog::warn("{}", log.str());
+      if (result == functions::LayoutResult::refused) return 1;
+    } catch (const std::exception& e) {
+      spdlog::warn(
+          "redis: the data layout could not be checked at start ({}); each connection "
+          "checks it when it connects",
+          e.what());
+    }
+    auto mirrored_once = std::make_shared<std::atomic<bool>>(false);
+    redis_setup.setup =
+        functions::check_layout_then(stock::mirror_on_setup(load_rows, mirrored_once));
   }
-  // Redis data of an older cartd is migrated before anything is served. With Redis down
-  // now, each connection checks the layout when it connects, and refuses to serve an
-  // older one (run `cartd migrate`, or restart cartd once Redis is up).
-  try {
-    std::ostringstream log;
-    auto result = functions::ensure_layout(*endpoint, scripts::library, 10min, log);
-    if (!log.str().empty()) spdlog::warn("{}", log.str());
-    if (result == functions::LayoutResult::refused) return 1;
-  } catch (const std::exception& e) {
-    spdlog::warn(
-        "redis: the data layout could not be checked at start ({}); each connection "
-        "checks it when it connects",
-        e.what());
-  }
-  auto setup = functions::check_layout_then(stock::mirror_on_setup(load_rows, mirrored_once));
 
   // Outlives the loops' listeners, which keep a reference to it.
   const http::ServerLimits http_limits = resolve_http_limits(config);
@@ -278,11 +311,12 @@ int run(const Config& config) {
   // at shutdown posts its result into a loop's io_context, which must still exist.
   db::Executor db(config.db_url, static_cast<std::size_t>(config.db_threads), config.db_timeout_ms);
   try {
-    housekeeper.emplace(config, *endpoint, scripts::library, setup, registry.add_shard(), live);
+    housekeeper.emplace(config, redis_setup.mode, redis_setup.seeds, scripts::library,
+                        redis_setup.setup, registry.add_shard(), live);
     asio::ip::tcp::endpoint listen{asio::ip::make_address(config.listen_host()),
                                    config.listen_port()};
     for (unsigned i = 0; i < config.threads; ++i) {
-      Loop& loop = loops.emplace_back(config, *endpoint, setup, static_cast<int>(i), db,
+      Loop& loop = loops.emplace_back(config, redis_setup, static_cast<int>(i), db,
                                       registry.add_shard(), live);
       live.add_listener([&loop](std::shared_ptr<const stock::LiveChanges> changes) {
         asio::post(loop.io, [&loop, changes] { loop.streams.deliver(*changes); });
@@ -303,7 +337,7 @@ int run(const Config& config) {
     registry.add_gauge("cartd_redis_up",
                        "1 when every event loop's Redis connection is ready, else 0", [&loops] {
                          for (const Loop& l : loops) {
-                           if (!l.redis.ready()) return 0.0;
+                           if (!l.redis->ready()) return 0.0;
                          }
                          return 1.0;
                        });
@@ -332,7 +366,7 @@ int run(const Config& config) {
     for (Loop& loop : loops) {
       asio::post(loop.io, [&loop, grace] {
         loop.listener->drain(grace, [&loop] {
-          loop.redis.stop();
+          loop.redis->stop();
           loop.io.stop();
         });
       });
@@ -342,7 +376,7 @@ int run(const Config& config) {
   std::vector<std::thread> threads;
   for (Loop& loop : loops) {
     loop.listener->start();
-    asio::post(loop.io, [&loop] { loop.redis.start(); });
+    asio::post(loop.io, [&loop] { loop.redis->start(); });
     threads.emplace_back([&loop] {
       auto work = asio::make_work_guard(loop.io);
       loop.io.run();

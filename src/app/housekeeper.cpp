@@ -30,21 +30,17 @@ std::string merge_event_flags(std::string current) {
   return current;
 }
 
-// Key groups per call of a function that works through groups: all of them in one call
-// on a standalone Redis. (On a Redis Cluster a call must stay in one slot: one group.)
-constexpr std::uint32_t kGroupsPerCall = keys::kGroups;
-
-// Runs `one(groups, done)` for every batch of key groups, all pipelined at once; `all()`
-// after the last has called done.
+// Runs `one(groups, done)` for every batch of `per_call` key groups, all pipelined at
+// once; `all()` after the last has called done.
 void for_each_group_batch(
+    std::uint32_t per_call,
     const std::function<void(const std::vector<std::uint32_t>&, std::function<void()>)>& one,
     std::function<void()> all) {
-  constexpr std::uint32_t kCalls = (keys::kGroups + kGroupsPerCall - 1) / kGroupsPerCall;
-  auto remaining = std::make_shared<std::uint32_t>(kCalls);
+  auto remaining = std::make_shared<std::uint32_t>((keys::kGroups + per_call - 1) / per_call);
   auto finish = std::make_shared<std::function<void()>>(std::move(all));
-  for (std::uint32_t first = 0; first < keys::kGroups; first += kGroupsPerCall) {
+  for (std::uint32_t first = 0; first < keys::kGroups; first += per_call) {
     std::vector<std::uint32_t> groups;
-    for (std::uint32_t g = first; g < std::min(keys::kGroups, first + kGroupsPerCall); ++g) {
+    for (std::uint32_t g = first; g < std::min(keys::kGroups, first + per_call); ++g) {
       groups.push_back(g);
     }
     one(groups, [remaining, finish] {
@@ -55,40 +51,58 @@ void for_each_group_batch(
 
 }  // namespace
 
-Housekeeper::Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
+Housekeeper::Housekeeper(const Config& config, redis::Mode mode,
+                         const std::vector<redis::Endpoint>& seeds, std::string_view library,
                          SetupStep mirror_step, metrics::Shard& metrics, LiveStock& live)
     : config_(config),
       metrics_(metrics),
       store_(db::open_store(config.db_url, config.db_timeout_ms)),
-      redis_(io_, redis::Client::Options{endpoint, library,
-                                         std::chrono::milliseconds(config.redis_timeout_ms), 2000ms,
-                                         "cartd2-housekeeper",
-                                         [this, mirror_step](redis::Client& c, auto done) {
-                                           mirror_step(c, [this, &c, done](bool ok) {
-                                             if (!ok) return done(false);
-                                             enable_keyspace_events(c, done);
-                                           });
-                                         },
-                                         &metrics.redis_latency()}),
-      events_(io_,
-              redis::Client::Options{endpoint,
-                                     {},
-                                     std::chrono::milliseconds(config.redis_timeout_ms),
-                                     2000ms,
-                                     "cartd2-events",
-                                     [this, db = endpoint.db](redis::Client& c, auto done) {
-                                       c.subscribe(
-                                           "__keyevent@" + std::to_string(db) + "__:expired",
-                                           [this](std::string_view key) { on_expired_key(key); });
-                                       done(true);
-                                     }}),
+      cluster_(mode == redis::Mode::cluster),
+      groups_per_call_(cluster_ ? 1 : keys::kGroups),
+      redis_(redis::make_commands(
+          io_, mode, seeds,
+          redis::Client::Options{
+              {},
+              library,
+              std::chrono::milliseconds(config.redis_timeout_ms),
+              2000ms,
+              "cartd2-housekeeper",
+              cluster_ ? SetupStep{} : SetupStep{[this, mirror_step](redis::Client& c, auto done) {
+                mirror_step(c, [this, &c, done](bool ok) {
+                  if (!ok) return done(false);
+                  enable_keyspace_events(c, done);
+                });
+              }},
+              &metrics.redis_latency()})),
       sweep_timer_(io_),
       sync_timer_(io_),
       recovery_timer_(io_),
       mirror_timer_(io_),
-      carts_(redis_, cart::CartSettings{}, &metrics),
-      stock_(redis_),
-      live_(live) {}
+      carts_(
+          *redis_,
+          [&] {
+            cart::CartSettings s;
+            s.split_lines = cluster_;
+            return s;
+          }(),
+          &metrics),
+      stock_(*redis_, cluster_),
+      live_(live) {
+  if (!cluster_) {
+    events_ = std::make_unique<redis::Client>(
+        io_, redis::Client::Options{seeds.front(),
+                                    {},
+                                    std::chrono::milliseconds(config.redis_timeout_ms),
+                                    2000ms,
+                                    "cartd2-events",
+                                    [this, db = seeds.front().db](redis::Client& c, auto done) {
+                                      c.subscribe(
+                                          "__keyevent@" + std::to_string(db) + "__:expired",
+                                          [this](std::string_view key) { on_expired_key(key); });
+                                      done(true);
+                                    }});
+  }
+}
 
 Housekeeper::~Housekeeper() {
   stop();
@@ -96,8 +110,20 @@ Housekeeper::~Housekeeper() {
 
 void Housekeeper::start() {
   boost::asio::post(io_, [this] {
-    redis_.start();
-    if (config_.keyspace_events) events_.start();
+    redis_->start();
+    if (config_.keyspace_events) {
+      if (events_) {
+        events_->start();
+      } else {
+        // Every primary's events (a cluster's keyspace events are per node), each
+        // subscriber connection turning them on first.
+        static_cast<redis::ClusterClient&>(*redis_).subscribe_all(
+            "__keyevent@0__:expired", [this](std::string_view key) { on_expired_key(key); },
+            [this](redis::Client& c, std::function<void(bool)> done) {
+              enable_keyspace_events(c, std::move(done));
+            });
+      }
+    }
     if (config_.sweep_interval_ms > 0) {
       sweep_timer_.expires_after(std::chrono::milliseconds(config_.sweep_interval_ms));
       sweep_timer_.async_wait([this](boost::system::error_code ec) {
@@ -126,8 +152,8 @@ void Housekeeper::stop() {
     recovery_timer_.cancel();
     mirror_timer_.cancel();
     live_.stop();
-    redis_.stop();
-    events_.stop();
+    redis_->stop();
+    if (events_) events_->stop();
     io_.stop();
   });
   thread_.join();
@@ -178,6 +204,7 @@ void Housekeeper::sweep() {
   };
   auto round = std::make_shared<Round>();
   for_each_group_batch(
+      groups_per_call_,
       [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
         stock_.sweep(groups, config_.sweep_batch, [round, done](auto r) {
           if (r) {
@@ -212,6 +239,7 @@ void Housekeeper::sync_db() {
   };
   auto round = std::make_shared<Round>();
   for_each_group_batch(
+      groups_per_call_,
       [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
         stock_.take_dirty(groups, kDirtyBatch, [round, done](auto r) {
           if (!r) {
@@ -265,6 +293,7 @@ double Housekeeper::db_sync_lag_seconds() const {
 
 void Housekeeper::recover_checkouts() {
   for_each_group_batch(
+      groups_per_call_,
       [this](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
         carts_.checkouts_stale(groups, std::chrono::milliseconds(config_.checkout_recovery_ms),
                                kRecoveryBatch, [this, done](auto r) {
@@ -295,9 +324,20 @@ void Housekeeper::sync_mirror() {
     spdlog::debug("mirror sync: {}", e.what());
   }
   for (std::size_t start = 0; start < rows.size(); start += kRowsPerCall) {
+    auto first = rows.begin() + static_cast<std::ptrdiff_t>(start);
+    auto last =
+        rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), start + kRowsPerCall));
+    if (cluster_) {
+      // Whole rows: a node that lost its data (restarted without a replica) gets its rows
+      // back; on_hand is taken as carefully as the sync takes it (see mirror_on_hand).
+      stock_.mirror({first, last}, [](auto r) {
+        if (!r) spdlog::debug("mirror sync: {}", r.error().message());
+      });
+      continue;
+    }
     std::vector<db::OnHandVersion> batch;
-    for (std::size_t i = start; i < std::min(rows.size(), start + kRowsPerCall); ++i) {
-      batch.push_back({rows[i].inventory_id, rows[i].on_hand, rows[i].version});
+    for (auto row = first; row != last; ++row) {
+      batch.push_back({row->inventory_id, row->on_hand, row->version});
     }
     stock_.sync_on_hand(batch, [](auto r) {
       if (!r) {

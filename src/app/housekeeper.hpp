@@ -29,6 +29,7 @@
 #include "db/store.hpp"
 #include "metrics/metrics.hpp"
 #include "redis/client.hpp"
+#include "redis/connect.hpp"
 #include "stock/live.hpp"
 #include "stock/mirror.hpp"
 #include "stock/service.hpp"
@@ -38,8 +39,12 @@ namespace cartd::stock {
 class Housekeeper {
  public:
   // `metrics` (this thread's shard) must outlive the housekeeper.
-  Housekeeper(const Config& config, redis::Endpoint endpoint, std::string_view library,
-              SetupStep mirror_step, metrics::Shard& metrics, LiveStock& live);
+  // On a Redis Cluster (`mode`) it works through the key groups one per call, hears
+  // expired events from every primary, and its mirror sync writes whole rows;
+  // `mirror_step` is then empty.
+  Housekeeper(const Config& config, redis::Mode mode, const std::vector<redis::Endpoint>& seeds,
+              std::string_view library, SetupStep mirror_step, metrics::Shard& metrics,
+              LiveStock& live);
   ~Housekeeper();
 
   void start();
@@ -67,8 +72,12 @@ class Housekeeper {
   metrics::Shard& metrics_;
   boost::asio::io_context io_{1};
   std::unique_ptr<db::Store> store_;
-  redis::Client redis_;
-  redis::Client events_;
+  const bool cluster_;
+  // Key groups per call of a function that works through groups: all of them in one
+  // call on a standalone Redis; one on a cluster, where a call stays in one slot.
+  const std::uint32_t groups_per_call_;
+  std::unique_ptr<redis::Commands> redis_;
+  std::unique_ptr<redis::Client> events_;  // standalone: the expired-event subscriber
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer sync_timer_;
   boost::asio::steady_timer recovery_timer_;

@@ -53,8 +53,8 @@ class Client final : public Commands {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  void start();
-  void stop();
+  void start() override;
+  void stop() override;
   // Safe to call from any thread (/healthz asks every loop's client).
   bool ready() const override { return state_ == State::ready; }
   const Endpoint& endpoint() const { return options_.endpoint; }

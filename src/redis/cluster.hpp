@@ -85,8 +85,8 @@ class ClusterClient final : public Commands {
   ClusterClient(const ClusterClient&) = delete;
   ClusterClient& operator=(const ClusterClient&) = delete;
 
-  void start();
-  void stop();
+  void start() override;
+  void stop() override;
   // True when every slot has an owner and every owner's connection is ready. Safe from
   // any thread.
   bool ready() const override { return ready_; }

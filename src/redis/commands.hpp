@@ -16,6 +16,9 @@ using ReplyHandler = std::function<void(Result)>;
 class Commands {
  public:
   virtual ~Commands() = default;
+  // Connects (and keeps reconnecting) / disconnects, on the connection's loop.
+  virtual void start() = 0;
+  virtual void stop() = 0;
   // Sends one command. The handler runs on the connection's loop, exactly once; while
   // Redis is not ready it runs at once with Errc::unavailable.
   virtual void command(std::span<const std::string_view> args, ReplyHandler handler) = 0;

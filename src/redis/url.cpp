@@ -43,7 +43,22 @@ UrlResult parse_url(std::string_view text) {
   return e;
 }
 
+boost::system::result<std::vector<Endpoint>, std::string> parse_urls(std::string_view urls) {
+  std::vector<Endpoint> out;
+  while (true) {
+    auto comma = urls.find(',');
+    auto one = parse_url(urls.substr(0, comma));
+    if (!one) return {boost::system::in_place_error, one.error()};
+    out.push_back(*one);
+    if (comma == std::string_view::npos) return out;
+    urls.remove_prefix(comma + 1);
+  }
+}
+
 std::string redact_password(std::string_view url) {
+  if (auto comma = url.find(','); comma != std::string_view::npos) {
+    return redact_password(url.substr(0, comma)) + "," + redact_password(url.substr(comma + 1));
+  }
   constexpr std::string_view kMask = "***";
   auto at = url.rfind('@');
   if (at == std::string_view::npos) return std::string(url);

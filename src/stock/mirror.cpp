@@ -2,8 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <optional>
 #include "functions/keys.hpp"
+
 #include "redis/client.hpp"
+#include "redis/connect.hpp"
 #include "stock/service.hpp"
 
 namespace cartd::stock {
@@ -73,6 +78,43 @@ SetupStep mirror_on_setup(LoadRows load_rows, std::shared_ptr<std::atomic<bool>>
       mirror_rows(client, std::move(rows), done);
     });
   };
+}
+
+bool mirror_cluster(const std::vector<redis::Endpoint>& seeds, std::string_view library,
+                    const LoadRows& load_rows, std::chrono::milliseconds command_timeout) {
+  using namespace std::chrono_literals;
+  std::vector<db::StockRow> rows;
+  try {
+    rows = load_rows();
+  } catch (const std::exception& e) {
+    spdlog::critical("mirror: cannot read stock from the main DB: {}", e.what());
+    return false;
+  }
+  boost::asio::io_context io;
+  auto redis = redis::make_commands(
+      io, redis::Mode::cluster, seeds,
+      redis::Client::Options{{}, library, command_timeout, 500ms, "cartd2-mirror", {}, nullptr});
+  StockService stock(*redis, true);
+  std::optional<bool> ok;
+  bool sent = false;
+  auto until = std::chrono::steady_clock::now() + 30s;
+  redis->start();
+  while (!ok && std::chrono::steady_clock::now() < until) {
+    if (!sent && redis->ready()) {
+      sent = true;
+      stock.mirror(rows, [&](boost::system::result<std::int64_t> r) {
+        if (!r) spdlog::critical("mirror: {}", r.error().message());
+        ok = r.has_value();
+      });
+    }
+    io.run_one_for(50ms);
+  }
+  redis->stop();
+  io.run_for(100ms);
+  if (!ok) spdlog::critical("mirror: the Redis Cluster did not take the stock rows within 30 s");
+  if (ok.value_or(false))
+    spdlog::info("mirror: {} stock rows mirrored into the cluster", rows.size());
+  return ok.value_or(false);
 }
 
 }  // namespace cartd::stock

@@ -1,5 +1,8 @@
 #include "stock/service.hpp"
 
+#include <map>
+#include <memory>
+
 #include "base/errors.hpp"
 #include "functions/keys.hpp"
 #include "redis/commands.hpp"
@@ -36,7 +39,38 @@ std::vector<std::string> ids_of(const std::vector<Row>& rows) {
   return ids;
 }
 
+template <typename T>
+std::vector<T> pick(const std::vector<T>& all, const std::vector<std::size_t>& indices) {
+  std::vector<T> out;
+  out.reserve(indices.size());
+  for (std::size_t i : indices) out.push_back(all[i]);
+  return out;
+}
+
 }  // namespace
+
+void StockService::over_rows(const std::vector<std::string>& ids, const MakeCall& make,
+                             TakeReply take, std::function<void(boost::system::error_code)> done) {
+  std::map<std::uint32_t, std::vector<std::size_t>> parts;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    parts[per_group_ ? keys::group_of(ids[i]) : 0].push_back(i);
+  }
+  if (parts.empty()) parts[0];  // a call with no rows still answers
+  struct Join {
+    std::size_t left;
+    boost::system::error_code error;
+    TakeReply take;
+    std::function<void(boost::system::error_code)> done;
+  };
+  auto join = std::make_shared<Join>(Join{parts.size(), {}, std::move(take), std::move(done)});
+  for (auto& [group, indices] : parts) {
+    send(redis_, make(indices), [join, indices = indices](redis::Result r) {
+      boost::system::error_code ec = r ? join->take(indices, *r) : r.error();
+      if (ec && !join->error) join->error = ec;
+      if (--join->left == 0) join->done(join->error);
+    });
+  }
+}
 
 bool StockService::ready() const {
   return redis_.ready();
@@ -100,48 +134,107 @@ boost::system::result<std::vector<std::optional<LiveCounts>>> decode_counts(cons
 
 }  // namespace
 
+namespace {
+
+// Places each part's counts at its rows' indices.
+using AllCounts = std::shared_ptr<std::vector<std::optional<LiveCounts>>>;
+boost::system::error_code place_counts(const AllCounts& out,
+                                       const std::vector<std::size_t>& indices,
+                                       const redis::Reply& r) {
+  auto counts = decode_counts(r, indices.size());
+  if (!counts) return counts.error();
+  for (std::size_t k = 0; k < indices.size(); ++k) (*out)[indices[k]] = (*counts)[k];
+  return {};
+}
+
+}  // namespace
+
 void StockService::counts(const std::vector<std::string>& ids,
                           Callback<std::vector<std::optional<LiveCounts>>> done) {
-  send(redis_, fcall_rows("cartd_stock_many", ids, ids), [done, n = ids.size()](redis::Result r) {
-    if (!r) return done(r.error());
-    done(decode_counts(*r, n));
-  });
+  auto out = std::make_shared<std::vector<std::optional<LiveCounts>>>(ids.size());
+  over_rows(
+      ids,
+      [&ids](const std::vector<std::size_t>& part) {
+        auto sub = pick(ids, part);
+        return fcall_rows("cartd_stock_many", sub, sub);
+      },
+      [out](const std::vector<std::size_t>& part, const redis::Reply& r) {
+        return place_counts(out, part, r);
+      },
+      [out, done](boost::system::error_code ec) {
+        if (ec) return done(ec);
+        done(std::move(*out));
+      });
 }
+
+namespace {
+
+// One row of cartd_watch's answer.
+boost::system::result<std::optional<WatchedRow>> decode_watched(const redis::Reply& row) {
+  auto on_hand = row.int_at(0), reserved = row.int_at(1), version = row.int_at(2),
+       offers = row.int_at(3);
+  if (!on_hand || !reserved || !version || !offers ||
+      row.elements.size() != 4 + 3 * static_cast<std::size_t>(*offers)) {
+    return unexpected();
+  }
+  if (*on_hand < 0) return std::optional<WatchedRow>{};
+  WatchedRow w{LiveCounts{*on_hand, *reserved}, *version, {}};
+  for (std::size_t i = 4; i < row.elements.size(); i += 3) {
+    w.offers.push_back(RowOffer{row.text_at(i).value_or(""), row.int_at(i + 1).value_or(0),
+                                row.int_at(i + 2).value_or(0)});
+  }
+  return std::optional<WatchedRow>{std::move(w)};
+}
+
+}  // namespace
 
 void StockService::watch(const std::vector<std::string>& ids,
                          Callback<std::vector<std::optional<WatchedRow>>> done) {
-  send(redis_, fcall_rows("cartd_watch", ids, ids), [done, n = ids.size()](redis::Result r) {
-    if (!r) return done(r.error());
-    if (r->elements.size() != n) return done(unexpected());
-    std::vector<std::optional<WatchedRow>> out;
-    for (const redis::Reply& row : r->elements) {
-      auto on_hand = row.int_at(0), reserved = row.int_at(1), version = row.int_at(2),
-           offers = row.int_at(3);
-      if (!on_hand || !reserved || !version || !offers ||
-          row.elements.size() != 4 + 3 * static_cast<std::size_t>(*offers)) {
-        return done(unexpected());
-      }
-      if (*on_hand < 0) {
-        out.emplace_back();
-        continue;
-      }
-      WatchedRow w{LiveCounts{*on_hand, *reserved}, *version, {}};
-      for (std::size_t i = 4; i < row.elements.size(); i += 3) {
-        w.offers.push_back(RowOffer{row.text_at(i).value_or(""), row.int_at(i + 1).value_or(0),
-                                    row.int_at(i + 2).value_or(0)});
-      }
-      out.push_back(std::move(w));
-    }
-    done(std::move(out));
-  });
+  auto out = std::make_shared<std::vector<std::optional<WatchedRow>>>(ids.size());
+  over_rows(
+      ids,
+      [&ids](const std::vector<std::size_t>& part) {
+        auto sub = pick(ids, part);
+        return fcall_rows("cartd_watch", sub, sub);
+      },
+      [out](const std::vector<std::size_t>& part,
+            const redis::Reply& r) -> boost::system::error_code {
+        if (r.elements.size() != part.size()) return unexpected();
+        for (std::size_t k = 0; k < part.size(); ++k) {
+          auto row = decode_watched(r.elements[k]);
+          if (!row) return row.error();
+          (*out)[part[k]] = std::move(*row);
+        }
+        return {};
+      },
+      [out, done](boost::system::error_code ec) {
+        if (ec) return done(ec);
+        done(std::move(*out));
+      });
 }
 
+namespace {
+
+// A call's integer answer added to `sum`.
+boost::system::error_code add_integer(const std::shared_ptr<std::int64_t>& sum,
+                                      const redis::Reply& r) {
+  if (r.type != redis::Reply::Type::integer) return unexpected();
+  *sum += r.integer;
+  return {};
+}
+
+}  // namespace
+
 void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done) {
-  send(redis_, mirror_args(rows), [done](redis::Result r) {
-    if (!r) return done(r.error());
-    if (r->type != redis::Reply::Type::integer) return done(unexpected());
-    done(r->integer);
-  });
+  auto sum = std::make_shared<std::int64_t>(0);
+  over_rows(
+      ids_of(rows),
+      [&rows](const std::vector<std::size_t>& part) { return mirror_args(pick(rows, part)); },
+      [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
+      [sum, done](boost::system::error_code ec) {
+        if (ec) return done(ec);
+        done(*sum);
+      });
 }
 
 namespace {
@@ -191,24 +284,55 @@ void StockService::apply_on_hand(const std::string& hold_inventory_id,
                                  const std::string& hold_member,
                                  const std::vector<db::OnHandVersion>& rows,
                                  Callback<std::vector<std::optional<LiveCounts>>> done) {
-  std::vector<std::string> ids = ids_of(rows), argv{hold_inventory_id, hold_member};
+  // The hold's row is one more "row" of the call, so it lands in its own group's call;
+  // its counts are not answered.
+  std::vector<std::string> ids = ids_of(rows);
   if (!hold_inventory_id.empty()) ids.push_back(hold_inventory_id);
-  for (std::string& a : on_hand_args(rows)) argv.push_back(std::move(a));
-  send(redis_, fcall_rows("cartd_apply_on_hand", ids, std::move(argv)),
-       [done, n = rows.size()](redis::Result r) {
-         if (!r) return done(r.error());
-         done(decode_counts(*r, n));
-       });
+  auto out = std::make_shared<std::vector<std::optional<LiveCounts>>>(ids.size());
+  over_rows(
+      ids,
+      [&](const std::vector<std::size_t>& part) {
+        std::vector<std::string> keys_of, argv{"", ""};
+        std::vector<db::OnHandVersion> sub;
+        for (std::size_t i : part) {
+          keys_of.push_back(ids[i]);
+          if (i < rows.size()) {
+            sub.push_back(rows[i]);
+          } else {
+            argv = {hold_inventory_id, hold_member};
+          }
+        }
+        for (std::string& a : on_hand_args(sub)) argv.push_back(std::move(a));
+        return fcall_rows("cartd_apply_on_hand", keys_of, std::move(argv));
+      },
+      [out, n = rows.size()](const std::vector<std::size_t>& part, const redis::Reply& r) {
+        std::vector<std::size_t> answered;
+        for (std::size_t i : part) {
+          if (i < n) answered.push_back(i);
+        }
+        return place_counts(out, answered, r);
+      },
+      [out, n = rows.size(), done](boost::system::error_code ec) {
+        if (ec) return done(ec);
+        out->resize(n);
+        done(std::move(*out));
+      });
 }
 
 void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
                                 Callback<std::int64_t> done) {
-  send(redis_, fcall_rows("cartd_sync_on_hand", ids_of(rows), on_hand_args(rows)),
-       [done](redis::Result r) {
-         if (!r) return done(r.error());
-         if (r->type != redis::Reply::Type::integer) return done(unexpected());
-         done(r->integer);
-       });
+  auto sum = std::make_shared<std::int64_t>(0);
+  over_rows(
+      ids_of(rows),
+      [&rows](const std::vector<std::size_t>& part) {
+        auto sub = pick(rows, part);
+        return fcall_rows("cartd_sync_on_hand", ids_of(sub), on_hand_args(sub));
+      },
+      [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
+      [sum, done](boost::system::error_code ec) {
+        if (ec) return done(ec);
+        done(*sum);
+      });
 }
 
 namespace {

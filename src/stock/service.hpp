@@ -63,7 +63,11 @@ struct WatchedRow {
 
 class StockService {
  public:
-  explicit StockService(redis::Commands& redis) : redis_(redis) {}
+  // `per_group`: a call names the rows (or key groups) of one group only, as a Redis
+  // Cluster requires (one slot per call); calls over many are sent one per group, at once,
+  // and their answers joined. A standalone Redis takes them all in one call.
+  explicit StockService(redis::Commands& redis, bool per_group = false)
+      : redis_(redis), per_group_(per_group) {}
   // Whether Redis takes commands now (an admin change needs it before it starts).
   bool ready() const;
   // What a change that needs Redis answers while it is not ready.
@@ -119,7 +123,17 @@ class StockService {
   void mark_dirty(const std::vector<std::string>& inventory_ids);
 
  private:
+  // Sends `make(indices)` for the rows at `indices` of `ids`: all of them in one call, or
+  // one call per group (per_group_); `take(indices, reply)` reads each answer; `done`
+  // runs after the last with the first error, if any.
+  using MakeCall = std::function<std::vector<std::string>(const std::vector<std::size_t>&)>;
+  using TakeReply = std::function<boost::system::error_code(const std::vector<std::size_t>&,
+                                                            const redis::Reply&)>;
+  void over_rows(const std::vector<std::string>& ids, const MakeCall& make, TakeReply take,
+                 std::function<void(boost::system::error_code)> done);
+
   redis::Commands& redis_;
+  bool per_group_;
 };
 
 // The hold member of an admin request: "admin-<request id>:<quantity>".

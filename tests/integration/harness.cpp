@@ -281,6 +281,52 @@ bool RedisCluster::wait_ok(std::chrono::milliseconds timeout) {
       timeout, 100ms);
 }
 
+std::vector<int> RedisCluster::primaries() {
+  std::vector<int> out;
+  for (int port : ports_) {
+    try {
+      if (command(port, {"ROLE"}).elements.at(0).str == "master") out.push_back(port);
+    } catch (const std::exception&) {
+      // down or stopped
+    }
+  }
+  return out;
+}
+
+int RedisCluster::replica_of(int primary) {
+  for (int port : ports_) {
+    try {
+      auto role = command(port, {"ROLE"});
+      if (role.elements.at(0).str == "slave" && role.elements.at(2).integer == primary) {
+        return port;
+      }
+    } catch (const std::exception&) {
+      // down or stopped
+    }
+  }
+  return 0;
+}
+
+bool RedisCluster::failover(int replica, std::chrono::milliseconds timeout) {
+  return eventually(
+      [&] {
+        if (command(replica, {"ROLE"}).elements.at(0).str == "master") return true;
+        command(replica, {"CLUSTER", "FAILOVER"});
+        return false;
+      },
+      timeout, 1000ms);
+}
+
+std::int64_t RedisCluster::checkouts_in_progress() {
+  std::int64_t n = 0;
+  for (int port : primaries()) {
+    for (auto& key : command(port, {"KEYS", "{c*}#checkouts"}).elements) {
+      n += command(port, {"ZCARD", key.str}).integer;
+    }
+  }
+  return n;
+}
+
 void RedisCluster::signal(int port, int sig) {
   for (auto& n : nodes_) {
     if (n.port == port && n.process) n.process->signal(sig);
@@ -539,10 +585,12 @@ HttpResponse http(int port, const std::string& method, const std::string& target
 Cartd::Cartd(const RedisServer& redis, const std::string& catalog_json,
              std::vector<std::string> extra, std::optional<std::filesystem::path> db,
              std::optional<OpenFileLimit> open_files)
-    : redis_url_(redis.url()),
-      extra_(std::move(extra)),
-      port_(free_port()),
-      open_files_(open_files) {
+    : Cartd(redis.url(), catalog_json, std::move(extra), std::move(db), open_files) {}
+
+Cartd::Cartd(const std::string& redis_url, const std::string& catalog_json,
+             std::vector<std::string> extra, std::optional<std::filesystem::path> db,
+             std::optional<OpenFileLimit> open_files)
+    : redis_url_(redis_url), extra_(std::move(extra)), port_(free_port()), open_files_(open_files) {
   db_ = db ? *db : dir_.path() / "cartd.db";
   db_url_ = "sqlite:" + db_.string();
   for (std::size_t i = 0; i + 1 < extra_.size(); ++i) {

@@ -139,6 +139,15 @@ class RedisCluster {
   // their keys (redis-cli --cluster reshard).
   void reshard(int to_port, int from_port, int count);
   std::string node_id(int port);
+  // The running nodes that are primaries now, and a replica of `primary` (0: none).
+  std::vector<int> primaries();
+  int replica_of(int primary);
+  // A manual failover (CLUSTER FAILOVER on `replica`), asked again until it is a primary
+  // (a node refuses while the nodes disagree on the slots, after a reshard); false if it
+  // did not take over within `timeout`.
+  bool failover(int replica, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Checkouts in progress, over every primary's cart groups.
+  std::int64_t checkouts_in_progress();
 
  private:
   struct Node {
@@ -189,6 +198,10 @@ class Cartd {
   // Starts cartd against `redis` with the demo-like catalog `catalog_json` and extra flags
   // (and, if given, that open-file limit), and waits until /healthz answers 200.
   Cartd(const RedisServer& redis, const std::string& catalog_json,
+        std::vector<std::string> extra = {}, std::optional<std::filesystem::path> db = {},
+        std::optional<OpenFileLimit> open_files = {});
+  // The same against the Redis at `redis_url` (a cluster's nodes, comma-separated).
+  Cartd(const std::string& redis_url, const std::string& catalog_json,
         std::vector<std::string> extra = {}, std::optional<std::filesystem::path> db = {},
         std::optional<OpenFileLimit> open_files = {});
   ~Cartd();

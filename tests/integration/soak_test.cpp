@@ -507,8 +507,23 @@ struct Chaos {
   std::function<void()> act;
 };
 
+// Where the soak's Redis is: how to count its checkouts in progress, and what it may
+// break. A Redis Cluster's failover can lose acknowledged holds (replication is
+// asynchronous): checkouts refused for them (stock_unavailable) are reported, not failed,
+// and `cartd check` turns green once the carts that held them have ended (a checkout's
+// grace at most).
+struct SoakRedis {
+  std::function<std::int64_t()> checkouts_in_progress;
+  bool promises_may_break = false;
+  std::chrono::seconds green_within{8};
+};
+
+SoakRedis standalone(RedisServer& redis) {
+  return {[&redis] { return redis.checkouts_in_progress(); }};
+}
+
 // The whole soak against running instances: load with chaos, settle, then the books.
-void soak(RedisServer& redis, std::vector<Cartd*> cartds, const Query& sql,
+void soak(const SoakRedis& redis, std::vector<Cartd*> cartds, const Query& sql,
           const std::vector<std::pair<double, Chaos>>& chaos) {
   const auto started = Clock::now();
   const auto load = load_time();
@@ -546,7 +561,8 @@ void soak(RedisServer& redis, std::vector<Cartd*> cartds, const Query& sql,
     if (rec.outcome == AdminRecord::Outcome::unknown) settle_admin(rec, fleet, rng, tally, 20);
   }
   bool settled = eventually([&] { return redis.checkouts_in_progress() == 0; }, 15s, 100ms);
-  bool green = eventually([&] { return cartds[0]->check().exit_code == 0; }, 8s, 250ms);
+  bool green = eventually([&] { return cartds[0]->check().exit_code == 0; }, redis.green_within,
+                          250ms);
   auto check = cartds[0]->check();
 
   // The books.
@@ -716,7 +732,11 @@ void soak(RedisServer& redis, std::vector<Cartd*> cartds, const Query& sql,
   EXPECT_EQ(lines_differ, 0) << "an order that is not what its cart held";
   EXPECT_EQ(strangers, 0) << "orders for carts the test never made";
   EXPECT_EQ(lineless, 0) << "orders without lines";
-  EXPECT_EQ(broken_promises, 0) << "checkouts refused for units the cart held (stock_unavailable)";
+  std::printf("[soak] broken hold promises (checkouts refused stock_unavailable): %d\n",
+              broken_promises);
+  if (!redis.promises_may_break) {
+    EXPECT_EQ(broken_promises, 0) << "checkouts refused for units the cart held";
+  }
   EXPECT_GT(outcomes[CartRecord::Outcome::ordered], 0) << "the soak sold nothing";
   EXPECT_GT(admin_applied, 0) << "the admin changed nothing";
   EXPECT_TRUE(tally.unexpected.empty()) << "answers the API does not promise";
@@ -770,7 +790,7 @@ TEST(Soak, sqlite_every_unit_is_accounted_for_through_chaos) {
   RedisServer redis({"--appendonly", "yes"});
   Cartd cartd(redis, catalog(), kFlags);
   Query sql = [&](const std::string& q) { return sqlite_rows(cartd.db_path(), q); };
-  soak(redis, {&cartd}, sql,
+  soak(standalone(redis), {&cartd}, sql,
        {{0.15,
          {"SIGKILL cartd, restart it",
           [&] {
@@ -786,6 +806,59 @@ TEST(Soak, sqlite_every_unit_is_accounted_for_through_chaos) {
                 }}}});
 }
 
+// On a Redis Cluster of three primaries with a replica each: a primary killed (its
+// replica takes over), a primary killed while its replica is stopped (so the replica is
+// behind when it takes over: acknowledged holds may be lost), a manual failover, and 500
+// slots moved, while the shoppers and the admin work; then the same books.
+TEST(Soak, cluster_accounts_for_every_unit_through_failovers_and_a_reshard) {
+  RedisCluster cluster(3, 1);
+  Cartd cartd(cluster.url(), catalog(), kFlags);
+  Query sql = [&](const std::string& q) { return sqlite_rows(cartd.db_path(), q); };
+  auto must = [](bool ok, const char* what) {
+    if (!ok) throw std::runtime_error(what);
+  };
+  // A killed primary comes back as a replica of the node that took its place.
+  auto rejoin = [&](int port) {
+    must(cluster.wait_ok(30s), "the cluster did not recover");
+    cluster.restart(port);
+    must(cluster.wait_ok(30s), "the old primary did not rejoin");
+  };
+  SoakRedis redis{[&] { return cluster.checkouts_in_progress(); }, true, 45s};
+  soak(redis, {&cartd}, sql,
+       {{0.15,
+         {"kill -9 a primary; its replica takes over",
+          [&] {
+            int primary = cluster.primaries().at(0);
+            cluster.signal(primary, SIGKILL);
+            rejoin(primary);
+          }}},
+        {0.35,
+         {"SIGSTOP a replica, kill -9 its primary, SIGCONT the replica 3 s later",
+          [&] {
+            int primary = cluster.primaries().at(1);
+            int replica = cluster.replica_of(primary);
+            must(replica != 0, "no replica");
+            cluster.signal(replica, SIGSTOP);
+            std::this_thread::sleep_for(1s);
+            cluster.signal(primary, SIGKILL);
+            std::this_thread::sleep_for(3s);
+            cluster.signal(replica, SIGCONT);
+            rejoin(primary);
+          }}},
+        {0.55,
+         {"a manual failover",
+          [&] {
+            int replica = cluster.replica_of(cluster.primaries().at(2));
+            must(replica != 0 && cluster.failover(replica), "the failover did not happen");
+            must(cluster.wait_ok(30s), "the cluster did not settle");
+          }}},
+        {0.75, {"move 500 slots", [&] {
+                  auto primaries = cluster.primaries();
+                  cluster.reshard(primaries.at(1), primaries.at(0), 500);
+                  must(cluster.wait_ok(30s), "the cluster did not settle");
+                }}}});
+}
+
 TEST(Soak, postgres_two_instances_account_for_every_unit_through_chaos) {
   PgServer pg;
   std::string url = pg.new_database("soak");
@@ -795,7 +868,7 @@ TEST(Soak, postgres_two_instances_account_for_every_unit_through_chaos) {
   Cartd a(redis, catalog(), flags);
   Cartd b(redis, catalog(), flags);
   Query sql = [&](const std::string& q) { return pg_rows(url, q); };
-  soak(redis, {&a, &b}, sql,
+  soak(standalone(redis), {&a, &b}, sql,
        {{0.15,
          {"SIGKILL cartd A, restart it",
           [&] {

@@ -1,0 +1,131 @@
+// cartd itself on a real Redis Cluster (three primaries): the classic routes, the /v1
+// cart and checkout, abandon, admin changes, expiry heard from every primary, and
+// `cartd check` reading every node, ending with exact accounting in the main DB.
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace cartd::test {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kToken = "cluster-token";
+
+// Rows whose groups land on different primaries.
+std::string catalog() {
+  json::array rows;
+  for (int i = 0; i < 12; ++i) {
+    std::string id = "row" + std::to_string(i);
+    rows.push_back(json::object{{"inventory_id", id},
+                                {"product_id", id},
+                                {"name", "Item " + std::to_string(i)},
+                                {"price_cents", 100 + i},
+                                {"on_hand", 5}});
+  }
+  return json::serialize(rows);
+}
+
+std::string line(int row, int qty) {
+  std::string id = "row" + std::to_string(row);
+  return json::serialize(json::object{{"product_id", id}, {"inventory_id", id}, {"quantity", qty}});
+}
+
+std::int64_t available(Cartd& cartd, int row) {
+  auto r = cartd.get("/v1/stock/row" + std::to_string(row));
+  EXPECT_EQ(r.status, 200u) << r.body;
+  return r.json().at("available").as_int64();
+}
+
+TEST(ClusterCartd, carts_checkout_and_expiry_work_on_a_cluster) {
+  RedisCluster cluster(3, 0);
+  Cartd cartd(cluster.url(), catalog(),
+              {"--admin-token", kToken, "--cart-ttl", "2", "--sweep-interval-ms", "200",
+               "--mirror-sync-ms", "500"});
+  ASSERT_NE(cartd.log().find("a Redis Cluster"), std::string::npos) << cartd.log();
+
+  // The classic routes: a cart on one node, its rows on others.
+  auto added = cartd.post("/add-to-cart", line(0, 2));
+  ASSERT_EQ(added.status, 200u) << added.body;
+  std::string sid(added.json().at("cartSessionId").as_string());
+  for (int row = 1; row < 6; ++row) {
+    auto more = cartd.post("/add-to-cart", line(row, 1), {{"cart-session-id", sid}});
+    ASSERT_EQ(more.status, 200u) << more.body;
+  }
+  auto got = cartd.get("/get-cart", {{"cart-session-id", sid}});
+  ASSERT_EQ(got.status, 200u);
+  EXPECT_EQ(got.json().at("data").as_array().size(), 6u);
+  EXPECT_EQ(available(cartd, 0), 3);
+  EXPECT_EQ(available(cartd, 5), 4);
+  auto short_of =
+      cartd.post("/add-to-cart", line(0, 6), {{"cart-session-id", sid}});  // sets the line
+  EXPECT_EQ(short_of.status, 409u) << short_of.body;
+
+  // /v1: the cart with names and prices, then its checkout.
+  auto view = cartd.get("/v1/carts/" + sid);
+  ASSERT_EQ(view.status, 200u) << view.body;
+  EXPECT_EQ(view.json().at("lines").as_array().size(), 6u);
+  auto order = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k-1"}});
+  ASSERT_EQ(order.status, 201u) << order.body;
+  auto again = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k-1"}});
+  EXPECT_EQ(again.status, 200u) << again.body;
+  EXPECT_EQ(again.json().at("order_id"), order.json().at("order_id"));
+  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT on_hand FROM inventory WHERE inventory_id='row0'"),
+            3);
+  EXPECT_EQ(available(cartd, 0), 3);
+
+  // Abandon gives the units back at once.
+  auto created = cartd.post("/v1/carts", "");
+  ASSERT_EQ(created.status, 201u) << created.body;
+  std::string other(created.json().at("id").as_string());
+  ASSERT_EQ(cartd.post("/v1/carts/" + other + "/items", line(7, 5)).status, 200u);
+  EXPECT_EQ(available(cartd, 7), 0);
+  auto abandoned = http(cartd.port(), "DELETE", "/v1/carts/" + other);
+  EXPECT_EQ(abandoned.status, 200u) << abandoned.body;
+  EXPECT_EQ(available(cartd, 7), 5);
+
+  // An admin restock, mirrored to the row's node.
+  auto restock = cartd.post(
+      "/v1/stock/row8/adjust", R"({"delta": 3})",
+      {{"Authorization", std::string("Bearer ") + kToken}, {"Idempotency-Key", "restock-1"}});
+  EXPECT_EQ(restock.status, 200u) << restock.body;
+  EXPECT_EQ(available(cartd, 8), 8);
+
+  // Expiry: units come back at the deadline, and the expiry is heard from the cart's
+  // node (the cart answers 410-style "expired", not "unknown").
+  auto brief = cartd.post("/add-to-cart", line(9, 5));
+  ASSERT_EQ(brief.status, 200u);
+  std::string brief_sid(brief.json().at("cartSessionId").as_string());
+  EXPECT_EQ(available(cartd, 9), 0);
+  EXPECT_TRUE(eventually([&] { return available(cartd, 9) == 5; }, 15s, 200ms));
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto r = cartd.get("/v1/carts/" + brief_sid);
+        return r.status == 404u && r.body.find("cart_expired") != std::string::npos;
+      },
+      10s, 200ms));
+  EXPECT_TRUE(eventually(
+      [&] { return sqlite_int(cartd.db_path(), "SELECT SUM(reserved) FROM inventory") == 0; }, 10s,
+      200ms))
+      << "the DB writer took every group's counts";
+
+  // The waitlist is not split yet: a clear refusal.
+  auto wait = cartd.post("/v1/stock/row9/waitlist",
+                         json::serialize(json::object{{"cart_id", sid}, {"quantity", 1}}));
+  EXPECT_EQ(wait.status, 501u) << wait.body;
+
+  // Every unit: 5 per row + 3 restocked = on hand + sold.
+  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory") +
+                sqlite_int(cartd.db_path(), "SELECT SUM(quantity) FROM order_lines"),
+            12 * 5 + 3);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_NE(check.output.find("12 stock rows"), std::string::npos) << check.output;
+}
+
+}  // namespace
+}  // namespace cartd::test
