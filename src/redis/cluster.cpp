@@ -274,13 +274,22 @@ void ClusterClient::refresh() {
   }
   auto now = std::chrono::steady_clock::now();
   auto wait = last_refresh_ + options_.min_refresh_gap - now;
-  // Asked in turn, so one node with a stale view is not asked again and again.
+  // Asked in turn, so one node with a stale view is not asked again and again. The
+  // owners of the map are asked first: a primary that was replaced and restarts comes
+  // back claiming its old slots (with its old data, or none) until its peers correct it,
+  // and a map read from it would send commands there. Other nodes and the seeds are asked
+  // only when no owner answers (at start, or when the owners are all down).
   std::vector<Client*> known;
-  for (auto& n : nodes_) {
+  for (Node* n : owning_nodes()) {
     if (n->client->ready()) known.push_back(n->client.get());
   }
-  for (auto& c : seeds_) {
-    if (c->ready()) known.push_back(c.get());
+  if (known.empty()) {
+    for (auto& n : nodes_) {
+      if (n->client->ready()) known.push_back(n->client.get());
+    }
+    for (auto& c : seeds_) {
+      if (c->ready()) known.push_back(c.get());
+    }
   }
   if (wait > std::chrono::steady_clock::duration::zero() || known.empty()) {
     // Too soon after the last read, or nothing connected yet: read shortly.

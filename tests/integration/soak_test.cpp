@@ -561,8 +561,8 @@ void soak(const SoakRedis& redis, std::vector<Cartd*> cartds, const Query& sql,
     if (rec.outcome == AdminRecord::Outcome::unknown) settle_admin(rec, fleet, rng, tally, 20);
   }
   bool settled = eventually([&] { return redis.checkouts_in_progress() == 0; }, 15s, 100ms);
-  bool green = eventually([&] { return cartds[0]->check().exit_code == 0; }, redis.green_within,
-                          250ms);
+  bool green =
+      eventually([&] { return cartds[0]->check().exit_code == 0; }, redis.green_within, 250ms);
   auto check = cartds[0]->check();
 
   // The books.
@@ -817,8 +817,15 @@ TEST(Soak, cluster_accounts_for_every_unit_through_failovers_and_a_reshard) {
   auto must = [](bool ok, const char* what) {
     if (!ok) throw std::runtime_error(what);
   };
-  // A killed primary comes back as a replica of the node that took its place.
-  auto rejoin = [&](int port) {
+  // A killed primary comes back (empty: the test cluster keeps no files) as a replica of
+  // the node that took its place, once that one has: restarted before, it would take
+  // its slots back, empty, and its replica would copy the emptiness (every key of those
+  // slots lost, which only the mirror sync repairs).
+  auto rejoin = [&](int port, int replica) {
+    must(eventually(
+             [&] { return cluster.command(replica, {"ROLE"}).elements.at(0).str == "master"; }, 30s,
+             100ms),
+         "the replica did not take over");
     must(cluster.wait_ok(30s), "the cluster did not recover");
     cluster.restart(port);
     must(cluster.wait_ok(30s), "the old primary did not rejoin");
@@ -829,8 +836,10 @@ TEST(Soak, cluster_accounts_for_every_unit_through_failovers_and_a_reshard) {
          {"kill -9 a primary; its replica takes over",
           [&] {
             int primary = cluster.primaries().at(0);
+            int replica = cluster.replica_of(primary);
+            must(replica != 0, "no replica");
             cluster.signal(primary, SIGKILL);
-            rejoin(primary);
+            rejoin(primary, replica);
           }}},
         {0.35,
          {"SIGSTOP a replica, kill -9 its primary, SIGCONT the replica 3 s later",
@@ -843,7 +852,7 @@ TEST(Soak, cluster_accounts_for_every_unit_through_failovers_and_a_reshard) {
             cluster.signal(primary, SIGKILL);
             std::this_thread::sleep_for(3s);
             cluster.signal(replica, SIGCONT);
-            rejoin(primary);
+            rejoin(primary, replica);
           }}},
         {0.55,
          {"a manual failover",
