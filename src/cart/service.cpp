@@ -375,7 +375,7 @@ void CartService::get_lines(const std::string& session_id, Callback<CartLookup> 
 
 void CartService::abandon(const std::string& session_id, Callback<Abandoned> done) {
   if (settings_.split_lines) {
-    return split_abandon(redis_, session_id,
+    return split_abandon(redis_, settings_.line_lease, session_id,
                          [this, done = std::move(done)](boost::system::result<Abandoned> r) {
                            if (r && r->kind == Abandoned::Kind::abandoned) {
                              std::int64_t units = 0;

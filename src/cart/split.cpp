@@ -10,6 +10,8 @@
 #include <memory>
 #include <vector>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "base/session_id.hpp"
 #include "functions/keys.hpp"
 #include "redis/commands.hpp"
@@ -20,9 +22,25 @@ namespace {
 using Kind = SetLineOutcome::Kind;
 using Type = redis::Reply::Type;
 
-// How often a change finding its cart locked by another change asks again, at once,
-// before it gives up (503). A change takes three round trips; this covers a few.
-constexpr int kBusyTries = 32;
+// A step that finds its cart locked by another change of it asks again after a pause
+// that doubles from 1 ms to kMostPause, for as long as a lease at most (the other change
+// ends well within it, or its lease lapses); then it gives up (503).
+constexpr std::chrono::milliseconds kMostPause{16};
+
+// Runs `again` after the pause for try number `tries` (0-based), on the connection's
+// loop; false (nothing scheduled) once the pauses would add up to more than `lease`.
+bool pause_then(redis::Commands& redis, int tries, std::chrono::milliseconds lease,
+                std::function<void()> again) {
+  std::chrono::milliseconds waited{0}, pause{1};
+  for (int i = 0; i < tries; ++i) {
+    waited += pause;
+    pause = std::min(pause * 2, kMostPause);
+  }
+  if (waited + pause > lease) return false;
+  auto timer = std::make_shared<boost::asio::steady_timer>(redis.context(), pause);
+  timer->async_wait([timer, again = std::move(again)](boost::system::error_code) { again(); });
+  return true;
+}
 
 boost::system::error_code unexpected(const redis::Reply& r) {
   spdlog::error("redis: unexpected reply: {}", r.is_error() ? r.str : "wrong shape");
@@ -71,20 +89,24 @@ void all_of(std::size_t count, const std::function<void(std::size_t, std::functi
   }
 }
 
-// Sends a cart step (owned arguments) and sends it again, at once, while it answers
-// 'busy' (a line change of the cart under way), at most kBusyTries times; then the
-// handler gets Errc::unavailable.
-void send_while_busy(redis::Commands& redis, std::vector<std::string> args,
-                     redis::ReplyHandler handler, int tries = 0) {
+// Sends a cart step (owned arguments), and again after a pause while it answers 'busy'
+// (a line change of the cart under way; see pause_then); then the handler gets
+// Errc::unavailable.
+void send_while_busy(redis::Commands& redis, std::chrono::milliseconds lease,
+                     std::vector<std::string> args, redis::ReplyHandler handler, int tries = 0) {
   std::vector<std::string_view> views(args.begin(), args.end());
-  redis.command(std::span<const std::string_view>(views),
-                [&redis, args, handler = std::move(handler), tries](redis::Result r) mutable {
-                  if (r && r->type == Type::array && r->text_at(0) == "busy") {
-                    if (tries + 1 >= kBusyTries) return handler(unavailable());
-                    return send_while_busy(redis, std::move(args), std::move(handler), tries + 1);
-                  }
-                  handler(std::move(r));
-                });
+  redis.command(
+      std::span<const std::string_view>(views),
+      [&redis, lease, args, handler = std::move(handler), tries](redis::Result r) mutable {
+        if (r && r->type == Type::array && r->text_at(0) == "busy") {
+          auto again = [&redis, lease, args = std::move(args), handler, tries]() mutable {
+            send_while_busy(redis, lease, std::move(args), std::move(handler), tries + 1);
+          };
+          if (!pause_then(redis, tries, lease, std::move(again))) handler(unavailable());
+          return;
+        }
+        handler(std::move(r));
+      });
 }
 
 // A row step of many rows at once; `after` gets the replies in order (or the first
@@ -130,8 +152,8 @@ std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text)
     if (o == nullptr) return std::nullopt;
     try {
       lines.push_back(StoredLine{std::string(o->at("product_id").as_string()),
-                           std::string(o->at("inventory_id").as_string()),
-                           o->at("quantity").to_number<std::int64_t>()});
+                                 std::string(o->at("inventory_id").as_string()),
+                                 o->at("quantity").to_number<std::int64_t>()});
     } catch (const std::exception&) {
       return std::nullopt;
     }
@@ -211,8 +233,11 @@ class Change : public std::enable_shared_from_this<Change> {
     auto tag = r->text_at(0);
     if (r->type != Type::array || !tag) return fail(unexpected(*r));
     if (*tag == "busy") {
-      if (++busy_tries_ < kBusyTries) return begin();
-      return fail(unavailable());
+      auto again = [self = shared_from_this()] { self->begin(); };
+      if (!pause_then(redis_, busy_tries_++, settings_.line_lease, std::move(again))) {
+        fail(unavailable());
+      }
+      return;
     }
     if (*tag == "no_cart") {
       out_.kind = Kind::no_cart;
@@ -383,7 +408,8 @@ class Change : public std::enable_shared_from_this<Change> {
     out_.created = fresh_;
     out_.cart = CartView{sid_, deadline_, {}, {}, {}};
     std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
-    if (quantity_ > 0) lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
+    if (quantity_ > 0)
+      lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
     if (!call_.want_cart) return reply();
     read_view(redis_, out_.cart, lines_,
               [self = shared_from_this()](boost::system::result<CartView> view) {
@@ -432,7 +458,7 @@ void split_checkout_begin(redis::Commands& redis, const CartSettings& settings,
                           const std::string& session_id, const std::string& key,
                           const std::string& attempt_id, Callback<CheckoutStart> done) {
   send_while_busy(
-      redis,
+      redis, settings.line_lease,
       {"FCALL", "cartd_checkout_freeze", "1", keys::cart(session_id), session_id, key,
        std::to_string(settings.checkout_grace.count()), attempt_id,
        std::to_string(settings.deadline_quantum().count())},
@@ -579,12 +605,12 @@ void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
       });
 }
 
-void split_abandon(redis::Commands& redis, const std::string& session_id,
-                   Callback<CartService::Abandoned> done) {
+void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
+                   const std::string& session_id, Callback<CartService::Abandoned> done) {
   using Abandoned = CartService::Abandoned;
   using K = Abandoned::Kind;
   send_while_busy(
-      redis, {"FCALL", "cartd_abandon_cart", "1", keys::cart(session_id), session_id},
+      redis, lease, {"FCALL", "cartd_abandon_cart", "1", keys::cart(session_id), session_id},
       [&redis, session_id, done = std::move(done)](redis::Result r) {
         if (!r) {
           return done(boost::system::result<Abandoned>(boost::system::in_place_error, r.error()));

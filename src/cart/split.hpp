@@ -16,7 +16,8 @@ namespace cartd::cart {
 // lock the cart, hold on the line's row, move the holds of the other lines when the
 // deadline moves, then write the line and unlock. `done` runs once, on the loop of
 // `redis`. A change whose cart is locked by another change of the same cart is retried
-// a few times, then fails with Errc::unavailable (503, safe to retry).
+// after short pauses for as long as a lease, then fails with Errc::unavailable (503,
+// safe to retry).
 void split_set_line(redis::Commands& redis, const CartSettings& settings, const SetLineCall& call,
                     const std::string& session_id, bool create, Callback<SetLineOutcome> done);
 
@@ -33,8 +34,8 @@ void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
                           const std::string& key, const std::string& attempt_id,
                           const std::vector<db::OnHandVersion>& rows, Callback<bool> done);
 // The cart ends, then its rows hold nothing for it.
-void split_abandon(redis::Commands& redis, const std::string& session_id,
-                   Callback<CartService::Abandoned> done);
+void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
+                   const std::string& session_id, Callback<CartService::Abandoned> done);
 
 // A live cart with its lines' names and prices: the cart's slot, then its rows' (in
 // parallel). No waitlist places or offers: a cluster has no waitlist yet.

@@ -56,6 +56,7 @@ class Client final : public Commands {
   void start() override;
   void stop() override;
   // Safe to call from any thread (/healthz asks every loop's client).
+  boost::asio::io_context& context() override { return io_; }
   bool ready() const override { return state_ == State::ready; }
   const Endpoint& endpoint() const { return options_.endpoint; }
 

@@ -89,6 +89,7 @@ class ClusterClient final : public Commands {
   void stop() override;
   // True when every slot has an owner and every owner's connection is ready. Safe from
   // any thread.
+  boost::asio::io_context& context() override { return io_; }
   bool ready() const override { return ready_; }
 
   // Sends one command to the owner of its first key's slot (a command without keys goes

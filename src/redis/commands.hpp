@@ -2,6 +2,7 @@
 // (Client) or a Redis Cluster routed by slot (ClusterClient).
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <functional>
 #include <initializer_list>
 #include <span>
@@ -27,6 +28,8 @@ class Commands {
   }
   // Safe to call from any thread.
   virtual bool ready() const = 0;
+  // The loop the handlers run on (for the callers' own timers).
+  virtual boost::asio::io_context& context() = 0;
 };
 
 }  // namespace cartd::redis

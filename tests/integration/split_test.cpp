@@ -36,7 +36,7 @@ std::string product_of(const std::string& inv) {
 class SplitShop {
  public:
   SplitShop(const std::string& url, bool cluster, std::chrono::milliseconds ttl = 60s,
-            std::chrono::milliseconds max_lifetime = 7200s) {
+            std::chrono::milliseconds max_lifetime = 7200s, std::chrono::milliseconds lease = 10s) {
     redis::Client::Options node{
         *redis::parse_url(url), scripts::library, 2000ms, 200ms, "cartd-test", {}, nullptr};
     if (cluster) {
@@ -56,6 +56,7 @@ class SplitShop {
     cart::CartSettings settings;
     settings.ttl = ttl;
     settings.max_lifetime = max_lifetime;
+    settings.line_lease = lease;
     settings.sold_out_memory = 0ms;
     settings.split_lines = true;
     carts_ = std::make_unique<cart::CartService>(*redis_, settings);
@@ -224,7 +225,8 @@ TEST(SplitLines, a_change_cut_short_is_set_right_by_the_carts_next_change) {
   RedisServer redis;
   // A cart at its lifetime's cap: its deadline stays where it is, so only the repair
   // sets its rows again.
-  SplitShop shop(redis.url(), false, 60s, 5s);
+  // A change waits for another change's lock for at most its own lease (300 ms here).
+  SplitShop shop(redis.url(), false, 60s, 5s, 300ms);
   shop.mirror("a", 10);
   shop.mirror("b", 10);
   std::string sid = sid_of(7);
@@ -233,19 +235,20 @@ TEST(SplitLines, a_change_cut_short_is_set_right_by_the_carts_next_change) {
   // A change that locked the cart and held 6 of a, then died before it wrote the line:
   // a holds 6 for a cart whose line says 2.
   auto lock = shop.run(
-      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "300", "a", "0"});
+      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "1000", "a", "0"});
   ASSERT_EQ(lock->text_at(0), "locked");
   std::string later = std::to_string(shop.now_ms() + 120000);
   auto held = shop.run(
       {"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), "6", later});
   ASSERT_EQ(held->text_at(0), "ok");
   EXPECT_EQ(redis.stock_row("a")["r"], "6");
-  // While its lease lasts, the cart's other changes are refused (503), changing nothing.
+  // While its lease lasts, the cart's other changes wait, then are refused (503),
+  // changing nothing.
   auto busy = shop.set(sid, "b", 2);
   ASSERT_FALSE(busy);
   EXPECT_EQ(busy.error(), redis::Errc::unavailable);
   EXPECT_EQ(redis.stock_row("b")["r"], "1");
-  std::this_thread::sleep_for(400ms);
+  std::this_thread::sleep_for(1000ms);
   // The next change finds the lapsed lock and sets a back to the cart's 2.
   ASSERT_EQ(kind_of(shop.set(sid, "b", 2)), Kind::ok);
   EXPECT_EQ(redis.stock_row("a")["r"], "2");
@@ -271,8 +274,8 @@ TEST(SplitLines, hold_records_end_with_their_bucket) {
 }
 
 // Carts and rows spread over three primaries; many changes at once, some on the same
-// cart (the lock serialises them; a change that waits too long is refused with 503,
-// changing nothing). At the end every unit is where the carts say.
+// cart (the lock serialises them: a change waits for the one before it). At the end
+// every unit is where the carts say.
 TEST(SplitLines, carts_on_a_cluster_account_for_every_unit) {
   RedisCluster cluster(3, 0);
   SplitShop shop(cluster.url(), true);
@@ -281,7 +284,11 @@ TEST(SplitLines, carts_on_a_cluster_account_for_every_unit) {
     rows.push_back("row" + std::to_string(i));
     shop.mirror(rows.back(), 8);
   }
-  for (int i = 0; i < 60; ++i) sids.push_back(sid_of(1000 + i));
+  // The carts first: a new cart's id is cartd's own, never made twice at once.
+  for (int i = 0; i < 60; ++i) {
+    sids.push_back(sid_of(1000 + i));
+    ASSERT_EQ(kind_of(shop.set(sids.back(), rows[i % rows.size()], 1)), Kind::ok);
+  }
   std::mt19937 random(42);
   int ok = 0, refused = 0, unavailable = 0;
   for (int wave = 0; wave < 20; ++wave) {
@@ -314,12 +321,13 @@ TEST(SplitLines, carts_on_a_cluster_account_for_every_unit) {
   }
   EXPECT_GT(ok, 200);
   EXPECT_GT(refused, 0);
+  EXPECT_EQ(unavailable, 0) << "a change waits for the one before it on its cart";
   std::cout << "changes: " << ok << " ok, " << refused << " refused, " << unavailable
             << " busy (503)\n";
   shop.expect_exact_accounting(rows, sids);
 }
 
-// Adds to one cart at once: each acknowledged add is in the line exactly once.
+// Adds to one cart at once: each waits for the one before it, and is in the line once.
 TEST(SplitLines, concurrent_adds_to_one_cart_each_count_once) {
   RedisCluster cluster(3, 0);
   SplitShop shop(cluster.url(), true);
@@ -337,7 +345,7 @@ TEST(SplitLines, concurrent_adds_to_one_cart_each_count_once) {
   ASSERT_TRUE(cart && cart->cart);
   ASSERT_EQ(cart->cart->lines.size(), 1u);
   EXPECT_EQ(cart->cart->lines[0].quantity, acknowledged);
-  EXPECT_GT(acknowledged, 1);
+  EXPECT_EQ(acknowledged, 21) << "each waits for the one before it";
   shop.expect_exact_accounting({"a"}, {sid});
 }
 

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# cartd's cost per request on a Redis Cluster, against a standalone Redis, in one run on
+# one machine: cartd (one event loop) against a standalone redis-server, a cluster of one
+# primary (every slot on one node: the cost of cluster mode itself) and a cluster of three
+# primaries; for each, a pool of 1000 carts made through cartd, then wrk with
+# bench/wrk/add.lua (a line change: three single-slot steps on a cluster, one call on
+# standalone) and get.lua (one HGETALL either way). Prints one table; the ratio column is
+# the standalone requests/s over this one's (the cost per request, x standalone).
+# Usage: bench/cartd_cluster.sh CARTD_BINARY DIR SECONDS   (called by scripts/bench)
+set -euo pipefail
+cartd=$1 dir=$2 seconds=$3
+root=$(cd "$(dirname "$0")/.." && pwd)
+rows=1000
+pool=1000
+connections=64
+mkdir -p "$dir"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+wait_ping() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+
+{
+  echo "["
+  for ((i = 0; i < rows; i++)); do
+    sep=","; [ $i -eq $((rows - 1)) ] && sep=""
+    echo "{\"inventory_id\":\"inv$i\",\"product_id\":\"p$i\",\"name\":\"Item $i\",\"price_cents\":1000,\"on_hand\":100000000}$sep"
+  done
+  echo "]"
+} >"$dir/catalog.json"
+
+# redis-server NAME [cluster]: starts one node; its port in $port (not a subshell: the
+# pid must reach the cleanup).
+node() {
+  local name=$1
+  port=$(free_port)
+  mkdir -p "$dir/$name"
+  local extra=()
+  [ "${2:-}" = cluster ] && extra=(--cluster-enabled yes --cluster-config-file "$dir/$name/nodes.conf")
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$name" --save "" --appendonly no \
+    --logfile "$dir/$name/redis.log" "${extra[@]}" >/dev/null &
+  pids+=($!)
+  wait_ping "$port"
+}
+
+# cluster N: N primaries sharing the slots evenly; the first node's port in $port.
+cluster() {
+  local n=$1 ports=() i
+  for ((i = 0; i < n; i++)); do
+    node "c$n-$i" cluster
+    ports+=("$port")
+  done
+  for ((i = 0; i < n; i++)); do
+    redis-cli -p "${ports[$i]}" CLUSTER ADDSLOTSRANGE $((i * 16384 / n)) $(((i + 1) * 16384 / n - 1)) >/dev/null
+    [ "$i" -gt 0 ] && redis-cli -p "${ports[0]}" CLUSTER MEET 127.0.0.1 "${ports[$i]}" >/dev/null
+  done
+  for _ in $(seq 200); do
+    local ok=0
+    for p in "${ports[@]}"; do redis-cli -p "$p" CLUSTER INFO | grep -q cluster_state:ok && ok=$((ok + 1)); done
+    [ "$ok" -eq "$n" ] && break
+    sleep 0.1
+  done
+  sleep 1  # every node's view of the others settles
+  port=${ports[0]}
+}
+
+results=()
+measure() {  # name redis_port
+  local name=$1 port=$2 http
+  http=$(free_port)
+  rm -f "$dir/cartd.db"*
+  "$cartd" --listen "127.0.0.1:$http" --redis "redis://127.0.0.1:$port" --db "sqlite:$dir/cartd.db" \
+    --catalog "$dir/catalog.json" --threads 1 --log-level warn 2>>"$dir/cartd-$name.log" &
+  local pid=$!
+  pids+=($pid)
+  for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$http/readyz" && break; sleep 0.1; done
+  python3 - "$http" "$pool" "$rows" >"$dir/ids.txt" <<'EOF'
+import http.client, json, sys
+port, pool, rows = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port)
+for i in range(pool):
+    sid = None
+    for l in range(3):  # the lines add.lua changes: rows (3i + l) % rows
+        row = (3 * i + l) % rows
+        body = json.dumps({"product_id": f"p{row}", "inventory_id": f"inv{row}", "quantity": 1})
+        c.request("POST", "/add-to-cart", body, {"cart-session-id": sid} if sid else {})
+        r = c.getresponse()
+        data = json.loads(r.read())
+        sid = data["cartSessionId"]
+    print(sid)
+EOF
+  local script line
+  for script in add get; do
+    CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
+      wrk -t2 -c"$connections" -d2s -s "$root/bench/wrk/$script.lua" "http://127.0.0.1:$http" >/dev/null 2>&1 || true
+    line=$(CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
+      wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/wrk/$script.lua" \
+      "http://127.0.0.1:$http" | grep '^{"requests"')
+    results+=("$name $script $line")
+  done
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+
+node standalone
+measure standalone "$port"
+cluster 1
+measure cluster-1 "$port"
+cluster 3
+measure cluster-3 "$port"
+
+echo "cartd on a Redis Cluster against standalone (--threads 1, wrk -t2 -c$connections -d${seconds}s, $pool carts x 3 lines):"
+printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s |\n' redis route "requests/s" "p50 ms" "p99 ms" errors "cost x std"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- -------- --------------
+for r in "${results[@]}"; do
+  read -r name script json <<<"$r"
+  rps=$(sed 's/.*"rps": \([0-9.]*\).*/\1/' <<<"$json")
+  base=$(printf '%s\n' "${results[@]}" | grep "^standalone $script " | sed 's/.*"rps": \([0-9.]*\).*/\1/')
+  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f |\n' "$name" "$script" "$rps" \
+    "$(sed 's/.*"p50_ms": \([0-9.]*\).*/\1/' <<<"$json")" "$(sed 's/.*"p99_ms": \([0-9.]*\).*/\1/' <<<"$json")" \
+    "$(sed 's/.*"errors": \([0-9]*\).*/\1/' <<<"$json")" "$(awk -v a="$base" -v b="$rps" 'BEGIN {print a / b}')"
+done
