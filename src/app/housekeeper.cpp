@@ -59,6 +59,7 @@ Housekeeper::Housekeeper(const Config& config, redis::Mode mode,
       store_(db::open_store(config.db_url, config.db_timeout_ms)),
       cluster_(mode == redis::Mode::cluster),
       groups_per_call_(cluster_ ? 1 : keys::kGroups),
+      lease_owner_(cluster_ ? new_session_id() : std::string()),
       redis_(redis::make_commands(
           io_, mode, seeds,
           redis::Client::Options{
@@ -206,16 +207,19 @@ void Housekeeper::sweep() {
   for_each_group_batch(
       groups_per_call_,
       [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
-        stock_.sweep(groups, config_.sweep_batch, [round, done](auto r) {
-          if (r) {
-            round->rows += r->rows;
-            round->units += r->units;
-            round->more = round->more || r->more;
-          } else {
-            spdlog::debug("sweeper: {}", r.error().message());
-          }
-          done();
-        });
+        stock_.sweep(
+            groups, config_.sweep_batch,
+            [round, done](auto r) {
+              if (r) {
+                round->rows += r->rows;
+                round->units += r->units;
+                round->more = round->more || r->more;
+              } else {
+                spdlog::debug("sweeper: {}", r.error().message());
+              }
+              done();
+            },
+            lease(std::chrono::milliseconds(config_.sweep_interval_ms)));
       },
       [this, round] {
         metrics_.count_released(metrics::ReleasePath::sweeper, round->units);
@@ -241,15 +245,18 @@ void Housekeeper::sync_db() {
   for_each_group_batch(
       groups_per_call_,
       [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
-        stock_.take_dirty(groups, kDirtyBatch, [round, done](auto r) {
-          if (!r) {
-            round->taken = false;
-          } else {
-            round->more = round->more || r->more;
-            for (auto& row : r->rows) round->counts.push_back({row.inventory_id, row.reserved});
-          }
-          done();
-        });
+        stock_.take_dirty(
+            groups, kDirtyBatch,
+            [round, done](auto r) {
+              if (!r) {
+                round->taken = false;
+              } else {
+                round->more = round->more || r->more;
+                for (auto& row : r->rows) round->counts.push_back({row.inventory_id, row.reserved});
+              }
+              done();
+            },
+            lease(std::chrono::milliseconds(config_.db_sync_interval_ms)));
       },
       [this, round] {
         write_reserved(round->counts, round->taken && !round->more, round->asked, round->more);
@@ -295,16 +302,17 @@ void Housekeeper::recover_checkouts() {
   for_each_group_batch(
       groups_per_call_,
       [this](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
-        carts_.checkouts_stale(groups, std::chrono::milliseconds(config_.checkout_recovery_ms),
-                               kRecoveryBatch, [this, done](auto r) {
-                                 if (r) {
-                                   for (const auto& c : *r) {
-                                     checkout::recover(carts_, *store_, c.session_id, c.key,
-                                                       c.attempt_id);
-                                   }
-                                 }
-                                 done();
-                               });
+        carts_.checkouts_stale(
+            groups, std::chrono::milliseconds(config_.checkout_recovery_ms), kRecoveryBatch,
+            [this, done](auto r) {
+              if (r) {
+                for (const auto& c : *r) {
+                  checkout::recover(carts_, *store_, c.session_id, c.key, c.attempt_id);
+                }
+              }
+              done();
+            },
+            lease(std::chrono::milliseconds(config_.checkout_recovery_ms / kRecoveryChecksPerAge)));
       },
       [this] {
         recovery_timer_.expires_after(

@@ -67,6 +67,11 @@ class Housekeeper {
                       std::chrono::steady_clock::time_point asked, bool more);
   void recover_checkouts();
   void sync_mirror();
+  // The lease for a round that runs every `every`: three rounds long, so that its holder
+  // keeps it while it runs, and another instance takes over soon after it stops.
+  GroupLease lease(std::chrono::milliseconds every) const {
+    return {lease_owner_, 3 * every + std::chrono::milliseconds(1000)};
+  }
 
   const Config& config_;
   metrics::Shard& metrics_;
@@ -76,6 +81,8 @@ class Housekeeper {
   // Key groups per call of a function that works through groups: all of them in one
   // call on a standalone Redis; one on a cluster, where a call stays in one slot.
   const std::uint32_t groups_per_call_;
+  // On a cluster, this instance's name for the group leases (src/lua/holds.lua, lease).
+  const std::string lease_owner_;
   std::unique_ptr<redis::Commands> redis_;
   std::unique_ptr<redis::Client> events_;  // standalone: the expired-event subscriber
   boost::asio::steady_timer sweep_timer_;

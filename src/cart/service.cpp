@@ -511,7 +511,8 @@ void CartService::expired(const std::string& session_id, Callback<bool> done) {
 
 void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
                                   std::chrono::milliseconds age, std::size_t batch,
-                                  Callback<std::vector<StaleCheckout>> done) {
+                                  Callback<std::vector<StaleCheckout>> done,
+                                  const GroupLease& lease) {
   std::vector<std::string> indexes;
   for (std::uint32_t g : groups) indexes.push_back(keys::checkouts(g));
   std::string numkeys = std::to_string(indexes.size());
@@ -520,6 +521,11 @@ void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
   std::string age_ms = std::to_string(age.count()), per_group = std::to_string(batch);
   args.push_back(age_ms);
   args.push_back(per_group);
+  std::string lease_ms = std::to_string(lease.ttl.count());
+  if (!lease.owner.empty()) {
+    args.push_back(lease.owner);
+    args.push_back(lease_ms);
+  }
   redis_.command(
       std::span<const std::string_view>(args), [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/errors.hpp"
+#include "base/lease.hpp"
 #include "cart/rules.hpp"
 #include "cart/sold_out.hpp"
 #include "db/store.hpp"
@@ -215,7 +216,8 @@ class CartService {
     std::string session_id, key, attempt_id;
   };
   void checkouts_stale(const std::vector<std::uint32_t>& groups, std::chrono::milliseconds age,
-                       std::size_t batch, Callback<std::vector<StaleCheckout>> done);
+                       std::size_t batch, Callback<std::vector<StaleCheckout>> done,
+                       const GroupLease& lease = {});
 
  private:
   // Counts a line change's final outcome and updates the sold-out memory.

@@ -147,13 +147,17 @@ end
 
 -- cartd_checkouts_stale: checkouts begun before now - ARGV[1] ms, at most ARGV[2] per group.
 -- KEYS: checkout indexes ({c<n>}#checkouts) of one or more groups (see cartd_sweep)
+-- ARGV[3], ARGV[4]: the lease owner and its length in ms (see lease; absent: none)
 -- Returns {sid, key, attempt, ...}.
 local function checkouts_stale(keys, args)
   local before = now_ms() - tonumber(args[1])
   local out = {}
   for _, index in ipairs(keys) do
-    for _, sid in ipairs(redis.call('ZRANGE', index, '-inf', before, 'BYSCORE', 'LIMIT', 0,
-                                    tonumber(args[2]))) do
+    local stale = {}
+    if lease(index, args[3], tonumber(args[4])) then
+      stale = redis.call('ZRANGE', index, '-inf', before, 'BYSCORE', 'LIMIT', 0, tonumber(args[2]))
+    end
+    for _, sid in ipairs(stale) do
       local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
       if co[1] then
         table.insert(out, sid)

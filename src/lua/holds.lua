@@ -88,6 +88,21 @@ local function hold_records_key(inv) return stock_tag(inv) .. 'hc:' .. inv end
 local function hold_deadlines_key(inv) return stock_tag(inv) .. 'hx:' .. inv end
 local function due_key(inv) return stock_tag(inv) .. '#due' end
 
+-- A group's housekeeping lease. With several cartd instances on a Redis Cluster, where
+-- the group functions take one group per call, each group's sweep, DB-writer read and
+-- checkout recovery is done by one instance at a time: the one whose lease it is (taken
+-- when free, renewed by its holder each round, lapsing `ms` after its holder stops).
+-- `owner` '' takes no lease (a standalone Redis: one call does every group). True when
+-- `owner` may work on the group of index key `key`.
+local function lease(key, owner, ms)
+  if not owner or owner == '' then return true end
+  local lk = key .. ':lease'
+  local holder = redis.call('GET', lk)
+  if holder and holder ~= owner then return false end
+  redis.call('SET', lk, owner, 'PX', ms)
+  return true
+end
+
 -- Server time in milliseconds: every deadline is compared against Redis' own clock,
 -- so cartd instances with skewed clocks still agree on what has expired.
 local function now_ms()

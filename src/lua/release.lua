@@ -40,6 +40,7 @@ end
 -- KEYS: due indexes ({s<n>}#due) of one or more groups (one on a Redis Cluster, where a
 --       call must stay in one slot; all of them in one call on a standalone Redis)
 -- ARGV[1] most rows to settle per group in this call
+-- ARGV[2], ARGV[3] the lease owner and its length in ms (see lease; absent: none)
 -- Returns {rows, more (0|1), units}: more = 1 when a group's batch was full; units = the
 -- held units returned.
 local function sweep(keys, args)
@@ -47,7 +48,10 @@ local function sweep(keys, args)
   local batch = tonumber(args[1])
   local rows, more, units = 0, 0, 0
   for _, key in ipairs(keys) do
-    local due = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
+    local due = {}
+    if lease(key, args[2], tonumber(args[3])) then
+      due = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
+    end
     for _, inv in ipairs(due) do
       local e = redis.call('HGET', stock_key(inv), 'e')
       if e then

@@ -178,6 +178,7 @@ end
 -- cartd_take_dirty: pops up to ARGV[1] stock rows marked dirty per group and returns
 -- their current counts, for the main DB writer to store as absolute values.
 -- KEYS: dirty sets ({s<n>}#dirty) of one or more groups (see cartd_sweep)
+-- ARGV[2], ARGV[3]: the lease owner and its length in ms (see lease; absent: none)
 -- Returns {more (0|1), inventory_id, on_hand, reserved, ...}: more = 1 when a group's
 -- batch was full.
 local function take_dirty(keys, args)
@@ -185,7 +186,7 @@ local function take_dirty(keys, args)
   local batch = tonumber(args[1])
   local out = {0}
   for _, key in ipairs(keys) do
-    local popped = redis.call('SPOP', key, batch)
+    local popped = lease(key, args[2], tonumber(args[3])) and redis.call('SPOP', key, batch) or {}
     for _, inv in ipairs(popped) do
       local on_hand, reserved = live_counts(inv, now)
       if on_hand >= 0 then

@@ -337,21 +337,26 @@ void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
 
 namespace {
 
-// FCALL `name` with the keys `key_of` names for `groups`, then `arg`.
+// FCALL `name` with the keys `key_of` names for `groups`, then `arg` and the lease.
 std::vector<std::string> fcall_groups(std::string_view name,
                                       const std::vector<std::uint32_t>& groups,
-                                      std::string (*key_of)(std::uint32_t), std::string arg) {
+                                      std::string (*key_of)(std::uint32_t), std::string arg,
+                                      const GroupLease& lease) {
   std::vector<std::string> args{"FCALL", std::string(name), std::to_string(groups.size())};
   for (std::uint32_t g : groups) args.push_back(key_of(g));
   args.push_back(std::move(arg));
+  if (!lease.owner.empty()) {
+    args.push_back(lease.owner);
+    args.push_back(std::to_string(lease.ttl.count()));
+  }
   return args;
 }
 
 }  // namespace
 
 void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t batch,
-                         Callback<Swept> done) {
-  send(redis_, fcall_groups("cartd_sweep", groups, keys::due, std::to_string(batch)),
+                         Callback<Swept> done, const GroupLease& lease) {
+  send(redis_, fcall_groups("cartd_sweep", groups, keys::due, std::to_string(batch), lease),
        [done = std::move(done)](redis::Result r) {
          if (!r) return done(r.error());
          auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
@@ -361,8 +366,8 @@ void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t b
 }
 
 void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch,
-                              Callback<Dirty> done) {
-  send(redis_, fcall_groups("cartd_take_dirty", groups, keys::dirty, std::to_string(batch)),
+                              Callback<Dirty> done, const GroupLease& lease) {
+  send(redis_, fcall_groups("cartd_take_dirty", groups, keys::dirty, std::to_string(batch), lease),
        [done = std::move(done)](redis::Result r) {
          if (!r) return done(r.error());
          auto more = r->int_at(0);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/lease.hpp"
 #include "db/store.hpp"
 
 // Redis stays below the services: their users never see it.
@@ -97,7 +98,8 @@ class StockService {
   // change is under way on the row. Answers how many rows changed.
   void sync_on_hand(const std::vector<db::OnHandVersion>& rows, Callback<std::int64_t> done);
 
-  // The sweeper, for some stock groups: drops expired hold buckets of rows that have
+  // The sweeper, for some stock groups (those whose lease this instance holds, when it
+  // takes one): drops expired hold buckets of rows that have
   // some (at most `batch` rows per group), so reserved counts fall at the deadline
   // without traffic.
   struct Swept {
@@ -105,7 +107,8 @@ class StockService {
     std::int64_t units = 0;  // held units returned
     bool more = false;       // a group's batch was full
   };
-  void sweep(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Swept> done);
+  void sweep(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Swept> done,
+             const GroupLease& lease = {});
   // The DB writer's read, for some stock groups: up to `batch` rows per group whose
   // counts changed.
   struct DirtyRow {
@@ -117,8 +120,8 @@ class StockService {
     std::vector<DirtyRow> rows;
     bool more = false;  // a group's batch was full
   };
-  void take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch,
-                  Callback<Dirty> done);
+  void take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Dirty> done,
+                  const GroupLease& lease = {});
   // Marks rows for the DB writer again (a write that failed); fire and forget.
   void mark_dirty(const std::vector<std::string>& inventory_ids);
 

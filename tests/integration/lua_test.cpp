@@ -523,5 +523,24 @@ TEST_F(WaitlistLua, the_mirror_offers_only_what_the_main_db_has) {
   EXPECT_EQ(raw_reserved(), 1);
 }
 
+// On a cluster each instance calls the group functions with its lease: one instance works
+// a group at a time, and another takes over once the holder stops renewing it.
+TEST_F(LuaFunctions, a_group_lease_lets_one_instance_work_a_group_at_a_time) {
+  std::string dirty = keys::dirty(keys::group_of("inv"));
+  auto take = [&](const std::string& owner) {
+    redis_.command({"SADD", dirty, "inv"});
+    return call("cartd_take_dirty", {dirty}, {"100", owner, "300"}).elements.size();
+  };
+  EXPECT_EQ(take("instance-a"), 4u);  // {more, inv, on_hand, reserved}
+  EXPECT_EQ(take("instance-b"), 1u);  // a's lease: b takes nothing
+  EXPECT_EQ(redis_.command({"SISMEMBER", dirty, "inv"}).integer, 1) << "left for a";
+  EXPECT_EQ(take("instance-a"), 4u);  // a renews it
+  std::this_thread::sleep_for(350ms);
+  EXPECT_EQ(take("instance-b"), 4u);  // a stopped: b takes over
+  EXPECT_EQ(take("instance-a"), 1u);
+  // Without an owner (a standalone Redis) there is no lease.
+  EXPECT_EQ(call("cartd_take_dirty", {dirty}, {"100"}).elements.size(), 4u);
+}
+
 }  // namespace
 }  // namespace cartd::test
