@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <memory>
 
@@ -416,6 +417,11 @@ void CartService::abandon(const std::string& session_id, Callback<Abandoned> don
 
 void CartService::checkout_begin(const std::string& session_id, const std::string& key,
                                  const std::string& attempt_id, Callback<CheckoutStart> done) {
+  if (settings_.checkout_wait_replicas > 0) {
+    done = [this, session_id, done = std::move(done)](boost::system::result<CheckoutStart> r) {
+      wait_for_replicas(session_id, std::move(r), done);
+    };
+  }
   if (settings_.split_lines) {
     return split_checkout_begin(redis_, settings_, session_id, key, attempt_id, std::move(done));
   }
@@ -424,6 +430,40 @@ void CartService::checkout_begin(const std::string& session_id, const std::strin
                  [done = std::move(done)](redis::Result r) {
                    finish(std::move(r), done, decode_checkout_start);
                  });
+}
+
+void CartService::wait_for_replicas(const std::string& session_id,
+                                    boost::system::result<CheckoutStart> start,
+                                    const Callback<CheckoutStart>& done) {
+  using K = CheckoutStart::Kind;
+  if (!start || (start->kind != K::begun && start->kind != K::resume)) return done(start);
+  std::vector<std::string> near{keys::cart(session_id)};
+  for (const CartLine& l : start->lines) near.push_back(keys::stock(l.inventory_id));
+  struct Wait {
+    std::size_t left;
+    std::int64_t fewest;
+    boost::system::result<CheckoutStart> start;
+    Callback<CheckoutStart> done;
+  };
+  auto wait = std::make_shared<Wait>(
+      Wait{near.size(), settings_.checkout_wait_replicas, std::move(start), done});
+  std::string replicas = std::to_string(settings_.checkout_wait_replicas);
+  std::string timeout = std::to_string(settings_.checkout_wait.count());
+  std::array<std::string_view, 3> args{"WAIT", replicas, timeout};
+  for (const std::string& key : near) {
+    redis_.command_near(
+        key, args, [wait, session_id, asked = settings_.checkout_wait_replicas](redis::Result r) {
+          wait->fewest = std::min(wait->fewest, r && r->type == Type::integer ? r->integer : 0);
+          if (--wait->left > 0) return;
+          // It goes on either way: the wait narrows the window a failover has to lose the
+          // checkout's writes in; it cannot close it (replication stays asynchronous).
+          if (wait->fewest < asked) {
+            spdlog::debug("checkout {}: its Redis writes reached {} of {} replicas in time",
+                          session_id, wait->fewest, asked);
+          }
+          wait->done(std::move(wait->start));
+        });
+  }
 }
 
 void CartService::checkout_finish(const std::string& session_id, const db::Order& order,

@@ -35,6 +35,10 @@ struct CartSettings {
   std::chrono::milliseconds sold_out_memory{100};
   // How long units offered to a cart that waited stay held for it (--offer-window).
   std::chrono::milliseconds offer_window{120'000};
+  // Before a checkout writes its order, its Redis writes wait for this many replicas
+  // (WAIT on the connection of each node it wrote to, for checkout_wait at most).
+  int checkout_wait_replicas = 0;
+  std::chrono::milliseconds checkout_wait{100};
   // Deadlines are rounded up to a multiple of this (a hundredth of the TTL), so a stock
   // row has about a hundred hold buckets (src/lua/holds.lua).
   std::chrono::milliseconds deadline_quantum() const {
@@ -225,6 +229,10 @@ class CartService {
                     const boost::system::result<SetLineOutcome>& outcome);
   void call_set_line(const SetLineCall& call, const std::string& session_id, bool create,
                      Callback<SetLineOutcome> done);
+  // After a checkout's first step: its writes (the cart's node and its rows') wait for
+  // the replicas (checkout_wait_replicas), then `done` gets `start`.
+  void wait_for_replicas(const std::string& session_id, boost::system::result<CheckoutStart> start,
+                         const Callback<CheckoutStart>& done);
 
   redis::Commands& redis_;
   CartSettings settings_;

@@ -161,6 +161,12 @@ ParsedConfig parse_config(int argc, char** argv) {
   option(app, "checkout-grace", c.checkout_grace_seconds,
          "seconds a checkout keeps its units held while it writes the order")
       ->check(CLI::Range(5, 86400));
+  option(app, "checkout-wait-replicas", c.checkout_wait_replicas,
+         "replicas a checkout's Redis writes wait for (WAIT) before the order is written; 0: none")
+      ->check(CLI::Range(0, 16));
+  option(app, "checkout-wait-ms", c.checkout_wait_ms,
+         "milliseconds a checkout waits at most for --checkout-wait-replicas")
+      ->check(CLI::Range(1, 10000));
   option(app, "checkout-recovery-ms", c.checkout_recovery_ms,
          "milliseconds after which an unfinished checkout is settled by recovery")
       ->check(CLI::Range(100, 3600000));

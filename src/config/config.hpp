@@ -34,8 +34,12 @@ struct Config {
   std::string currency = "USD";      // ISO 4217: the one currency of every price in /v1
   int checkout_grace_seconds = 120;  // units stay held at least this long into a checkout
   int checkout_recovery_ms = 30000;  // a checkout this old is settled by recovery
-  int sold_out_memory_ms = 100;      // an event loop remembers a sold-out row this long
-  int offer_window_seconds = 120;    // units offered to a waiting cart are held this long
+  // Before a checkout writes its order, its Redis writes wait for this many replicas
+  // (WAIT, at most checkout_wait_ms); 0: they do not wait.
+  int checkout_wait_replicas = 0;
+  int checkout_wait_ms = 100;
+  int sold_out_memory_ms = 100;    // an event loop remembers a sold-out row this long
+  int offer_window_seconds = 120;  // units offered to a waiting cart are held this long
   bool metrics = true;  // --no-metrics: the event loops count nothing (to measure the cost)
   // Live availability (GET /v1/stock/stream): how often watched rows are read, how often
   // idle streams hear a heartbeat, streams per instance, rows per stream.

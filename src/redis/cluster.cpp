@@ -365,6 +365,15 @@ void ClusterClient::command(std::span<const std::string_view> args, ReplyHandler
   dispatch(std::move(call));
 }
 
+void ClusterClient::command_near(std::string_view key, std::span<const std::string_view> args,
+                                 ReplyHandler handler) {
+  auto call = std::make_shared<Call>();
+  call->args.assign(args.begin(), args.end());
+  call->handler = std::move(handler);
+  call->slot = key_slot(key);
+  dispatch(std::move(call));
+}
+
 void ClusterClient::dispatch(std::shared_ptr<Call> call) {
   Client* client = nullptr;
   if (auto target = std::exchange(call->target, std::nullopt)) {

@@ -96,6 +96,8 @@ class ClusterClient final : public Commands {
   // to any ready primary). The handler runs on this loop, exactly once.
   void command(std::span<const std::string_view> args, ReplyHandler handler) override;
   using Commands::command;
+  void command_near(std::string_view key, std::span<const std::string_view> args,
+                    ReplyHandler handler) override;
 
   // Subscribes to `channel` on every primary, each on a connection of its own, and on
   // every node that becomes a primary later (keyspace events are per node). `before`,

@@ -26,6 +26,13 @@ class Commands {
   void command(std::initializer_list<std::string_view> args, ReplyHandler handler) {
     command(std::span(args.begin(), args.size()), std::move(handler));
   }
+  // Sends a command that names no key (WAIT) on the connection to the node that holds
+  // `key`: on a standalone Redis, the one connection.
+  virtual void command_near(std::string_view key, std::span<const std::string_view> args,
+                            ReplyHandler handler) {
+    (void)key;
+    command(args, std::move(handler));
+  }
   // Safe to call from any thread.
   virtual bool ready() const = 0;
   // The loop the handlers run on (for the callers' own timers).

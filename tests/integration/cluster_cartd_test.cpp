@@ -127,5 +127,31 @@ TEST(ClusterCartd, carts_checkout_and_expiry_work_on_a_cluster) {
   EXPECT_NE(check.output.find("12 stock rows"), std::string::npos) << check.output;
 }
 
+// --checkout-wait-replicas: the checkout's writes wait for a replica on every node they
+// went to (the cart's and its rows') before the order is written.
+TEST(ClusterCartd, a_checkout_waits_for_the_replicas_of_the_nodes_it_wrote_to) {
+  RedisCluster cluster(3, 1);
+  Cartd cartd(cluster.url(), catalog(), {"--checkout-wait-replicas", "1"});
+  auto added = cartd.post("/add-to-cart", line(0, 1));
+  ASSERT_EQ(added.status, 200u) << added.body;
+  std::string sid(added.json().at("cartSessionId").as_string());
+  for (int row = 1; row < 6; ++row) {
+    ASSERT_EQ(cartd.post("/add-to-cart", line(row, 1), {{"cart-session-id", sid}}).status, 200u);
+  }
+  auto waits = [&] {
+    std::int64_t calls = 0;
+    for (int port : cluster.primaries()) {
+      std::string stats = cluster.command(port, {"INFO", "commandstats"}).str;
+      auto at = stats.find("cmdstat_wait:calls=");
+      if (at != std::string::npos) calls += std::stoll(stats.substr(at + 19));
+    }
+    return calls;
+  };
+  std::int64_t before = waits();  // the test cluster's own (it waits for its replicas)
+  auto order = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k"}});
+  ASSERT_EQ(order.status, 201u) << order.body;
+  EXPECT_EQ(waits() - before, 7) << "the cart's node and each of its six rows'";
+}
+
 }  // namespace
 }  // namespace cartd::test

@@ -812,7 +812,9 @@ TEST(Soak, sqlite_every_unit_is_accounted_for_through_chaos) {
 // slots moved, while the shoppers and the admin work; then the same books.
 TEST(Soak, cluster_accounts_for_every_unit_through_failovers_and_a_reshard) {
   RedisCluster cluster(3, 1);
-  Cartd cartd(cluster.url(), catalog(), kFlags);
+  auto flags = kFlags;
+  flags.insert(flags.end(), {"--checkout-wait-replicas", "1"});
+  Cartd cartd(cluster.url(), catalog(), flags);
   Query sql = [&](const std::string& q) { return sqlite_rows(cartd.db_path(), q); };
   auto must = [](bool ok, const char* what) {
     if (!ok) throw std::runtime_error(what);
