@@ -257,6 +257,33 @@ local function forget_lapsed_holds(inv, now)
   redis.call('ZREMRANGEBYSCORE', hx, '-inf', '(' .. now)
 end
 
+-- A change that takes `more` units of a row beyond what the cart holds there, with
+-- `available` free: the cart's offer on the row (its {quantity, deadline}, or nil) if it
+-- may claim one (`offers`: the row has had a waitlist), and the refusal to answer when
+-- even with it the units are not there (nil when they are).
+local function claim_or_refuse(inv, sid, now, offers, more, available, dropped)
+  local claim = nil
+  if offers then
+    local q, d = live_offer(inv, sid, now)
+    if q then claim = {q, d} end
+  end
+  if more > available + (claim and claim[1] or 0) then
+    local waited = redis.call('EXISTS', waitlist_key(inv), offers_key(inv)) > 0
+    return nil, {'insufficient', math.max(available, 0), dropped, waited and 1 or 0}
+  end
+  return claim, nil
+end
+
+-- Appends lines {{pid, inv, qty}, ...} to a reply as flat triples.
+local function push_lines(out, lines)
+  for _, l in ipairs(lines) do
+    table.insert(out, l[1])
+    table.insert(out, l[2])
+    table.insert(out, l[3])
+  end
+  return out
+end
+
 -- Logical expiry: drops every bucket of one stock row whose deadline is before now, so
 -- the units count as available at the deadline whether or not anything else ran.
 -- `e` is the row's e as the caller read it (false: read it here). Returns how many

@@ -84,14 +84,10 @@ local function set_line(keys, args)
     local own = old_inv == inv and old_qty or 0
     -- Only a change that takes more units of the row claims the cart's offer on it; one
     -- that keeps or lowers the line leaves the offer as it is.
-    if row[6] and not created and qty > own then
-      local q, d = live_offer(inv, sid, now)
-      if q then claim = {q, d} end
-    end
-    if qty - own > available + (claim and claim[1] or 0) then
-      local waited = redis.call('EXISTS', waitlist_key(inv), offers_key(inv)) > 0
-      return {'insufficient', math.max(available, 0), dropped, waited and 1 or 0}
-    end
+    local refused
+    claim, refused = claim_or_refuse(inv, sid, now, row[6] and not created and qty > own,
+                                     qty - own, available, dropped)
+    if refused then return refused end
   end
 
   -- Every change restarts the cart's TTL (capped by its lifetime); the holds of its

@@ -50,14 +50,9 @@ local function hold(keys, args)
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
     if row[5] and qty > tonumber(row[5]) then return {'limit_exceeded', tonumber(row[5])} end
     local available = tonumber(row[2]) - (tonumber(row[3] or 0) - dropped + offered)
-    if row[6] then
-      local q, d = live_offer(inv, sid, now)
-      if q then claim = {q, d} end
-    end
-    if qty - q0 > available + (claim and claim[1] or 0) then
-      local waited = redis.call('EXISTS', waitlist_key(inv), offers_key(inv)) > 0
-      return {'insufficient', math.max(available, 0), dropped, waited and 1 or 0}
-    end
+    local refused
+    claim, refused = claim_or_refuse(inv, sid, now, row[6], qty - q0, available, dropped)
+    if refused then return refused end
   end
   local reply = {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
   if qty == q0 and (qty == 0 or deadline == d0) then return reply end  -- a repeat
@@ -121,13 +116,7 @@ local function line_begin(keys, args)
   local busy, stale = lock_state(cart[LOCK], now)
   if busy then return busy end
   redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
-  local out = {'locked', now, tonumber(cart[BIRTH]), deadline, stale}
-  for _, l in ipairs(cart_lines(fields)) do
-    table.insert(out, l[1])
-    table.insert(out, l[2])
-    table.insert(out, l[3])
-  end
-  return out
+  return push_lines({'locked', now, tonumber(cart[BIRTH]), deadline, stale}, cart_lines(fields))
 end
 
 -- cartd_line_commit: writes the line a change held, and ends the change.
@@ -308,13 +297,7 @@ local function abandon_cart(keys, args)
   redis.call('DEL', ck)
   redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
   cart_event(sid, 'abandoned', lines)
-  local out = {'abandoned', deadline, stale}
-  for _, l in ipairs(lines) do
-    table.insert(out, l[1])
-    table.insert(out, l[2])
-    table.insert(out, l[3])
-  end
-  return out
+  return push_lines({'abandoned', deadline, stale}, lines)
 end
 
 -- cartd_cart_lines: a live cart's lines, from its own slot (names and prices are read
@@ -325,13 +308,7 @@ end
 local function cart_lines_of(keys, args)
   local deadline = live_deadline(keys[1], now_ms())
   if not deadline then return missing_cart(args[1]) end
-  local out = {deadline}
-  for _, l in ipairs(cart_lines(redis.call('HGETALL', keys[1]))) do
-    table.insert(out, l[1])
-    table.insert(out, l[2])
-    table.insert(out, l[3])
-  end
-  return out
+  return push_lines({deadline}, cart_lines(redis.call('HGETALL', keys[1])))
 end
 
 redis.register_function('cartd_hold', hold)
