@@ -280,8 +280,13 @@ void CartService::leave(const std::string& session_id, const std::string& invent
 }
 
 void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
-  redis_.command({"FCALL", "cartd_create_cart", "1", keys::cart(session_id), session_id, ttl_ms_,
-                  max_lifetime_ms_, quantum_ms_},
+  std::vector<std::string> call =
+      keys::fcall("cartd_create_cart",
+                  settings_.split_lines ? keys::cart_slot(session_id)
+                                        : std::vector<std::string>{keys::cart(session_id)},
+                  {session_id, ttl_ms_, max_lifetime_ms_, quantum_ms_});
+  std::vector<std::string_view> args(call.begin(), call.end());
+  redis_.command(std::span<const std::string_view>(args),
                  [done = std::move(done), session_id](redis::Result r) {
                    finish(std::move(r), done, [&](const redis::Reply& reply) {
                      return decode_view(session_id, reply);
@@ -537,9 +542,14 @@ void CartService::checkout_abort(const std::string& session_id, const std::strin
 }
 
 void CartService::expired(const std::string& session_id, Callback<bool> done) {
+  std::vector<std::string> call =
+      keys::fcall("cartd_expired",
+                  settings_.split_lines ? keys::cart_slot(session_id)
+                                        : std::vector<std::string>{keys::cart(session_id)},
+                  {session_id});
+  std::vector<std::string_view> args(call.begin(), call.end());
   redis_.command(
-      {"FCALL", "cartd_expired", "1", keys::cart(session_id), session_id},
-      [done = std::move(done)](redis::Result r) {
+      std::span<const std::string_view>(args), [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
           if (reply.type != Type::integer) {
             return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));

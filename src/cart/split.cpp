@@ -109,6 +109,19 @@ void send_while_busy(redis::Commands& redis, std::chrono::milliseconds lease,
       });
 }
 
+// Sends owned arguments.
+void send(redis::Commands& redis, const std::vector<std::string>& owned,
+          redis::ReplyHandler handler) {
+  std::vector<std::string_view> args(owned.begin(), owned.end());
+  redis.command(std::span<const std::string_view>(args), std::move(handler));
+}
+
+// A cart step: FCALL `function` naming every key of the cart's slot, then `args`.
+std::vector<std::string> cart_command(const char* function, const std::string& sid,
+                                      std::vector<std::string> args) {
+  return keys::fcall(function, keys::cart_slot(sid), std::move(args));
+}
+
 // A row step of many rows at once; `after` gets the replies in order (or the first
 // error).
 void rows_at_once(redis::Commands& redis, std::vector<std::vector<std::string>> commands,
@@ -164,15 +177,8 @@ std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text)
 std::vector<std::string> hold_command(const char* function, const std::string& inv,
                                       const std::string& sid, const std::string& pid,
                                       std::int64_t qty, std::int64_t deadline) {
-  return {"FCALL",
-          function,
-          "1",
-          keys::stock(inv),
-          inv,
-          sid,
-          pid,
-          std::to_string(qty),
-          std::to_string(deadline)};
+  return keys::fcall(function, keys::row_slot(inv),
+                     {inv, sid, pid, std::to_string(qty), std::to_string(deadline)});
 }
 
 // The names and prices of `lines`' rows, read from their slots at once, into a view.
@@ -222,9 +228,10 @@ class Change : public std::enable_shared_from_this<Change> {
 
   void begin() {
     std::string lease = std::to_string(settings_.line_lease.count());
-    redis_.command({"FCALL", "cartd_line_begin", "1", cart_key_, sid_, op_, lease,
-                    call_.inventory_id, create_ ? "1" : "0"},
-                   [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
+    send(redis_,
+         cart_command("cartd_line_begin", sid_,
+                      {sid_, op_, lease, call_.inventory_id, create_ ? "1" : "0"}),
+         [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
   }
 
  private:
@@ -298,9 +305,7 @@ class Change : public std::enable_shared_from_this<Change> {
 
   void send_hold(const std::string& inv, const std::string& pid, std::int64_t qty,
                  redis::ReplyHandler handler) {
-    redis_.command({"FCALL", "cartd_hold", "1", keys::stock(inv), inv, sid_, pid,
-                    std::to_string(qty), std::to_string(deadline_)},
-                   std::move(handler));
+    send(redis_, hold_command("cartd_hold", inv, sid_, pid, qty, deadline_), std::move(handler));
   }
 
   void on_hold(redis::Result r) {
@@ -384,9 +389,11 @@ class Change : public std::enable_shared_from_this<Change> {
   void commit() {
     std::string qty = std::to_string(quantity_), deadline = std::to_string(deadline_),
                 born = std::to_string(born_);
-    redis_.command({"FCALL", "cartd_line_commit", "1", cart_key_, op_, call_.product_id,
-                    call_.inventory_id, qty, deadline, fresh_ ? "new" : "locked", born},
-                   [self = shared_from_this()](redis::Result r) { self->on_commit(std::move(r)); });
+    send(redis_,
+         cart_command("cartd_line_commit", sid_,
+                      {op_, call_.product_id, call_.inventory_id, qty, deadline,
+                       fresh_ ? "new" : "locked", born}),
+         [self = shared_from_this()](redis::Result r) { self->on_commit(std::move(r)); });
   }
 
   void on_commit(redis::Result r) {
@@ -422,8 +429,8 @@ class Change : public std::enable_shared_from_this<Change> {
   // A refusal: nothing changed; the cart is unlocked.
   void refuse() {
     if (!locked_) return reply();
-    redis_.command({"FCALL", "cartd_line_release", "1", cart_key_, op_},
-                   [self = shared_from_this()](redis::Result) { self->reply(); });
+    send(redis_, cart_command("cartd_line_release", sid_, {op_}),
+         [self = shared_from_this()](redis::Result) { self->reply(); });
   }
 
   void reply() { done_(std::move(out_)); }
@@ -459,9 +466,9 @@ void split_checkout_begin(redis::Commands& redis, const CartSettings& settings,
                           const std::string& attempt_id, Callback<CheckoutStart> done) {
   send_while_busy(
       redis, settings.line_lease,
-      {"FCALL", "cartd_checkout_freeze", "1", keys::cart(session_id), session_id, key,
-       std::to_string(settings.checkout_grace.count()), attempt_id,
-       std::to_string(settings.deadline_quantum().count())},
+      cart_command("cartd_checkout_freeze", session_id,
+                   {session_id, key, std::to_string(settings.checkout_grace.count()), attempt_id,
+                    std::to_string(settings.deadline_quantum().count())}),
       [&redis, session_id, done = std::move(done)](redis::Result r) {
         using K = CheckoutStart::Kind;
         if (!r)
@@ -528,21 +535,16 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
       return r.inventory_id == l.inventory_id;
     });
     bool known = row != rows.end();
-    commands.push_back({"FCALL", "cartd_checkout_release", "1", keys::stock(l.inventory_id),
-                        l.inventory_id, session_id, std::to_string(l.quantity),
-                        known ? std::to_string(row->on_hand) : "",
-                        known ? std::to_string(row->version) : ""});
+    commands.push_back(keys::fcall(
+        "cartd_checkout_release", keys::row_slot(l.inventory_id),
+        {l.inventory_id, session_id, std::to_string(l.quantity),
+         known ? std::to_string(row->on_hand) : "", known ? std::to_string(row->version) : ""}));
     sold.push_back(boost::json::object{
         {"product_id", l.product_id}, {"inventory_id", l.inventory_id}, {"quantity", l.quantity}});
   }
-  std::vector<std::string> close{"FCALL",
-                                 "cartd_checkout_close",
-                                 "1",
-                                 keys::cart(session_id),
-                                 session_id,
-                                 order.idempotency_key,
-                                 order.order_id,
-                                 boost::json::serialize(sold)};
+  std::vector<std::string> close = cart_command("cartd_checkout_close", session_id,
+                                                {session_id, order.idempotency_key, order.order_id,
+                                                 std::string(boost::json::serialize(sold))});
   rows_at_once(
       redis, std::move(commands),
       [&redis, close = std::move(close), units,
@@ -552,9 +554,7 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
         }
         std::int64_t dropped = 0;
         for (const redis::Reply& r : *replies) dropped += r.integer;
-        std::vector<std::string_view> views(close.begin(), close.end());
-        redis.command(std::span<const std::string_view>(views), [units, dropped,
-                                                                 done](redis::Result r) {
+        send(redis, close, [units, dropped, done](redis::Result r) {
           if (!r) {
             return done(boost::system::result<bool>(boost::system::in_place_error, r.error()));
           }
@@ -571,38 +571,37 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
 void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
                           const std::string& key, const std::string& attempt_id,
                           const std::vector<db::OnHandVersion>& rows, Callback<bool> done) {
-  redis.command(
-      {"FCALL", "cartd_checkout_thaw", "1", keys::cart(session_id), session_id, key, attempt_id},
-      [&redis, session_id, rows, done = std::move(done)](redis::Result r) {
-        if (!r) return done(boost::system::result<bool>(boost::system::in_place_error, r.error()));
-        auto thawed = r->int_at(0);
-        if (r->type != Type::array || !thawed) {
-          return done(boost::system::result<bool>(boost::system::in_place_error, unexpected(*r)));
-        }
-        // The rows the checkout marked, and those the DB gave a new on_hand for.
-        std::map<std::string, std::pair<std::string, std::string>> unmark;
-        if (*thawed == 1) {
-          for (const StoredLine& l :
-               parse_lines_json(r->text_at(1).value_or("")).value_or(std::vector<StoredLine>{})) {
-            unmark[l.inventory_id];
-          }
-        }
-        for (const db::OnHandVersion& row : rows) {
-          unmark[row.inventory_id] = {std::to_string(row.on_hand), std::to_string(row.version)};
-        }
-        std::vector<std::vector<std::string>> commands;
-        for (const auto& [inv, on_hand] : unmark) {
-          commands.push_back({"FCALL", "cartd_checkout_unmark", "1", keys::stock(inv), inv,
-                              session_id, on_hand.first, on_hand.second});
-        }
-        rows_at_once(redis, std::move(commands), [thawed = *thawed == 1, done](auto replies) {
-          if (!replies) {
-            return done(
-                boost::system::result<bool>(boost::system::in_place_error, replies.error()));
-          }
-          done(thawed);
-        });
-      });
+  send(redis, cart_command("cartd_checkout_thaw", session_id, {session_id, key, attempt_id}),
+       [&redis, session_id, rows, done = std::move(done)](redis::Result r) {
+         if (!r) return done(boost::system::result<bool>(boost::system::in_place_error, r.error()));
+         auto thawed = r->int_at(0);
+         if (r->type != Type::array || !thawed) {
+           return done(boost::system::result<bool>(boost::system::in_place_error, unexpected(*r)));
+         }
+         // The rows the checkout marked, and those the DB gave a new on_hand for.
+         std::map<std::string, std::pair<std::string, std::string>> unmark;
+         if (*thawed == 1) {
+           for (const StoredLine& l :
+                parse_lines_json(r->text_at(1).value_or("")).value_or(std::vector<StoredLine>{})) {
+             unmark[l.inventory_id];
+           }
+         }
+         for (const db::OnHandVersion& row : rows) {
+           unmark[row.inventory_id] = {std::to_string(row.on_hand), std::to_string(row.version)};
+         }
+         std::vector<std::vector<std::string>> commands;
+         for (const auto& [inv, on_hand] : unmark) {
+           commands.push_back(keys::fcall("cartd_checkout_unmark", keys::row_slot(inv),
+                                          {inv, session_id, on_hand.first, on_hand.second}));
+         }
+         rows_at_once(redis, std::move(commands), [thawed = *thawed == 1, done](auto replies) {
+           if (!replies) {
+             return done(
+                 boost::system::result<bool>(boost::system::in_place_error, replies.error()));
+           }
+           done(thawed);
+         });
+       });
 }
 
 void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
@@ -610,7 +609,7 @@ void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
   using Abandoned = CartService::Abandoned;
   using K = Abandoned::Kind;
   send_while_busy(
-      redis, lease, {"FCALL", "cartd_abandon_cart", "1", keys::cart(session_id), session_id},
+      redis, lease, cart_command("cartd_abandon_cart", session_id, {session_id}),
       [&redis, session_id, done = std::move(done)](redis::Result r) {
         if (!r) {
           return done(boost::system::result<Abandoned>(boost::system::in_place_error, r.error()));
@@ -653,29 +652,28 @@ void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
 
 void split_get_cart(redis::Commands& redis, const std::string& session_id,
                     Callback<CartLookup> done) {
-  redis.command(
-      {"FCALL", "cartd_cart_lines", "1", keys::cart(session_id), session_id},
-      [&redis, session_id, done = std::move(done)](redis::Result r) {
-        if (!r)
-          return done(boost::system::result<CartLookup>(boost::system::in_place_error, r.error()));
-        if (r->type == Type::string || r->type == Type::status) {
-          return done(CartLookup{{}, missing_from(r->str)});
-        }
-        auto deadline = r->int_at(0);
-        auto lines = r->type == Type::array ? lines_at(*r, 1) : std::nullopt;
-        if (!deadline || !lines) {
-          return done(
-              boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
-        }
-        read_view(redis, CartView{session_id, *deadline, {}, {}, {}}, std::move(*lines),
-                  [done](boost::system::result<CartView> view) {
-                    if (!view) {
-                      return done(boost::system::result<CartLookup>(boost::system::in_place_error,
-                                                                    view.error()));
-                    }
-                    done(CartLookup{std::move(*view), Missing::unknown});
-                  });
-      });
+  send(redis, cart_command("cartd_cart_lines", session_id, {session_id}),
+       [&redis, session_id, done = std::move(done)](redis::Result r) {
+         if (!r)
+           return done(boost::system::result<CartLookup>(boost::system::in_place_error, r.error()));
+         if (r->type == Type::string || r->type == Type::status) {
+           return done(CartLookup{{}, missing_from(r->str)});
+         }
+         auto deadline = r->int_at(0);
+         auto lines = r->type == Type::array ? lines_at(*r, 1) : std::nullopt;
+         if (!deadline || !lines) {
+           return done(
+               boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
+         }
+         read_view(redis, CartView{session_id, *deadline, {}, {}, {}}, std::move(*lines),
+                   [done](boost::system::result<CartView> view) {
+                     if (!view) {
+                       return done(boost::system::result<CartLookup>(boost::system::in_place_error,
+                                                                     view.error()));
+                     }
+                     done(CartLookup{std::move(*view), Missing::unknown});
+                   });
+       });
 }
 
 }  // namespace cartd::cart

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cartd::keys {
 
@@ -47,6 +48,24 @@ inline std::string pending(std::string_view inv) {
 inline std::string offers(std::string_view inv) {
   return stock_tag(group_of(inv)) + "of:" + std::string(inv);
 }
+inline std::string checkout(std::string_view sid) {
+  return cart_tag(group_of(sid)) + "co:" + std::string(sid);
+}
+inline std::string done(std::string_view sid) {
+  return cart_tag(group_of(sid)) + "ck:" + std::string(sid);
+}
+inline std::string hold_records(std::string_view inv) {
+  return stock_tag(group_of(inv)) + "hc:" + std::string(inv);
+}
+inline std::string hold_deadlines(std::string_view inv) {
+  return stock_tag(group_of(inv)) + "hx:" + std::string(inv);
+}
+inline std::string waitlist(std::string_view inv) {
+  return stock_tag(group_of(inv)) + "wl:" + std::string(inv);
+}
+inline std::string wanted(std::string_view inv) {
+  return stock_tag(group_of(inv)) + "wq:" + std::string(inv);
+}
 // Per group.
 inline std::string checkouts(std::uint32_t group) {
   return cart_tag(group) + "#checkouts";
@@ -59,6 +78,31 @@ inline std::string dirty(std::uint32_t group) {
 }
 inline std::string due(std::uint32_t group) {
   return stock_tag(group) + "#due";
+}
+
+// Every key a function may touch in a cart's slot, and in a row's slot (the group's
+// indexes included): what a function names in KEYS on a Redis Cluster, so that while
+// the slot migrates Redis answers TRYAGAIN (some of them moved) or ASK (all of them)
+// rather than run it on a node that has only some of them.
+inline std::vector<std::string> cart_slot(std::string_view sid) {
+  std::uint32_t g = group_of(sid);
+  return {cart(sid), checkout(sid), done(sid), gone(sid), checkouts(g), events(g)};
+}
+inline std::vector<std::string> row_slot(std::string_view inv) {
+  std::uint32_t g = group_of(inv);
+  return {stock(inv),   hold_records(inv), hold_deadlines(inv),
+          pending(inv), offers(inv),       waitlist(inv),
+          wanted(inv),  dirty(g),          due(g)};
+}
+
+// FCALL `function` with `keys`, then `args`.
+inline std::vector<std::string> fcall(std::string_view function, std::vector<std::string> keys,
+                                      std::vector<std::string> args) {
+  std::vector<std::string> out{"FCALL", std::string(function), std::to_string(keys.size())};
+  out.reserve(3 + keys.size() + args.size());
+  for (std::string& k : keys) out.push_back(std::move(k));
+  for (std::string& a : args) out.push_back(std::move(a));
+  return out;
 }
 
 // The session id of a cart key ("{c<n>}:<sid>"), or "" for any other key.

@@ -159,12 +159,12 @@ local function checkouts_stale(keys, args)
     end
     for _, sid in ipairs(stale) do
       local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
+      -- An entry without its checkout is left alone: the checkout's end removes both at
+      -- once, so on a Redis Cluster it is a checkout whose slot is moving to another node.
       if co[1] then
         table.insert(out, sid)
         table.insert(out, co[1])
         table.insert(out, co[2] or attempt_of(sid, co[1]))
-      else
-        redis.call('ZREM', index, sid)
       end
     end
   end

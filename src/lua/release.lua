@@ -56,9 +56,11 @@ local function sweep(keys, args)
       local e = redis.call('HGET', stock_key(inv), 'e')
       if e then
         units = units + drop_expired(inv, now, e)
-      else
-        redis.call('ZREM', key, inv)  -- no bucket left (or no row)
+      elseif redis.call('EXISTS', stock_key(inv)) == 1 then
+        redis.call('ZREM', key, inv)  -- no bucket left
       end
+      -- A row not here is left in the index: on a Redis Cluster, its slot may be moving
+      -- to another node, the row ahead of its index.
     end
     rows = rows + #due
     if #due == batch then more = 1 end

@@ -187,17 +187,22 @@ local function take_dirty(keys, args)
   local out = {0}
   for _, key in ipairs(keys) do
     local popped = lease(key, args[2], tonumber(args[3])) and redis.call('SPOP', key, batch) or {}
+    local absent = {}
     for _, inv in ipairs(popped) do
       local on_hand, reserved = live_counts(inv, now)
       if on_hand >= 0 then
         table.insert(out, inv)
         table.insert(out, on_hand)
         table.insert(out, reserved)
+      else
+        table.insert(absent, inv)
       end
     end
-    -- Dropping expired buckets marks a popped row dirty again: it is written now.
+    -- Dropping expired buckets marks a popped row dirty again: it is written now. A row
+    -- not here stays marked: on a Redis Cluster its slot may be moving to another node.
     if #popped > 0 then redis.call('SREM', key, unpack(popped)) end
-    if #popped == batch then out[1] = 1 end
+    if #absent > 0 then redis.call('SADD', key, unpack(absent)) end
+    if #popped == batch and #absent == 0 then out[1] = 1 end
   end
   return out
 end

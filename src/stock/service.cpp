@@ -1,5 +1,6 @@
 #include "stock/service.hpp"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 
@@ -14,14 +15,24 @@ boost::system::error_code unexpected() {
   return ReplyErrc::unexpected_reply;
 }
 
-// FCALL `name` with the stock rows of `ids` as KEYS, then `argv`.
+// FCALL `name` with the stock rows of `ids` as KEYS, then `argv`. `whole_slot` (a Redis
+// Cluster) names every key of each row's slot the function may touch (keys::row_slot),
+// each once.
 std::vector<std::string> fcall_rows(std::string_view name, const std::vector<std::string>& ids,
-                                    std::vector<std::string> argv) {
-  std::vector<std::string> args{"FCALL", std::string(name), std::to_string(ids.size())};
-  args.reserve(3 + ids.size() + argv.size());
-  for (const std::string& id : ids) args.push_back(keys::stock(id));
-  for (std::string& a : argv) args.push_back(std::move(a));
-  return args;
+                                    std::vector<std::string> argv, bool whole_slot = false) {
+  std::vector<std::string> keys_of;
+  for (const std::string& id : ids) {
+    if (!whole_slot) {
+      keys_of.push_back(keys::stock(id));
+      continue;
+    }
+    for (std::string& k : keys::row_slot(id)) {
+      if (std::find(keys_of.begin(), keys_of.end(), k) == keys_of.end()) {
+        keys_of.push_back(std::move(k));
+      }
+    }
+  }
+  return keys::fcall(name, std::move(keys_of), std::move(argv));
 }
 
 // Sends owned arguments.
@@ -91,14 +102,14 @@ boost::system::result<std::optional<StockView>> decode_stock(std::string invento
 }
 
 void StockService::stock(const std::string& inventory_id, Callback<std::optional<StockView>> done) {
-  redis_.command({"FCALL", "cartd_stock", "1", keys::stock(inventory_id), inventory_id},
-                 [done = std::move(done), inventory_id](redis::Result r) {
-                   if (!r) return done(r.error());
-                   done(decode_stock(inventory_id, *r));
-                 });
+  send(redis_, fcall_rows("cartd_stock", {inventory_id}, {inventory_id}, per_group_),
+       [done = std::move(done), inventory_id](redis::Result r) {
+         if (!r) return done(r.error());
+         done(decode_stock(inventory_id, *r));
+       });
 }
 
-std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot) {
   std::vector<std::string> args;
   args.reserve(rows.size() * 7);
   std::vector<std::string> ids = ids_of(rows);
@@ -111,7 +122,7 @@ std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows) {
     args.push_back(std::to_string(r.price_cents));
     args.push_back(std::to_string(r.max_per_cart));
   }
-  return fcall_rows("cartd_mirror", ids, std::move(args));
+  return fcall_rows("cartd_mirror", ids, std::move(args), whole_slot);
 }
 
 namespace {
@@ -154,9 +165,9 @@ void StockService::counts(const std::vector<std::string>& ids,
   auto out = std::make_shared<std::vector<std::optional<LiveCounts>>>(ids.size());
   over_rows(
       ids,
-      [&ids](const std::vector<std::size_t>& part) {
+      [this, &ids](const std::vector<std::size_t>& part) {
         auto sub = pick(ids, part);
-        return fcall_rows("cartd_stock_many", sub, sub);
+        return fcall_rows("cartd_stock_many", sub, sub, per_group_);
       },
       [out](const std::vector<std::size_t>& part, const redis::Reply& r) {
         return place_counts(out, part, r);
@@ -193,9 +204,9 @@ void StockService::watch(const std::vector<std::string>& ids,
   auto out = std::make_shared<std::vector<std::optional<WatchedRow>>>(ids.size());
   over_rows(
       ids,
-      [&ids](const std::vector<std::size_t>& part) {
+      [this, &ids](const std::vector<std::size_t>& part) {
         auto sub = pick(ids, part);
-        return fcall_rows("cartd_watch", sub, sub);
+        return fcall_rows("cartd_watch", sub, sub, per_group_);
       },
       [out](const std::vector<std::size_t>& part,
             const redis::Reply& r) -> boost::system::error_code {
@@ -229,7 +240,9 @@ void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::i
   auto sum = std::make_shared<std::int64_t>(0);
   over_rows(
       ids_of(rows),
-      [&rows](const std::vector<std::size_t>& part) { return mirror_args(pick(rows, part)); },
+      [this, &rows](const std::vector<std::size_t>& part) {
+        return mirror_args(pick(rows, part), per_group_);
+      },
       [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
       [sum, done](boost::system::error_code ec) {
         if (ec) return done(ec);
@@ -260,24 +273,24 @@ void StockService::admin_hold(const std::string& inventory_id, const std::string
                               std::int64_t quantity, std::chrono::milliseconds hold_for,
                               Callback<AdminHold> done) {
   std::string qty = std::to_string(quantity), ms = std::to_string(hold_for.count());
-  redis_.command(
-      {"FCALL", "cartd_admin_hold", "1", keys::stock(inventory_id), inventory_id, member, qty, ms},
-      [done](redis::Result r) {
-        if (!r) return done(r.error());
-        auto tag = r->text_at(0);
-        if (!tag) return done(unexpected());
-        AdminHold out;
-        if (*tag == "unknown_inventory") {
-          out.kind = AdminHold::Kind::unknown_inventory;
-          return done(out);
-        }
-        if (*tag == "below_reserved")
-          out.kind = AdminHold::Kind::below_reserved;
-        else if (*tag != "ok")
-          return done(unexpected());
-        out.counts = LiveCounts{r->int_at(1).value_or(0), r->int_at(2).value_or(0)};
-        done(out);
-      });
+  send(redis_,
+       fcall_rows("cartd_admin_hold", {inventory_id}, {inventory_id, member, qty, ms}, per_group_),
+       [done](redis::Result r) {
+         if (!r) return done(r.error());
+         auto tag = r->text_at(0);
+         if (!tag) return done(unexpected());
+         AdminHold out;
+         if (*tag == "unknown_inventory") {
+           out.kind = AdminHold::Kind::unknown_inventory;
+           return done(out);
+         }
+         if (*tag == "below_reserved")
+           out.kind = AdminHold::Kind::below_reserved;
+         else if (*tag != "ok")
+           return done(unexpected());
+         out.counts = LiveCounts{r->int_at(1).value_or(0), r->int_at(2).value_or(0)};
+         done(out);
+       });
 }
 
 void StockService::apply_on_hand(const std::string& hold_inventory_id,
@@ -303,7 +316,7 @@ void StockService::apply_on_hand(const std::string& hold_inventory_id,
           }
         }
         for (std::string& a : on_hand_args(sub)) argv.push_back(std::move(a));
-        return fcall_rows("cartd_apply_on_hand", keys_of, std::move(argv));
+        return fcall_rows("cartd_apply_on_hand", keys_of, std::move(argv), per_group_);
       },
       [out, n = rows.size()](const std::vector<std::size_t>& part, const redis::Reply& r) {
         std::vector<std::size_t> answered;
@@ -324,9 +337,9 @@ void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
   auto sum = std::make_shared<std::int64_t>(0);
   over_rows(
       ids_of(rows),
-      [&rows](const std::vector<std::size_t>& part) {
+      [this, &rows](const std::vector<std::size_t>& part) {
         auto sub = pick(rows, part);
-        return fcall_rows("cartd_sync_on_hand", ids_of(sub), on_hand_args(sub));
+        return fcall_rows("cartd_sync_on_hand", ids_of(sub), on_hand_args(sub), per_group_);
       },
       [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
       [sum, done](boost::system::error_code ec) {

@@ -148,6 +148,7 @@ boost::system::result<std::optional<StockView>> decode_stock(std::string invento
                                                              const redis::Reply& r);
 
 // The whole FCALL cartd_mirror command for rows; used by the mirror step too.
-std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows);
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows,
+                                     bool whole_slot = false);
 
 }  // namespace cartd::stock
