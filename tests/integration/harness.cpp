@@ -133,6 +133,29 @@ std::vector<std::string> redis_server_argv(int port, const std::filesystem::path
 }  // namespace
 
 RedisCluster::RedisCluster(int primaries, int replicas) {
+  // Made again, on new ports, if the first try does not come up: on a machine busy with
+  // other tests a replica has been seen not to sync within a minute.
+  try {
+    make(primaries, replicas);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "test cluster: %s; making it again\n", e.what());
+    stop_all();
+    make(primaries, replicas);
+  }
+}
+
+void RedisCluster::stop_all() {
+  for (auto& n : nodes_) {
+    if (!n.process) continue;
+    n.process->signal(SIGCONT);
+    n.process->signal(SIGKILL);
+    n.process->wait();
+  }
+  nodes_.clear();
+  ports_.clear();
+}
+
+void RedisCluster::make(int primaries, int replicas) {
   std::vector<int> buses;
   int total = primaries * (1 + replicas);
   for (int i = 0; i < total; ++i) {
@@ -213,12 +236,7 @@ void RedisCluster::restart(int port) {
 }
 
 RedisCluster::~RedisCluster() {
-  for (auto& n : nodes_) {
-    if (!n.process) continue;
-    n.process->signal(SIGCONT);
-    n.process->signal(SIGKILL);
-    n.process->wait();
-  }
+  stop_all();
 }
 
 redis::Reply RedisCluster::command(int port, const std::vector<std::string>& args) {

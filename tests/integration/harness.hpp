@@ -155,6 +155,8 @@ class RedisCluster {
     std::vector<std::string> argv;
     std::unique_ptr<Process> process;
   };
+  void make(int primaries, int replicas);
+  void stop_all();
   void wait_up(int port);
   TempDir dir_;
   std::vector<int> ports_;

@@ -20,6 +20,7 @@
 #include "lua/library.hpp"
 #include "redis/client.hpp"
 #include "redis/cluster.hpp"
+#include "redis/slot.hpp"
 
 namespace cartd::test {
 namespace {
@@ -452,6 +453,45 @@ TEST(SplitLines, an_abandoned_cart_gives_its_units_back) {
   for (const auto& inv : rows) EXPECT_EQ(kind_of(shop.set(sid_of(16), inv, 3)), Kind::ok);
   EXPECT_EQ(shop.get(sid)->missing, cart::Missing::expired);  // ended: abandoned
   shop.expect_exact_accounting(rows, {sid, sid_of(16)});
+}
+
+// A slot in migration, its keys split between two nodes: a line change waits (TRYAGAIN)
+// until the slot has moved, rather than run on the node that has only the row, where it
+// would miss the cart's hold record (moved already) and write a second one.
+TEST(SplitLines, a_change_waits_while_its_rows_slot_is_split_between_two_nodes) {
+  RedisCluster cluster(3, 0);
+  SplitShop shop(cluster.url(), true);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(21);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  std::string records = keys::hold_records("a");
+  auto slot = std::to_string(redis::key_slot(keys::stock("a")));
+  int from = cluster.owner_of(redis::key_slot(keys::stock("a")));
+  int to = from == cluster.ports()[0] ? cluster.ports()[1] : cluster.ports()[0];
+  auto from_id = cluster.node_id(from), to_id = cluster.node_id(to);
+  ASSERT_EQ(cluster.command(to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id}).str, "OK");
+  ASSERT_EQ(cluster.command(from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id}).str, "OK");
+  // The hold records go first; the row stays behind for now.
+  ASSERT_EQ(
+      cluster.command(from, {"MIGRATE", "127.0.0.1", std::to_string(to), records, "0", "5000"}).str,
+      "OK");
+  auto change = shop.send(sid, "a", 3);
+  EXPECT_EQ(change.wait_for(200ms), std::future_status::timeout) << "it ran on half a slot";
+  // The rest of the slot moves, and the slot is the target's.
+  auto rest = cluster.command(from, {"CLUSTER", "GETKEYSINSLOT", slot, "1000"});
+  std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0",
+                                   "5000",    "KEYS"};
+  for (const auto& k : rest.elements) migrate.push_back(k.str);
+  ASSERT_FALSE(rest.elements.empty());
+  auto moved = cluster.command(from, migrate);
+  ASSERT_EQ(moved.str, "OK") << "a key of the slot was written twice";
+  for (int port : {to, from}) {
+    ASSERT_EQ(cluster.command(port, {"CLUSTER", "SETSLOT", slot, "NODE", to_id}).str, "OK");
+  }
+  ASSERT_EQ(kind_of(change.get()), Kind::ok);
+  EXPECT_EQ(cluster.command(from, {"CLUSTER", "COUNTKEYSINSLOT", slot}).integer, 0);
+  EXPECT_EQ(cluster.command(to, {"HGET", keys::stock("a"), "r"}).str, "3");
+  shop.expect_exact_accounting({"a"}, {sid});
 }
 
 }  // namespace
