@@ -222,7 +222,6 @@ class Change : public std::enable_shared_from_this<Change> {
         settings_(settings),
         call_(std::move(call)),
         sid_(std::move(sid)),
-        cart_key_(keys::cart(sid_)),
         create_(create),
         done_(std::move(done)) {}
 
@@ -441,7 +440,7 @@ class Change : public std::enable_shared_from_this<Change> {
   redis::Commands& redis_;
   const CartSettings& settings_;
   SetLineCall call_;
-  std::string sid_, cart_key_;
+  std::string sid_;
   bool create_;
   Callback<SetLineOutcome> done_;
   std::string op_ = new_session_id();

@@ -72,5 +72,23 @@ TEST(RedisUrl, errors_never_show_the_password) {
   }
 }
 
+TEST(RedisUrl, several_comma_separated_urls_name_a_clusters_seeds) {
+  auto seeds = parse_urls("redis://10.0.0.1:7000,redis://u:p@10.0.0.2:7001/0");
+  ASSERT_TRUE(seeds);
+  ASSERT_EQ(seeds->size(), 2u);
+  EXPECT_EQ((*seeds)[0].host, "10.0.0.1");
+  EXPECT_EQ((*seeds)[1].port, 7001);
+  EXPECT_EQ((*seeds)[1].password, "p");
+  EXPECT_EQ(parse_urls("redis://h:1")->size(), 1u);
+  for (auto bad : {"redis://h:1,", ",redis://h:1", "redis://h:1,,redis://h:2",
+                   "redis://h:1,redis://shop:s3cret@h:0"}) {
+    auto e = parse_urls(bad);
+    ASSERT_FALSE(e) << bad;
+    EXPECT_EQ(e.error().find("s3c"), std::string::npos) << e.error();
+  }
+  EXPECT_EQ(redact_password("redis://a:s3cret@h:1,redis://b:0ther@h:2"),
+            "redis://a:***@h:1,redis://b:***@h:2");
+}
+
 }  // namespace
 }  // namespace cartd::redis
