@@ -8,6 +8,7 @@
 #include <boost/json/value.hpp>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
@@ -38,7 +39,9 @@ bool pause_then(redis::Commands& redis, int tries, std::chrono::milliseconds lea
   }
   if (waited + pause > lease) return false;
   auto timer = std::make_shared<boost::asio::steady_timer>(redis.context(), pause);
-  timer->async_wait([timer, again = std::move(again)](boost::system::error_code) { again(); });
+  timer->async_wait([timer, again = std::move(again)](boost::system::error_code ec) {
+    if (ec != boost::asio::error::operation_aborted) again();  // not at shutdown
+  });
   return true;
 }
 
@@ -298,7 +301,12 @@ class Change : public std::enable_shared_from_this<Change> {
                          born_ + settings_.max_lifetime.count());
     deadline_ = std::max(deadline_, old_deadline_);  // never back (see cartd_set_line)
     if (quantity_ == 0) return hold_others();
-    send_hold(call_.inventory_id, call_.product_id, quantity_,
+    // Until the line is written the row keeps what the cart says now if that is more: a
+    // change cut short must leave too much held, never too little. A smaller line is
+    // held exactly once it is written (after_commit).
+    bool same_row = old_.quantity > 0 && old_.inventory_id == call_.inventory_id;
+    held_ = same_row ? std::max(quantity_, old_.quantity) : quantity_;
+    send_hold(call_.inventory_id, call_.product_id, held_,
               [self = shared_from_this()](redis::Result r) { self->on_hold(std::move(r)); });
   }
 
@@ -340,49 +348,64 @@ class Change : public std::enable_shared_from_this<Change> {
     refuse();
   }
 
-  // The rows besides the line's own: the line's old row when it moves to another (or
-  // goes), every other line's when the deadline moves, and all of the cart's when a
-  // change before this one lapsed unfinished (a repair: each row set to what the cart
-  // says).
+  // Before the commit, the rows besides the line's own that keep or gain holds: every
+  // other line's (its old row's too, if it moves or goes) when the deadline moves, and
+  // all of the cart's when a change before this one lapsed unfinished (a repair: each
+  // row set to what the cart says; a row the lapsed change held that the cart has no
+  // line on, to nothing).
   void hold_others() {
-    struct Set {
-      std::string inv, pid;
-      std::int64_t qty;
-    };
-    auto sets = std::make_shared<std::vector<Set>>();
+    auto sets = std::make_shared<std::vector<RowSet>>();
     bool moved = old_deadline_ != deadline_ || !stale_.empty();
     bool stale_seen = stale_.empty() || (quantity_ > 0 && stale_ == call_.inventory_id);
+    for (const StoredLine& l : lines_) {
+      if (l.inventory_id == stale_) stale_seen = true;
+      bool own_row = l.product_id == call_.product_id && quantity_ > 0 &&
+                     l.inventory_id == call_.inventory_id;  // held above
+      if (moved && !own_row) sets->push_back({l.inventory_id, l.product_id, l.quantity});
+    }
+    if (!stale_seen) sets->push_back({stale_, "", 0});
+    set_rows(sets, "was not moved with its deadline",
+             [self = shared_from_this()] { self->commit(); });
+  }
+
+  // After the commit, the holds that shrink: the line's own row to the line, and the
+  // line's old row (it moved to another row, or went) to nothing.
+  void after_commit(std::function<void()> then) {
+    auto sets = std::make_shared<std::vector<RowSet>>();
+    if (quantity_ > 0 && held_ > quantity_) {
+      sets->push_back({call_.inventory_id, call_.product_id, quantity_});
+    }
     if (old_.quantity > 0 && (old_.inventory_id != call_.inventory_id || quantity_ == 0)) {
       sets->push_back({old_.inventory_id, old_.product_id, 0});
     }
-    for (const StoredLine& l : lines_) {
-      if (l.inventory_id == stale_) stale_seen = true;
-      if (l.product_id != call_.product_id && moved) {
-        sets->push_back({l.inventory_id, l.product_id, l.quantity});
-      }
-    }
-    if (!stale_seen) sets->push_back({stale_, "", 0});
+    set_rows(sets, "kept more than the cart's line", std::move(then));
+  }
+
+  struct RowSet {
+    std::string inv, pid;
+    std::int64_t qty;
+  };
+  // Sets the cart's hold on rows, at once, at the change's deadline; `then` after the
+  // last answer. A row that refuses (its record lapsed and the units went to others)
+  // breaks the cart's promise on that line: checkout finds it; no unit is sold twice.
+  void set_rows(std::shared_ptr<std::vector<RowSet>> sets, const char* what,
+                std::function<void()> then) {
     auto self = shared_from_this();
     all_of(
         sets->size(),
-        [self, sets](std::size_t i, std::function<void()> answered) {
-          const Set& s = (*sets)[i];
-          self->send_hold(s.inv, s.pid, s.qty,
-                          [self, inv = s.inv, answered = std::move(answered)](redis::Result r) {
-                            // A row that cannot take the hold back (its record lapsed and
-                            // the units went) breaks this cart's promise on that line;
-                            // checkout will find it. Units are never oversold for it.
-                            if (!r || r->text_at(0).value_or("") != "ok") {
-                              spdlog::warn(
-                                  "cart {}: the hold on row {} was not moved with its "
-                                  "deadline ({})",
-                                  self->sid_, inv,
-                                  r ? r->text_at(0).value_or("?") : r.error().message());
-                            }
-                            answered();
-                          });
+        [self, sets, what](std::size_t i, std::function<void()> answered) {
+          const RowSet& s = (*sets)[i];
+          self->send_hold(
+              s.inv, s.pid, s.qty,
+              [self, what, inv = s.inv, answered = std::move(answered)](redis::Result r) {
+                if (!r || r->text_at(0).value_or("") != "ok") {
+                  spdlog::warn("cart {}: the hold on row {} {} ({})", self->sid_, inv, what,
+                               r ? r->text_at(0).value_or("?") : r.error().message());
+                }
+                answered();
+              });
         },
-        [self] { self->commit(); });
+        std::move(then));
   }
 
   void commit() {
@@ -400,10 +423,15 @@ class Change : public std::enable_shared_from_this<Change> {
     auto tag = r->text_at(0);
     if (r->type != Type::array || !tag) return fail(unexpected(*r));
     if (*tag == "lost") {
-      // The cart ended while its rows took the change (or another change took the lapsed
-      // lock, and set them as the cart says): the line's hold is given back.
-      if (quantity_ > 0) send_hold(call_.inventory_id, call_.product_id, 0, [](redis::Result) {});
-      if (r->text_at(1).value_or("") == "gone" && !fresh_) {
+      // The cart ended while its rows took the change: the line's hold is given back.
+      // If another step took the lapsed lock instead (a change that repairs, a checkout
+      // that holds its rows anew), the row is theirs now: it is left as it is, holding
+      // too much at worst, until its record's deadline.
+      bool gone = r->text_at(1).value_or("") == "gone";
+      if (gone && quantity_ > 0) {
+        send_hold(call_.inventory_id, call_.product_id, 0, [](redis::Result) {});
+      }
+      if (gone && !fresh_) {
         out_.kind = Kind::no_cart;
         out_.missing = Missing::expired;
         return reply();
@@ -416,13 +444,15 @@ class Change : public std::enable_shared_from_this<Change> {
     std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
     if (quantity_ > 0)
       lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
-    if (!call_.want_cart) return reply();
-    read_view(redis_, out_.cart, lines_,
-              [self = shared_from_this()](boost::system::result<CartView> view) {
-                if (!view) return self->fail(view.error());
-                self->out_.cart = std::move(*view);
-                self->reply();
-              });
+    after_commit([self = shared_from_this()] {
+      if (!self->call_.want_cart) return self->reply();
+      read_view(self->redis_, self->out_.cart, self->lines_,
+                [self](boost::system::result<CartView> view) {
+                  if (!view) return self->fail(view.error());
+                  self->out_.cart = std::move(*view);
+                  self->reply();
+                });
+    });
   }
 
   // A refusal: nothing changed; the cart is unlocked.
@@ -447,6 +477,7 @@ class Change : public std::enable_shared_from_this<Change> {
   int busy_tries_ = 0;
   bool fresh_ = false, locked_ = false;
   std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
+  std::int64_t held_ = 0;  // what the line's row holds until the commit
   std::string stale_;
   std::vector<StoredLine> lines_;
   StoredLine old_;
@@ -570,36 +601,56 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
 void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
                           const std::string& key, const std::string& attempt_id,
                           const std::vector<db::OnHandVersion>& rows, Callback<bool> done) {
-  send(redis, cart_command("cartd_checkout_thaw", session_id, {session_id, key, attempt_id}),
-       [&redis, session_id, rows, done = std::move(done)](redis::Result r) {
+  // The rows are unmarked before the cart is thawed: once thawed, the cart may begin its
+  // next checkout, whose pending marks (the same member: the session id) a late unmark
+  // would clear. Only this attempt's rows are unmarked.
+  std::vector<std::string> read{"HMGET", keys::checkout(session_id), "key", "attempt", "lines"};
+  send(redis, read,
+       [&redis, session_id, key, attempt_id, rows, done = std::move(done)](redis::Result r) {
          if (!r) return done(boost::system::result<bool>(boost::system::in_place_error, r.error()));
-         auto thawed = r->int_at(0);
-         if (r->type != Type::array || !thawed) {
-           return done(boost::system::result<bool>(boost::system::in_place_error, unexpected(*r)));
-         }
-         // The rows the checkout marked, and those the DB gave a new on_hand for.
-         std::map<std::string, std::pair<std::string, std::string>> unmark;
-         if (*thawed == 1) {
+         auto co_key = r->text_at(0);
+         bool ours = co_key == key &&
+                     r->text_at(1).value_or(session_id + " " + key) == attempt_id;  // attempt_of
+         // inventory_id -> {on_hand, version} ("" when the DB gave none), clear the mark
+         std::map<std::string, std::tuple<std::string, std::string, bool>> unmark;
+         if (ours) {
            for (const StoredLine& l :
-                parse_lines_json(r->text_at(1).value_or("")).value_or(std::vector<StoredLine>{})) {
-             unmark[l.inventory_id];
+                parse_lines_json(r->text_at(2).value_or("")).value_or(std::vector<StoredLine>{})) {
+             unmark[l.inventory_id] = {"", "", true};
            }
          }
          for (const db::OnHandVersion& row : rows) {
-           unmark[row.inventory_id] = {std::to_string(row.on_hand), std::to_string(row.version)};
+           bool marked = unmark.contains(row.inventory_id);
+           unmark[row.inventory_id] = {std::to_string(row.on_hand), std::to_string(row.version),
+                                       marked};
          }
          std::vector<std::vector<std::string>> commands;
-         for (const auto& [inv, on_hand] : unmark) {
+         for (const auto& [inv, u] : unmark) {
+           const auto& [on_hand, version, clear] = u;
            commands.push_back(keys::fcall("cartd_checkout_unmark", keys::row_slot(inv),
-                                          {inv, session_id, on_hand.first, on_hand.second}));
+                                          {inv, session_id, on_hand, version, clear ? "1" : "0"}));
          }
-         rows_at_once(redis, std::move(commands), [thawed = *thawed == 1, done](auto replies) {
-           if (!replies) {
-             return done(
-                 boost::system::result<bool>(boost::system::in_place_error, replies.error()));
-           }
-           done(thawed);
-         });
+         rows_at_once(
+             redis, std::move(commands), [&redis, session_id, key, attempt_id, done](auto replies) {
+               if (!replies) {
+                 return done(
+                     boost::system::result<bool>(boost::system::in_place_error, replies.error()));
+               }
+               send(redis,
+                    cart_command("cartd_checkout_thaw", session_id, {session_id, key, attempt_id}),
+                    [done](redis::Result r) {
+                      if (!r) {
+                        return done(
+                            boost::system::result<bool>(boost::system::in_place_error, r.error()));
+                      }
+                      auto thawed = r->int_at(0);
+                      if (r->type != Type::array || !thawed) {
+                        return done(boost::system::result<bool>(boost::system::in_place_error,
+                                                                unexpected(*r)));
+                      }
+                      done(*thawed == 1);
+                    });
+             });
        });
 }
 

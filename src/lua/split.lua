@@ -164,7 +164,8 @@ end
 --           moved to the checkout's deadline, the row marked pending);
 --   finish: cartd_checkout_release (each row: the hold ends, the mirror takes the sale),
 --           then cartd_checkout_close (cart);
---   abort:  cartd_checkout_thaw (cart), then cartd_checkout_unmark (each row).
+--   abort:  cartd_checkout_unmark (each row of the attempt), then cartd_checkout_thaw
+--           (cart): unmarked first, so a late unmark cannot clear the next checkout's mark.
 -- A crash between the halves is settled as in checkout.lua: a frozen cart is found by
 -- recovery, and every row step is safe to repeat.
 
@@ -224,9 +225,11 @@ local function checkout_release(keys, args)
   redis.call('HDEL', hold_records_key(inv), sid)
   redis.call('ZREM', hold_deadlines_key(inv), sid)
   clear_pending(inv, sid)
+  -- A repeat finds the row unmarked: it takes the DB's count only carefully, as the
+  -- mirror sync does (another checkout may be under way on the row).
   if args[5] ~= '' then
     settle_on_hand(inv, tonumber(args[4]), tonumber(args[5]), marked and -tonumber(args[3]) or nil,
-                   false)
+                   not marked)
   end
   if redis.call('EXISTS', keys[1]) == 1 then pour(inv, now) end
   return q
@@ -250,10 +253,10 @@ local function checkout_close(keys, args)
   return {'finished'}
 end
 
--- cartd_checkout_thaw: the cart's half of giving up a checkout that made no order.
+-- cartd_checkout_thaw: the cart's half of giving up a checkout that made no order (its
+-- rows are unmarked before).
 -- KEYS[1] the cart   ARGV[1] session id   ARGV[2] idempotency key   ARGV[3] attempt id
--- Returns {1, lines_json} if there was such a checkout (its rows are unmarked next),
--- else {0}.
+-- Returns {1} if there was such a checkout, else {0}.
 local function checkout_thaw(keys, args)
   local sid = args[1]
   local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt', 'lines')
@@ -261,16 +264,17 @@ local function checkout_thaw(keys, args)
   redis.call('DEL', checkout_key(sid))
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('HDEL', keys[1], CHECKING_OUT)
-  return {1, co[3]}
+  return {1}
 end
 
--- cartd_checkout_unmark: a row of a checkout given up: its pending mark goes (its hold
--- stays, the cart's again), and the mirror takes the row's on_hand if the DB gave one.
+-- cartd_checkout_unmark: a row of a checkout given up: its pending mark goes (if ARGV[5]
+-- is '1': the row is one of the attempt's; its hold stays, the cart's again), and the
+-- mirror takes the row's on_hand if the DB gave one.
 -- KEYS[1] the row   ARGV[1] inventory_id   ARGV[2] session id   ARGV[3] on_hand or ''
--- ARGV[4] its version or ''.   Returns 1.
+-- ARGV[4] its version or ''   ARGV[5] '1': clear the mark.   Returns 1.
 local function checkout_unmark(keys, args)
   local inv = args[1]
-  clear_pending(inv, args[2])
+  if args[5] ~= '0' then clear_pending(inv, args[2]) end
   if args[4] ~= '' and redis.call('EXISTS', keys[1]) == 1 then
     mirror_on_hand(inv, tonumber(args[3]), tonumber(args[4]))
     pour(inv, now_ms())

@@ -494,5 +494,72 @@ TEST(SplitLines, a_change_waits_while_its_rows_slot_is_split_between_two_nodes) 
   shop.expect_exact_accounting({"a"}, {sid});
 }
 
+db::Order order_of(const std::string& sid, const std::string& key,
+                   const cart::CheckoutStart& begun) {
+  db::Order order{"order-" + key, sid, key, {}, 0, ""};
+  for (const auto& l : begun.lines) {
+    order.lines.push_back({l.product_id, l.inventory_id, l.name, l.quantity, l.unit_price_cents});
+  }
+  return order;
+}
+
+// A finish sent again (a retry, recovery) after another checkout of the row committed in
+// the main DB but before that one's own finish: the row must not take the DB's newer
+// count, which already lacks the units the other checkout still holds here.
+TEST(SplitLines, a_repeated_finish_leaves_another_checkouts_units_alone) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 10);
+  std::string a = sid_of(31), b = sid_of(32);
+  ASSERT_EQ(kind_of(shop.set(a, "a", 2)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(b, "a", 8)), Kind::ok);
+  auto begun_a = shop.begin_checkout(a, "ka");
+  auto begun_b = shop.begin_checkout(b, "kb");
+  ASSERT_TRUE(begun_a && begun_b);
+  auto finish = [&](const std::string& sid, const db::Order& order, std::int64_t on_hand,
+                    std::int64_t version) {
+    std::vector<db::OnHandVersion> rows{{"a", on_hand, version}};
+    auto r = shop.on_loop<boost::system::result<bool>>(
+        [&](auto& carts, auto done) { carts.checkout_finish(sid, order, rows, done); });
+    ASSERT_TRUE(r && *r);
+  };
+  finish(a, order_of(a, "ka", *begun_a), 8, 2);  // the DB after a's order
+  EXPECT_EQ(redis.stock_row("a")["oh"], "8");
+  // b's order commits in the DB (on_hand 0, version 3); a's finish runs again first.
+  finish(a, order_of(a, "ka", *begun_a), 0, 3);
+  auto row = redis.stock_row("a");
+  EXPECT_GE(std::stoll(row["oh"]) - std::stoll(row["r"]), 0)
+      << "on_hand " << row["oh"] << ", held " << row["r"];
+  finish(b, order_of(b, "kb", *begun_b), 0, 3);
+  row = redis.stock_row("a");
+  EXPECT_EQ(row["oh"], "0");
+  EXPECT_EQ(row["r"], "0");
+}
+
+// An abort sent again after the cart began its next checkout must not clear the pending
+// mark of the new one (the same member: the cart's id).
+TEST(SplitLines, a_late_abort_leaves_the_next_checkouts_mark) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(33);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  auto first = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(first && first->kind == cart::CheckoutStart::Kind::begun);
+  std::vector<db::OnHandVersion> rows{{"a", 10, 1}};
+  auto abort = [&] {
+    return shop.on_loop<boost::system::result<bool>>([&](auto& carts, auto done) {
+      carts.checkout_abort(sid, "k1", first->attempt_id, rows, done);
+    });
+  };
+  ASSERT_TRUE(abort().value());
+  auto second = shop.begin_checkout(sid, "k2");
+  ASSERT_TRUE(second && second->kind == cart::CheckoutStart::Kind::begun);
+  EXPECT_EQ(redis.command({"ZCARD", keys::pending("a")}).integer, 1);
+  EXPECT_FALSE(abort().value());  // not this attempt's any more
+  EXPECT_EQ(redis.command({"ZCARD", keys::pending("a")}).integer, 1)
+      << "the second checkout's mark is gone";
+}
+
 }  // namespace
 }  // namespace cartd::test
