@@ -91,6 +91,19 @@ local function lock_state(lock, now)
   return nil, inv or ''
 end
 
+-- A live cart a step is about to change: its fields (as HGETALL answers them), the same
+-- as a map, and the row of a line change that lapsed unfinished ('' for none); or,
+-- instead, the answer to give: {'checkout_in_progress'} or {'busy'}.
+local function cart_for_change(ck, now)
+  local fields = redis.call('HGETALL', ck)
+  local map = {}
+  for i = 1, #fields, 2 do map[fields[i]] = fields[i + 1] end
+  if map[CHECKING_OUT] then return nil, {'checkout_in_progress'} end
+  local busy, stale = lock_state(map[LOCK], now)
+  if busy then return nil, busy end
+  return {fields = fields, map = map, stale = stale}, nil
+end
+
 -- cartd_line_begin: locks a live cart for one line change.
 -- KEYS[1]  the cart
 -- ARGV[1]  session id   ARGV[2] the change's id   ARGV[3] lease ms
@@ -109,14 +122,11 @@ local function line_begin(keys, args)
     if args[5] == '1' then return {'new', now} end
     return {'no_cart', missing_cart(sid)}
   end
-  local fields = redis.call('HGETALL', ck)
-  local cart = {}
-  for i = 1, #fields, 2 do cart[fields[i]] = fields[i + 1] end
-  if cart[CHECKING_OUT] then return {'checkout_in_progress'} end
-  local busy, stale = lock_state(cart[LOCK], now)
-  if busy then return busy end
+  local cart, refused = cart_for_change(ck, now)
+  if refused then return refused end
   redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
-  return push_lines({'locked', now, tonumber(cart[BIRTH]), deadline, stale}, cart_lines(fields))
+  return push_lines({'locked', now, tonumber(cart.map[BIRTH]), deadline, cart.stale},
+                    cart_lines(cart.fields))
 end
 
 -- cartd_line_commit: writes the line a change held, and ends the change.
@@ -181,15 +191,10 @@ local function checkout_freeze(keys, args)
   local now = now_ms()
   local old = live_deadline(ck, now)
   if not old then return {missing_cart(sid)} end
-  local fields = redis.call('HGETALL', ck)
-  local lock = nil
-  for i = 1, #fields, 2 do
-    if fields[i] == LOCK then lock = fields[i + 1] end
-  end
-  local busy, stale = lock_state(lock, now)
-  if busy then return busy end
+  local cart, refused = cart_for_change(ck, now)
+  if refused then return refused end
   local lines = {}
-  for _, l in ipairs(cart_lines(fields)) do
+  for _, l in ipairs(cart_lines(cart.fields)) do
     table.insert(lines, {product_id = l[1], inventory_id = l[2], quantity = l[3]})
   end
   if #lines == 0 then return {'empty'} end
@@ -201,7 +206,7 @@ local function checkout_freeze(keys, args)
   redis.call('HSET', checkout_key(sid), 'key', key, 'attempt', args[4], 'lines', json,
              'started', now, 'deadline', deadline)
   redis.call('ZADD', checkouts_key(sid), now, sid)
-  return {'begun', json, args[4], deadline, stale}
+  return {'begun', json, args[4], deadline, cart.stale}
 end
 
 -- cartd_checkout_hold: ARGV and replies as cartd_hold; with 'ok' the row is marked
@@ -291,17 +296,13 @@ local function abandon_cart(keys, args)
   local sid, ck, now = args[1], keys[1], now_ms()
   local deadline = live_deadline(ck, now)
   if not deadline then return {missing_cart(sid)} end
-  local fields = redis.call('HGETALL', ck)
-  local cart = {}
-  for i = 1, #fields, 2 do cart[fields[i]] = fields[i + 1] end
-  if cart[CHECKING_OUT] then return {'checkout_in_progress'} end
-  local busy, stale = lock_state(cart[LOCK], now)
-  if busy then return busy end
-  local lines = cart_lines(fields)
+  local cart, refused = cart_for_change(ck, now)
+  if refused then return refused end
+  local lines = cart_lines(cart.fields)
   redis.call('DEL', ck)
   redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
   cart_event(sid, 'abandoned', lines)
-  return push_lines({'abandoned', deadline, stale}, lines)
+  return push_lines({'abandoned', deadline, cart.stale}, lines)
 end
 
 -- cartd_cart_lines: a live cart's lines, from its own slot (names and prices are read
