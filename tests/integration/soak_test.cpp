@@ -509,9 +509,10 @@ struct Chaos {
 
 // Where the soak's Redis is: how to count its checkouts in progress, and what it may
 // break. A Redis Cluster's failover can lose acknowledged holds (replication is
-// asynchronous): checkouts refused for them (stock_unavailable) are reported, not failed,
-// and `cartd check` turns green once the carts that held them have ended (a checkout's
-// grace at most).
+// asynchronous): checkouts refused for them (stock_unavailable), and the moments a row
+// shows fewer units than it holds after such a refusal, are reported, not failed, and
+// `cartd check` turns green once the carts that held them have ended (a checkout's grace
+// at most).
 struct SoakRedis {
   std::function<std::int64_t()> checkouts_in_progress;
   bool promises_may_break = false;
@@ -741,7 +742,15 @@ void soak(const SoakRedis& redis, std::vector<Cartd*> cartds, const Query& sql,
   EXPECT_GT(admin_applied, 0) << "the admin changed nothing";
   EXPECT_TRUE(tally.unexpected.empty()) << "answers the API does not promise";
   // Availability never below zero, during the load or after.
-  EXPECT_TRUE(tally.negative_available.empty()) << "GET /v1/stock showed available < 0";
+  if (redis.promises_may_break) {
+    // A checkout refused for a lost hold takes the row's on_hand from the main DB at once;
+    // with other checkouts of the row under way, the row shows fewer units than it holds
+    // until they finish (docs/DESIGN.md, "What a failover can lose"). Reported, as the
+    // broken promises are; at the end every row is >= 0 (below).
+    std::printf("[soak] samples with available < 0: %zu\n", tally.negative_available.size());
+  } else {
+    EXPECT_TRUE(tally.negative_available.empty()) << "GET /v1/stock showed available < 0";
+  }
   for (const Row& r : kRows) {
     auto a = call(cartds[0]->port(), "GET", std::string("/v1/stock/") + r.inventory_id);
     ASSERT_EQ(a.status, 200u) << a.text();
