@@ -279,12 +279,14 @@ void CartService::leave(const std::string& session_id, const std::string& invent
       });
 }
 
+std::vector<std::string> CartService::cart_keys(const std::string& session_id) const {
+  if (settings_.split_lines) return keys::cart_slot(session_id);
+  return {keys::cart(session_id)};
+}
+
 void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
-  std::vector<std::string> call =
-      keys::fcall("cartd_create_cart",
-                  settings_.split_lines ? keys::cart_slot(session_id)
-                                        : std::vector<std::string>{keys::cart(session_id)},
-                  {session_id, ttl_ms_, max_lifetime_ms_, quantum_ms_});
+  std::vector<std::string> call = keys::fcall("cartd_create_cart", cart_keys(session_id),
+                                              {session_id, ttl_ms_, max_lifetime_ms_, quantum_ms_});
   std::vector<std::string_view> args(call.begin(), call.end());
   redis_.command(std::span<const std::string_view>(args),
                  [done = std::move(done), session_id](redis::Result r) {
@@ -542,11 +544,7 @@ void CartService::checkout_abort(const std::string& session_id, const std::strin
 }
 
 void CartService::expired(const std::string& session_id, Callback<bool> done) {
-  std::vector<std::string> call =
-      keys::fcall("cartd_expired",
-                  settings_.split_lines ? keys::cart_slot(session_id)
-                                        : std::vector<std::string>{keys::cart(session_id)},
-                  {session_id});
+  std::vector<std::string> call = keys::fcall("cartd_expired", cart_keys(session_id), {session_id});
   std::vector<std::string_view> args(call.begin(), call.end());
   redis_.command(
       std::span<const std::string_view>(args), [done = std::move(done)](redis::Result r) {

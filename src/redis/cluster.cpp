@@ -358,19 +358,20 @@ void ClusterClient::update_ready() {
 }
 
 void ClusterClient::command(std::span<const std::string_view> args, ReplyHandler handler) {
-  auto call = std::make_shared<Call>();
-  call->args.assign(args.begin(), args.end());
-  call->handler = std::move(handler);
-  call->slot = command_slot(args);
-  dispatch(std::move(call));
+  send_to_slot(command_slot(args), args, std::move(handler));
 }
 
 void ClusterClient::command_near(std::string_view key, std::span<const std::string_view> args,
                                  ReplyHandler handler) {
+  send_to_slot(key_slot(key), args, std::move(handler));
+}
+
+void ClusterClient::send_to_slot(std::optional<std::uint16_t> slot,
+                                 std::span<const std::string_view> args, ReplyHandler handler) {
   auto call = std::make_shared<Call>();
   call->args.assign(args.begin(), args.end());
   call->handler = std::move(handler);
-  call->slot = key_slot(key);
+  call->slot = slot;
   dispatch(std::move(call));
 }
 

@@ -136,6 +136,9 @@ class ClusterClient final : public Commands {
   Client::Options plain_options(const Endpoint& e, const char* suffix) const;
   template <typename F>
   void after(std::chrono::milliseconds delay, F f);
+  // A new command to the owner of `slot` (none: any ready primary).
+  void send_to_slot(std::optional<std::uint16_t> slot, std::span<const std::string_view> args,
+                    ReplyHandler handler);
   void dispatch(std::shared_ptr<Call> call);
   void on_reply(std::shared_ptr<Call> call, Result r);
   void send_when_ready(std::shared_ptr<Call> call, std::shared_ptr<Node> node,
