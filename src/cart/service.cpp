@@ -12,6 +12,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include "cart/split.hpp"
+#include "functions/group_call.hpp"
 #include "functions/keys.hpp"
 #include "redis/commands.hpp"
 
@@ -557,31 +558,34 @@ void CartService::expired(const std::string& session_id, Callback<bool> done) {
       });
 }
 
+namespace {
+
+std::vector<std::string> checkout_keys(std::string_view sid) {
+  return {keys::checkout(sid)};
+}
+std::vector<std::string> no_keys(std::uint32_t) {
+  return {};
+}
+
+const functions::GroupFunction kCheckoutsStale{"cartd_checkouts_stale", keys::checkouts, false,
+                                               no_keys, checkout_keys};
+
+}  // namespace
+
 void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
                                   std::chrono::milliseconds age, std::size_t batch,
                                   Callback<std::vector<StaleCheckout>> done,
                                   const GroupLease& lease) {
-  std::vector<std::string> indexes;
-  for (std::uint32_t g : groups) indexes.push_back(keys::checkouts(g));
-  std::string numkeys = std::to_string(indexes.size());
-  std::vector<std::string_view> args{"FCALL", "cartd_checkouts_stale", numkeys};
-  args.insert(args.end(), indexes.begin(), indexes.end());
-  std::string age_ms = std::to_string(age.count()), per_group = std::to_string(batch);
-  args.push_back(age_ms);
-  args.push_back(per_group);
-  std::string lease_ms = std::to_string(lease.ttl.count());
-  if (!lease.owner.empty()) {
-    args.push_back(lease.owner);
-    args.push_back(lease_ms);
-  }
-  redis_.command(
-      std::span<const std::string_view>(args), [done = std::move(done)](redis::Result r) {
+  functions::call_group(
+      redis_, kCheckoutsStale, groups, batch, {std::to_string(age.count()), std::to_string(batch)},
+      lease, [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done,
                [](const redis::Reply& reply) -> boost::system::result<std::vector<StaleCheckout>> {
+                 std::vector<StaleCheckout> out;
+                 if (reply.is_nil()) return out;  // nothing to look at
                  if (reply.type != Type::array || reply.elements.size() % 3 != 0) {
                    return unexpected(reply);
                  }
-                 std::vector<StaleCheckout> out;
                  for (std::size_t i = 0; i < reply.elements.size(); i += 3) {
                    out.push_back({reply.elements[i].str, reply.elements[i + 1].str,
                                   reply.elements[i + 2].str});

@@ -148,14 +148,16 @@ end
 -- cartd_checkouts_stale: checkouts begun before now - ARGV[1] ms, at most ARGV[2] per group.
 -- KEYS: checkout indexes ({c<n>}#checkouts) of one or more groups (see cartd_sweep)
 -- ARGV[3], ARGV[4]: the lease owner and its length in ms (see lease; absent: none)
+-- ARGV[5...]: on a Redis Cluster, the carts to look at (see named_members)
 -- Returns {sid, key, attempt, ...}.
 local function checkouts_stale(keys, args)
   local before = now_ms() - tonumber(args[1])
   local out = {}
-  for _, index in ipairs(keys) do
+  local named = named_members(args, 5)
+  for _, index in ipairs(named and {keys[1]} or keys) do
     local stale = {}
     if lease(index, args[3], tonumber(args[4])) then
-      stale = redis.call('ZRANGE', index, '-inf', before, 'BYSCORE', 'LIMIT', 0, tonumber(args[2]))
+      stale = scored_until(index, named, before, tonumber(args[2]))
     end
     for _, sid in ipairs(stale) do
       local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')

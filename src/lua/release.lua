@@ -37,20 +37,22 @@ end
 
 -- cartd_sweep: drops the expired buckets of stock rows that have some, oldest first, so
 -- reserved counts (and the main DB) fall at the deadline without traffic.
--- KEYS: due indexes ({s<n>}#due) of one or more groups (one on a Redis Cluster, where a
---       call must stay in one slot; all of them in one call on a standalone Redis)
+-- KEYS: due indexes ({s<n>}#due) of one or more groups (all of them in one call on a
+--       standalone Redis); on a Redis Cluster one group's, then every key it may touch
 -- ARGV[1] most rows to settle per group in this call
 -- ARGV[2], ARGV[3] the lease owner and its length in ms (see lease; absent: none)
+-- ARGV[4...] on a Redis Cluster, the rows to look at (see named_members)
 -- Returns {rows, more (0|1), units}: more = 1 when a group's batch was full; units = the
 -- held units returned.
 local function sweep(keys, args)
   local now = now_ms()
   local batch = tonumber(args[1])
   local rows, more, units = 0, 0, 0
-  for _, key in ipairs(keys) do
+  local named = named_members(args, 4)
+  for _, key in ipairs(named and {keys[1]} or keys) do
     local due = {}
     if lease(key, args[2], tonumber(args[3])) then
-      due = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
+      due = scored_until(key, named, '(' .. now, batch)
     end
     for _, inv in ipairs(due) do
       local e = redis.call('HGET', stock_key(inv), 'e')

@@ -179,14 +179,25 @@ end
 -- their current counts, for the main DB writer to store as absolute values.
 -- KEYS: dirty sets ({s<n>}#dirty) of one or more groups (see cartd_sweep)
 -- ARGV[2], ARGV[3]: the lease owner and its length in ms (see lease; absent: none)
+-- ARGV[4...]: on a Redis Cluster, the rows to look at (see named_members)
 -- Returns {more (0|1), inventory_id, on_hand, reserved, ...}: more = 1 when a group's
 -- batch was full.
 local function take_dirty(keys, args)
   local now = now_ms()
   local batch = tonumber(args[1])
   local out = {0}
-  for _, key in ipairs(keys) do
-    local popped = lease(key, args[2], tonumber(args[3])) and redis.call('SPOP', key, batch) or {}
+  local named = named_members(args, 4)
+  for _, key in ipairs(named and {keys[1]} or keys) do
+    local popped = {}
+    if lease(key, args[2], tonumber(args[3])) then
+      if not named then
+        popped = redis.call('SPOP', key, batch)
+      else
+        for _, inv in ipairs(named) do
+          if redis.call('SISMEMBER', key, inv) == 1 then table.insert(popped, inv) end
+        end
+      end
+    end
     local absent = {}
     for _, inv in ipairs(popped) do
       local on_hand, reserved = live_counts(inv, now)

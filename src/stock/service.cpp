@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "base/errors.hpp"
+#include "functions/group_call.hpp"
 #include "functions/keys.hpp"
 #include "redis/commands.hpp"
 
@@ -350,50 +351,46 @@ void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
 
 namespace {
 
-// FCALL `name` with the keys `key_of` names for `groups`, then `arg` and the lease.
-std::vector<std::string> fcall_groups(std::string_view name,
-                                      const std::vector<std::uint32_t>& groups,
-                                      std::string (*key_of)(std::uint32_t), std::string arg,
-                                      const GroupLease& lease) {
-  std::vector<std::string> args{"FCALL", std::string(name), std::to_string(groups.size())};
-  for (std::uint32_t g : groups) args.push_back(key_of(g));
-  args.push_back(std::move(arg));
-  if (!lease.owner.empty()) {
-    args.push_back(lease.owner);
-    args.push_back(std::to_string(lease.ttl.count()));
-  }
-  return args;
+std::vector<std::string> row_keys(std::string_view inv) {
+  return keys::row_keys(inv);
 }
+
+const functions::GroupFunction kSweep{"cartd_sweep", keys::due, false, keys::stock_group, row_keys};
+const functions::GroupFunction kTakeDirty{"cartd_take_dirty", keys::dirty, true, keys::stock_group,
+                                          row_keys};
 
 }  // namespace
 
 void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t batch,
                          Callback<Swept> done, const GroupLease& lease) {
-  send(redis_, fcall_groups("cartd_sweep", groups, keys::due, std::to_string(batch), lease),
-       [done = std::move(done)](redis::Result r) {
-         if (!r) return done(r.error());
-         auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
-         if (!rows || !more || !units) return done(unexpected());
-         done(Swept{*rows, *units, *more == 1});
-       });
+  functions::call_group(redis_, kSweep, groups, batch, {std::to_string(batch)}, lease,
+                        [done = std::move(done)](redis::Result r) {
+                          if (!r) return done(r.error());
+                          if (r->is_nil()) return done(Swept{});  // nothing to look at
+                          auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
+                          if (!rows || !more || !units) return done(unexpected());
+                          done(Swept{*rows, *units, *more == 1});
+                        });
 }
 
 void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch,
                               Callback<Dirty> done, const GroupLease& lease) {
-  send(redis_, fcall_groups("cartd_take_dirty", groups, keys::dirty, std::to_string(batch), lease),
-       [done = std::move(done)](redis::Result r) {
-         if (!r) return done(r.error());
-         auto more = r->int_at(0);
-         if (r->type != redis::Reply::Type::array || !more || r->elements.size() % 3 != 1) {
-           return done(unexpected());
-         }
-         Dirty dirty{{}, *more == 1};
-         for (std::size_t i = 1; i < r->elements.size(); i += 3) {
-           dirty.rows.push_back(DirtyRow{r->text_at(i).value_or(""), r->int_at(i + 1).value_or(0),
-                                         r->int_at(i + 2).value_or(0)});
-         }
-         done(std::move(dirty));
-       });
+  functions::call_group(
+      redis_, kTakeDirty, groups, batch, {std::to_string(batch)}, lease,
+      [done = std::move(done)](redis::Result r) {
+        if (!r) return done(r.error());
+        if (r->is_nil()) return done(Dirty{});  // nothing to look at
+        auto more = r->int_at(0);
+        if (r->type != redis::Reply::Type::array || !more || r->elements.size() % 3 != 1) {
+          return done(unexpected());
+        }
+        Dirty dirty{{}, *more == 1};
+        for (std::size_t i = 1; i < r->elements.size(); i += 3) {
+          dirty.rows.push_back(DirtyRow{r->text_at(i).value_or(""), r->int_at(i + 1).value_or(0),
+                                        r->int_at(i + 2).value_or(0)});
+        }
+        done(std::move(dirty));
+      });
 }
 
 void StockService::mark_dirty(const std::vector<std::string>& ids) {

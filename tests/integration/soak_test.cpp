@@ -817,12 +817,10 @@ TEST(Soak, sqlite_every_unit_is_accounted_for_through_chaos) {
 
 // On a Redis Cluster of three primaries with a replica each: a primary killed (its
 // replica takes over), a primary killed while its replica is stopped (so the replica is
-// behind when it takes over: acknowledged holds may be lost), a manual failover, and
-// cartd killed and restarted, while the shoppers and the admin work; then the same
-// books. No reshard under this load yet: the group functions (sweep, DB-writer read,
-// recovery, their leases) write keys of their group they do not declare, which a
-// migrating slot can split (docs/DESIGN.md, "Redis Cluster": resharding).
-TEST(Soak, cluster_accounts_for_every_unit_through_failovers) {
+// behind when it takes over: acknowledged holds may be lost), a manual failover, 500
+// slots moved, and cartd killed and restarted, while the shoppers and the admin work;
+// then the same books.
+TEST(Soak, cluster_accounts_for_every_unit_through_failovers_and_a_reshard) {
   RedisCluster cluster(3, 1);
   auto flags = kFlags;
   flags.insert(flags.end(), {"--checkout-wait-replicas", "1"});
@@ -873,6 +871,13 @@ TEST(Soak, cluster_accounts_for_every_unit_through_failovers) {
           [&] {
             int replica = cluster.replica_of(cluster.primaries().at(2));
             must(replica != 0 && cluster.failover(replica), "the failover did not happen");
+            must(cluster.wait_ok(30s), "the cluster did not settle");
+          }}},
+        {0.7,
+         {"move 500 slots",
+          [&] {
+            auto primaries = cluster.primaries();
+            cluster.reshard(primaries.at(1), primaries.at(0), 500);
             must(cluster.wait_ok(30s), "the cluster did not settle");
           }}},
         {0.85, {"SIGKILL cartd, restart it", [&] {

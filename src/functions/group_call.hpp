@@ -1,0 +1,38 @@
+// group_call: how a group function (cartd_sweep, cartd_take_dirty, cartd_checkouts_stale)
+// is called. On a standalone Redis, one call takes the indexes of many groups and reads
+// them itself. On a Redis Cluster, a call takes one group and must name in KEYS every key
+// it may touch (keys.hpp: a migrating slot then answers TRYAGAIN or ASK instead of
+// running it on half of the slot), so it goes in two steps: read up to `batch` members of
+// the group's index, then call the function on those members, their keys and the group's
+// lease named, the members after the function's own arguments.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/lease.hpp"
+#include "redis/commands.hpp"
+
+namespace cartd::functions {
+
+struct GroupFunction {
+  std::string_view name;
+  std::string (*index)(std::uint32_t group);
+  bool index_is_set;  // read with SRANDMEMBER, else ZRANGE by rank (the lowest scores first)
+  // Every key of the group's slot the function may touch besides the index and the
+  // members' own keys.
+  std::vector<std::string> (*group_keys)(std::uint32_t group);
+  std::vector<std::string> (*member_keys)(std::string_view member);
+};
+
+// Calls `fn` on `groups` with `args`, then the lease when it names an owner (a cluster),
+// and hands over its reply; on a cluster (one group), a nil reply when the group's index
+// had no member to work on.
+void call_group(redis::Commands& redis, const GroupFunction& fn,
+                const std::vector<std::uint32_t>& groups, std::size_t batch,
+                std::vector<std::string> args, const GroupLease& lease,
+                redis::ReplyHandler handler);
+
+}  // namespace cartd::functions
