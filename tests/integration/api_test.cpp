@@ -37,10 +37,11 @@ std::string set_body(const std::string& inv, int qty) {
   return json::serialize(json::object{{"inventory_id", inv}, {"quantity", qty}});
 }
 
-class Api : public ::testing::Test {
+// Every test here runs on a standalone Redis and on a Redis Cluster.
+class Api : public ::testing::TestWithParam<RedisKind> {
  protected:
   explicit Api(std::vector<std::string> flags = {"--admin-token", kToken})
-      : cartd_(redis_, kCatalog, std::move(flags)) {}
+      : cartd_(redis_.url(), kCatalog, std::move(flags)) {}
 
   void TearDown() override { expect_db_agrees_with_redis(); }
 
@@ -87,11 +88,11 @@ class Api : public ::testing::Test {
     EXPECT_TRUE(agree) << "the main DB and Redis disagree";
   }
 
-  RedisServer redis_{{"--appendonly", "yes"}};
+  TestRedis redis_{GetParam()};
   Cartd cartd_;
 };
 
-TEST_F(Api, a_new_cart_is_empty_and_has_a_deadline) {
+TEST_P(Api, a_new_cart_is_empty_and_has_a_deadline) {
   auto r = call("POST", "/v1/carts");
   ASSERT_EQ(r.status, 201u);
   auto body = r.json().as_object();
@@ -107,7 +108,7 @@ TEST_F(Api, a_new_cart_is_empty_and_has_a_deadline) {
   EXPECT_EQ(cart(id)["item_count"].as_int64(), 0);
 }
 
-TEST_F(Api, lines_show_names_prices_and_totals) {
+TEST_P(Api, lines_show_names_prices_and_totals) {
   std::string id = new_cart();
   auto r = call("PUT", "/v1/carts/" + id + "/items/mug", set_body("mug", 2));
   ASSERT_EQ(r.status, 200u) << r.body;
@@ -122,7 +123,7 @@ TEST_F(Api, lines_show_names_prices_and_totals) {
   EXPECT_EQ(r.json().as_object()["lines"], body["lines"]) << "each change answers with the cart";
 }
 
-TEST_F(Api, post_adds_to_a_line_put_sets_it_and_delete_removes_it) {
+TEST_P(Api, post_adds_to_a_line_put_sets_it_and_delete_removes_it) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("cap", "cap", 2));
   call("POST", "/v1/carts/" + id + "/items", item("cap", "cap", 3));
@@ -140,7 +141,7 @@ TEST_F(Api, post_adds_to_a_line_put_sets_it_and_delete_removes_it) {
   EXPECT_EQ(stock("mug")["reserved"].as_int64(), 0);
 }
 
-TEST_F(Api, abandoning_a_cart_returns_its_units_at_once) {
+TEST_P(Api, abandoning_a_cart_returns_its_units_at_once) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("lamp", "lamp", 1));
   EXPECT_EQ(stock("lamp")["available"].as_int64(), 0);
@@ -157,7 +158,7 @@ TEST_F(Api, abandoning_a_cart_returns_its_units_at_once) {
   EXPECT_EQ(call("DELETE", "/v1/carts/" + id).status, 404u);
 }
 
-TEST_F(Api, line_errors_answer_with_stable_codes_and_change_nothing) {
+TEST_P(Api, line_errors_answer_with_stable_codes_and_change_nothing) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("mug", "mug", 8));
   auto before = redis_.snapshot();
@@ -199,7 +200,7 @@ class ApiSmallCarts : public Api {
   ApiSmallCarts() : Api({"--max-lines", "2", "--cart-ttl", "1"}) {}
 };
 
-TEST_F(ApiSmallCarts, a_cart_holds_at_most_max_lines) {
+TEST_P(ApiSmallCarts, a_cart_holds_at_most_max_lines) {
   std::string id = new_cart();
   EXPECT_EQ(call("POST", "/v1/carts/" + id + "/items", item("mug", "mug", 1)).status, 200u);
   EXPECT_EQ(call("POST", "/v1/carts/" + id + "/items", item("cap", "cap", 1)).status, 200u);
@@ -210,7 +211,7 @@ TEST_F(ApiSmallCarts, a_cart_holds_at_most_max_lines) {
       << "an existing line may still change";
 }
 
-TEST_F(ApiSmallCarts, an_expired_cart_says_so) {
+TEST_P(ApiSmallCarts, an_expired_cart_says_so) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("mug", "mug", 1));
   std::this_thread::sleep_for(1200ms);
@@ -222,7 +223,7 @@ TEST_F(ApiSmallCarts, an_expired_cart_says_so) {
   EXPECT_EQ(code(r), "cart_expired");
 }
 
-TEST_F(Api, checkout_turns_held_units_into_one_order) {
+TEST_P(Api, checkout_turns_held_units_into_one_order) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("mug", "mug", 2));
   call("POST", "/v1/carts/" + id + "/items", item("shoe", "shoe-eu", 1));
@@ -260,7 +261,7 @@ TEST_F(Api, checkout_turns_held_units_into_one_order) {
   EXPECT_EQ(events[0].elements[1].text_at(1), "checked_out");
 }
 
-TEST_F(Api, checkout_refuses_what_it_cannot_do) {
+TEST_P(Api, checkout_refuses_what_it_cannot_do) {
   std::string id = new_cart();
   auto r = call("POST", "/v1/carts/" + id + "/checkout");
   EXPECT_EQ(r.status, 400u);
@@ -278,7 +279,7 @@ TEST_F(Api, checkout_refuses_what_it_cannot_do) {
   EXPECT_EQ(db("SELECT COUNT(*) FROM orders"), 0);
 }
 
-TEST_F(Api, twenty_concurrent_checkouts_with_one_key_make_one_order) {
+TEST_P(Api, twenty_concurrent_checkouts_with_one_key_make_one_order) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("cap", "cap", 3));
   std::vector<std::thread> clients;
@@ -401,7 +402,7 @@ TEST(ApiCrash, killed_after_redis_was_settled_the_order_stands) {
   crash_during_checkout(3);
 }
 
-TEST_F(Api, products_are_listed_in_pages_with_live_counts) {
+TEST_P(Api, products_are_listed_in_pages_with_live_counts) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("shoe", "shoe-us", 2));
   auto r = call("GET", "/v1/products?limit=2");
@@ -434,7 +435,7 @@ TEST_F(Api, products_are_listed_in_pages_with_live_counts) {
   EXPECT_EQ(code(call("GET", "/v1/products?cursor=a%20b")), "invalid_cursor");
 }
 
-TEST_F(Api, admin_routes_need_the_token) {
+TEST_P(Api, admin_routes_need_the_token) {
   std::string body =
       R"({"inventory_id":"new","product_id":"new","name":"New","price_cents":100,"on_hand":5})";
   auto r = call("POST", "/v1/stock", body);
@@ -454,7 +455,7 @@ TEST(ApiAdminOff, admin_routes_do_not_exist_without_a_token) {
   EXPECT_EQ(r.status, 404u);
 }
 
-TEST_F(Api, admin_creates_rows_and_changes_stock_db_first) {
+TEST_P(Api, admin_creates_rows_and_changes_stock_db_first) {
   Headers auth{{"Authorization", std::string("Bearer ") + kToken}};
   std::string body =
       R"({"inventory_id":"vase","product_id":"vase","name":"Vase","price_cents":4200,"on_hand":5})";
@@ -515,6 +516,9 @@ TEST(Cors, pages_of_an_allowed_origin_may_call_the_api) {
            {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}});
   EXPECT_EQ(refused.status, 403u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Redis, Api, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
+INSTANTIATE_TEST_SUITE_P(Redis, ApiSmallCarts, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
 
 }  // namespace
 }  // namespace cartd::test

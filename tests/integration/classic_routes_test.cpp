@@ -31,10 +31,11 @@ std::string line(const std::string& product, const std::string& inventory, json:
       json::object{{"product_id", product}, {"inventory_id", inventory}, {"quantity", qty}});
 }
 
-class ClassicRoutes : public ::testing::Test {
+// Every test here runs on a standalone Redis and on a Redis Cluster.
+class ClassicRoutes : public ::testing::TestWithParam<RedisKind> {
  protected:
-  RedisServer redis_;
-  Cartd cartd_{redis_, kCatalog};
+  TestRedis redis_{GetParam()};
+  Cartd cartd_{redis_.url(), kCatalog};
 
   json::object stock(const std::string& inv) {
     auto r = cartd_.get("/v1/stock/" + inv);
@@ -55,13 +56,13 @@ class ClassicRoutes : public ::testing::Test {
   }
 };
 
-TEST_F(ClassicRoutes, healthz_answers_ok_when_redis_and_db_answer) {
+TEST_P(ClassicRoutes, healthz_answers_ok_when_redis_and_db_answer) {
   auto r = cartd_.get("/healthz");
   EXPECT_EQ(r.status, 200u);
   EXPECT_EQ(r.json(), json::parse(R"({"status":"ok"})"));
 }
 
-TEST_F(ClassicRoutes, add_to_cart_creates_a_session_and_holds_the_units) {
+TEST_P(ClassicRoutes, add_to_cart_creates_a_session_and_holds_the_units) {
   auto r = cartd_.post("/add-to-cart", line("cap-navy", "cap-navy", 3));
   ASSERT_EQ(r.status, 200u) << r.body;
   auto body = r.json().as_object();
@@ -80,7 +81,7 @@ TEST_F(ClassicRoutes, add_to_cart_creates_a_session_and_holds_the_units) {
   EXPECT_LE(ttl, 909'000);
 }
 
-TEST_F(ClassicRoutes, a_live_session_header_uses_that_cart) {
+TEST_P(ClassicRoutes, a_live_session_header_uses_that_cart) {
   std::string sid = add("cap-navy", "cap-navy", 1);
   EXPECT_EQ(add("mug", "mug", 2, sid), sid);
   auto r = cartd_.get("/get-cart", {{"cart-session-id", sid}});
@@ -90,21 +91,21 @@ TEST_F(ClassicRoutes, a_live_session_header_uses_that_cart) {
       {"product_id":"mug","inventory_id":"mug","quantity":2}]})"));
 }
 
-TEST_F(ClassicRoutes, an_unknown_session_header_starts_a_new_cart) {
+TEST_P(ClassicRoutes, an_unknown_session_header_starts_a_new_cart) {
   std::string unknown = "0b7a6c4e-1f2d-4c3b-9a8e-7d6c5b4a3f21";
   std::string sid = add("mug", "mug", 1, unknown);
   EXPECT_NE(sid, unknown);
   EXPECT_EQ(cartd_.get("/get-cart", {{"cart-session-id", unknown}}).status, 404u);
 }
 
-TEST_F(ClassicRoutes, an_uppercase_session_id_names_the_same_cart) {
+TEST_P(ClassicRoutes, an_uppercase_session_id_names_the_same_cart) {
   std::string sid = add("mug", "mug", 1);
   std::string upper = sid;
   std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
   EXPECT_EQ(add("mug", "mug", 2, upper), sid);
 }
 
-TEST_F(ClassicRoutes, setting_a_line_holds_exactly_the_difference) {
+TEST_P(ClassicRoutes, setting_a_line_holds_exactly_the_difference) {
   std::optional<cart::Line> held;
   std::string sid;
   auto set = [&](const std::string& product, const std::string& inv, int qty) {
@@ -131,7 +132,7 @@ TEST_F(ClassicRoutes, setting_a_line_holds_exactly_the_difference) {
       {"product_id":"shoe-42","inventory_id":"shoe-42-us","quantity":3}])"));
 }
 
-TEST_F(ClassicRoutes, the_hold_change_follows_the_line_change_model) {
+TEST_P(ClassicRoutes, the_hold_change_follows_the_line_change_model) {
   // Random line changes of one product across two stock rows; after each, the held units
   // equal what plan_line_change says moved.
   std::mt19937 rng(7);
@@ -152,7 +153,7 @@ TEST_F(ClassicRoutes, the_hold_change_follows_the_line_change_model) {
   }
 }
 
-TEST_F(ClassicRoutes, insufficient_stock_answers_409_and_changes_nothing) {
+TEST_P(ClassicRoutes, insufficient_stock_answers_409_and_changes_nothing) {
   std::string sid = add("mug", "mug", 8);
   auto before = redis_.snapshot();
   auto r = cartd_.post("/add-to-cart", line("mug", "mug", 11), {{"cart-session-id", sid}});
@@ -164,13 +165,13 @@ TEST_F(ClassicRoutes, insufficient_stock_answers_409_and_changes_nothing) {
   EXPECT_EQ(add("mug", "mug", 10, sid), sid) << "the cart's own hold counts toward its line";
 }
 
-TEST_F(ClassicRoutes, unknown_inventory_answers_404) {
+TEST_P(ClassicRoutes, unknown_inventory_answers_404) {
   auto r = cartd_.post("/add-to-cart", line("nope", "nope", 1));
   EXPECT_EQ(r.status, 404u);
   EXPECT_EQ(r.json(), json::parse(R"({"message":"Unknown inventory_id"})"));
 }
 
-TEST_F(ClassicRoutes, inventory_of_another_product_answers_422) {
+TEST_P(ClassicRoutes, inventory_of_another_product_answers_422) {
   auto before = redis_.snapshot();
   auto r = cartd_.post("/add-to-cart", line("mug", "cap-navy", 1));
   EXPECT_EQ(r.status, 422u);
@@ -178,7 +179,7 @@ TEST_F(ClassicRoutes, inventory_of_another_product_answers_422) {
   EXPECT_EQ(redis_.snapshot(), before);
 }
 
-TEST_F(ClassicRoutes, bad_inputs_answer_4xx_and_change_nothing) {
+TEST_P(ClassicRoutes, bad_inputs_answer_4xx_and_change_nothing) {
   std::string sid = add("mug", "mug", 1);
   auto before = redis_.snapshot();
   struct Case {
@@ -229,7 +230,7 @@ TEST_F(ClassicRoutes, bad_inputs_answer_4xx_and_change_nothing) {
   EXPECT_EQ(cartd_.get("/healthz").status, 200u) << "the service is still up";
 }
 
-TEST_F(ClassicRoutes, get_cart_answers_each_case) {
+TEST_P(ClassicRoutes, get_cart_answers_each_case) {
   auto r = cartd_.get("/get-cart");
   EXPECT_EQ(r.status, 400u);
   EXPECT_EQ(r.json().at("data"), json::array{});
@@ -245,7 +246,7 @@ TEST_F(ClassicRoutes, get_cart_answers_each_case) {
   EXPECT_TRUE(r.json().at("data").at(0).at("quantity").is_int64()) << "quantity is a number";
 }
 
-TEST_F(ClassicRoutes, reading_a_cart_does_not_extend_it) {
+TEST_P(ClassicRoutes, reading_a_cart_does_not_extend_it) {
   std::string sid = add("mug", "mug", 1);
   auto before = redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer;
   std::this_thread::sleep_for(20ms);
@@ -253,7 +254,7 @@ TEST_F(ClassicRoutes, reading_a_cart_does_not_extend_it) {
   EXPECT_EQ(redis_.command({"PEXPIRETIME", keys::cart(sid)}).integer, before);
 }
 
-TEST_F(ClassicRoutes, stock_of_an_unknown_row_answers_404) {
+TEST_P(ClassicRoutes, stock_of_an_unknown_row_answers_404) {
   EXPECT_EQ(cartd_.get("/v1/stock/nope").status, 404u);
   EXPECT_EQ(cartd_.get("/v1/stock/bad%20id").status, 400u);
   auto s = stock("cap-navy");
@@ -261,7 +262,7 @@ TEST_F(ClassicRoutes, stock_of_an_unknown_row_answers_404) {
                              "reserved":0,"available":20})"));
 }
 
-TEST_F(ClassicRoutes, concurrent_shoppers_never_oversell) {
+TEST_P(ClassicRoutes, concurrent_shoppers_never_oversell) {
   constexpr int kShoppers = 200;
   std::atomic<int> ok{0}, conflict{0}, other{0};
   std::vector<std::thread> shoppers;
@@ -283,7 +284,7 @@ TEST_F(ClassicRoutes, concurrent_shoppers_never_oversell) {
   EXPECT_EQ(reserved("cap-navy"), 20);
 }
 
-TEST_F(ClassicRoutes, unknown_routes_and_methods_answer_json) {
+TEST_P(ClassicRoutes, unknown_routes_and_methods_answer_json) {
   auto r = cartd_.get("/nope");
   EXPECT_EQ(r.status, 404u);
   EXPECT_NO_THROW(r.json());
@@ -291,7 +292,7 @@ TEST_F(ClassicRoutes, unknown_routes_and_methods_answer_json) {
   EXPECT_EQ(r.status, 405u);
 }
 
-TEST_F(ClassicRoutes, the_db_shows_what_is_reserved) {
+TEST_P(ClassicRoutes, the_db_shows_what_is_reserved) {
   add("mug", "mug", 4);
   EXPECT_TRUE(eventually(
       [&] {
@@ -303,6 +304,8 @@ TEST_F(ClassicRoutes, the_db_shows_what_is_reserved) {
       sqlite_int(cartd_.db_path(), "SELECT available FROM inventory WHERE inventory_id = 'mug'"),
       6);
 }
+
+INSTANTIATE_TEST_SUITE_P(Redis, ClassicRoutes, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
 
 TEST(RedisOutage, requests_fail_fast_with_503_and_recover_without_restart) {
   RedisServer redis({"--appendonly", "yes"});

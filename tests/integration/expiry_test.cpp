@@ -38,7 +38,8 @@ std::string add(Cartd& c, const std::string& product, const std::string& inv, in
   return std::string(r.json().at("cartSessionId").as_string());
 }
 
-std::int64_t redis_reserved(RedisServer& redis, const std::string& inv) {
+template <typename Redis>
+std::int64_t redis_reserved(Redis& redis, const std::string& inv) {
   auto r = redis.command({"HGET", keys::stock(inv), "r"});
   return r.is_nil() ? -1 : std::stoll(r.str);
 }
@@ -48,13 +49,15 @@ std::int64_t db_reserved(const Cartd& c, const std::string& inv) {
                     "SELECT reserved FROM inventory WHERE inventory_id = '" + inv + "'");
 }
 
-bool cart_exists(RedisServer& redis, const std::string& sid) {
+template <typename Redis>
+bool cart_exists(Redis& redis, const std::string& sid) {
   return redis.command({"EXISTS", keys::cart(sid)}).integer == 1;
 }
 
 // Every row is back to nothing reserved, in Redis (the stored count, not only the
 // logical view) and in the main DB; no cart or hold bucket is left.
-void expect_all_released(RedisServer& redis, const Cartd& c, std::chrono::milliseconds within) {
+template <typename Redis>
+void expect_all_released(Redis& redis, const Cartd& c, std::chrono::milliseconds within) {
   bool done = eventually(
       [&] {
         for (auto& inv : kRows) {
@@ -78,9 +81,13 @@ void expect_all_released(RedisServer& redis, const Cartd& c, std::chrono::millis
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-TEST(Expiry, held_units_return_by_themselves_after_the_ttl) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog, {"--cart-ttl", "2"});
+// The tests of Expiry run on a standalone Redis and on a Redis Cluster; those of
+// StandaloneExpiry set up or restart the one redis-server.
+class Expiry : public ::testing::TestWithParam<RedisKind> {};
+
+TEST_P(Expiry, held_units_return_by_themselves_after_the_ttl) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog, {"--cart-ttl", "2"});
   std::string sid = add(cartd, "mug", "mug", 3);
   ASSERT_FALSE(sid.empty());
   auto deadline = redis.command({"PEXPIRETIME", keys::cart(sid)}).integer;
@@ -111,9 +118,9 @@ TEST(Expiry, held_units_return_by_themselves_after_the_ttl) {
   EXPECT_EQ(missing.json().at("error").at("code"), "cart_expired");
 }
 
-TEST(Expiry, an_expired_hold_frees_its_units_with_nothing_running) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog,
+TEST_P(Expiry, an_expired_hold_frees_its_units_with_nothing_running) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog,
               {"--cart-ttl", "1", "--no-keyspace-events", "--sweep-interval-ms", "0"});
   std::string sid = add(cartd, "mug", "mug", 10);
   ASSERT_FALSE(sid.empty());
@@ -123,18 +130,18 @@ TEST(Expiry, an_expired_hold_frees_its_units_with_nothing_running) {
   EXPECT_EQ(redis_reserved(redis, "mug"), 10) << "the units returned logically, at the deadline";
 }
 
-TEST(Expiry, keyspace_events_record_each_expired_cart) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "0"});
+TEST_P(Expiry, keyspace_events_record_each_expired_cart) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "0"});
   std::string sid = add(cartd, "mug", "mug", 2);
   EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 4s));
   EXPECT_TRUE(eventually([&] { return redis.cart_events().size() == 1; }, 1s));
   EXPECT_EQ(redis.command({"EXISTS", keys::gone(sid)}).integer, 1) << "its tombstone";
 }
 
-TEST(Expiry, the_sweeper_returns_expired_holds_on_rows_no_request_touches) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog,
+TEST_P(Expiry, the_sweeper_returns_expired_holds_on_rows_no_request_touches) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog,
               {"--cart-ttl", "1", "--no-keyspace-events", "--sweep-interval-ms", "100"});
   std::string sid = add(cartd, "mug", "mug", 2);
   EXPECT_TRUE(eventually([&] { return db_reserved(cartd, "mug") == 2; }, 2s));
@@ -144,25 +151,25 @@ TEST(Expiry, the_sweeper_returns_expired_holds_on_rows_no_request_touches) {
   EXPECT_TRUE(redis.cart_events().empty()) << "no listener: nothing recorded the expiry";
 }
 
-TEST(Expiry, keyspace_event_flags_set_by_others_are_kept) {
+TEST(StandaloneExpiry, keyspace_event_flags_set_by_others_are_kept) {
   RedisServer redis({"--notify-keyspace-events", "Kg"});
-  Cartd cartd(redis, kCatalog);
+  Cartd cartd(redis.url(), kCatalog);
   auto flags = redis.command({"CONFIG", "GET", "notify-keyspace-events"}).text_at(1).value_or("");
   for (char f : std::string("Kgx")) EXPECT_NE(flags.find(f), std::string::npos) << flags;
 }
 
-TEST(Expiry, when_config_is_refused_the_sweeper_still_returns_holds) {
+TEST(StandaloneExpiry, when_config_is_refused_the_sweeper_still_returns_holds) {
   RedisServer redis({"--rename-command", "CONFIG", ""});
-  Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "100"});
+  Cartd cartd(redis.url(), kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "100"});
   std::string sid = add(cartd, "mug", "mug", 2);
   EXPECT_TRUE(eventually([&] { return !cart_exists(redis, sid); }, 3s));
   EXPECT_TRUE(eventually([&] { return redis_reserved(redis, "mug") == 0; }, 1s));
   EXPECT_NE(cartd.log().find("relying on the sweeper"), std::string::npos) << cartd.log();
 }
 
-TEST(Expiry, the_listener_subscribes_again_after_redis_restarts) {
+TEST(StandaloneExpiry, the_listener_subscribes_again_after_redis_restarts) {
   RedisServer redis({"--appendonly", "yes"});
-  Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "0"});
+  Cartd cartd(redis.url(), kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "0"});
   redis.stop();
   redis.start();
   ASSERT_TRUE(cartd.wait_healthy(10s));
@@ -174,9 +181,9 @@ TEST(Expiry, the_listener_subscribes_again_after_redis_restarts) {
   EXPECT_EQ(redis.cart_events()[0].elements[1].text_at(3), sid);
 }
 
-TEST(Expiry, carts_that_expire_while_cartd_is_down_are_settled_after_restart) {
-  RedisServer redis({"--appendonly", "yes"});
-  Cartd cartd(redis, kCatalog, {"--cart-ttl", "1"});
+TEST_P(Expiry, carts_that_expire_while_cartd_is_down_are_settled_after_restart) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog, {"--cart-ttl", "1"});
   std::vector<std::string> carts;
   for (int i = 0; i < 5; ++i) carts.push_back(add(cartd, "cap", "cap", 1 + i));
   carts.push_back(add(cartd, "shoe", "shoe-eu", 2));
@@ -190,10 +197,10 @@ TEST(Expiry, carts_that_expire_while_cartd_is_down_are_settled_after_restart) {
   EXPECT_TRUE(redis.cart_events().empty());
 }
 
-TEST(Expiry, two_instances_record_each_expired_cart_exactly_once) {
-  RedisServer redis;
-  Cartd a(redis, kCatalog, {"--cart-ttl", "2", "--sweep-interval-ms", "50"});
-  Cartd b(redis, kCatalog, {"--cart-ttl", "2", "--sweep-interval-ms", "50"}, a.db_path());
+TEST_P(Expiry, two_instances_record_each_expired_cart_exactly_once) {
+  TestRedis redis(GetParam());
+  Cartd a(redis.url(), kCatalog, {"--cart-ttl", "2", "--sweep-interval-ms", "50"});
+  Cartd b(redis.url(), kCatalog, {"--cart-ttl", "2", "--sweep-interval-ms", "50"}, a.db_path());
   std::mt19937 rng(42);
   std::map<std::string, std::int64_t> held;
   for (int i = 0; i < 100; ++i) {
@@ -210,9 +217,9 @@ TEST(Expiry, two_instances_record_each_expired_cart_exactly_once) {
   EXPECT_EQ(redis.cart_events().size(), 100u) << "one event per cart";
 }
 
-TEST(Expiry, a_change_slides_the_ttl_and_the_lifetime_caps_it) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog, {"--cart-ttl", "2", "--cart-max-lifetime", "3"});
+TEST_P(Expiry, a_change_slides_the_ttl_and_the_lifetime_caps_it) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog, {"--cart-ttl", "2", "--cart-max-lifetime", "3"});
   std::string sid = add(cartd, "mug", "mug", 1);
   auto t0 = std::chrono::steady_clock::now();
   std::this_thread::sleep_until(t0 + 1500ms);
@@ -227,9 +234,9 @@ TEST(Expiry, a_change_slides_the_ttl_and_the_lifetime_caps_it) {
   EXPECT_EQ(cartd.get("/v1/stock/mug").json().at("available").as_int64(), 10);
 }
 
-TEST(Expiry, any_interleaving_of_changes_expiries_and_restarts_leaks_nothing) {
-  RedisServer redis({"--appendonly", "yes"});
-  Cartd cartd(redis, kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "100"});
+TEST_P(Expiry, any_interleaving_of_changes_expiries_and_restarts_leaks_nothing) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog, {"--cart-ttl", "1", "--sweep-interval-ms", "100"});
   std::mt19937 rng(2026);
   std::vector<std::string> carts;
   auto deadline = std::chrono::steady_clock::now() + 12s;
@@ -258,6 +265,8 @@ TEST(Expiry, any_interleaving_of_changes_expiries_and_restarts_leaks_nothing) {
   std::this_thread::sleep_for(1100ms);
   expect_all_released(redis, cartd, 4s);
 }
+
+INSTANTIATE_TEST_SUITE_P(Redis, Expiry, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
 
 }  // namespace
 }  // namespace cartd::test

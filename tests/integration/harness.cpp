@@ -431,12 +431,17 @@ redis::Reply RedisServer::command(const std::vector<std::string>& args) {
   }
 }
 
-std::vector<std::string> RedisServer::snapshot() {
+namespace {
+
+// What RedisServer and TestRedis read the same way, through their `command`.
+template <typename Command>
+std::vector<std::string> snapshot_of(Command command) {
   std::vector<std::string> out;
   redis::Reply keys = command({"KEYS", "*"});
   for (auto& k : keys.elements) {
-    // The DB writer's queue of changed rows: it drains at any moment, whatever a test does.
-    if (k.str.ends_with(kDirtyQueue)) continue;
+    // The DB writer's queue of changed rows: it drains at any moment, whatever a test does;
+    // and the housekeeping leases of a cluster's groups, taken and renewed by cartd.
+    if (k.str.ends_with(kDirtyQueue) || k.str.ends_with(":lease")) continue;
     std::string type = command({"TYPE", k.str}).str;
     std::string line = k.str + " " + type + " ";
     redis::Reply content;
@@ -456,7 +461,8 @@ std::vector<std::string> RedisServer::snapshot() {
   return out;
 }
 
-std::vector<redis::Reply> RedisServer::cart_events() {
+template <typename Command>
+std::vector<redis::Reply> cart_events_of(Command command) {
   std::vector<redis::Reply> out;
   for (auto& key : command({"KEYS", "{c*}#events"}).elements) {
     for (auto& e : command({"XRANGE", key.str, "-", "+"}).elements) out.push_back(e);
@@ -464,7 +470,8 @@ std::vector<redis::Reply> RedisServer::cart_events() {
   return out;
 }
 
-std::int64_t RedisServer::checkouts_in_progress() {
+template <typename Command>
+std::int64_t checkouts_in_progress_of(Command command) {
   std::int64_t n = 0;
   for (auto& key : command({"KEYS", "{c*}#checkouts"}).elements) {
     n += command({"ZCARD", key.str}).integer;
@@ -472,13 +479,93 @@ std::int64_t RedisServer::checkouts_in_progress() {
   return n;
 }
 
-std::map<std::string, std::string> RedisServer::stock_row(const std::string& inventory_id) {
+template <typename Command>
+std::map<std::string, std::string> stock_row_of(Command command, const std::string& inv) {
   std::map<std::string, std::string> out;
-  auto r = command({"HGETALL", keys::stock(inventory_id)});
+  auto r = command({"HGETALL", keys::stock(inv)});
   for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
     out[r.elements[i].str] = r.elements[i + 1].str;
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<std::string> RedisServer::snapshot() {
+  return snapshot_of([this](const std::vector<std::string>& a) { return command(a); });
+}
+
+std::vector<redis::Reply> RedisServer::cart_events() {
+  return cart_events_of([this](const std::vector<std::string>& a) { return command(a); });
+}
+
+std::int64_t RedisServer::checkouts_in_progress() {
+  return checkouts_in_progress_of([this](const std::vector<std::string>& a) { return command(a); });
+}
+
+std::map<std::string, std::string> RedisServer::stock_row(const std::string& inventory_id) {
+  return stock_row_of([this](const std::vector<std::string>& a) { return command(a); },
+                      inventory_id);
+}
+
+std::string redis_kind_name(const ::testing::TestParamInfo<RedisKind>& info) {
+  return info.param == RedisKind::cluster ? "cluster" : "standalone";
+}
+
+TestRedis::TestRedis(RedisKind kind, std::vector<std::string> extra) {
+  if (kind == RedisKind::standalone) {
+    server_ = std::make_unique<RedisServer>(std::move(extra));
+  } else {
+    if (!extra.empty()) throw std::invalid_argument("no extra arguments for a test cluster");
+    cluster_ = std::make_unique<RedisCluster>(3, 0);
+  }
+}
+
+TestRedis::~TestRedis() = default;
+
+std::string TestRedis::url() const {
+  return server_ ? server_->url() : cluster_->url();
+}
+
+redis::Reply TestRedis::command(const std::vector<std::string>& args) {
+  if (server_) return server_->command(args);
+  auto on = [&](int port) -> redis::Reply {
+    auto& c = nodes_[port];
+    if (!c) {
+      redis::Endpoint e;
+      e.port = port;
+      c = redis::sync_connect(e, 2s);
+    }
+    return redis::sync_command(c.get(), args);
+  };
+  if (!args.empty() && args[0] == "KEYS") {
+    redis::Reply all;
+    all.type = redis::Reply::Type::array;
+    for (int port : cluster_->primaries()) {
+      for (auto& k : on(port).elements) all.elements.push_back(std::move(k));
+    }
+    return all;
+  }
+  std::vector<std::string_view> views(args.begin(), args.end());
+  auto slot = redis::command_slot(views);
+  return on(slot ? cluster_->owner_of(*slot) : cluster_->ports().at(0));
+}
+
+std::vector<std::string> TestRedis::snapshot() {
+  return snapshot_of([this](const std::vector<std::string>& a) { return command(a); });
+}
+
+std::vector<redis::Reply> TestRedis::cart_events() {
+  return cart_events_of([this](const std::vector<std::string>& a) { return command(a); });
+}
+
+std::int64_t TestRedis::checkouts_in_progress() {
+  return checkouts_in_progress_of([this](const std::vector<std::string>& a) { return command(a); });
+}
+
+std::map<std::string, std::string> TestRedis::stock_row(const std::string& inventory_id) {
+  return stock_row_of([this](const std::vector<std::string>& a) { return command(a); },
+                      inventory_id);
 }
 
 namespace {

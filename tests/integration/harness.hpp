@@ -23,7 +23,10 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "redis/reply.hpp"
+#include "redis/sync.hpp"
 
 struct redisContext;
 
@@ -161,6 +164,38 @@ class RedisCluster {
   TempDir dir_;
   std::vector<int> ports_;
   std::vector<Node> nodes_;
+};
+
+// The Redis a suite runs cartd against, chosen by the test's parameter: a standalone
+// redis-server, or a Redis Cluster of three primaries (no replicas). The classic, /v1 and
+// expiry tests run on both (INSTANTIATE_TEST_SUITE_P with kRedisKinds).
+enum class RedisKind { standalone, cluster };
+inline constexpr RedisKind kRedisKinds[] = {RedisKind::standalone, RedisKind::cluster};
+// The parameter's name in test names: .../standalone, .../cluster.
+std::string redis_kind_name(const ::testing::TestParamInfo<RedisKind>& info);
+
+class TestRedis {
+ public:
+  // `extra`: more redis-server arguments, for every node.
+  explicit TestRedis(RedisKind kind, std::vector<std::string> extra = {});
+  ~TestRedis();
+  TestRedis(const TestRedis&) = delete;
+  TestRedis& operator=(const TestRedis&) = delete;
+  std::string url() const;
+  bool is_cluster() const { return cluster_ != nullptr; }
+  // One command on the node that holds its first key (any node for a command without
+  // one); KEYS asks every primary and joins their answers.
+  redis::Reply command(const std::vector<std::string>& args);
+  // As RedisServer's, over every node.
+  std::vector<std::string> snapshot();
+  std::vector<redis::Reply> cart_events();
+  std::int64_t checkouts_in_progress();
+  std::map<std::string, std::string> stock_row(const std::string& inventory_id);
+
+ private:
+  std::unique_ptr<RedisServer> server_;
+  std::unique_ptr<RedisCluster> cluster_;
+  std::map<int, redis::SyncContext> nodes_;  // one connection per primary, made on first use
 };
 
 // A PostgreSQL server of its own (initdb in a temporary folder, trust auth, loopback).
