@@ -177,11 +177,23 @@ std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text)
   return lines;
 }
 
+// How a row step sets a cart's hold (cartd_hold): for change `op` ("" for none); `if_mine`
+// only while the row's record is still that change's.
+struct HoldBy {
+  std::string op;
+  bool if_mine = false;
+};
+
 std::vector<std::string> hold_command(const char* function, const std::string& inv,
                                       const std::string& sid, const std::string& pid,
-                                      std::int64_t qty, std::int64_t deadline) {
-  return keys::fcall(function, keys::row_slot(inv),
-                     {inv, sid, pid, std::to_string(qty), std::to_string(deadline)});
+                                      std::int64_t qty, std::int64_t deadline,
+                                      const HoldBy& by = {}) {
+  std::vector<std::string> args{inv, sid, pid, std::to_string(qty), std::to_string(deadline)};
+  if (!by.op.empty()) {
+    args.push_back(by.op);
+    if (by.if_mine) args.push_back("if-mine");
+  }
+  return keys::fcall(function, keys::row_slot(inv), std::move(args));
 }
 
 // The names and prices of `lines`' rows, read from their slots at once, into a view.
@@ -310,9 +322,13 @@ class Change : public std::enable_shared_from_this<Change> {
               [self = shared_from_this()](redis::Result r) { self->on_hold(std::move(r)); });
   }
 
+  // Sets the cart's hold on a row for this change. `if_mine`: the change's last word on
+  // the row, after its commit (a shrink, a give-back), which a later change of the cart
+  // that set the row since overrides.
   void send_hold(const std::string& inv, const std::string& pid, std::int64_t qty,
-                 redis::ReplyHandler handler) {
-    send(redis_, hold_command("cartd_hold", inv, sid_, pid, qty, deadline_), std::move(handler));
+                 redis::ReplyHandler handler, bool if_mine = false) {
+    send(redis_, hold_command("cartd_hold", inv, sid_, pid, qty, deadline_, HoldBy{op_, if_mine}),
+         std::move(handler));
   }
 
   void on_hold(redis::Result r) {
@@ -320,7 +336,9 @@ class Change : public std::enable_shared_from_this<Change> {
       // The hold may have been taken. A locked cart keeps its lock, which records the
       // row: the cart's next change sets it back once the lease lapses. A new cart's id
       // is never seen again: its hold is given back now, if Redis takes it.
-      if (fresh_) send_hold(call_.inventory_id, call_.product_id, 0, [](redis::Result) {});
+      if (fresh_)
+        send_hold(
+            call_.inventory_id, call_.product_id, 0, [](redis::Result) {}, true);
       return fail(r.error());
     }
     auto tag = r->text_at(0);
@@ -370,15 +388,42 @@ class Change : public std::enable_shared_from_this<Change> {
 
   // After the commit, the holds that shrink: the line's own row to the line, and the
   // line's old row (it moved to another row, or went) to nothing.
+  // The own row's shrink is this change's last word on a row it set itself: it holds
+  // only while the row's record is still this change's (if-mine), so a later change of
+  // the cart that set the row since, from another instance, keeps its hold. The old row
+  // was set by an earlier change: its release happens while the cart is still locked
+  // (the commit kept the lock, see releases_old_row), then the cart is unlocked.
   void after_commit(std::function<void()> then) {
-    auto sets = std::make_shared<std::vector<RowSet>>();
     if (quantity_ > 0 && held_ > quantity_) {
-      sets->push_back({call_.inventory_id, call_.product_id, quantity_});
+      return send_hold(
+          call_.inventory_id, call_.product_id, quantity_,
+          [self = shared_from_this(), then = std::move(then)](redis::Result r) {
+            self->warn_unless_ok(r, self->call_.inventory_id, "kept more than the line");
+            then();
+          },
+          true);
     }
-    if (old_.quantity > 0 && (old_.inventory_id != call_.inventory_id || quantity_ == 0)) {
-      sets->push_back({old_.inventory_id, old_.product_id, 0});
+    if (!releases_old_row()) return then();
+    auto sets = std::make_shared<std::vector<RowSet>>();
+    sets->push_back({old_.inventory_id, old_.product_id, 0});
+    set_rows(sets, "kept the line that left it",
+             [self = shared_from_this(), then = std::move(then)]() mutable {
+               send(self->redis_, cart_command("cartd_line_release", self->sid_, {self->op_}),
+                    [then = std::move(then)](redis::Result) { then(); });
+             });
+  }
+
+  // Whether the line leaves a row (it moves to another, or goes), which the commit then
+  // leaves locked until that row has let go.
+  bool releases_old_row() const {
+    return old_.quantity > 0 && (old_.inventory_id != call_.inventory_id || quantity_ == 0);
+  }
+
+  void warn_unless_ok(const redis::Result& r, const std::string& inv, const char* what) {
+    if (!r || r->text_at(0).value_or("") != "ok") {
+      spdlog::warn("cart {}: the hold on row {} {} ({})", sid_, inv, what,
+                   r ? r->text_at(0).value_or("?") : r.error().message());
     }
-    set_rows(sets, "kept more than the cart's line", std::move(then));
   }
 
   struct RowSet {
@@ -398,10 +443,7 @@ class Change : public std::enable_shared_from_this<Change> {
           self->send_hold(
               s.inv, s.pid, s.qty,
               [self, what, inv = s.inv, answered = std::move(answered)](redis::Result r) {
-                if (!r || r->text_at(0).value_or("") != "ok") {
-                  spdlog::warn("cart {}: the hold on row {} {} ({})", self->sid_, inv, what,
-                               r ? r->text_at(0).value_or("?") : r.error().message());
-                }
+                self->warn_unless_ok(r, inv, what);
                 answered();
               });
         },
@@ -414,7 +456,7 @@ class Change : public std::enable_shared_from_this<Change> {
     send(redis_,
          cart_command("cartd_line_commit", sid_,
                       {op_, call_.product_id, call_.inventory_id, qty, deadline,
-                       fresh_ ? "new" : "locked", born}),
+                       fresh_ ? "new" : "locked", born, releases_old_row() ? "keep" : ""}),
          [self = shared_from_this()](redis::Result r) { self->on_commit(std::move(r)); });
   }
 
@@ -429,7 +471,8 @@ class Change : public std::enable_shared_from_this<Change> {
       // too much at worst, until its record's deadline.
       bool gone = r->text_at(1).value_or("") == "gone";
       if (gone && quantity_ > 0) {
-        send_hold(call_.inventory_id, call_.product_id, 0, [](redis::Result) {});
+        send_hold(
+            call_.inventory_id, call_.product_id, 0, [](redis::Result) {}, true);
       }
       if (gone && !fresh_) {
         out_.kind = Kind::no_cart;

@@ -33,7 +33,7 @@
 --                       claims them or the deadline passes. The row's fields ws (last
 --                       place given) and wv (bumped by every waitlist or offer change)
 --                       exist once the row has had a waitlist.
---   {s<n>}hc:<inv>      hash sid -> "quantity deadline", and {s<n>}hx:<inv>, zset sid ->
+--   {s<n>}hc:<inv>      hash sid -> "quantity deadline change", and {s<n>}hx:<inv>, zset sid ->
 --                       deadline: each cart's hold on the row, kept by the line change
 --                       of a Redis Cluster only (split.lua).
 --   {s<n>}#dirty        set of the group's rows whose r changed since the DB writer looked.
@@ -269,11 +269,14 @@ local function forget_lapsed_offers(inv, now)
   end
 end
 
--- The cart's hold on a row while it lasts: quantity and deadline, else 0, nil.
+-- The cart's hold on a row while it lasts: quantity, deadline and the id of the change
+-- that set it ('' for none), else 0, nil and the id. A record is "quantity deadline" or
+-- "quantity deadline change".
 local function hold_record(inv, sid, now)
-  local q, d = parse_pair(redis.call('HGET', hold_records_key(inv), sid))
-  if q and d >= now then return q, d end
-  return 0, nil
+  local value = redis.call('HGET', hold_records_key(inv), sid) or ''
+  local q, d, op = string.match(value, '^(%d+) (%d+) ?(%S*)$')
+  if q and tonumber(d) >= now then return tonumber(q), tonumber(d), op end
+  return 0, nil, op or ''
 end
 
 -- Forgets the hold records (split.lua) that ended before now: their units left with

@@ -11,7 +11,9 @@
 --      a repeat, or a repair, changes nothing more. The line's own row goes first (it
 --      may refuse); the rows of the cart's other lines follow when the deadline moves;
 --   3. cartd_line_commit (the cart's slot) writes the line and the deadline, and
---      unlocks; cartd_line_release unlocks after a refusal.
+--      unlocks; cartd_line_release unlocks after a refusal. After the commit the line's
+--      row shrinks to the line (only while the row's record is still this change's), and
+--      a row the line left lets go (the commit kept the lock for it; released after).
 --
 -- Rows are written before the cart, so a change cut short (cartd killed between steps)
 -- leaves a row holding more than the cart says, for at most its record's deadline: a
@@ -21,8 +23,9 @@
 -- progress keeps its lock; a second change of the same cart meanwhile is told 'busy'
 -- (the caller waits a little and tries again).
 --
---   {s<n>}hc:<inv>   hash sid -> "quantity deadline": each cart's hold on the row, as the
---                    row knows it (a record whose deadline has passed holds nothing).
+--   {s<n>}hc:<inv>   hash sid -> "quantity deadline change": each cart's hold on the row,
+--                    as the row knows it (a record whose deadline has passed holds
+--                    nothing), and the line change that set it ('' for another step).
 --   {s<n>}hx:<inv>   zset sid -> deadline: the same records by deadline, so the holds
 --                    that lapse are forgotten with their bucket (drop_expired).
 --   cart field '~'   "change lease_until_ms inventory_id": the change under way.
@@ -32,6 +35,10 @@
 -- ARGV[1]  inventory_id   ARGV[2] session id   ARGV[3] product_id
 -- ARGV[4]  quantity, >= 0 (0: the cart holds nothing here)
 -- ARGV[5]  deadline ms (the cart's; ignored with quantity 0)
+-- ARGV[6]  the id of the line change that sets it, kept in the record ('' or absent: none)
+-- ARGV[7]  'if-mine': only if the record is still that change's. A change's last word on
+--          a row, after its commit (the hold shrinks to the line): another change of the
+--          cart may have set the row since, from another instance, and its hold stands.
 -- Returns {'ok', dropped, name, unit_price_cents}, or, only when the hold grows:
 --   {'insufficient', available, dropped, waitlisted 0|1}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}  {'limit_exceeded', max_per_cart}
@@ -44,7 +51,9 @@ local function hold(keys, args)
   local row = redis.call('HMGET', key, 'p', 'oh', 'r', 'e', 'mx', 'wv', 'n', 'pc')
   if not row[1] and qty > 0 then return {'unknown_inventory'} end
   local dropped, _, offered = drop_expired(inv, now, row[4])
-  local q0, d0 = hold_record(inv, sid, now)
+  local q0, d0, op0 = hold_record(inv, sid, now)
+  local op = args[6] or ''
+  if args[7] == 'if-mine' and op0 ~= op then return {'ok', dropped, row[7] or '', tonumber(row[8] or 0)} end
   local claim = nil
   if qty > q0 then
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
@@ -55,17 +64,21 @@ local function hold(keys, args)
     if refused then return refused end
   end
   local reply = {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
-  if qty == q0 and (qty == 0 or deadline == d0) then return reply end  -- a repeat
+  local hc, hx = hold_records_key(inv), hold_deadlines_key(inv)
+  if qty == q0 and (qty == 0 or deadline == d0) then  -- a repeat
+    -- The same hold, set by another change now: the row is that change's to shrink.
+    if qty > 0 and op0 ~= op then redis.call('HSET', hc, sid, qty .. ' ' .. deadline .. ' ' .. op) end
+    return reply
+  end
   if claim then
     add_hold(inv, claim[2], -claim[1])
     redis.call('HDEL', offers_key(inv), sid)
     redis.call('HINCRBY', key, 'wv', 1)
   end
   if q0 > 0 then add_hold(inv, d0, -q0) end
-  local hc, hx = hold_records_key(inv), hold_deadlines_key(inv)
   if qty > 0 then
     add_hold(inv, deadline, qty, false)
-    redis.call('HSET', hc, sid, qty .. ' ' .. deadline)
+    redis.call('HSET', hc, sid, qty .. ' ' .. deadline .. ' ' .. op)
     redis.call('ZADD', hx, deadline, sid)
   else
     redis.call('HDEL', hc, sid)
@@ -134,6 +147,8 @@ end
 -- ARGV[1]  the change's id   ARGV[2] product_id   ARGV[3] inventory_id
 -- ARGV[4]  quantity (0 removes the line)   ARGV[5] the cart's deadline ms
 -- ARGV[6]  "new": the change made the cart (born at ARGV[7]); else it holds the lock
+-- ARGV[8]  "keep": the lock stays (the line left a row, which lets go next; then
+--          cartd_line_release unlocks)
 -- Returns {'ok'}, or {'lost', 'gone'} (the cart ended meanwhile, or a new cart's id is
 -- taken) or {'lost', 'taken'} (the lock lapsed and another change took it).
 local function line_commit(keys, args)
@@ -146,7 +161,7 @@ local function line_commit(keys, args)
     if not live_deadline(ck, now) then return {'lost', 'gone'} end
     local op = parse_lock(redis.call('HGET', ck, LOCK))
     if op ~= args[1] then return {'lost', 'taken'} end
-    redis.call('HDEL', ck, LOCK)
+    if args[8] ~= 'keep' then redis.call('HDEL', ck, LOCK) end
   end
   if qty > 0 then
     redis.call('HSET', ck, pid, inv .. ' ' .. qty)
@@ -159,7 +174,8 @@ local function line_commit(keys, args)
   return {'ok'}
 end
 
--- cartd_line_release: ends a change that wrote nothing to the cart (its row refused).
+-- cartd_line_release: ends a change that wrote nothing to the cart (its row refused), or
+-- whose commit kept the lock.
 -- KEYS[1] the cart   ARGV[1] the change's id.   Returns 1 if the lock was this change's.
 local function line_release(keys, args)
   local op = parse_lock(redis.call('HGET', keys[1], LOCK))

@@ -76,10 +76,10 @@ class SplitShop {
   // Sends a line change without waiting (from any thread).
   std::future<boost::system::result<cart::SetLineOutcome>> send(
       const std::string& sid, const std::string& inv, std::int64_t qty,
-      cart::LineMode mode = cart::LineMode::set) {
+      cart::LineMode mode = cart::LineMode::set, const std::string& pid = "") {
     auto done = std::make_shared<std::promise<boost::system::result<cart::SetLineOutcome>>>();
     auto future = done->get_future();
-    cart::SetLineCall call{sid, sid, product_of(inv), inv, qty, mode, false};
+    cart::SetLineCall call{sid, sid, pid.empty() ? product_of(inv) : pid, inv, qty, mode, false};
     boost::asio::post(io_, [this, call, done] {
       carts_->set_line(call, [done](auto r) { done->set_value(std::move(r)); });
     });
@@ -130,9 +130,10 @@ class SplitShop {
     });
     return done.get_future().get();
   }
-  void mirror(const std::string& inv, int on_hand) {
-    auto r = run({"FCALL", "cartd_mirror", "1", keys::stock(inv), inv, product_of(inv),
-                  std::to_string(on_hand), "1", "Item " + inv, "250", "0"});
+  void mirror(const std::string& inv, int on_hand, const std::string& pid = "") {
+    auto r = run({"FCALL", "cartd_mirror", "1", keys::stock(inv), inv,
+                  pid.empty() ? product_of(inv) : pid, std::to_string(on_hand), "1", "Item " + inv,
+                  "250", "0"});
     ASSERT_TRUE(r && !r->is_error()) << (r ? r->str : r.error().message());
   }
   std::int64_t now_ms() {
@@ -364,6 +365,61 @@ TEST(SplitLines, concurrent_adds_to_one_cart_each_count_once) {
   EXPECT_EQ(cart->cart->lines[0].quantity, acknowledged);
   EXPECT_EQ(acknowledged, 21) << "each waits for the one before it";
   shop.expect_exact_accounting({"a"}, {sid});
+}
+
+// A change's shrink of its row after its commit is its last word there: a later change
+// of the same cart (another instance) that set the row since, even to the same hold, has
+// made the row its own, and the late shrink must leave it.
+TEST(SplitLines, a_late_shrink_leaves_the_hold_a_later_change_set) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(6);
+  std::string deadline = std::to_string(shop.now_ms() + 60'000);
+  auto hold = [&](const std::string& qty, std::vector<std::string> by) {
+    std::vector<std::string> args{"FCALL", "cartd_hold",
+                                  std::to_string(keys::row_slot("a").size())};
+    for (auto& k : keys::row_slot("a")) args.push_back(k);
+    for (std::string a : {std::string("a"), sid, product_of("a"), qty, deadline}) args.push_back(a);
+    for (auto& b : by) args.push_back(b);
+    auto r = shop.run(args);
+    ASSERT_TRUE(r && r->text_at(0) == "ok") << (r ? r->str : r.error().message());
+  };
+  hold("5", {"change-a"});             // a's row step: the larger of old and new until its commit
+  hold("5", {"change-c"});             // c, after a's commit, sets the line to 5 again
+  hold("2", {"change-a", "if-mine"});  // a's shrink to its line (2), late
+  EXPECT_EQ(redis.stock_row("a")["r"], "5") << "c's hold of 5 stands";
+  hold("3", {"change-c", "if-mine"});  // c's own last word
+  EXPECT_EQ(redis.stock_row("a")["r"], "3");
+}
+
+// Two instances change one cart at once: quantities up and down, the line removed, moved
+// between the two rows of one product. Each change's rows are right for the line it
+// committed, whatever the other instance does in between.
+TEST(SplitLines, two_instances_changing_one_cart_leave_every_row_right) {
+  RedisCluster cluster(3, 0);
+  SplitShop one(cluster.url(), true), two(cluster.url(), true);
+  one.mirror("x1", 1000, "p-x");
+  one.mirror("x2", 1000, "p-x");
+  one.mirror("y", 1000);
+  std::string sid = sid_of(7);
+  ASSERT_EQ(kind_of(one.set(sid, "y", 1)), Kind::ok);
+  std::mt19937 rng(7);
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::future<boost::system::result<cart::SetLineOutcome>>> changes;
+    for (int i = 0; i < 16; ++i) {
+      SplitShop& via = i % 2 ? one : two;
+      int pick = static_cast<int>(rng() % 3);
+      std::int64_t qty = static_cast<std::int64_t>(rng() % 4);
+      if (pick == 2) {
+        changes.push_back(via.send(sid, "y", qty));
+      } else {
+        changes.push_back(via.send(sid, pick ? "x2" : "x1", qty, cart::LineMode::set, "p-x"));
+      }
+    }
+    for (auto& c : changes) ASSERT_TRUE(c.get());
+    one.expect_exact_accounting({"x1", "x2", "y"}, {sid});
+  }
 }
 
 TEST(SplitLines, a_checkout_holds_its_rows_then_sells_their_units) {
