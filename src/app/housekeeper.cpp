@@ -8,6 +8,8 @@
 #include "base/session_id.hpp"
 #include "checkout/recovery.hpp"
 #include "functions/keys.hpp"
+#include "redis/cluster.hpp"
+#include "redis/slot.hpp"
 
 namespace cartd::stock {
 namespace {
@@ -79,6 +81,7 @@ Housekeeper::Housekeeper(const Config& config, redis::Mode mode,
       sync_timer_(io_),
       recovery_timer_(io_),
       mirror_timer_(io_),
+      remirror_timer_(io_),
       carts_(
           *redis_,
           [&] {
@@ -89,7 +92,10 @@ Housekeeper::Housekeeper(const Config& config, redis::Mode mode,
           &metrics),
       stock_(*redis_, cluster_),
       live_(live) {
-  if (!cluster_) {
+  if (cluster_) {
+    static_cast<redis::ClusterClient&>(*redis_).on_owner_change(
+        [this](const std::vector<std::uint16_t>& slots) { remirror(slots); });
+  } else {
     events_ = std::make_unique<redis::Client>(
         io_, redis::Client::Options{seeds.front(),
                                     {},
@@ -152,6 +158,7 @@ void Housekeeper::stop() {
     sync_timer_.cancel();
     recovery_timer_.cancel();
     mirror_timer_.cancel();
+    remirror_timer_.cancel();
     live_.stop();
     redis_->stop();
     if (events_) events_->stop();
@@ -324,13 +331,48 @@ void Housekeeper::recover_checkouts() {
 }
 
 void Housekeeper::sync_mirror() {
-  constexpr std::size_t kRowsPerCall = 500;
   std::vector<db::StockRow> rows;
   try {
     rows = store_->stock_rows();
   } catch (const std::exception& e) {
     spdlog::debug("mirror sync: {}", e.what());
   }
+  mirror_rows(rows);
+  mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));
+  mirror_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) sync_mirror();
+  });
+}
+
+void Housekeeper::remirror(const std::vector<std::uint16_t>& slots) {
+  std::set<std::uint16_t> moved(slots.begin(), slots.end());
+  bool waiting = !remirror_groups_.empty();
+  for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
+    if (moved.contains(redis::key_slot(keys::stock_tag(g)))) remirror_groups_.insert(g);
+  }
+  if (waiting || remirror_groups_.empty()) return;
+  remirror_timer_.expires_after(200ms);
+  remirror_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    auto groups = std::exchange(remirror_groups_, {});
+    std::vector<db::StockRow> rows;
+    try {
+      for (db::StockRow& row : store_->stock_rows()) {
+        if (groups.contains(keys::group_of(row.inventory_id))) rows.push_back(std::move(row));
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("mirror: the rows of slots that changed owner wait for the mirror sync: {}",
+                   e.what());
+      return;
+    }
+    spdlog::info("mirror: {} rows of {} groups whose slots changed owner, from the main DB",
+                 rows.size(), groups.size());
+    mirror_rows(rows);
+  });
+}
+
+void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows) {
+  constexpr std::size_t kRowsPerCall = 500;
   for (std::size_t start = 0; start < rows.size(); start += kRowsPerCall) {
     auto first = rows.begin() + static_cast<std::ptrdiff_t>(start);
     auto last =
@@ -356,10 +398,6 @@ void Housekeeper::sync_mirror() {
       }
     });
   }
-  mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));
-  mirror_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) sync_mirror();
-  });
 }
 
 }  // namespace cartd::stock

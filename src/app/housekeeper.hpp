@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "cart/service.hpp"
@@ -67,6 +68,12 @@ class Housekeeper {
                       std::chrono::steady_clock::time_point asked, bool more);
   void recover_checkouts();
   void sync_mirror();
+  // Writes rows (whole, on_hand taken carefully) from the main DB into Redis, in batches.
+  void mirror_rows(const std::vector<db::StockRow>& rows);
+  // On a cluster: the rows of slots whose owner changed (a failover may have lost the
+  // last on_hand writes; a moved slot is whole again) are mirrored again soon after,
+  // the changes of a moment (a reshard moves many slots) gathered into one pass.
+  void remirror(const std::vector<std::uint16_t>& slots);
   // The lease for a round that runs every `every`: three rounds long, so that its holder
   // keeps it while it runs, and another instance takes over soon after it stops.
   GroupLease lease(std::chrono::milliseconds every) const {
@@ -89,9 +96,11 @@ class Housekeeper {
   boost::asio::steady_timer sync_timer_;
   boost::asio::steady_timer recovery_timer_;
   boost::asio::steady_timer mirror_timer_;
-  cart::CartService carts_;  // for checkout_finish, on the housekeeper's connection
-  StockService stock_;       // for the mirror sync, on the housekeeper's connection
-  LiveStock& live_;          // polled through stock_
+  boost::asio::steady_timer remirror_timer_;
+  std::set<std::uint32_t> remirror_groups_;  // stock groups waiting for remirror
+  cart::CartService carts_;                  // for checkout_finish, on the housekeeper's connection
+  StockService stock_;                       // for the mirror sync, on the housekeeper's connection
+  LiveStock& live_;                          // polled through stock_
   std::chrono::steady_clock::time_point last_heartbeat_{};
   std::atomic<bool> db_ok_{false};
   // When the DB writer last caught up (steady_clock ticks), for db_sync_lag_seconds.

@@ -344,9 +344,17 @@ void ClusterClient::apply(const std::vector<Shard>& shards) {
       for (std::uint32_t s = first; s <= last && s < kSlots; ++s) owners_[s] = node;
     }
   }
+  std::vector<std::uint16_t> changed;
+  for (std::uint16_t s = 0; s < kSlots; ++s) {
+    if (owners_[s] != nullptr && owners_[s] != read_owners_[s]) changed.push_back(s);
+  }
+  read_owners_ = owners_;
   forget_unowned();
   ensure_subscribers();
   update_ready();
+  if (std::exchange(read_once_, true) && !changed.empty() && on_owner_change_) {
+    on_owner_change_(changed);
+  }
 }
 
 void ClusterClient::update_ready() {

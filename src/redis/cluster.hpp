@@ -109,6 +109,12 @@ class ClusterClient final : public Commands {
   // How many primaries have a subscriber connection that is ready.
   std::size_t subscribed() const;
 
+  // Runs `f` on this loop with the slots whose owner changed (a failover, a slot that
+  // moved), each time a read of the map finds some; not for the first read.
+  void on_owner_change(std::function<void(const std::vector<std::uint16_t>&)> f) {
+    on_owner_change_ = std::move(f);
+  }
+
   // Reads the map again now (it is also read on MOVED, CLUSTERDOWN, an unreachable node,
   // and every refresh_interval).
   void refresh();
@@ -155,6 +161,10 @@ class ClusterClient final : public Commands {
   std::vector<std::shared_ptr<Node>> nodes_;    // the nodes routed to or asked lately
   std::vector<std::unique_ptr<Client>> seeds_;  // plain connections, for CLUSTER SHARDS
   std::array<Node*, kSlots> owners_{};
+  // The owners as the last read of the map gave them (owners_ also learns from MOVED).
+  std::array<Node*, kSlots> read_owners_{};
+  bool read_once_ = false;
+  std::function<void(const std::vector<std::uint16_t>&)> on_owner_change_;
   struct Subscription {
     std::string channel;
     std::function<void(std::string_view)> on_message;
