@@ -346,25 +346,28 @@ void Housekeeper::sync_mirror() {
 
 void Housekeeper::remirror(const std::vector<std::uint16_t>& slots) {
   std::set<std::uint16_t> moved(slots.begin(), slots.end());
-  bool waiting = !remirror_groups_.empty();
   for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
     if (moved.contains(redis::key_slot(keys::stock_tag(g)))) remirror_groups_.insert(g);
   }
-  if (waiting || remirror_groups_.empty()) return;
-  remirror_timer_.expires_after(200ms);
+  if (remirror_armed_ || remirror_groups_.empty()) return;
+  remirror_armed_ = true;
+  remirror_timer_.expires_after(1s);
   remirror_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    auto groups = std::exchange(remirror_groups_, {});
+    remirror_armed_ = false;
     std::vector<db::StockRow> rows;
     try {
       for (db::StockRow& row : store_->stock_rows()) {
-        if (groups.contains(keys::group_of(row.inventory_id))) rows.push_back(std::move(row));
+        if (remirror_groups_.contains(keys::group_of(row.inventory_id))) {
+          rows.push_back(std::move(row));
+        }
       }
     } catch (const std::exception& e) {
-      spdlog::warn("mirror: the rows of slots that changed owner wait for the mirror sync: {}",
-                   e.what());
+      // Kept for the next change of owners; the mirror sync takes every row anyway.
+      spdlog::warn("mirror: the rows of slots that changed owner wait: {}", e.what());
       return;
     }
+    auto groups = std::exchange(remirror_groups_, {});
     spdlog::info("mirror: {} rows of {} groups whose slots changed owner, from the main DB",
                  rows.size(), groups.size());
     mirror_rows(rows);

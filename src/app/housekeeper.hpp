@@ -98,9 +98,10 @@ class Housekeeper {
   boost::asio::steady_timer mirror_timer_;
   boost::asio::steady_timer remirror_timer_;
   std::set<std::uint32_t> remirror_groups_;  // stock groups waiting for remirror
-  cart::CartService carts_;                  // for checkout_finish, on the housekeeper's connection
-  StockService stock_;                       // for the mirror sync, on the housekeeper's connection
-  LiveStock& live_;                          // polled through stock_
+  bool remirror_armed_ = false;
+  cart::CartService carts_;  // for checkout_finish, on the housekeeper's connection
+  StockService stock_;       // for the mirror sync, on the housekeeper's connection
+  LiveStock& live_;          // polled through stock_
   std::chrono::steady_clock::time_point last_heartbeat_{};
   std::atomic<bool> db_ok_{false};
   // When the DB writer last caught up (steady_clock ticks), for db_sync_lag_seconds.

@@ -11,6 +11,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include "base/clock.hpp"
 #include "cart/split.hpp"
 #include "functions/group_call.hpp"
 #include "functions/keys.hpp"
@@ -578,7 +579,8 @@ void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
                                   const GroupLease& lease) {
   functions::call_group(
       redis_, kCheckoutsStale, groups, batch, {std::to_string(age.count()), std::to_string(batch)},
-      lease, [done = std::move(done)](redis::Result r) {
+      lease,
+      [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done,
                [](const redis::Reply& reply) -> boost::system::result<std::vector<StaleCheckout>> {
                  std::vector<StaleCheckout> out;
@@ -592,7 +594,8 @@ void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
                  }
                  return out;
                });
-      });
+      },
+      std::to_string(epoch_ms() - age.count()));
 }
 
 }  // namespace cartd::cart

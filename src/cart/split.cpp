@@ -379,7 +379,10 @@ class Change : public std::enable_shared_from_this<Change> {
       if (l.inventory_id == stale_) stale_seen = true;
       bool own_row = l.product_id == call_.product_id && quantity_ > 0 &&
                      l.inventory_id == call_.inventory_id;  // held above
-      if (moved && !own_row) sets->push_back({l.inventory_id, l.product_id, l.quantity});
+      // The row the line leaves is set as it is, for this change: the record is then
+      // this change's, to let go of after the commit (after_commit).
+      bool left = l.product_id == call_.product_id && releases_old_row();
+      if ((moved || left) && !own_row) sets->push_back({l.inventory_id, l.product_id, l.quantity});
     }
     if (!stale_seen) sets->push_back({stale_, "", 0});
     set_rows(sets, "was not moved with its deadline",
@@ -387,34 +390,21 @@ class Change : public std::enable_shared_from_this<Change> {
   }
 
   // After the commit, the holds that shrink: the line's own row to the line, and the
-  // line's old row (it moved to another row, or went) to nothing.
-  // The own row's shrink is this change's last word on a row it set itself: it holds
+  // line's old row (it moved to another row, or went) to nothing. Both rows were set by
+  // this change before the commit, and these writes are its last word on them: they go
   // only while the row's record is still this change's (if-mine), so a later change of
-  // the cart that set the row since, from another instance, keeps its hold. The old row
-  // was set by an earlier change: its release happens while the cart is still locked
-  // (the commit kept the lock, see releases_old_row), then the cart is unlocked.
+  // the cart that set the row since (from another instance, or after this change's
+  // lease lapsed) keeps its hold.
   void after_commit(std::function<void()> then) {
-    if (quantity_ > 0 && held_ > quantity_) {
-      return send_hold(
-          call_.inventory_id, call_.product_id, quantity_,
-          [self = shared_from_this(), then = std::move(then)](redis::Result r) {
-            self->warn_unless_ok(r, self->call_.inventory_id, "kept more than the line");
-            then();
-          },
-          true);
-    }
-    if (!releases_old_row()) return then();
     auto sets = std::make_shared<std::vector<RowSet>>();
-    sets->push_back({old_.inventory_id, old_.product_id, 0});
-    set_rows(sets, "kept the line that left it",
-             [self = shared_from_this(), then = std::move(then)]() mutable {
-               send(self->redis_, cart_command("cartd_line_release", self->sid_, {self->op_}),
-                    [then = std::move(then)](redis::Result) { then(); });
-             });
+    if (quantity_ > 0 && held_ > quantity_) {
+      sets->push_back({call_.inventory_id, call_.product_id, quantity_});
+    }
+    if (releases_old_row()) sets->push_back({old_.inventory_id, old_.product_id, 0});
+    set_rows(sets, "kept more than the cart's line", std::move(then), true);
   }
 
-  // Whether the line leaves a row (it moves to another, or goes), which the commit then
-  // leaves locked until that row has let go.
+  // Whether the line leaves a row (it moves to another, or goes).
   bool releases_old_row() const {
     return old_.quantity > 0 && (old_.inventory_id != call_.inventory_id || quantity_ == 0);
   }
@@ -434,18 +424,19 @@ class Change : public std::enable_shared_from_this<Change> {
   // last answer. A row that refuses (its record lapsed and the units went to others)
   // breaks the cart's promise on that line: checkout finds it; no unit is sold twice.
   void set_rows(std::shared_ptr<std::vector<RowSet>> sets, const char* what,
-                std::function<void()> then) {
+                std::function<void()> then, bool if_mine = false) {
     auto self = shared_from_this();
     all_of(
         sets->size(),
-        [self, sets, what](std::size_t i, std::function<void()> answered) {
+        [self, sets, what, if_mine](std::size_t i, std::function<void()> answered) {
           const RowSet& s = (*sets)[i];
           self->send_hold(
               s.inv, s.pid, s.qty,
               [self, what, inv = s.inv, answered = std::move(answered)](redis::Result r) {
                 self->warn_unless_ok(r, inv, what);
                 answered();
-              });
+              },
+              if_mine);
         },
         std::move(then));
   }
@@ -456,7 +447,7 @@ class Change : public std::enable_shared_from_this<Change> {
     send(redis_,
          cart_command("cartd_line_commit", sid_,
                       {op_, call_.product_id, call_.inventory_id, qty, deadline,
-                       fresh_ ? "new" : "locked", born, releases_old_row() ? "keep" : ""}),
+                       fresh_ ? "new" : "locked", born}),
          [self = shared_from_this()](redis::Result r) { self->on_commit(std::move(r)); });
   }
 

@@ -12,8 +12,9 @@
 --      may refuse); the rows of the cart's other lines follow when the deadline moves;
 --   3. cartd_line_commit (the cart's slot) writes the line and the deadline, and
 --      unlocks; cartd_line_release unlocks after a refusal. After the commit the line's
---      row shrinks to the line (only while the row's record is still this change's), and
---      a row the line left lets go (the commit kept the lock for it; released after).
+--      row shrinks to the line, and a row the line left lets go: each only while the
+--      row's record is still this change's (a row the line leaves is set as it is, for
+--      this change, before the commit).
 --
 -- Rows are written before the cart, so a change cut short (cartd killed between steps)
 -- leaves a row holding more than the cart says, for at most its record's deadline: a
@@ -147,8 +148,6 @@ end
 -- ARGV[1]  the change's id   ARGV[2] product_id   ARGV[3] inventory_id
 -- ARGV[4]  quantity (0 removes the line)   ARGV[5] the cart's deadline ms
 -- ARGV[6]  "new": the change made the cart (born at ARGV[7]); else it holds the lock
--- ARGV[8]  "keep": the lock stays (the line left a row, which lets go next; then
---          cartd_line_release unlocks)
 -- Returns {'ok'}, or {'lost', 'gone'} (the cart ended meanwhile, or a new cart's id is
 -- taken) or {'lost', 'taken'} (the lock lapsed and another change took it).
 local function line_commit(keys, args)
@@ -161,7 +160,7 @@ local function line_commit(keys, args)
     if not live_deadline(ck, now) then return {'lost', 'gone'} end
     local op = parse_lock(redis.call('HGET', ck, LOCK))
     if op ~= args[1] then return {'lost', 'taken'} end
-    if args[8] ~= 'keep' then redis.call('HDEL', ck, LOCK) end
+    redis.call('HDEL', ck, LOCK)
   end
   if qty > 0 then
     redis.call('HSET', ck, pid, inv .. ' ' .. qty)
@@ -174,8 +173,7 @@ local function line_commit(keys, args)
   return {'ok'}
 end
 
--- cartd_line_release: ends a change that wrote nothing to the cart (its row refused), or
--- whose commit kept the lock.
+-- cartd_line_release: ends a change that wrote nothing to the cart (its row refused).
 -- KEYS[1] the cart   ARGV[1] the change's id.   Returns 1 if the lock was this change's.
 local function line_release(keys, args)
   local op = parse_lock(redis.call('HGET', keys[1], LOCK))

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 
+#include "base/clock.hpp"
 #include "base/errors.hpp"
 #include "functions/group_call.hpp"
 #include "functions/keys.hpp"
@@ -363,14 +364,18 @@ const functions::GroupFunction kTakeDirty{"cartd_take_dirty", keys::dirty, true,
 
 void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t batch,
                          Callback<Swept> done, const GroupLease& lease) {
-  functions::call_group(redis_, kSweep, groups, batch, {std::to_string(batch)}, lease,
-                        [done = std::move(done)](redis::Result r) {
-                          if (!r) return done(r.error());
-                          if (r->is_nil()) return done(Swept{});  // nothing to look at
-                          auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
-                          if (!rows || !more || !units) return done(unexpected());
-                          done(Swept{*rows, *units, *more == 1});
-                        });
+  // On a cluster the rows read first are those due by this host's clock (the function
+  // goes by Redis' own).
+  functions::call_group(
+      redis_, kSweep, groups, batch, {std::to_string(batch)}, lease,
+      [done = std::move(done)](redis::Result r) {
+        if (!r) return done(r.error());
+        if (r->is_nil()) return done(Swept{});  // nothing to look at
+        auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
+        if (!rows || !more || !units) return done(unexpected());
+        done(Swept{*rows, *units, *more == 1});
+      },
+      "(" + std::to_string(epoch_ms()));
 }
 
 void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch,
