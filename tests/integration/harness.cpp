@@ -431,11 +431,9 @@ redis::Reply RedisServer::command(const std::vector<std::string>& args) {
   }
 }
 
-namespace {
-
-// What RedisServer and TestRedis read the same way, through their `command`.
-template <typename Command>
-std::vector<std::string> snapshot_of(Command command) {
+template <typename Self>
+std::vector<std::string> RedisReads<Self>::snapshot() {
+  auto command = [this](const std::vector<std::string>& a) { return self().command(a); };
   std::vector<std::string> out;
   redis::Reply keys = command({"KEYS", "*"});
   for (auto& k : keys.elements) {
@@ -461,8 +459,9 @@ std::vector<std::string> snapshot_of(Command command) {
   return out;
 }
 
-template <typename Command>
-std::vector<redis::Reply> cart_events_of(Command command) {
+template <typename Self>
+std::vector<redis::Reply> RedisReads<Self>::cart_events() {
+  auto command = [this](const std::vector<std::string>& a) { return self().command(a); };
   std::vector<redis::Reply> out;
   for (auto& key : command({"KEYS", "{c*}#events"}).elements) {
     for (auto& e : command({"XRANGE", key.str, "-", "+"}).elements) out.push_back(e);
@@ -470,8 +469,9 @@ std::vector<redis::Reply> cart_events_of(Command command) {
   return out;
 }
 
-template <typename Command>
-std::int64_t checkouts_in_progress_of(Command command) {
+template <typename Self>
+std::int64_t RedisReads<Self>::checkouts_in_progress() {
+  auto command = [this](const std::vector<std::string>& a) { return self().command(a); };
   std::int64_t n = 0;
   for (auto& key : command({"KEYS", "{c*}#checkouts"}).elements) {
     n += command({"ZCARD", key.str}).integer;
@@ -479,33 +479,15 @@ std::int64_t checkouts_in_progress_of(Command command) {
   return n;
 }
 
-template <typename Command>
-std::map<std::string, std::string> stock_row_of(Command command, const std::string& inv) {
+template <typename Self>
+std::map<std::string, std::string> RedisReads<Self>::stock_row(const std::string& inv) {
+  auto command = [this](const std::vector<std::string>& a) { return self().command(a); };
   std::map<std::string, std::string> out;
   auto r = command({"HGETALL", keys::stock(inv)});
   for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
     out[r.elements[i].str] = r.elements[i + 1].str;
   }
   return out;
-}
-
-}  // namespace
-
-std::vector<std::string> RedisServer::snapshot() {
-  return snapshot_of([this](const std::vector<std::string>& a) { return command(a); });
-}
-
-std::vector<redis::Reply> RedisServer::cart_events() {
-  return cart_events_of([this](const std::vector<std::string>& a) { return command(a); });
-}
-
-std::int64_t RedisServer::checkouts_in_progress() {
-  return checkouts_in_progress_of([this](const std::vector<std::string>& a) { return command(a); });
-}
-
-std::map<std::string, std::string> RedisServer::stock_row(const std::string& inventory_id) {
-  return stock_row_of([this](const std::vector<std::string>& a) { return command(a); },
-                      inventory_id);
 }
 
 std::string redis_kind_name(const ::testing::TestParamInfo<RedisKind>& info) {
@@ -549,23 +531,6 @@ redis::Reply TestRedis::command(const std::vector<std::string>& args) {
   std::vector<std::string_view> views(args.begin(), args.end());
   auto slot = redis::command_slot(views);
   return on(slot ? cluster_->owner_of(*slot) : cluster_->ports().at(0));
-}
-
-std::vector<std::string> TestRedis::snapshot() {
-  return snapshot_of([this](const std::vector<std::string>& a) { return command(a); });
-}
-
-std::vector<redis::Reply> TestRedis::cart_events() {
-  return cart_events_of([this](const std::vector<std::string>& a) { return command(a); });
-}
-
-std::int64_t TestRedis::checkouts_in_progress() {
-  return checkouts_in_progress_of([this](const std::vector<std::string>& a) { return command(a); });
-}
-
-std::map<std::string, std::string> TestRedis::stock_row(const std::string& inventory_id) {
-  return stock_row_of([this](const std::vector<std::string>& a) { return command(a); },
-                      inventory_id);
 }
 
 namespace {
@@ -803,5 +768,8 @@ void sqlite_exec(const std::filesystem::path& db, const std::string& sql) {
   sqlite3_close(h);
   if (rc != SQLITE_OK) throw std::runtime_error("sqlite: " + why);
 }
+
+template class RedisReads<RedisServer>;
+template class RedisReads<TestRedis>;
 
 }  // namespace cartd::test

@@ -80,7 +80,28 @@ class Process {
   std::optional<int> status_;
 };
 
-class RedisServer {
+// What the tests read of a Redis, through its owner's command(): the same on one server
+// (RedisServer) and on a cluster (TestRedis, whose command goes to the key's node).
+template <typename Self>
+class RedisReads {
+ public:
+  // Every key with its type and content, sorted: equal snapshots mean nothing changed.
+  // Leaves out the DB writer's queues ({s<n>}#dirty), which drain in the background, and
+  // the housekeeping leases of a cluster's groups.
+  std::vector<std::string> snapshot();
+  // Every entry of every group's cart event stream ({c<n>}#events), oldest first within
+  // a group: each an XRANGE entry {id, {field, value, ...}}.
+  std::vector<redis::Reply> cart_events();
+  // Checkouts in progress, over every cart group ({c<n>}#checkouts).
+  std::int64_t checkouts_in_progress();
+  // What a stock row's hash holds (HGETALL) as a map; empty for no row.
+  std::map<std::string, std::string> stock_row(const std::string& inventory_id);
+
+ private:
+  Self& self() { return static_cast<Self&>(*this); }
+};
+
+class RedisServer : public RedisReads<RedisServer> {
  public:
   // `extra` are more redis-server arguments (e.g. {"--appendonly", "yes"}).
   explicit RedisServer(std::vector<std::string> extra = {});
@@ -90,16 +111,6 @@ class RedisServer {
   void start();
   void stop();  // SHUTDOWN NOSAVE, or kill
   redis::Reply command(const std::vector<std::string>& args);
-  // Every key with its type and content, sorted: equal snapshots mean nothing changed.
-  // Leaves out the DB writer's queues ({s<n>}#dirty), which drain in the background.
-  std::vector<std::string> snapshot();
-  // Every entry of every group's cart event stream ({c<n>}#events), oldest first within
-  // a group: each an XRANGE entry {id, {field, value, ...}}.
-  std::vector<redis::Reply> cart_events();
-  // Checkouts in progress, over every cart group ({c<n>}#checkouts).
-  std::int64_t checkouts_in_progress();
-  // What a stock row's hash holds (HGETALL) as a map; empty for no row.
-  std::map<std::string, std::string> stock_row(const std::string& inventory_id);
 
  private:
   void connect();
@@ -174,7 +185,7 @@ inline constexpr RedisKind kRedisKinds[] = {RedisKind::standalone, RedisKind::cl
 // The parameter's name in test names: .../standalone, .../cluster.
 std::string redis_kind_name(const ::testing::TestParamInfo<RedisKind>& info);
 
-class TestRedis {
+class TestRedis : public RedisReads<TestRedis> {
  public:
   // `extra`: more redis-server arguments, for every node.
   explicit TestRedis(RedisKind kind, std::vector<std::string> extra = {});
@@ -186,11 +197,6 @@ class TestRedis {
   // One command on the node that holds its first key (any node for a command without
   // one); KEYS asks every primary and joins their answers.
   redis::Reply command(const std::vector<std::string>& args);
-  // As RedisServer's, over every node.
-  std::vector<std::string> snapshot();
-  std::vector<redis::Reply> cart_events();
-  std::int64_t checkouts_in_progress();
-  std::map<std::string, std::string> stock_row(const std::string& inventory_id);
 
  private:
   std::unique_ptr<RedisServer> server_;

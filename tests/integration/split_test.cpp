@@ -533,6 +533,58 @@ TEST(SplitLines, an_abandoned_cart_gives_its_units_back) {
   shop.expect_exact_accounting(rows, {sid, sid_of(16)});
 }
 
+// The slot of a key moved by hand from its owner to another primary, key by key, as
+// `redis-cli --cluster reshard` moves it: open, some keys, the rest, close.
+class SlotMove {
+ public:
+  SlotMove(RedisCluster& cluster, const std::string& key)
+      : cluster_(cluster), slot_(std::to_string(redis::key_slot(key))) {
+    from_ = cluster.owner_of(redis::key_slot(key));
+    to_ = from_ == cluster.ports()[0] ? cluster.ports()[1] : cluster.ports()[0];
+    from_id_ = cluster.node_id(from_);
+    to_id_ = cluster.node_id(to_);
+  }
+  int from() const { return from_; }
+  int to() const { return to_; }
+  const std::string& slot() const { return slot_; }
+  // The target imports the slot, the source migrates it.
+  bool open() {
+    return cluster_.command(to_, {"CLUSTER", "SETSLOT", slot_, "IMPORTING", from_id_}).str ==
+               "OK" &&
+           cluster_.command(from_, {"CLUSTER", "SETSLOT", slot_, "MIGRATING", to_id_}).str == "OK";
+  }
+  // MIGRATE's answer for `keys` ("OK"), or for every key left on the source when none
+  // are named ("" when none is left).
+  std::string migrate(std::vector<std::string> keys = {}) {
+    if (keys.empty()) {
+      for (auto& k :
+           cluster_.command(from_, {"CLUSTER", "GETKEYSINSLOT", slot_, "1000"}).elements) {
+        keys.push_back(k.str);
+      }
+      if (keys.empty()) return "";
+    }
+    std::vector<std::string> args{"MIGRATE", "127.0.0.1", std::to_string(to_), "", "0",
+                                  "5000",    "KEYS"};
+    args.insert(args.end(), keys.begin(), keys.end());
+    return cluster_.command(from_, args).str;
+  }
+  // The slot is the target's, on both nodes.
+  bool close() {
+    for (int port : {to_, from_}) {
+      if (cluster_.command(port, {"CLUSTER", "SETSLOT", slot_, "NODE", to_id_}).str != "OK") {
+        return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  RedisCluster& cluster_;
+  std::string slot_;
+  int from_ = 0, to_ = 0;
+  std::string from_id_, to_id_;
+};
+
 // A slot in migration, its keys split between two nodes: a line change waits (TRYAGAIN)
 // until the slot has moved, rather than run on the node that has only the row, where it
 // would miss the cart's hold record (moved already) and write a second one.
@@ -542,33 +594,18 @@ TEST(SplitLines, a_change_waits_while_its_rows_slot_is_split_between_two_nodes) 
   shop.mirror("a", 10);
   std::string sid = sid_of(21);
   ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
-  std::string records = keys::hold_records("a");
-  auto slot = std::to_string(redis::key_slot(keys::stock("a")));
-  int from = cluster.owner_of(redis::key_slot(keys::stock("a")));
-  int to = from == cluster.ports()[0] ? cluster.ports()[1] : cluster.ports()[0];
-  auto from_id = cluster.node_id(from), to_id = cluster.node_id(to);
-  ASSERT_EQ(cluster.command(to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id}).str, "OK");
-  ASSERT_EQ(cluster.command(from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id}).str, "OK");
+  SlotMove move(cluster, keys::stock("a"));
+  ASSERT_TRUE(move.open());
   // The hold records go first; the row stays behind for now.
-  ASSERT_EQ(
-      cluster.command(from, {"MIGRATE", "127.0.0.1", std::to_string(to), records, "0", "5000"}).str,
-      "OK");
+  ASSERT_EQ(move.migrate({keys::hold_records("a")}), "OK");
   auto change = shop.send(sid, "a", 3);
   EXPECT_EQ(change.wait_for(200ms), std::future_status::timeout) << "it ran on half a slot";
   // The rest of the slot moves, and the slot is the target's.
-  auto rest = cluster.command(from, {"CLUSTER", "GETKEYSINSLOT", slot, "1000"});
-  std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0",
-                                   "5000",    "KEYS"};
-  for (const auto& k : rest.elements) migrate.push_back(k.str);
-  ASSERT_FALSE(rest.elements.empty());
-  auto moved = cluster.command(from, migrate);
-  ASSERT_EQ(moved.str, "OK") << "a key of the slot was written twice";
-  for (int port : {to, from}) {
-    ASSERT_EQ(cluster.command(port, {"CLUSTER", "SETSLOT", slot, "NODE", to_id}).str, "OK");
-  }
+  ASSERT_EQ(move.migrate(), "OK") << "a key of the slot was written twice";
+  ASSERT_TRUE(move.close());
   ASSERT_EQ(kind_of(change.get()), Kind::ok);
-  EXPECT_EQ(cluster.command(from, {"CLUSTER", "COUNTKEYSINSLOT", slot}).integer, 0);
-  EXPECT_EQ(cluster.command(to, {"HGET", keys::stock("a"), "r"}).str, "3");
+  EXPECT_EQ(cluster.command(move.from(), {"CLUSTER", "COUNTKEYSINSLOT", move.slot()}).integer, 0);
+  EXPECT_EQ(cluster.command(move.to(), {"HGET", keys::stock("a"), "r"}).str, "3");
   shop.expect_exact_accounting({"a"}, {sid});
 }
 
@@ -585,38 +622,20 @@ TEST(SplitLines, the_sweep_waits_while_its_groups_slot_is_split_between_two_node
   ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
   // The hold lapses (its bucket is rounded up to the next second).
   std::this_thread::sleep_for(2500ms);
-  auto slot = std::to_string(redis::key_slot(keys::stock("a")));
-  int from = cluster.owner_of(redis::key_slot(keys::stock("a")));
-  int to = from == cluster.ports()[0] ? cluster.ports()[1] : cluster.ports()[0];
-  auto from_id = cluster.node_id(from), to_id = cluster.node_id(to);
+  SlotMove move(cluster, keys::stock("a"));
   // The group's lease, this instance's from an earlier sweep.
-  ASSERT_EQ(cluster
-                .command(from, {"SET", keys::lease(keys::due(keys::group_of("a"))), "test-instance",
-                                "PX", "10000"})
-                .str,
-            "OK");
-  ASSERT_EQ(cluster.command(to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id}).str, "OK");
-  ASSERT_EQ(cluster.command(from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id}).str, "OK");
-  ASSERT_EQ(cluster
-                .command(from, {"MIGRATE", "127.0.0.1", std::to_string(to),
-                                keys::due(keys::group_of("a")), "0", "5000"})
-                .str,
-            "OK");
+  std::string lease = keys::lease(keys::due(keys::group_of("a")));
+  ASSERT_EQ(cluster.command(move.from(), {"SET", lease, "test-instance", "PX", "10000"}).str, "OK");
+  ASSERT_TRUE(move.open());
+  ASSERT_EQ(move.migrate({keys::due(keys::group_of("a"))}), "OK");
   auto sweep = shop.send_sweep("a");
   EXPECT_EQ(sweep.wait_for(200ms), std::future_status::timeout) << "it ran on half a slot";
-  auto rest = cluster.command(from, {"CLUSTER", "GETKEYSINSLOT", slot, "1000"});
-  std::vector<std::string> migrate{"MIGRATE", "127.0.0.1", std::to_string(to), "", "0",
-                                   "5000",    "KEYS"};
-  for (const auto& k : rest.elements) migrate.push_back(k.str);
-  ASSERT_FALSE(rest.elements.empty());
-  ASSERT_EQ(cluster.command(from, migrate).str, "OK") << "a key of the slot was written twice";
-  for (int port : {to, from}) {
-    ASSERT_EQ(cluster.command(port, {"CLUSTER", "SETSLOT", slot, "NODE", to_id}).str, "OK");
-  }
+  ASSERT_EQ(move.migrate(), "OK") << "a key of the slot was written twice";
+  ASSERT_TRUE(move.close());
   auto swept = sweep.get();
   ASSERT_TRUE(swept) << swept.error().message();
   EXPECT_EQ(swept->units, 2);
-  EXPECT_EQ(cluster.command(to, {"HGET", keys::stock("a"), "r"}).str, "0");
+  EXPECT_EQ(cluster.command(move.to(), {"HGET", keys::stock("a"), "r"}).str, "0");
   shop.expect_exact_accounting({"a"}, {sid});
 }
 
