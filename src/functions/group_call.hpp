@@ -20,7 +20,7 @@ namespace cartd::functions {
 struct GroupFunction {
   std::string_view name;
   std::string (*index)(std::uint32_t group);
-  bool index_is_set;  // read with SRANDMEMBER, else ZRANGE by rank (the lowest scores first)
+  bool index_is_set;  // read with SRANDMEMBER, else ZRANGE BYSCORE (the lowest scores first)
   // Every key of the group's slot the function may touch besides the index and the
   // members' own keys.
   std::vector<std::string> (*group_keys)(std::uint32_t group);
