@@ -76,16 +76,21 @@ local function hold(keys, args)
     redis.call('HDEL', offers_key(inv), sid)
     redis.call('HINCRBY', key, 'wv', 1)
   end
-  if q0 > 0 then add_hold(inv, d0, -q0) end
+  if q0 > 0 and qty > 0 and deadline == d0 then
+    add_hold(inv, deadline, qty - q0, false)  -- the same bucket: one change of its count
+  else
+    if q0 > 0 then add_hold(inv, d0, -q0) end
+    if qty > 0 then add_hold(inv, deadline, qty, false) end
+  end
   if qty > 0 then
-    add_hold(inv, deadline, qty, false)
     redis.call('HSET', hc, sid, qty .. ' ' .. deadline .. ' ' .. op)
-    redis.call('ZADD', hx, deadline, sid)
+    if deadline ~= d0 then redis.call('ZADD', hx, deadline, sid) end
   else
     redis.call('HDEL', hc, sid)
     redis.call('ZREM', hx, sid)
   end
-  if qty < q0 or claim then pour(inv, now) end
+  -- Units that come back go to a waitlist, if the row has ever had one (wv).
+  if (qty < q0 or claim) and row[6] then pour(inv, now) end
   return reply
 end
 
@@ -153,11 +158,13 @@ end
 local function line_commit(keys, args)
   local now = now_ms()
   local ck, pid, inv, qty, deadline = keys[1], args[2], args[3], tonumber(args[4]), args[5]
+  local current = nil  -- the cart's deadline now (a new cart has none)
   if args[6] == 'new' then
     if redis.call('EXISTS', ck) == 1 then return {'lost', 'gone'} end
     redis.call('HSET', ck, BIRTH, args[7])
   else
-    if not live_deadline(ck, now) then return {'lost', 'gone'} end
+    current = live_deadline(ck, now)
+    if not current then return {'lost', 'gone'} end
     local op = parse_lock(redis.call('HGET', ck, LOCK))
     if op ~= args[1] then return {'lost', 'taken'} end
     redis.call('HDEL', ck, LOCK)
@@ -167,9 +174,7 @@ local function line_commit(keys, args)
   else
     redis.call('HDEL', ck, pid)
   end
-  if redis.call('PEXPIRETIME', ck) ~= tonumber(deadline) then
-    redis.call('PEXPIREAT', ck, deadline)
-  end
+  if current ~= tonumber(deadline) then redis.call('PEXPIREAT', ck, deadline) end
   return {'ok'}
 end
 
