@@ -287,15 +287,13 @@ std::vector<std::string> CartService::cart_keys(const std::string& session_id) c
 }
 
 void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
-  std::vector<std::string> call = keys::fcall("cartd_create_cart", cart_keys(session_id),
-                                              {session_id, ttl_ms_, max_lifetime_ms_, quantum_ms_});
-  std::vector<std::string_view> args(call.begin(), call.end());
-  redis_.command(std::span<const std::string_view>(args),
-                 [done = std::move(done), session_id](redis::Result r) {
-                   finish(std::move(r), done, [&](const redis::Reply& reply) {
-                     return decode_view(session_id, reply);
-                   });
-                 });
+  redis::send(redis_,
+              keys::fcall("cartd_create_cart", cart_keys(session_id),
+                          {session_id, ttl_ms_, max_lifetime_ms_, quantum_ms_}),
+              [done = std::move(done), session_id](redis::Result r) {
+                finish(std::move(r), done,
+                       [&](const redis::Reply& reply) { return decode_view(session_id, reply); });
+              });
 }
 
 void CartService::set_line(const SetLineCall& c, Callback<SetLineOutcome> done) {
@@ -546,10 +544,9 @@ void CartService::checkout_abort(const std::string& session_id, const std::strin
 }
 
 void CartService::expired(const std::string& session_id, Callback<bool> done) {
-  std::vector<std::string> call = keys::fcall("cartd_expired", cart_keys(session_id), {session_id});
-  std::vector<std::string_view> args(call.begin(), call.end());
-  redis_.command(
-      std::span<const std::string_view>(args), [done = std::move(done)](redis::Result r) {
+  redis::send(
+      redis_, keys::fcall("cartd_expired", cart_keys(session_id), {session_id}),
+      [done = std::move(done)](redis::Result r) {
         finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
           if (reply.type != Type::integer) {
             return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));

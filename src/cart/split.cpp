@@ -112,13 +112,6 @@ void send_while_busy(redis::Commands& redis, std::chrono::milliseconds lease,
       });
 }
 
-// Sends owned arguments.
-void send(redis::Commands& redis, const std::vector<std::string>& owned,
-          redis::ReplyHandler handler) {
-  std::vector<std::string_view> args(owned.begin(), owned.end());
-  redis.command(std::span<const std::string_view>(args), std::move(handler));
-}
-
 // A cart step: FCALL `function` naming every key of the cart's slot, then `args`.
 std::vector<std::string> cart_command(const char* function, const std::string& sid,
                                       std::vector<std::string> args) {

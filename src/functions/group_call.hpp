@@ -29,9 +29,9 @@ struct GroupFunction {
 
 // Calls `fn` on `groups` with `args`, then the lease when it names an owner (a cluster),
 // and hands over its reply. On a cluster (one group) the read takes members of a sorted
-// index scored up to `until` (as ZRANGE BYSCORE takes it: "(123" is below 123), and the
-// group's lease along with them; the reply is nil, without a call, when there is no
-// member to work on or another instance holds the lease.
+// index scored up to `until` (as ZRANGE BYSCORE takes it: "(123" is below 123), then the
+// group's lease; the reply is nil, without a call, when there is no member to work on or
+// another instance holds the lease.
 void call_group(redis::Commands& redis, const GroupFunction& fn,
                 const std::vector<std::uint32_t>& groups, std::size_t batch,
                 std::vector<std::string> args, const GroupLease& lease, redis::ReplyHandler handler,

@@ -88,6 +88,10 @@ inline std::vector<std::string> cart_slot(std::string_view sid) {
   std::uint32_t g = group_of(sid);
   return {cart(sid), checkout(sid), done(sid), gone(sid), checkouts(g), events(g)};
 }
+// The indexes of a stock group.
+inline std::vector<std::string> stock_group(std::uint32_t group) {
+  return {dirty(group), due(group)};
+}
 // The row's own keys, then with its group's indexes.
 inline std::vector<std::string> row_keys(std::string_view inv) {
   return {stock(inv),  hold_records(inv), hold_deadlines(inv), pending(inv),
@@ -95,15 +99,10 @@ inline std::vector<std::string> row_keys(std::string_view inv) {
 }
 inline std::vector<std::string> row_slot(std::string_view inv) {
   std::vector<std::string> out = row_keys(inv);
-  std::uint32_t g = group_of(inv);
-  out.push_back(dirty(g));
-  out.push_back(due(g));
+  for (std::string& k : stock_group(group_of(inv))) out.push_back(std::move(k));
   return out;
 }
-// The indexes of a stock group, and the lease of a group's index (holds.lua, lease).
-inline std::vector<std::string> stock_group(std::uint32_t group) {
-  return {dirty(group), due(group)};
-}
+// The lease of a group's index (holds.lua, lease).
 inline std::string lease(std::string_view index) {
   return std::string(index) + ":lease";
 }

@@ -6,7 +6,9 @@
 #include <functional>
 #include <initializer_list>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "redis/reply.hpp"
 
@@ -38,5 +40,11 @@ class Commands {
   // The loop the handlers run on (for the callers' own timers).
   virtual boost::asio::io_context& context() = 0;
 };
+
+// Sends a command whose arguments the caller owns (built as strings).
+inline void send(Commands& redis, const std::vector<std::string>& owned, ReplyHandler handler) {
+  std::vector<std::string_view> args(owned.begin(), owned.end());
+  redis.command(std::span<const std::string_view>(args), std::move(handler));
+}
 
 }  // namespace cartd::redis

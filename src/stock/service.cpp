@@ -37,13 +37,6 @@ std::vector<std::string> fcall_rows(std::string_view name, const std::vector<std
   return keys::fcall(name, std::move(keys_of), std::move(argv));
 }
 
-// Sends owned arguments.
-void send(redis::Commands& redis, const std::vector<std::string>& owned,
-          redis::ReplyHandler handler) {
-  std::vector<std::string_view> args(owned.begin(), owned.end());
-  redis.command(std::span<const std::string_view>(args), std::move(handler));
-}
-
 template <typename Row>
 std::vector<std::string> ids_of(const std::vector<Row>& rows) {
   std::vector<std::string> ids;

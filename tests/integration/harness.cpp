@@ -523,14 +523,18 @@ redis::Reply TestRedis::command(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "KEYS") {
     redis::Reply all;
     all.type = redis::Reply::Type::array;
-    for (int port : cluster_->primaries()) {
+    if (primaries_.empty()) primaries_ = cluster_->primaries();
+    for (int port : primaries_) {
       for (auto& k : on(port).elements) all.elements.push_back(std::move(k));
     }
     return all;
   }
   std::vector<std::string_view> views(args.begin(), args.end());
   auto slot = redis::command_slot(views);
-  return on(slot ? cluster_->owner_of(*slot) : cluster_->ports().at(0));
+  if (!slot) return on(cluster_->ports().at(0));
+  int& owner = owners_[*slot];
+  if (owner == 0) owner = cluster_->owner_of(*slot);
+  return on(owner);
 }
 
 namespace {

@@ -202,6 +202,9 @@ class TestRedis : public RedisReads<TestRedis> {
   std::unique_ptr<RedisServer> server_;
   std::unique_ptr<RedisCluster> cluster_;
   std::map<int, redis::SyncContext> nodes_;  // one connection per primary, made on first use
+  // What the test cluster's map says, read once (its slots do not move).
+  std::vector<int> primaries_;
+  std::map<std::uint16_t, int> owners_;
 };
 
 // A PostgreSQL server of its own (initdb in a temporary folder, trust auth, loopback).

@@ -108,6 +108,12 @@ class SplitShop {
     return on_loop<boost::system::result<cart::CheckoutStart>>(
         [&](auto& carts, auto done) { carts.checkout_begin(sid, key, "attempt-" + key, done); });
   }
+  boost::system::result<bool> abort_checkout(const std::string& sid, const std::string& key,
+                                             const std::string& attempt,
+                                             const std::vector<db::OnHandVersion>& rows) {
+    return on_loop<boost::system::result<bool>>(
+        [&](auto& carts, auto done) { carts.checkout_abort(sid, key, attempt, rows, done); });
+  }
   // Sends the sweeper's call for the group of row `inv`, as the housekeeper of an
   // instance on a cluster does (with a lease), without waiting.
   std::future<boost::system::result<stock::StockService::Swept>> send_sweep(
@@ -487,9 +493,7 @@ TEST(SplitLines, an_aborted_checkout_leaves_the_cart_as_it_was) {
   ASSERT_TRUE(begun && begun->kind == cart::CheckoutStart::Kind::begun);
   // The DB refused the order: the row's on_hand comes with the abort.
   std::vector<db::OnHandVersion> rows{{"a", 4, 3}};
-  auto aborted = shop.on_loop<boost::system::result<bool>>([&](auto& carts, auto done) {
-    carts.checkout_abort(sid, "k1", begun->attempt_id, rows, done);
-  });
+  auto aborted = shop.abort_checkout(sid, "k1", begun->attempt_id, rows);
   ASSERT_TRUE(aborted && *aborted);
   EXPECT_EQ(redis.stock_row("a")["oh"], "4");
   EXPECT_EQ(redis.command({"ZCARD", keys::pending("a")}).integer, 0);
@@ -692,11 +696,7 @@ TEST(SplitLines, a_late_abort_leaves_the_next_checkouts_mark) {
   auto first = shop.begin_checkout(sid, "k1");
   ASSERT_TRUE(first && first->kind == cart::CheckoutStart::Kind::begun);
   std::vector<db::OnHandVersion> rows{{"a", 10, 1}};
-  auto abort = [&] {
-    return shop.on_loop<boost::system::result<bool>>([&](auto& carts, auto done) {
-      carts.checkout_abort(sid, "k1", first->attempt_id, rows, done);
-    });
-  };
+  auto abort = [&] { return shop.abort_checkout(sid, "k1", first->attempt_id, rows); };
   ASSERT_TRUE(abort().value());
   auto second = shop.begin_checkout(sid, "k2");
   ASSERT_TRUE(second && second->kind == cart::CheckoutStart::Kind::begun);
