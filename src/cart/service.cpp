@@ -49,14 +49,7 @@ bool is_line_field(std::string_view field) {
 // The trailing waits_of array of a cart_view (holds.lua).
 boost::system::result<void> decode_waits(const redis::Reply& r, CartView& cart) {
   for (const redis::Reply& w : r.elements) {
-    auto inv = w.text_at(0), pid = w.text_at(1), state = w.text_at(2);
-    auto qty = w.int_at(3), n = w.int_at(4);
-    if (w.type != Type::array || !inv || !pid || !state || !qty || !n) return unexpected(r);
-    if (*state == "waiting") {
-      cart.waitlist.push_back(WaitPlace{*inv, *pid, *qty, *n});
-    } else {
-      cart.offers.push_back(Offer{*inv, *pid, *qty, *n});
-    }
+    if (auto ok = decode_wait(w, cart); !ok) return ok.error();
   }
   return {};
 }
@@ -86,6 +79,18 @@ boost::system::result<CartView> decode_view(std::string id, const redis::Reply& 
 }
 
 }  // namespace
+
+boost::system::result<void> decode_wait(const redis::Reply& w, CartView& cart) {
+  auto inv = w.text_at(0), pid = w.text_at(1), state = w.text_at(2);
+  auto qty = w.int_at(3), n = w.int_at(4);
+  if (w.type != Type::array || !inv || !pid || !state || !qty || !n) return unexpected(w);
+  if (*state == "waiting") {
+    cart.waitlist.push_back(WaitPlace{*inv, *pid, *qty, *n});
+  } else {
+    cart.offers.push_back(Offer{*inv, *pid, *qty, *n});
+  }
+  return {};
+}
 
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r) {
   auto tag = r.text_at(0);
@@ -219,66 +224,71 @@ CartService::CartService(redis::Commands& redis, CartSettings settings, metrics:
 
 void CartService::wait(const std::string& session_id, const std::string& inventory_id,
                        std::int64_t quantity, Callback<Waited> done) {
-  redis_.command(
-      {"FCALL", "cartd_wait", "2", keys::cart(session_id), keys::stock(inventory_id), session_id,
-       inventory_id, std::to_string(quantity), offer_window_ms_, max_line_quantity_, max_lines_},
-      [this, inventory_id, done = std::move(done)](redis::Result r) {
-        finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<Waited> {
-          using K = Waited::Kind;
-          auto tag = reply.text_at(0);
-          if (reply.type != Type::array || !tag) return unexpected(reply);
-          Waited w;
-          // The row has a line now: if this loop remembers it sold out from before, it
-          // remembers it without one, and would refuse the claim of the offer to come.
-          if (*tag == "waiting" || *tag == "offered") sold_out_.forget(inventory_id);
-          if (*tag == "waiting") {
-            w.position = reply.int_at(1).value_or(0);
-            w.joined = reply.int_at(2).value_or(0) == 1;
-          } else if (*tag == "available") {
-            w.kind = K::available;
-            w.available = reply.int_at(1).value_or(0);
-          } else if (*tag == "offered") {
-            w.kind = K::offered;
-            w.quantity = reply.int_at(1).value_or(0);
-            w.expires_at_ms = reply.int_at(2).value_or(0);
-          } else if (*tag == "unknown_inventory") {
-            w.kind = K::unknown_inventory;
-          } else if (*tag == "quantity_limit" || *tag == "limit_exceeded" ||
-                     *tag == "too_many_waits") {
-            w.kind = *tag == "quantity_limit"   ? K::quantity_limit
-                     : *tag == "limit_exceeded" ? K::limit_exceeded
-                                                : K::too_many_waits;
-            w.limit = reply.int_at(1).value_or(0);
-          } else if (*tag == "no_cart") {
-            w.kind = K::no_cart;
-            w.missing = missing_from(reply.text_at(1).value_or(""));
-          } else if (*tag == "checkout_in_progress") {
-            w.kind = K::checkout_in_progress;
-          } else {
-            return unexpected(reply);
-          }
-          return w;
-        });
-      });
+  redis::ReplyHandler handler = [this, inventory_id, done = std::move(done)](redis::Result r) {
+    finish(std::move(r), done, [&](const redis::Reply& reply) -> boost::system::result<Waited> {
+      using K = Waited::Kind;
+      auto tag = reply.text_at(0);
+      if (reply.type != Type::array || !tag) return unexpected(reply);
+      Waited w;
+      // The row has a line now: if this loop remembers it sold out from before, it
+      // remembers it without one, and would refuse the claim of the offer to come.
+      if (*tag == "waiting" || *tag == "offered") sold_out_.forget(inventory_id);
+      if (*tag == "waiting") {
+        w.position = reply.int_at(1).value_or(0);
+        w.joined = reply.int_at(2).value_or(0) == 1;
+      } else if (*tag == "available") {
+        w.kind = K::available;
+        w.available = reply.int_at(1).value_or(0);
+      } else if (*tag == "offered") {
+        w.kind = K::offered;
+        w.quantity = reply.int_at(1).value_or(0);
+        w.expires_at_ms = reply.int_at(2).value_or(0);
+      } else if (*tag == "unknown_inventory") {
+        w.kind = K::unknown_inventory;
+      } else if (*tag == "quantity_limit" || *tag == "limit_exceeded" || *tag == "too_many_waits") {
+        w.kind = *tag == "quantity_limit"   ? K::quantity_limit
+                 : *tag == "limit_exceeded" ? K::limit_exceeded
+                                            : K::too_many_waits;
+        w.limit = reply.int_at(1).value_or(0);
+      } else if (*tag == "no_cart") {
+        w.kind = K::no_cart;
+        w.missing = missing_from(reply.text_at(1).value_or(""));
+      } else if (*tag == "checkout_in_progress") {
+        w.kind = K::checkout_in_progress;
+      } else {
+        return unexpected(reply);
+      }
+      return w;
+    });
+  };
+  std::string qty = std::to_string(quantity);
+  if (settings_.split_lines) {
+    return split_wait(redis_, session_id, inventory_id, {qty, offer_window_ms_, max_line_quantity_},
+                      max_lines_, std::move(handler));
+  }
+  redis_.command({"FCALL", "cartd_wait", "2", keys::cart(session_id), keys::stock(inventory_id),
+                  session_id, inventory_id, qty, offer_window_ms_, max_line_quantity_, max_lines_},
+                 std::move(handler));
 }
 
 void CartService::leave(const std::string& session_id, const std::string& inventory_id,
                         Callback<std::optional<std::int64_t>> done) {
-  redis_.command(
-      {"FCALL", "cartd_leave", "2", keys::cart(session_id), keys::stock(inventory_id), session_id,
-       inventory_id},
-      [this, inventory_id, done = std::move(done)](redis::Result r) {
-        finish(
-            std::move(r), done,
-            [&](const redis::Reply& reply) -> boost::system::result<std::optional<std::int64_t>> {
-              auto tag = reply.text_at(0);
-              if (reply.type != Type::array || !tag) return unexpected(reply);
-              if (*tag == "not_waiting") return std::optional<std::int64_t>();
-              if (*tag != "left") return unexpected(reply);
-              sold_out_.forget(inventory_id);  // it may have given units back
-              return std::optional<std::int64_t>(reply.int_at(1).value_or(0));
-            });
-      });
+  redis::ReplyHandler handler = [this, inventory_id, done = std::move(done)](redis::Result r) {
+    finish(std::move(r), done,
+           [&](const redis::Reply& reply) -> boost::system::result<std::optional<std::int64_t>> {
+             auto tag = reply.text_at(0);
+             if (reply.type != Type::array || !tag) return unexpected(reply);
+             if (*tag == "not_waiting") return std::optional<std::int64_t>();
+             if (*tag != "left") return unexpected(reply);
+             sold_out_.forget(inventory_id);  // it may have given units back
+             return std::optional<std::int64_t>(reply.int_at(1).value_or(0));
+           });
+  };
+  if (settings_.split_lines)
+    return split_leave(redis_, session_id, inventory_id, std::move(handler));
+  redis_.command({"FCALL", "cartd_leave", "2", keys::cart(session_id), keys::stock(inventory_id),
+                  session_id, inventory_id},
+                 std::move(handler));
 }
 
 std::vector<std::string> CartService::cart_keys(const std::string& session_id) const {

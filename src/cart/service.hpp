@@ -250,6 +250,8 @@ class CartService {
 boost::system::result<SetLineOutcome> decode_set_line(const redis::Reply& r);
 boost::system::result<CartLookup> decode_cart(const std::string& id, const redis::Reply& r);
 boost::system::result<CheckoutStart> decode_checkout_start(const redis::Reply& r);
+// One place or offer of a cart (wait_state in holds.lua) into `cart`.
+boost::system::result<void> decode_wait(const redis::Reply& w, CartView& cart);
 // get_lines' read: the cart hash from HGETALL (product_id -> "inventory_id quantity",
 // besides the birth and checkout fields); empty when there is no live cart.
 boost::system::result<CartLookup> decode_lines(const std::string& id, const redis::Reply& hash);

@@ -65,11 +65,21 @@ struct StoredLine {
   std::int64_t quantity = 0;
 };
 
-// Reads "pid inv qty" triples from element `first` on.
+// The rows a cart's marks name: a reply's trailing array (push_marks in holds.lua).
+std::vector<std::string> marks_at(const redis::Reply& r) {
+  std::vector<std::string> marks;
+  if (r.elements.empty() || r.elements.back().type != Type::array) return marks;
+  for (const redis::Reply& m : r.elements.back().elements) marks.push_back(m.str);
+  return marks;
+}
+
+// Reads "pid inv qty" triples from element `first` on, up to a trailing array of marks.
 std::optional<std::vector<StoredLine>> lines_at(const redis::Reply& r, std::size_t first) {
-  if ((r.elements.size() - first) % 3 != 0) return std::nullopt;
+  std::size_t end = r.elements.size();
+  if (end > first && r.elements.back().type == Type::array) --end;
+  if (end < first || (end - first) % 3 != 0) return std::nullopt;
   std::vector<StoredLine> lines;
-  for (std::size_t i = first; i < r.elements.size(); i += 3) {
+  for (std::size_t i = first; i < end; i += 3) {
     auto pid = r.text_at(i), inv = r.text_at(i + 1);
     auto qty = r.int_at(i + 2);
     if (!pid || !inv || !qty) return std::nullopt;
@@ -189,18 +199,38 @@ std::vector<std::string> hold_command(const char* function, const std::string& i
   return keys::fcall(function, keys::row_slot(inv), std::move(args));
 }
 
-// The names and prices of `lines`' rows, read from their slots at once, into a view.
+// The names and prices of `lines`' rows, and the cart's place or offer on each row it
+// marks (cartd_wait_state), read from their slots at once, into a view.
 void read_view(redis::Commands& redis, CartView cart, std::vector<StoredLine> lines,
-               Callback<CartView> done) {
+               std::vector<std::string> marks, Callback<CartView> done) {
   auto view = std::make_shared<CartView>(std::move(cart));
   view->lines.clear();
   for (const StoredLine& l : lines) {
     view->lines.push_back(CartLine{l.product_id, l.inventory_id, l.quantity, "", 0});
   }
+  std::size_t count = view->lines.size();
+  auto waits = std::make_shared<std::vector<redis::Reply>>(marks.size());
   auto failed = std::make_shared<boost::system::error_code>();
+  auto wait_state = std::make_shared<std::vector<std::vector<std::string>>>();
+  for (const std::string& inv : marks) {
+    wait_state->push_back(keys::fcall("cartd_wait_state", keys::row_slot(inv), {view->id, inv}));
+  }
   all_of(
-      view->lines.size(),
-      [&redis, view, failed](std::size_t i, std::function<void()> answered) {
+      count + marks.size(),
+      [&redis, view, waits, wait_state, count, failed](std::size_t i,
+                                                       std::function<void()> answered) {
+        if (i >= count) {
+          return send(
+              redis, (*wait_state)[i - count],
+              [waits, failed, i = i - count, answered = std::move(answered)](redis::Result r) {
+                if (!r) {
+                  *failed = r.error();
+                } else {
+                  (*waits)[i] = std::move(*r);
+                }
+                answered();
+              });
+        }
         redis.command({"HMGET", keys::stock(view->lines[i].inventory_id), "n", "pc"},
                       [view, failed, i, answered = std::move(answered)](redis::Result r) {
                         if (!r) {
@@ -212,13 +242,36 @@ void read_view(redis::Commands& redis, CartView cart, std::vector<StoredLine> li
                         answered();
                       });
       },
-      [view, failed, done = std::move(done)] {
+      [view, waits, failed, done = std::move(done)] {
         if (*failed)
           return done(boost::system::result<CartView>(boost::system::in_place_error, *failed));
+        // A mark whose row names the cart no longer (an offer lapsed or was claimed)
+        // answers an empty array: left out.
+        for (const redis::Reply& w : *waits) {
+          if (w.type == Type::array && w.elements.empty()) continue;
+          if (auto ok = decode_wait(w, *view); !ok) {
+            return done(boost::system::result<CartView>(boost::system::in_place_error, ok.error()));
+          }
+        }
         std::sort(view->lines.begin(), view->lines.end(),
                   [](const CartLine& a, const CartLine& b) { return a.product_id < b.product_id; });
         done(std::move(*view));
       });
+}
+
+// Leaves the waitlists of the rows a cart marked (it ended: abandoned or checked out),
+// at once; then `after`. A row that does not answer keeps the place until pour reaches
+// it, and the offer it then makes lapses after its window.
+void leave_rows(redis::Commands& redis, const std::string& sid,
+                const std::vector<std::string>& marks, std::function<void()> after) {
+  std::vector<std::vector<std::string>> commands;
+  for (const std::string& inv : marks) {
+    commands.push_back(keys::fcall("cartd_leave_row", keys::row_slot(inv), {sid, inv}));
+  }
+  rows_at_once(redis, std::move(commands), [sid, after = std::move(after)](auto replies) {
+    if (!replies) spdlog::warn("cart {} leaving its waitlists: {}", sid, replies.error().message());
+    after();
+  });
 }
 
 // One line change on its way (see split.lua for the steps).
@@ -276,6 +329,7 @@ class Change : public std::enable_shared_from_this<Change> {
       old_deadline_ = *deadline;
       stale_ = *stale;
       lines_ = std::move(*lines);
+      marks_ = marks_at(*r);
       locked_ = true;
     } else {
       return fail(unexpected(*r));
@@ -473,7 +527,7 @@ class Change : public std::enable_shared_from_this<Change> {
       lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
     after_commit([self = shared_from_this()] {
       if (!self->call_.want_cart) return self->reply();
-      read_view(self->redis_, self->out_.cart, self->lines_,
+      read_view(self->redis_, self->out_.cart, self->lines_, self->marks_,
                 [self](boost::system::result<CartView> view) {
                   if (!view) return self->fail(view.error());
                   self->out_.cart = std::move(*view);
@@ -507,6 +561,7 @@ class Change : public std::enable_shared_from_this<Change> {
   std::int64_t held_ = 0;  // what the line's row holds until the commit
   std::string stale_;
   std::vector<StoredLine> lines_;
+  std::vector<std::string> marks_;  // the rows the cart waits on
   StoredLine old_;
   SetLineOutcome out_;
 };
@@ -604,14 +659,14 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
                                                  std::string(boost::json::serialize(sold))});
   rows_at_once(
       redis, std::move(commands),
-      [&redis, close = std::move(close), units,
+      [&redis, session_id, close = std::move(close), units,
        done = std::move(done)](boost::system::result<std::vector<redis::Reply>> replies) {
         if (!replies) {
           return done(boost::system::result<bool>(boost::system::in_place_error, replies.error()));
         }
         std::int64_t dropped = 0;
         for (const redis::Reply& r : *replies) dropped += r.integer;
-        send(redis, close, [units, dropped, done](redis::Result r) {
+        send(redis, close, [&redis, session_id, units, dropped, done](redis::Result r) {
           if (!r) {
             return done(boost::system::result<bool>(boost::system::in_place_error, r.error()));
           }
@@ -620,7 +675,10 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
           if (tag != "finished" && tag != "done") {
             return done(boost::system::result<bool>(boost::system::in_place_error, unexpected(*r)));
           }
-          done(true);
+          // The rows the cart waited on (after 'finished'): it leaves them.
+          std::vector<std::string> marks;
+          for (std::size_t i = 1; i < r->elements.size(); ++i) marks.push_back(r->elements[i].str);
+          leave_rows(redis, session_id, marks, [done] { done(true); });
         });
       });
 }
@@ -709,6 +767,11 @@ void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
         }
         if (!stale_seen)
           commands.push_back(hold_command("cartd_hold", *stale, session_id, "", 0, 0));
+        // It leaves the waitlists it was in, at the same time.
+        for (const std::string& inv : marks_at(*r)) {
+          commands.push_back(
+              keys::fcall("cartd_leave_row", keys::row_slot(inv), {session_id, inv}));
+        }
         CartView cart{session_id, *deadline, {}, {}, {}};
         rows_at_once(
             redis, std::move(commands),
@@ -716,7 +779,7 @@ void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
               // The cart is gone either way; a row that did not answer holds its units
               // until the cart's deadline, when they come back by themselves.
               if (!replies) spdlog::warn("abandon {}: {}", cart.id, replies.error().message());
-              read_view(redis, cart, lines, [done](boost::system::result<CartView> view) {
+              read_view(redis, cart, lines, {}, [done](boost::system::result<CartView> view) {
                 if (!view) {
                   return done(boost::system::result<Abandoned>(boost::system::in_place_error,
                                                                view.error()));
@@ -743,13 +806,93 @@ void split_get_cart(redis::Commands& redis, const std::string& session_id,
                boost::system::result<CartLookup>(boost::system::in_place_error, unexpected(*r)));
          }
          read_view(redis, CartView{session_id, *deadline, {}, {}, {}}, std::move(*lines),
-                   [done](boost::system::result<CartView> view) {
+                   marks_at(*r), [done](boost::system::result<CartView> view) {
                      if (!view) {
                        return done(boost::system::result<CartLookup>(boost::system::in_place_error,
                                                                      view.error()));
                      }
                      done(CartLookup{std::move(*view), Missing::unknown});
                    });
+       });
+}
+
+namespace {
+
+// A wait's cart step; `drop`: marks found stale, dropped first. `checked`: the marks
+// were read once already (a second 'too_many_waits' is the answer).
+void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::string>> row_call,
+               const std::string& sid, const std::string& inv, const std::string& max_waits,
+               std::vector<std::string> drop, redis::ReplyHandler done) {
+  bool checked = !drop.empty();
+  std::vector<std::string> args{sid, inv, max_waits};
+  for (std::string& d : drop) args.push_back(std::move(d));
+  send(redis, cart_command("cartd_wait_mark", sid, std::move(args)),
+       [&redis, row_call, sid, inv, max_waits, checked, done](redis::Result r) {
+         if (!r || r->type != Type::array) return done(std::move(r));
+         auto tag = r->text_at(0).value_or("");
+         if (tag == "too_many_waits" && !checked) {
+           // A mark outlives an offer that lapsed or was claimed: read the marked rows,
+           // and ask again without those that name the cart no longer.
+           std::vector<std::string> marked;
+           std::vector<std::vector<std::string>> reads;
+           for (std::size_t i = 2; i < r->elements.size(); ++i) {
+             marked.push_back(r->elements[i].str);
+             reads.push_back(keys::fcall("cartd_wait_state", keys::row_slot(marked.back()),
+                                         {sid, marked.back()}));
+           }
+           auto full = std::make_shared<redis::Reply>(std::move(*r));
+           return rows_at_once(
+               redis, std::move(reads),
+               [&redis, row_call, sid, inv, max_waits, marked, full, done](auto replies) {
+                 if (!replies)
+                   return done(redis::Result(boost::system::in_place_error, replies.error()));
+                 std::vector<std::string> gone;
+                 for (std::size_t i = 0; i < marked.size(); ++i) {
+                   if ((*replies)[i].elements.empty()) gone.push_back(marked[i]);
+                 }
+                 if (gone.empty()) return done(std::move(*full));
+                 wait_mark(redis, row_call, sid, inv, max_waits, std::move(gone), done);
+               });
+         }
+         if (tag != "marked") return done(std::move(r));
+         bool fresh = r->int_at(1) == 1;
+         send(redis, *row_call, [&redis, sid, inv, fresh, done](redis::Result row) {
+           auto placed = row && row->type == Type::array ? row->text_at(0) : std::nullopt;
+           if (!placed || *placed == "waiting" || *placed == "offered" || !fresh) {
+             return done(std::move(row));
+           }
+           // The row refused a cart this wait marked: the mark goes.
+           auto refusal = std::make_shared<redis::Reply>(std::move(*row));
+           send(redis, cart_command("cartd_wait_unmark", sid, {sid, inv}),
+                [refusal, done](redis::Result) { done(std::move(*refusal)); });
+         });
+       });
+}
+
+}  // namespace
+
+void split_wait(redis::Commands& redis, const std::string& session_id,
+                const std::string& inventory_id, std::vector<std::string> row_args,
+                std::string max_waits, redis::ReplyHandler done) {
+  std::vector<std::string> args{session_id, inventory_id};
+  for (std::string& a : row_args) args.push_back(std::move(a));
+  auto row_call = std::make_shared<const std::vector<std::string>>(
+      keys::fcall("cartd_wait_row", keys::row_slot(inventory_id), std::move(args)));
+  wait_mark(redis, row_call, session_id, inventory_id, max_waits, {}, std::move(done));
+}
+
+void split_leave(redis::Commands& redis, const std::string& session_id,
+                 const std::string& inventory_id, redis::ReplyHandler done) {
+  send(redis,
+       keys::fcall("cartd_leave_row", keys::row_slot(inventory_id), {session_id, inventory_id}),
+       [&redis, session_id, inventory_id, done = std::move(done)](redis::Result row) {
+         if (!row) return done(std::move(row));
+         auto left = std::make_shared<redis::Reply>(std::move(*row));
+         send(redis, cart_command("cartd_wait_unmark", session_id, {session_id, inventory_id}),
+              [left, done](redis::Result r) {
+                if (!r) return done(std::move(r));
+                done(std::move(*left));
+              });
        });
 }
 

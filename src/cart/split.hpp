@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cart/service.hpp"
+#include "redis/commands.hpp"
 
 namespace cartd::cart {
 
@@ -37,9 +38,19 @@ void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
 void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
                    const std::string& session_id, Callback<CartService::Abandoned> done);
 
-// A live cart with its lines' names and prices: the cart's slot, then its rows' (in
-// parallel). No waitlist places or offers: a cluster has no waitlist yet.
+// A live cart with its lines' names and prices, and its places and offers in waitlists:
+// the cart's slot, then its rows' (in parallel).
 void split_get_cart(redis::Commands& redis, const std::string& session_id,
                     Callback<CartLookup> done);
+
+// The waitlist's steps (waitlist.lua): a wait marks the cart, then takes a place on the
+// row (and unmarks the cart if the row refused it); `row_args` are cartd_wait_row's
+// quantity, offer window and line limit. A leave leaves the row, then unmarks the cart.
+// `done` gets a reply shaped as cartd_wait's (cartd_leave's).
+void split_wait(redis::Commands& redis, const std::string& session_id,
+                const std::string& inventory_id, std::vector<std::string> row_args,
+                std::string max_waits, redis::ReplyHandler done);
+void split_leave(redis::Commands& redis, const std::string& session_id,
+                 const std::string& inventory_id, redis::ReplyHandler done);
 
 }  // namespace cartd::cart

@@ -198,12 +198,13 @@ local function line_on_row(ck, pid, inv)
   return line_inv == inv and qty or 0
 end
 
--- A waitlist value: an offer's "quantity deadline" or a wait's "quantity window", as two
--- numbers (nil for none).
+-- A waitlist value: an offer's "quantity deadline" or a wait's "quantity window" (on a
+-- Redis Cluster "quantity window r": see pour), as two numbers (nil for none) and the
+-- flag ('' for none).
 local function parse_pair(value)
-  local a, b = string.match(value or '', '^(%d+) (%d+)$')
+  local a, b, flag = string.match(value or '', '^(%d+) (%d+) ?(%a*)$')
   if not a then return nil end
-  return tonumber(a), tonumber(b)
+  return tonumber(a), tonumber(b), flag
 end
 
 -- The cart's offer on a row while it lasts: its quantity and deadline, else nil.
@@ -211,6 +212,22 @@ local function live_offer(inv, sid, now)
   local q, d = parse_pair(redis.call('HGET', offers_key(inv), sid))
   if q and d >= now then return q, d end
   return nil
+end
+
+-- The cart's hold on a row while it lasts: quantity, deadline and the id of the change
+-- that set it ('' for none), else 0, nil and the id. A record is "quantity deadline" or
+-- "quantity deadline change".
+local function hold_record(inv, sid, now)
+  local value = redis.call('HGET', hold_records_key(inv), sid) or ''
+  local q, d, op = string.match(value, '^(%d+) (%d+) ?(%S*)$')
+  if q and tonumber(d) >= now then return tonumber(q), tonumber(d), op end
+  return 0, nil, op or ''
+end
+
+-- Whether `member`'s pending mark on the row is there and has not lapsed.
+local function pending_live(inv, member, now)
+  local deadline = redis.call('ZSCORE', pending_key(inv), member)
+  return deadline ~= false and deadline ~= nil and tonumber(deadline) >= now
 end
 
 -- The waitlist: while carts wait on a row, units that come back are never made public.
@@ -236,14 +253,28 @@ local function pour(inv, now)
     local want = redis.call('HGET', wanted_key(inv), head)
     redis.call('HDEL', wanted_key(inv), head)
     redis.call('HINCRBY', key, 'wv', 1)
-    local qty, window = parse_pair(want)
-    local ck = cart_key(head)
-    local deadline = redis.call('PEXPIRETIME', ck)
-    if qty and deadline >= now and redis.call('HEXISTS', ck, CHECKING_OUT) == 0 then
+    local qty, window, by_row = parse_pair(want)
+    local live, ck = qty ~= nil, nil
+    if live and by_row == 'r' then
+      -- A wait made on a Redis Cluster (cartd_wait_row): the cart lives in another slot,
+      -- which a function here must not read, so the row judges it by what it knows. A
+      -- checkout under way with a line here (its pending mark) ends its turn, and its
+      -- line here is its hold record. A cart that ended elsewhere is offered units all
+      -- the same: the offer lapses after its window and passes on.
+      live = not pending_live(inv, head, now)
+    elseif live then
+      ck = cart_key(head)
+      live = redis.call('PEXPIRETIME', ck) >= now and
+                 redis.call('HEXISTS', ck, CHECKING_OUT) == 0
+    end
+    if live then
       local q = math.min(qty, available)
       -- Never more than the row's per-cart limit lets the cart add to its line: units
       -- it could not claim would be kept from the carts behind it for the window.
-      if row[4] then q = math.min(q, tonumber(row[4]) - line_on_row(ck, row[3], inv)) end
+      if row[4] then
+        local line = ck and line_on_row(ck, row[3], inv) or (hold_record(inv, head, now))
+        q = math.min(q, tonumber(row[4]) - line)
+      end
       if q > 0 then
         -- Rounded up to a second, so offers share buckets.
         local until_ms = round_up(now + window, 1000)
@@ -267,16 +298,6 @@ local function forget_lapsed_offers(inv, now)
       redis.call('HINCRBY', stock_key(inv), 'wv', 1)
     end
   end
-end
-
--- The cart's hold on a row while it lasts: quantity, deadline and the id of the change
--- that set it ('' for none), else 0, nil and the id. A record is "quantity deadline" or
--- "quantity deadline change".
-local function hold_record(inv, sid, now)
-  local value = redis.call('HGET', hold_records_key(inv), sid) or ''
-  local q, d, op = string.match(value, '^(%d+) (%d+) ?(%S*)$')
-  if q and tonumber(d) >= now then return tonumber(q), tonumber(d), op end
-  return 0, nil, op or ''
 end
 
 -- Forgets the hold records (split.lua) that ended before now: their units left with
@@ -450,30 +471,46 @@ local function settle_on_hand(inv, on_hand, version, delta, careful)
   return mirror_on_hand(inv, on_hand, version)
 end
 
--- Whether `member`'s pending mark on the row is there and has not lapsed.
-local function pending_live(inv, member, now)
-  local deadline = redis.call('ZSCORE', pending_key(inv), member)
-  return deadline ~= false and deadline ~= nil and tonumber(deadline) >= now
+-- A cart's place or offer on one row, as a reply: {inventory_id, product_id, state,
+-- quantity, n}, state 'waiting' (n = position, 1 = next) or 'offer' (n = its deadline,
+-- ms); nil when the row names the cart in neither (an offer lapsed, or was claimed).
+local function wait_state(inv, sid, now)
+  local pid = redis.call('HGET', stock_key(inv), 'p') or ''
+  local rank = redis.call('ZRANK', waitlist_key(inv), sid)
+  if rank then
+    local qty = parse_pair(redis.call('HGET', wanted_key(inv), sid))
+    return {inv, pid, 'waiting', qty or 0, rank + 1}
+  end
+  local q, d = live_offer(inv, sid, now)
+  if q then return {inv, pid, 'offer', q, d} end
+  return nil
 end
 
--- The rows a cart waits on, as a reply: {inventory_id, product_id, state, quantity, n}
--- per row: state 'waiting' (n = position, 1 = next) or 'offer' (n = its deadline, ms).
--- Marks whose place and offer are both gone (an offer lapsed) are left out.
+-- The rows a cart's fields (as HGETALL answers them) mark with '?<inv>': the rows it
+-- waits on, or did (a mark outlives a lapsed or claimed offer: the row has the truth).
+local function marked_rows(fields)
+  local out = {}
+  for i = 1, #fields, 2 do
+    if string.byte(fields[i], 1) == 63 then table.insert(out, string.sub(fields[i], 2)) end
+  end
+  return out
+end
+
+-- Appends the rows a cart's marks name to a reply as one trailing array, when there are
+-- any (a Redis Cluster's caller reads them from the rows' slots).
+local function push_marks(out, fields)
+  local marks = marked_rows(fields)
+  if #marks > 0 then table.insert(out, marks) end
+  return out
+end
+
+-- The rows a cart waits on, as a reply: wait_state per marked row, marks whose place
+-- and offer are both gone left out.
 local function waits_of(ck, sid, now)
   local out = {}
-  for _, f in ipairs(redis.call('HKEYS', ck)) do
-    if string.byte(f, 1) == 63 then
-      local inv = string.sub(f, 2)
-      local pid = redis.call('HGET', stock_key(inv), 'p') or ''
-      local rank = redis.call('ZRANK', waitlist_key(inv), sid)
-      if rank then
-        local qty = parse_pair(redis.call('HGET', wanted_key(inv), sid))
-        table.insert(out, {inv, pid, 'waiting', qty or 0, rank + 1})
-      else
-        local q, d = live_offer(inv, sid, now)
-        if q then table.insert(out, {inv, pid, 'offer', q, d}) end
-      end
-    end
+  for _, inv in ipairs(marked_rows(redis.call('HGETALL', ck))) do
+    local w = wait_state(inv, sid, now)
+    if w then table.insert(out, w) end
   end
   return out
 end
@@ -496,11 +533,8 @@ local function cart_view(ck, now)
     table.insert(out, info[1] or '')
     table.insert(out, tonumber(info[2] or 0))
   end
-  for i = 1, #fields, 2 do
-    if string.byte(fields[i], 1) == 63 then
-      table.insert(out, waits_of(ck, string.match(ck, '^{c%d+}:(.*)$'), now))
-      break
-    end
+  if #marked_rows(fields) > 0 then
+    table.insert(out, waits_of(ck, string.match(ck, '^{c%d+}:(.*)$'), now))
   end
   return out
 end
@@ -553,8 +587,11 @@ end
 
 -- Leaves every waitlist a cart is in (it ended: abandoned or checked out).
 local function leave_all(ck, sid, now)
-  local fields = redis.call('HKEYS', ck)
-  for _, f in ipairs(fields) do
-    if string.byte(f, 1) == 63 then leave_row(string.sub(f, 2), sid, now) end
-  end
+  for _, inv in ipairs(marked_rows(redis.call('HGETALL', ck))) do leave_row(inv, sid, now) end
+end
+
+-- Whether the row names the cart: a place in its waitlist or an offer (a lapsed one too).
+local function row_names(inv, sid)
+  return redis.call('ZSCORE', waitlist_key(inv), sid) ~= false or
+             redis.call('HEXISTS', offers_key(inv), sid) == 1
 end

@@ -129,8 +129,10 @@ end
 -- ARGV[4]  the inventory_id the change will hold (recorded for a repair)
 -- ARGV[5]  "1": a cart that is not live may be made anew (-> 'new')
 -- Returns one of
---   {'locked', now_ms, birth_ms, deadline_ms, stale_inventory_id, pid, inv, qty, ...}
---      (stale_inventory_id: the row of a change that lapsed unfinished, else '')
+--   {'locked', now_ms, birth_ms, deadline_ms, stale_inventory_id, pid, inv, qty, ...
+--    [, {marked inventory_id...}]}
+--      (stale_inventory_id: the row of a change that lapsed unfinished, else ''; the
+--      trailing array: the rows the cart waits on, see push_marks)
 --   {'new', now_ms}   {'busy'}   {'checkout_in_progress'}
 --   {'no_cart', 'expired' | 'unknown' | 'checked_out'}
 local function line_begin(keys, args)
@@ -144,8 +146,8 @@ local function line_begin(keys, args)
   local cart, refused = cart_for_change(ck, now)
   if refused then return refused end
   redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
-  return push_lines({'locked', now, tonumber(cart.map[BIRTH]), deadline, cart.stale},
-                    cart_lines(cart.fields))
+  return push_marks(push_lines({'locked', now, tonumber(cart.map[BIRTH]), deadline, cart.stale},
+                               cart_lines(cart.fields)), cart.fields)
 end
 
 -- cartd_line_commit: writes the line a change held, and ends the change.
@@ -262,10 +264,12 @@ end
 -- cartd_checkout_close: the cart's half of a finished checkout, after its rows.
 -- KEYS[1] the cart   ARGV[1] session id   ARGV[2] idempotency key   ARGV[3] order id
 -- ARGV[4] JSON [{product_id, inventory_id, quantity}]: the order's lines
--- Returns {'finished'}, or {'done'} when it had finished already.
+-- Returns {'finished', inventory_id...} (the rows the cart waited on: the caller leaves
+-- them), or {'done'} when it had finished already.
 local function checkout_close(keys, args)
   local sid, key, order_id = args[1], args[2], args[3]
   if redis.call('EXISTS', done_key(sid)) == 1 then return {'done'} end
+  local marks = marked_rows(redis.call('HGETALL', keys[1]))
   local sold = {}
   for _, l in ipairs(cjson.decode(args[4])) do
     table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
@@ -274,7 +278,7 @@ local function checkout_close(keys, args)
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)
   cart_event(sid, 'checked_out', sold, order_id)
-  return {'finished'}
+  return {'finished', unpack(marks)}
 end
 
 -- cartd_checkout_thaw: the cart's half of giving up a checkout that made no order (its
@@ -309,7 +313,8 @@ end
 -- cartd_abandon_cart: the cart's half of an abandon on a cluster (its rows are set to
 -- hold nothing next, with cartd_hold).
 -- KEYS[1] the cart   ARGV[1] session id
--- Returns {'abandoned', deadline_ms, stale_inventory_id, pid, inv, qty, ...},
+-- Returns {'abandoned', deadline_ms, stale_inventory_id, pid, inv, qty, ... [, {marked
+-- inventory_id...}]} (the rows it waited on: the caller leaves them),
 -- {'checkout_in_progress'}, {'busy'}, or {'expired' | 'unknown' | 'checked_out'}.
 local function abandon_cart(keys, args)
   local sid, ck, now = args[1], keys[1], now_ms()
@@ -321,18 +326,20 @@ local function abandon_cart(keys, args)
   redis.call('DEL', ck)
   redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
   cart_event(sid, 'abandoned', lines)
-  return push_lines({'abandoned', deadline, cart.stale}, lines)
+  return push_marks(push_lines({'abandoned', deadline, cart.stale}, lines), cart.fields)
 end
 
--- cartd_cart_lines: a live cart's lines, from its own slot (names and prices are read
--- from the rows' slots after).
+-- cartd_cart_lines: a live cart's lines, from its own slot (names and prices, and the
+-- places and offers of the rows it waits on, are read from the rows' slots after).
 -- KEYS[1] the cart   ARGV[1] session id
--- Returns {deadline_ms, product_id, inventory_id, quantity, ...}, or 'expired' /
--- 'unknown' / 'checked_out' (see missing_cart).
+-- Returns {deadline_ms, product_id, inventory_id, quantity, ... [, {marked
+-- inventory_id...}]} (push_marks), or 'expired' / 'unknown' / 'checked_out' (see
+-- missing_cart).
 local function cart_lines_of(keys, args)
   local deadline = live_deadline(keys[1], now_ms())
   if not deadline then return missing_cart(args[1]) end
-  return push_lines({deadline}, cart_lines(redis.call('HGETALL', keys[1])))
+  local fields = redis.call('HGETALL', keys[1])
+  return push_marks(push_lines({deadline}, cart_lines(fields)), fields)
 end
 
 redis.register_function('cartd_hold', hold)

@@ -198,13 +198,6 @@ json::object offer_json(const Offer& o) {
 
 namespace {
 
-// The waitlist's offers reach from a row into the carts that wait on it, which a Redis
-// Cluster keeps on other nodes: not split into single-slot steps yet (docs/DESIGN.md).
-std::optional<http::Response> no_waitlist_on_a_cluster(const ApiContext& ctx) {
-  if (!ctx.carts.settings().split_lines) return std::nullopt;
-  return error_response(501, "not_implemented", "the waitlist does not run on a Redis Cluster yet");
-}
-
 // POST /v1/stock/{inventory_id}/waitlist {"cart_id", "quantity"}: while the row is sold
 // out, the cart waits in line for it (201 with its position; 200 if it waited already,
 // with the new quantity and its old place).
@@ -213,7 +206,6 @@ void join_waitlist(ApiContext& ctx, const Request& req, const std::string& inven
   if (!is_valid_id(inventory_id)) {
     return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
   }
-  if (auto refused = no_waitlist_on_a_cluster(ctx)) return respond(std::move(*refused));
   auto body = parse_object(req.body());
   if (!body) return respond(reject(body.error()));
   const json::value* cart = body->if_contains("cart_id");
@@ -280,7 +272,6 @@ void leave_waitlist(ApiContext& ctx, const std::string& inventory_id, const std:
   if (!is_valid_id(inventory_id)) {
     return respond(error_response(400, "invalid_id", "inventory_id is not a valid id"));
   }
-  if (auto refused = no_waitlist_on_a_cluster(ctx)) return respond(std::move(*refused));
   auto sid = cart_id(cart, respond);
   if (!sid) return;
   ctx.carts.leave(*sid, inventory_id, [respond = std::move(respond)](auto left) {

@@ -115,11 +115,6 @@ TEST(ClusterCartd, carts_checkout_and_expiry_work_on_a_cluster) {
       200ms))
       << "the DB writer took every group's counts";
 
-  // The waitlist is not split yet: a clear refusal.
-  auto wait = cartd.post("/v1/stock/row9/waitlist",
-                         json::serialize(json::object{{"cart_id", sid}, {"quantity", 1}}));
-  EXPECT_EQ(wait.status, 501u) << wait.body;
-
   // Every unit: 5 per row + 3 restocked = on hand + sold.
   EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory") +
                 sqlite_int(cartd.db_path(), "SELECT SUM(quantity) FROM order_lines"),

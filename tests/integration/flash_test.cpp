@@ -174,9 +174,13 @@ boost::json::object stock(Cartd& cartd, const std::string& inv) {
   return cartd.get("/v1/stock/" + inv).json().as_object();
 }
 
-TEST(Waitlist, a_unit_that_comes_back_is_offered_to_the_first_in_line_who_claims_it) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog);
+// Every test runs on a standalone Redis and on a Redis Cluster, where a wait, a leave and
+// a view are steps of one slot each (the cart's, then the row's).
+class Waitlist : public ::testing::TestWithParam<RedisKind> {};
+
+TEST_P(Waitlist, a_unit_that_comes_back_is_offered_to_the_first_in_line_who_claims_it) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog);
   std::string holder = new_cart(cartd), first = new_cart(cartd), second = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
 
@@ -215,9 +219,9 @@ TEST(Waitlist, a_unit_that_comes_back_is_offered_to_the_first_in_line_who_claims
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-TEST(Waitlist, an_unclaimed_offer_passes_to_the_next_and_leaving_gives_an_offer_up) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog, {"--offer-window", "1", "--sweep-interval-ms", "100"});
+TEST_P(Waitlist, an_unclaimed_offer_passes_to_the_next_and_leaving_gives_an_offer_up) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog, {"--offer-window", "1", "--sweep-interval-ms", "100"});
   std::string holder = new_cart(cartd), a = new_cart(cartd), b = new_cart(cartd),
               c = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
@@ -239,9 +243,9 @@ TEST(Waitlist, an_unclaimed_offer_passes_to_the_next_and_leaving_gives_an_offer_
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-TEST(Waitlist, an_expired_hold_and_a_restock_go_to_the_line_first) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog,
+TEST_P(Waitlist, an_expired_hold_and_a_restock_go_to_the_line_first) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog,
               {"--cart-ttl", "1", "--sweep-interval-ms", "0", "--no-keyspace-events",
                "--admin-token", kToken, "--cart-max-lifetime", "3600"});
   std::string holder = new_cart(cartd);
@@ -267,9 +271,9 @@ TEST(Waitlist, an_expired_hold_and_a_restock_go_to_the_line_first) {
   EXPECT_EQ(stock(cartd, "one").at("reserved").as_int64(), 3);
 }
 
-TEST(Waitlist, the_waiting_page_hears_of_its_offer_at_once) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog);
+TEST_P(Waitlist, the_waiting_page_hears_of_its_offer_at_once) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog);
   std::string holder = new_cart(cartd), waiter = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
   ASSERT_EQ(join(cartd, waiter, "one").status, 201u);
@@ -299,9 +303,9 @@ TEST(Waitlist, the_waiting_page_hears_of_its_offer_at_once) {
   EXPECT_TRUE(unknown.head().starts_with("HTTP/1.1 404"));
 }
 
-TEST(Waitlist, a_change_that_takes_no_more_units_leaves_the_offer_alone) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog);
+TEST_P(Waitlist, a_change_that_takes_no_more_units_leaves_the_offer_alone) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog);
   std::string holder = new_cart(cartd), a = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, holder, "many", 4).status, 200u);
   ASSERT_EQ(put_line(cartd, a, "many", 1).status, 200u);
@@ -318,9 +322,9 @@ TEST(Waitlist, a_change_that_takes_no_more_units_leaves_the_offer_alone) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-TEST(Waitlist, a_cart_waits_on_at_most_max_lines_rows) {
-  RedisServer redis;
-  Cartd cartd(redis,
+TEST_P(Waitlist, a_cart_waits_on_at_most_max_lines_rows) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(),
               R"([{"inventory_id":"x","product_id":"x","name":"X","price_cents":1,"on_hand":1},
                   {"inventory_id":"y","product_id":"y","name":"Y","price_cents":1,"on_hand":1},
                   {"inventory_id":"z","product_id":"z","name":"Z","price_cents":1,"on_hand":1}])",
@@ -339,12 +343,68 @@ TEST(Waitlist, a_cart_waits_on_at_most_max_lines_rows) {
   EXPECT_EQ(join(cartd, a, "z").status, 201u) << "leaving one makes room";
 }
 
+// A cart that ends leaves the lines it waited in: abandoned or checked out, the carts
+// behind it move up at once. And a mark of a row whose offer was claimed (on a cluster
+// the cart's mark outlives it: the row has the truth) does not count against the limit.
+TEST_P(Waitlist, a_cart_that_ends_leaves_its_places_and_a_claimed_offer_frees_its_slot) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(),
+              R"([{"inventory_id":"x","product_id":"x","name":"X","price_cents":1,"on_hand":1},
+                  {"inventory_id":"y","product_id":"y","name":"Y","price_cents":1,"on_hand":1},
+                  {"inventory_id":"z","product_id":"z","name":"Z","price_cents":1,"on_hand":1},
+                  {"inventory_id":"m","product_id":"m","name":"M","price_cents":1,"on_hand":5}])",
+              {"--max-lines", "2"});
+  std::string hx = new_cart(cartd), hy = new_cart(cartd), hz = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, hx, "x", 1).status, 200u);
+  ASSERT_EQ(put_line(cartd, hy, "y", 1).status, 200u);
+  ASSERT_EQ(put_line(cartd, hz, "z", 1).status, 200u);
+  std::string a = new_cart(cartd), b = new_cart(cartd), d = new_cart(cartd);
+  ASSERT_EQ(join(cartd, a, "x").status, 201u);
+  ASSERT_EQ(join(cartd, a, "y").status, 201u);
+  ASSERT_EQ(join(cartd, b, "y").status, 201u);
+  ASSERT_EQ(put_line(cartd, d, "m", 2).status, 200u);
+  ASSERT_EQ(join(cartd, d, "y").status, 201u);
+  EXPECT_EQ(join(cartd, a, "z").status, 422u) << "a waits on two rows";
+
+  // a is offered x and claims it: it waits on one row now, so it may join z.
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + hx).status, 200u);
+  ASSERT_EQ(offered(cartd, a, "x"), 1);
+  ASSERT_EQ(put_line(cartd, a, "x", 1).status, 200u);
+  auto z = join(cartd, a, "z");
+  EXPECT_EQ(z.status, 201u) << z.body;
+  auto places = cart_of(cartd, a).at("waitlist").as_array();
+  EXPECT_EQ(places.size(), 2u) << "y and z";
+
+  // a is abandoned: b and d move up on y, and z has nobody waiting.
+  EXPECT_EQ(cart_of(cartd, d).at("waitlist").at(0).at("position").as_int64(), 3);
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + a).status, 200u);
+  EXPECT_EQ(cart_of(cartd, b).at("waitlist").at(0).at("position").as_int64(), 1);
+  EXPECT_EQ(cart_of(cartd, d).at("waitlist").at(0).at("position").as_int64(), 2);
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + hz).status, 200u);
+  EXPECT_EQ(stock(cartd, "z").at("available").as_int64(), 1) << "nobody waits on z";
+
+  // d checks out (its line of m): it leaves y, so b is alone there.
+  auto order = cartd.post("/v1/carts/" + d + "/checkout", "", {{"Idempotency-Key", "d-1"}});
+  ASSERT_EQ(order.status, 201u) << order.body;
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + hy).status, 200u);
+  EXPECT_EQ(offered(cartd, b, "y"), 1) << "b is offered y, d is not in the way";
+  EXPECT_EQ(stock(cartd, "y").at("reserved").as_int64(), 1);
+
+  // Every unit: x free (a's line went with a), y offered to b, z free, m: 2 sold, 3 free.
+  EXPECT_EQ(stock(cartd, "x").at("available").as_int64(), 1);
+  EXPECT_EQ(stock(cartd, "m").at("on_hand").as_int64(), 3);
+  EXPECT_EQ(stock(cartd, "m").at("reserved").as_int64(), 0);
+  EXPECT_EQ(stock(cartd, "z").at("reserved").as_int64(), 0);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 // Strict first come, first served: 1 000 carts wait on a row of 100 units, and the units
 // come back in a random order, from several threads at once.
-TEST(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
+TEST_P(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
   constexpr int kUnits = 100, kWaiters = 1000;
-  RedisServer redis;
-  Cartd cartd(redis,
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(),
               R"([{"inventory_id":"drop","product_id":"drop","name":"Drop","price_cents":1,)"
               R"("on_hand":100}])",
               {"--offer-window", "3", "--sweep-interval-ms", "100"});
@@ -404,9 +464,9 @@ TEST(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
 // Review: a cart that waits on a row (it has a `?<inv>` mark, so cart_view appends its
 // waits) must still be able to check out its lines, and an empty cart that only waits
 // answers "empty", not an error.
-TEST(Waitlist, a_cart_that_waits_on_a_row_can_still_check_out) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog);
+TEST_P(Waitlist, a_cart_that_waits_on_a_row_can_still_check_out) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog);
   std::string holder = new_cart(cartd), waiter = new_cart(cartd), only_waits = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
   ASSERT_EQ(put_line(cartd, waiter, "many", 2).status, 200u);
@@ -428,9 +488,9 @@ TEST(Waitlist, a_cart_that_waits_on_a_row_can_still_check_out) {
 // Review: a cart that holds an offer on a row it also checks out. Its finish gave the
 // offer up (to the next in line) before on_hand fell by the sale: the sold unit was
 // offered too, so more was held than was on hand.
-TEST(Waitlist, a_checkout_of_a_cart_with_an_offer_oversells_nothing) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog);
+TEST_P(Waitlist, a_checkout_of_a_cart_with_an_offer_oversells_nothing) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog);
   std::string a = new_cart(cartd), h = new_cart(cartd), w1 = new_cart(cartd), w2 = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, a, "many", 1).status, 200u);
   ASSERT_EQ(put_line(cartd, h, "many", 4).status, 200u);
@@ -451,9 +511,9 @@ TEST(Waitlist, a_checkout_of_a_cart_with_an_offer_oversells_nothing) {
 // Review: an event loop that saw the row sold out before anyone waited remembers it as
 // "no waitlist" and refuses every add without asking Redis, a claim included, for as
 // long as it remembers (--sold-out-memory-ms; long here to see it, 100 ms by default).
-TEST(Waitlist, the_sold_out_memory_never_refuses_a_claim) {
-  RedisServer redis;
-  Cartd cartd(redis, kCatalog,
+TEST_P(Waitlist, the_sold_out_memory_never_refuses_a_claim) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog,
               {"--threads", "1", "--sold-out-memory-ms", "5000", "--admin-token", kToken});
   std::string holder = new_cart(cartd), waiter = new_cart(cartd);
   ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
@@ -468,6 +528,8 @@ TEST(Waitlist, the_sold_out_memory_never_refuses_a_claim) {
   auto claim = cartd.post("/v1/carts/" + waiter + "/items", add_one);
   EXPECT_EQ(claim.status, 200u) << claim.body;
 }
+
+INSTANTIATE_TEST_SUITE_P(Redis, Waitlist, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
 
 }  // namespace waitlist
 
