@@ -399,6 +399,38 @@ TEST_P(Waitlist, a_cart_that_ends_leaves_its_places_and_a_claimed_offer_frees_it
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
+// The per-cart limit counts what a waiting cart holds on the row: when it joins, and when
+// its turn comes (the limit may have been lowered since). On a cluster the row knows the
+// cart's line by its hold record.
+TEST_P(Waitlist, an_offer_never_takes_a_cart_past_the_per_cart_limit) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(),
+              R"([{"inventory_id":"lim","product_id":"lim","name":"L","price_cents":1,)"
+              R"("on_hand":4,"max_per_cart":2}])",
+              {"--admin-token", kToken});
+  std::string h = new_cart(cartd), a = new_cart(cartd), b = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, a, "lim", 1).status, 200u);
+  ASSERT_EQ(put_line(cartd, h, "lim", 2).status, 200u);
+  ASSERT_EQ(put_line(cartd, new_cart(cartd), "lim", 1).status, 200u);
+  auto over = join(cartd, a, "lim", 2);
+  EXPECT_EQ(over.status, 422u) << "1 held + 2 asked > 2: " << over.body;
+  EXPECT_EQ(over.json().at("error").at("code").as_string(), "limit_exceeded");
+  ASSERT_EQ(join(cartd, a, "lim", 1).status, 201u);
+  ASSERT_EQ(join(cartd, b, "lim", 2).status, 201u);
+
+  auto lower =
+      http(cartd.port(), "PUT", "/v1/stock/lim/max-per-cart", R"({"max_per_cart":1})", kAdmin);
+  ASSERT_EQ(lower.status, 200u) << lower.body;
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + h).status, 200u);
+  EXPECT_EQ(offered(cartd, a, "lim"), 0) << "a holds 1 already: the limit leaves it nothing";
+  EXPECT_EQ(offered(cartd, b, "lim"), 1) << "b asked for 2, the limit allows 1";
+  auto row = stock(cartd, "lim");
+  EXPECT_EQ(row.at("available").as_int64(), 1) << "nobody is left in line";
+  EXPECT_EQ(row.at("reserved").as_int64(), 3) << "a's line, the other cart's line, b's offer";
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 // Strict first come, first served: 1 000 carts wait on a row of 100 units, and the units
 // come back in a random order, from several threads at once.
 TEST_P(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {
