@@ -1,8 +1,8 @@
-// The accounting soak: random shoppers (carts, lines, quantity changes, abandons,
-// checkouts retried with their Idempotency-Key) and an admin restocking and writing off
-// stock, over a few small stock rows that sell out, while cartd is killed and restarted,
-// Redis is restarted and the main DB stalls. Afterwards every unit is accounted for,
-// exactly: per row, the units it started with plus the admin changes the test saw
+// The accounting soak: random shoppers (carts, lines, quantity changes, waits on sold-out
+// rows and claims of their offers, abandons, checkouts retried with their Idempotency-Key) and an
+// admin restocking and writing off stock, over a few small stock rows that sell out, while cartd is
+// killed and restarted, Redis is restarted and the main DB stalls. Afterwards every unit is
+// accounted for, exactly: per row, the units it started with plus the admin changes the test saw
 // applied are on hand or in an order; every checkout the test saw succeed is exactly one
 // order, every one it saw refused is none; and `cartd check` is green. Once on SQLite
 // (one cartd), once on PostgreSQL (two cartd sharing it). CARTD_SOAK_SECONDS sets the
@@ -61,10 +61,11 @@ std::string catalog() {
 
 // Short recovery and holds, so that the test settles in seconds; short carts, so that
 // carts left alone expire during the run.
-const std::vector<std::string> kFlags{
-    "--admin-token",   kToken, "--checkout-recovery-ms", "1000", "--checkout-grace", "30",
-    "--db-timeout-ms", "2000", "--admin-hold-ms",        "5000", "--mirror-sync-ms", "500",
-    "--cart-ttl",      "4",    "--sweep-interval-ms",    "200",  "--log-level",      "info"};
+const std::vector<std::string> kFlags{"--admin-token",    kToken, "--checkout-recovery-ms", "1000",
+                                      "--checkout-grace", "30",   "--db-timeout-ms",        "2000",
+                                      "--admin-hold-ms",  "5000", "--mirror-sync-ms",       "500",
+                                      "--cart-ttl",       "4",    "--sweep-interval-ms",    "200",
+                                      "--log-level",      "info", "--offer-window",         "2"};
 
 constexpr int kShoppers = 4;
 constexpr int kMaxCartsPerShopper = 2000;
@@ -325,8 +326,24 @@ void shop(int seed, const Fleet& fleet, Tally& tally, const std::atomic<bool>& s
       }
       cart.id = std::string(a.json().at("id").as_string());
     }
+    // Joins a sold-out row's waitlist; true if the cart waits there (or holds an offer).
+    auto wait_for = [&](const Row& r, int qty) {
+      auto w =
+          call(fleet.port(rng), "POST", std::string("/v1/stock/") + r.inventory_id + "/waitlist",
+               json::serialize(json::object{{"cart_id", cart.id}, {"quantity", qty}}));
+      tally.count("wait", w);
+      std::string code = w.code();
+      if (w.status == 200 || w.status == 201) return true;
+      if (w.status == 409 && code == "offer_pending") return true;
+      bool fine =
+          transient(w) || w.status == 404 || w.status == 410 ||
+          (w.status == 409 && (code == "stock_available" || code == "checkout_in_progress")) ||
+          (w.status == 422 && (code == "too_many_waits" || code == "quantity_limit"));
+      if (!fine) tally.odd("wait: " + w.text());
+      return false;
+    };
     // 2. More lines, and quantity changes.
-    bool expired = false;
+    bool expired = false, waited = false;
     int changes = pick(4);
     for (int c = 0; c < changes && !expired; ++c) {
       think();
@@ -351,9 +368,45 @@ void shop(int seed, const Fleet& fleet, Tally& tally, const std::atomic<bool>& s
         known = false;  // it may or may not have changed the cart
       } else if (a.status == 404) {
         expired = true;
-      } else if (!(a.status == 409 && a.code() == "insufficient_stock") &&
-                 !(a.status == 422 && a.code() == "quantity_limit")) {
+      } else if (a.status == 409 && a.code() == "insufficient_stock") {
+        // Sold out: now and then the shopper waits in the row's line for it.
+        if (route == "add-item" && pick(2) == 0) waited |= wait_for(r, 1 + pick(2));
+      } else if (!(a.status == 422 && a.code() == "quantity_limit")) {
         tally.odd(route + ": " + a.text());
+      }
+    }
+    // Offers that came meanwhile: claimed (an ordinary add), or the line left.
+    if (waited && !expired) {
+      think();
+      auto a = call(fleet.port(rng), "GET", "/v1/carts/" + cart.id);
+      tally.count("get-cart", a);
+      if (a.status == 404) expired = true;
+      json::value got = a.status == 200 ? a.json() : json::value();
+      const json::object* view = got.if_object();
+      const json::value* offers = view ? view->if_contains("offers") : nullptr;
+      for (const auto& o : offers && offers->is_array() ? offers->as_array() : json::array{}) {
+        std::string inv(o.at("inventory_id").as_string());
+        if (pick(4) == 0) {
+          auto l = call(fleet.port(rng), "DELETE", "/v1/stock/" + inv + "/waitlist/" + cart.id);
+          tally.count("leave", l);
+          if (!transient(l) && l.status != 200 && l.status != 404) tally.odd("leave: " + l.text());
+          continue;
+        }
+        auto c = call(fleet.port(rng), "POST", "/v1/carts/" + cart.id + "/items",
+                      json::serialize(json::object{{"product_id", o.at("product_id")},
+                                                   {"inventory_id", inv},
+                                                   {"quantity", o.at("quantity")}}));
+        tally.count("claim", c);
+        if (c.status == 200) {
+          learn(c);
+        } else if (transient(c)) {
+          known = false;
+        } else if (c.status == 404) {
+          expired = true;
+        } else if (!(c.status == 409 && c.code() == "insufficient_stock") &&
+                   !(c.status == 422 && c.code() == "quantity_limit")) {
+          tally.odd("claim: " + c.text());
+        }
       }
     }
     if (!known && !expired) {
