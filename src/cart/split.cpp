@@ -818,52 +818,57 @@ void split_get_cart(redis::Commands& redis, const std::string& session_id,
 
 namespace {
 
-// A wait's cart step; `drop`: marks found stale, dropped first. `checked`: the marks
-// were read once already (a second 'too_many_waits' is the answer).
+// A wait's cart step, marking the cart with `token`; `drop`: marks (inventory_id, token
+// pairs) found stale, dropped first if they still carry their token. A second
+// 'too_many_waits' (after a drop) is the answer.
 void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::string>> row_call,
                const std::string& sid, const std::string& inv, const std::string& max_waits,
-               std::vector<std::string> drop, redis::ReplyHandler done) {
+               const std::string& token, std::vector<std::string> drop, redis::ReplyHandler done) {
   bool checked = !drop.empty();
-  std::vector<std::string> args{sid, inv, max_waits};
+  std::vector<std::string> args{sid, inv, max_waits, token};
   for (std::string& d : drop) args.push_back(std::move(d));
   send(redis, cart_command("cartd_wait_mark", sid, std::move(args)),
-       [&redis, row_call, sid, inv, max_waits, checked, done](redis::Result r) {
+       [&redis, row_call, sid, inv, max_waits, token, checked, done](redis::Result r) {
          if (!r || r->type != Type::array) return done(std::move(r));
          auto tag = r->text_at(0).value_or("");
          if (tag == "too_many_waits" && !checked) {
            // A mark outlives an offer that lapsed or was claimed: read the marked rows,
            // and ask again without those that name the cart no longer.
-           std::vector<std::string> marked;
+           std::vector<std::string> marked;  // inventory_id, token, ...
            std::vector<std::vector<std::string>> reads;
-           for (std::size_t i = 2; i < r->elements.size(); ++i) {
+           for (std::size_t i = 2; i + 1 < r->elements.size(); i += 2) {
              marked.push_back(r->elements[i].str);
-             reads.push_back(keys::fcall("cartd_wait_state", keys::row_slot(marked.back()),
-                                         {sid, marked.back()}));
+             marked.push_back(r->elements[i + 1].str);
+             reads.push_back(keys::fcall("cartd_wait_state", keys::row_slot(r->elements[i].str),
+                                         {sid, r->elements[i].str}));
            }
            auto full = std::make_shared<redis::Reply>(std::move(*r));
            return rows_at_once(
                redis, std::move(reads),
-               [&redis, row_call, sid, inv, max_waits, marked, full, done](auto replies) {
+               [&redis, row_call, sid, inv, max_waits, token, marked, full, done](auto replies) {
                  if (!replies)
                    return done(redis::Result(boost::system::in_place_error, replies.error()));
                  std::vector<std::string> gone;
-                 for (std::size_t i = 0; i < marked.size(); ++i) {
-                   if ((*replies)[i].elements.empty()) gone.push_back(marked[i]);
+                 for (std::size_t i = 0; i < replies->size(); ++i) {
+                   if (!(*replies)[i].elements.empty()) continue;
+                   gone.push_back(marked[2 * i]);
+                   gone.push_back(marked[2 * i + 1]);
                  }
                  if (gone.empty()) return done(std::move(*full));
-                 wait_mark(redis, row_call, sid, inv, max_waits, std::move(gone), done);
+                 wait_mark(redis, row_call, sid, inv, max_waits, token, std::move(gone), done);
                });
          }
          if (tag != "marked") return done(std::move(r));
          bool fresh = r->int_at(1) == 1;
-         send(redis, *row_call, [&redis, sid, inv, fresh, done](redis::Result row) {
+         send(redis, *row_call, [&redis, sid, inv, token, fresh, done](redis::Result row) {
            auto placed = row && row->type == Type::array ? row->text_at(0) : std::nullopt;
            if (!placed || *placed == "waiting" || *placed == "offered" || !fresh) {
              return done(std::move(row));
            }
-           // The row refused a cart this wait marked: the mark goes.
+           // The row refused a cart this wait marked: the mark goes, unless another wait
+           // of the cart has marked the row since.
            auto refusal = std::make_shared<redis::Reply>(std::move(*row));
-           send(redis, cart_command("cartd_wait_unmark", sid, {sid, inv}),
+           send(redis, cart_command("cartd_wait_unmark", sid, {sid, inv, token}),
                 [refusal, done](redis::Result) { done(std::move(*refusal)); });
          });
        });
@@ -878,7 +883,8 @@ void split_wait(redis::Commands& redis, const std::string& session_id,
   for (std::string& a : row_args) args.push_back(std::move(a));
   auto row_call = std::make_shared<const std::vector<std::string>>(
       keys::fcall("cartd_wait_row", keys::row_slot(inventory_id), std::move(args)));
-  wait_mark(redis, row_call, session_id, inventory_id, max_waits, {}, std::move(done));
+  wait_mark(redis, row_call, session_id, inventory_id, max_waits, new_session_id(), {},
+            std::move(done));
 }
 
 void split_leave(redis::Commands& redis, const std::string& session_id,
@@ -888,7 +894,7 @@ void split_leave(redis::Commands& redis, const std::string& session_id,
        [&redis, session_id, inventory_id, done = std::move(done)](redis::Result row) {
          if (!row) return done(std::move(row));
          auto left = std::make_shared<redis::Reply>(std::move(*row));
-         send(redis, cart_command("cartd_wait_unmark", session_id, {session_id, inventory_id}),
+         send(redis, cart_command("cartd_wait_unmark", session_id, {session_id, inventory_id, ""}),
               [left, done](redis::Result r) {
                 if (!r) return done(std::move(r));
                 done(std::move(*left));

@@ -257,7 +257,12 @@ local function checkout_release(keys, args)
     settle_on_hand(inv, tonumber(args[4]), tonumber(args[5]), marked and -tonumber(args[3]) or nil,
                    not marked)
   end
-  if redis.call('EXISTS', keys[1]) == 1 then pour(inv, now) end
+  if redis.call('EXISTS', keys[1]) == 1 then
+    -- The cart is an order now: its place and offer here go before anyone is offered
+    -- units (its other rows are left after cartd_checkout_close).
+    leave_row(inv, sid, now)
+    pour(inv, now)
+  end
   return q
 end
 

@@ -90,23 +90,39 @@ end
 -- decides who gets units; the cart's marks only say which rows to read.
 
 -- cartd_wait_mark: the cart's half of a wait: the cart is live, not checking out, and
--- waits on at most ARGV[3] rows; marks the row.
+-- waits on at most ARGV[3] rows; marks the row with this wait's token (a mark that was
+-- there takes the new token: a later unmark by an earlier wait leaves it).
 -- KEYS: the cart's slot (keys::cart_slot)   ARGV[1] session id   ARGV[2] inventory_id
--- ARGV[3] most rows one cart may wait on   ARGV[4...] marked rows to drop first (the
--- caller found their place and offer gone)
--- Returns {'marked', 1 | 0 (it was marked before)}, {'too_many_waits', max, marked
--- inventory_id...}, {'no_cart', why}, {'checkout_in_progress'}.
+-- ARGV[3] most rows one cart may wait on   ARGV[4] the wait's token
+-- ARGV[5...] pairs inventory_id, token: marks to drop first, if they still carry that
+-- token (the caller found their place and offer gone)
+-- Returns {'marked', 1 | 0 (it was marked before)}, {'too_many_waits', max,
+-- inventory_id, token, ...} (the marks), {'no_cart', why}, {'checkout_in_progress'}.
 local function wait_mark(keys, args)
   local now = now_ms()
   local ck, sid, inv, most = keys[1], args[1], args[2], tonumber(args[3])
   if not live_deadline(ck, now) then return {'no_cart', missing_cart(sid)} end
   if redis.call('HEXISTS', ck, CHECKING_OUT) == 1 then return {'checkout_in_progress'} end
-  for i = 4, #args do redis.call('HDEL', ck, WAITS .. args[i]) end
-  if redis.call('HEXISTS', ck, WAITS .. inv) == 1 then return {'marked', 0} end
-  local marked = marked_rows(redis.call('HGETALL', ck))
-  if #marked >= most then return {'too_many_waits', most, unpack(marked)} end
-  redis.call('HSET', ck, WAITS .. inv, 1)
-  return {'marked', 1}
+  for i = 5, #args - 1, 2 do
+    if redis.call('HGET', ck, WAITS .. args[i]) == args[i + 1] then
+      redis.call('HDEL', ck, WAITS .. args[i])
+    end
+  end
+  local fields = redis.call('HGETALL', ck)
+  local marked = marked_rows(fields)
+  local was = redis.call('HEXISTS', ck, WAITS .. inv) == 1
+  if not was and #marked >= most then
+    local out = {'too_many_waits', most}
+    for i = 1, #fields, 2 do
+      if string.byte(fields[i], 1) == 63 then
+        table.insert(out, string.sub(fields[i], 2))
+        table.insert(out, fields[i + 1])
+      end
+    end
+    return out
+  end
+  redis.call('HSET', ck, WAITS .. inv, args[4])
+  return {'marked', was and 0 or 1}
 end
 
 -- cartd_wait_row: the row's half of a wait, after cartd_wait_mark; the cart's line here
@@ -123,11 +139,15 @@ local function wait_row(keys, args)
   return take_place(keys[1], inv, sid, qty, args[4], 'r')
 end
 
--- cartd_wait_unmark: drops a cart's marks of rows (it left them, or they refused it).
--- KEYS: the cart's slot   ARGV[1] session id   ARGV[2...] inventory ids.   Returns 1.
+-- cartd_wait_unmark: drops a cart's mark of a row (it left the row, or the row refused
+-- the wait that set the mark).
+-- KEYS: the cart's slot   ARGV[1] session id   ARGV[2] inventory_id
+-- ARGV[3] the token of the wait that set it ('' for any: a leave).   Returns 1.
 local function wait_unmark(keys, args)
-  if redis.call('EXISTS', keys[1]) == 0 then return 1 end
-  for i = 2, #args do redis.call('HDEL', keys[1], WAITS .. args[i]) end
+  local field = WAITS .. args[2]
+  if args[3] == '' or redis.call('HGET', keys[1], field) == args[3] then
+    redis.call('HDEL', keys[1], field)
+  end
   return 1
 end
 

@@ -431,6 +431,40 @@ TEST_P(Waitlist, an_offer_never_takes_a_cart_past_the_per_cart_limit) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
+// A waiting cart that expires: a standalone Redis skips it when its turn comes; on a
+// cluster the row cannot see the cart, so the dead cart is offered the unit, which passes
+// to the next in line when the offer's window ends (docs/DESIGN.md).
+TEST_P(Waitlist, a_waiting_cart_that_expired_costs_the_next_in_line_one_window_at_most) {
+  TestRedis redis(GetParam());
+  Cartd cartd(redis.url(), kCatalog,
+              {"--cart-ttl", "3", "--offer-window", "1", "--sweep-interval-ms", "100",
+               "--cart-max-lifetime", "3600"});
+  std::string holder = new_cart(cartd), gone = new_cart(cartd);
+  ASSERT_EQ(put_line(cartd, holder, "one", 1).status, 200u);
+  ASSERT_EQ(join(cartd, gone, "one").status, 201u);
+  std::this_thread::sleep_for(1500ms);
+  std::string next = new_cart(cartd);
+  ASSERT_EQ(join(cartd, next, "one").status, 201u);
+  EXPECT_EQ(cart_of(cartd, next).at("waitlist").at(0).at("position").as_int64(), 2);
+  ASSERT_EQ(put_line(cartd, holder, "many", 1).status, 200u);  // the holder lives on
+  EXPECT_TRUE(eventually([&] { return cartd.get("/v1/carts/" + gone).status == 404u; }, 4s, 100ms));
+  ASSERT_EQ(put_line(cartd, next, "many", 1).status, 200u);  // next lives on
+  ASSERT_EQ(put_line(cartd, holder, "many", 2).status, 200u);
+  ASSERT_EQ(http(cartd.port(), "DELETE", "/v1/carts/" + holder).status, 200u);
+  if (GetParam() == RedisKind::standalone) {
+    EXPECT_EQ(offered(cartd, next, "one"), 1) << "the expired cart lost its place at once";
+  } else {
+    EXPECT_EQ(offered(cartd, next, "one"), 0) << "the unit is offered to the expired cart";
+    EXPECT_EQ(stock(cartd, "one").at("reserved").as_int64(), 1);
+    EXPECT_TRUE(eventually([&] { return offered(cartd, next, "one") == 1; }, 3s))
+        << "then to the next in line, within the window and a sweep";
+  }
+  EXPECT_EQ(stock(cartd, "one").at("reserved").as_int64(), 1);
+  EXPECT_EQ(stock(cartd, "one").at("available").as_int64(), 0);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 // Strict first come, first served: 1 000 carts wait on a row of 100 units, and the units
 // come back in a random order, from several threads at once.
 TEST_P(Waitlist, a_thousand_waiters_are_served_strictly_in_order) {

@@ -537,6 +537,43 @@ TEST(SplitLines, an_abandoned_cart_gives_its_units_back) {
   shop.expect_exact_accounting(rows, {sid, sid_of(16)});
 }
 
+// Review: two waits of one cart on one row at once (one the row takes, one it refuses),
+// and a stale mark dropped while a wait marks the row again. A cart's mark of a row
+// carries the token of the wait that set it; an unmark or a drop by an earlier wait
+// leaves a mark a later wait set (before, the cart waited on a row it had no mark of:
+// its view left the row out, and its abandon did not leave the row).
+TEST(SplitLines, a_waits_mark_survives_an_earlier_waits_unmark) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(40);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);  // a live cart
+  auto cart_step = [&](const char* function, std::vector<std::string> args) {
+    std::vector<std::string> call{"FCALL", function, std::to_string(keys::cart_slot(sid).size())};
+    for (auto& k : keys::cart_slot(sid)) call.push_back(k);
+    call.push_back(sid);
+    for (auto& a : args) call.push_back(a);
+    auto r = shop.run(call);
+    EXPECT_TRUE(r && !r->is_error()) << (r ? r->str : r.error().message());
+    return r ? *r : redis::Reply{};
+  };
+  auto mark = [&] { return shop.run({"HGET", keys::cart(sid), "?x"})->str; };
+  EXPECT_EQ(cart_step("cartd_wait_mark", {"x", "5", "wait-1"}).int_at(1), 1);
+  EXPECT_EQ(cart_step("cartd_wait_mark", {"x", "5", "wait-2"}).int_at(1), 0);
+  cart_step("cartd_wait_unmark", {"x", "wait-1"});  // the row refused wait 1; wait 2 waits
+  EXPECT_EQ(mark(), "wait-2");
+  cart_step("cartd_wait_unmark", {"x", "wait-2"});
+  EXPECT_EQ(mark(), "");
+  // A drop of a mark found stale goes only while the mark has the token read with it.
+  cart_step("cartd_wait_mark", {"x", "5", "wait-3"});
+  cart_step("cartd_wait_mark", {"y", "5", "wait-4", "x", "wait-0"});
+  EXPECT_EQ(mark(), "wait-3");
+  cart_step("cartd_wait_mark", {"y", "5", "wait-5", "x", "wait-3"});
+  EXPECT_EQ(mark(), "");
+  cart_step("cartd_wait_unmark", {"y", ""});  // a leave drops it, whoever set it
+  EXPECT_EQ(shop.run({"HGET", keys::cart(sid), "?y"})->str, "");
+}
+
 // The slot of a key moved by hand from its owner to another primary, key by key, as
 // `redis-cli --cluster reshard` moves it: open, some keys, the rest, close.
 class SlotMove {
