@@ -128,11 +128,16 @@ end
 -- ARGV[1]  session id   ARGV[2] the change's id   ARGV[3] lease ms
 -- ARGV[4]  the inventory_id the change will hold (recorded for a repair)
 -- ARGV[5]  "1": a cart that is not live may be made anew (-> 'new')
+-- ARGV[6]  product_id, ARGV[7] quantity: the line a set-mode change sets (absent for an
+--          add); ARGV[8] TTL ms, ARGV[9] deadline quantum ms, ARGV[10] the cart's longest
+--          life ms. When the cart has that line already and the deadline would stay
+--          where it is, the change changes nothing: answered 'same', with no lock.
 -- Returns one of
 --   {'locked', now_ms, birth_ms, deadline_ms, stale_inventory_id, pid, inv, qty, ...
 --    [, {marked inventory_id...}]}
 --      (stale_inventory_id: the row of a change that lapsed unfinished, else ''; the
 --      trailing array: the rows the cart waits on, see push_marks)
+--   {'same', ...} as 'locked' (stale_inventory_id ''), when the change changes nothing
 --   {'new', now_ms}   {'busy'}   {'checkout_in_progress'}
 --   {'no_cart', 'expired' | 'unknown' | 'checked_out'}
 local function line_begin(keys, args)
@@ -145,9 +150,20 @@ local function line_begin(keys, args)
   end
   local cart, refused = cart_for_change(ck, now)
   if refused then return refused end
-  redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
-  return push_marks(push_lines({'locked', now, tonumber(cart.map[BIRTH]), deadline, cart.stale},
-                               cart_lines(cart.fields)), cart.fields)
+  local born = tonumber(cart.map[BIRTH])
+  local tag = 'locked'
+  if args[6] and cart.stale == '' and cart.map[args[6]] == args[4] .. ' ' .. args[7] then
+    -- As cartd_set_line computes it: the deadline slides, within the cart's life, and
+    -- never moves back.
+    local next = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
+                          born + tonumber(args[10]))
+    if math.max(next, deadline) == deadline then tag = 'same' end
+  end
+  if tag == 'locked' then
+    redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
+  end
+  return push_marks(push_lines({tag, now, born, deadline, cart.stale}, cart_lines(cart.fields)),
+                    cart.fields)
 end
 
 -- cartd_line_commit: writes the line a change held, and ends the change.

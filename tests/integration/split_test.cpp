@@ -280,6 +280,40 @@ TEST(SplitLines, a_change_cut_short_is_set_right_by_the_carts_next_change) {
   shop.expect_exact_accounting({"a", "b"}, {sid});
 }
 
+// A set to the line the cart has, whose deadline stays (here: a cart at its lifetime's
+// cap), is answered by the cart's step alone: no lock, no row step. A cart with a lapsed
+// change still gets its repair from it.
+TEST(SplitLines, a_set_that_changes_nothing_is_one_step) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, 60s, 5s, 300ms);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(8);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  auto record = [&] { return shop.run({"HGET", keys::hold_records("a"), sid})->str; };
+  std::string before = record();
+  auto same = shop.set(sid, "a", 2);
+  ASSERT_EQ(kind_of(same), Kind::ok);
+  EXPECT_FALSE(same->created);
+  EXPECT_EQ(record(), before) << "no row step: the record still names the first change";
+  EXPECT_EQ(shop.run({"HEXISTS", keys::cart(sid), "~"})->integer, 0) << "no lock";
+  EXPECT_EQ(shop.get(sid)->cart->lines.at(0).quantity, 2);
+  // A change that died after holding 6: the same set repairs the row once the lease lapsed.
+  auto lock = shop.run(
+      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "200", "a", "0"});
+  ASSERT_EQ(lock->text_at(0), "locked");
+  std::string later = std::to_string(shop.now_ms() + 120000);
+  ASSERT_EQ(shop.run({"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), "6",
+                      later})
+                ->text_at(0),
+            "ok");
+  std::this_thread::sleep_for(400ms);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  EXPECT_EQ(redis.stock_row("a")["r"], "2") << "repaired";
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
+  EXPECT_EQ(redis.stock_row("a")["r"], "3");
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
 TEST(SplitLines, hold_records_end_with_their_bucket) {
   RedisServer redis;
   SplitShop shop(redis.url(), false, 1s);
