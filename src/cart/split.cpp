@@ -128,6 +128,15 @@ std::vector<std::string> cart_command(const char* function, const std::string& s
   return keys::fcall(function, keys::cart_slot(sid), std::move(args));
 }
 
+// The row steps of the waitlist on one row (waitlist.lua): a cart's place or offer there,
+// and a cart leaving its line.
+std::vector<std::string> wait_state_command(const std::string& sid, const std::string& inv) {
+  return keys::fcall("cartd_wait_state", keys::row_slot(inv), {sid, inv});
+}
+std::vector<std::string> leave_row_command(const std::string& sid, const std::string& inv) {
+  return keys::fcall("cartd_leave_row", keys::row_slot(inv), {sid, inv});
+}
+
 // A row step of many rows at once; `after` gets the replies in order (or the first
 // error).
 void rows_at_once(redis::Commands& redis, std::vector<std::vector<std::string>> commands,
@@ -213,7 +222,7 @@ void read_view(redis::Commands& redis, CartView cart, std::vector<StoredLine> li
   auto failed = std::make_shared<boost::system::error_code>();
   auto wait_state = std::make_shared<std::vector<std::vector<std::string>>>();
   for (const std::string& inv : marks) {
-    wait_state->push_back(keys::fcall("cartd_wait_state", keys::row_slot(inv), {view->id, inv}));
+    wait_state->push_back(wait_state_command(view->id, inv));
   }
   all_of(
       count + marks.size(),
@@ -266,7 +275,7 @@ void leave_rows(redis::Commands& redis, const std::string& sid,
                 const std::vector<std::string>& marks, std::function<void()> after) {
   std::vector<std::vector<std::string>> commands;
   for (const std::string& inv : marks) {
-    commands.push_back(keys::fcall("cartd_leave_row", keys::row_slot(inv), {sid, inv}));
+    commands.push_back(leave_row_command(sid, inv));
   }
   rows_at_once(redis, std::move(commands), [sid, after = std::move(after)](auto replies) {
     if (!replies) spdlog::warn("cart {} leaving its waitlists: {}", sid, replies.error().message());
@@ -791,8 +800,7 @@ void split_abandon(redis::Commands& redis, std::chrono::milliseconds lease,
           commands.push_back(hold_command("cartd_hold", *stale, session_id, "", 0, 0));
         // It leaves the waitlists it was in, at the same time.
         for (const std::string& inv : marks_at(*r)) {
-          commands.push_back(
-              keys::fcall("cartd_leave_row", keys::row_slot(inv), {session_id, inv}));
+          commands.push_back(leave_row_command(session_id, inv));
         }
         CartView cart{session_id, *deadline, {}, {}, {}};
         rows_at_once(
@@ -861,8 +869,7 @@ void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::st
            for (std::size_t i = 2; i + 1 < r->elements.size(); i += 2) {
              marked.push_back(r->elements[i].str);
              marked.push_back(r->elements[i + 1].str);
-             reads.push_back(keys::fcall("cartd_wait_state", keys::row_slot(r->elements[i].str),
-                                         {sid, r->elements[i].str}));
+             reads.push_back(wait_state_command(sid, r->elements[i].str));
            }
            auto full = std::make_shared<redis::Reply>(std::move(*r));
            return rows_at_once(
@@ -911,8 +918,7 @@ void split_wait(redis::Commands& redis, const std::string& session_id,
 
 void split_leave(redis::Commands& redis, const std::string& session_id,
                  const std::string& inventory_id, redis::ReplyHandler done) {
-  send(redis,
-       keys::fcall("cartd_leave_row", keys::row_slot(inventory_id), {session_id, inventory_id}),
+  send(redis, leave_row_command(session_id, inventory_id),
        [&redis, session_id, inventory_id, done = std::move(done)](redis::Result row) {
          if (!row) return done(std::move(row));
          auto left = std::make_shared<redis::Reply>(std::move(*row));
