@@ -264,7 +264,7 @@ void CartService::wait(const std::string& session_id, const std::string& invento
   std::string qty = std::to_string(quantity);
   if (settings_.split_lines) {
     return split_wait(redis_, session_id, inventory_id, {qty, offer_window_ms_, max_line_quantity_},
-                      max_lines_, std::move(handler));
+                      WaitLimits{max_lines_, max_lifetime_ms_}, std::move(handler));
   }
   redis_.command({"FCALL", "cartd_wait", "2", keys::cart(session_id), keys::stock(inventory_id),
                   session_id, inventory_id, qty, offer_window_ms_, max_line_quantity_, max_lines_},
@@ -556,7 +556,13 @@ void CartService::checkout_abort(const std::string& session_id, const std::strin
 void CartService::expired(const std::string& session_id, Callback<bool> done) {
   redis::send(
       redis_, keys::fcall("cartd_expired", cart_keys(session_id), {session_id}),
-      [done = std::move(done)](redis::Result r) {
+      [this, session_id, done = std::move(done)](redis::Result r) {
+        // On a cluster, the rows the cart waited on: it leaves their lines (release.lua).
+        if (r && r->type == Type::array && r->int_at(0) == 1) {
+          std::vector<std::string> rows;
+          for (std::size_t i = 1; i < r->elements.size(); ++i) rows.push_back(r->elements[i].str);
+          return leave_rows(redis_, session_id, rows, [done] { done(true); });
+        }
         finish(std::move(r), done, [](const redis::Reply& reply) -> boost::system::result<bool> {
           if (reply.type != Type::integer) {
             return boost::system::result<bool>(boost::system::in_place_error, unexpected(reply));

@@ -268,9 +268,8 @@ void read_view(redis::Commands& redis, CartView cart, std::vector<StoredLine> li
       });
 }
 
-// Leaves the waitlists of the rows a cart marked (it ended: abandoned or checked out),
-// at once; then `after`. A row that does not answer keeps the place until pour reaches
-// it, and the offer it then makes lapses after its window.
+}  // namespace
+
 void leave_rows(redis::Commands& redis, const std::string& sid,
                 const std::vector<std::string>& marks, std::function<void()> after) {
   std::vector<std::vector<std::string>> commands;
@@ -282,6 +281,8 @@ void leave_rows(redis::Commands& redis, const std::string& sid,
     after();
   });
 }
+
+namespace {
 
 // One line change on its way (see split.lua for the steps).
 class Change : public std::enable_shared_from_this<Change> {
@@ -852,13 +853,13 @@ namespace {
 // pairs) found stale, dropped first if they still carry their token. A second
 // 'too_many_waits' (after a drop) is the answer.
 void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::string>> row_call,
-               const std::string& sid, const std::string& inv, const std::string& max_waits,
+               const std::string& sid, const std::string& inv, const WaitLimits& limits,
                const std::string& token, std::vector<std::string> drop, redis::ReplyHandler done) {
   bool checked = !drop.empty();
-  std::vector<std::string> args{sid, inv, max_waits, token};
+  std::vector<std::string> args{sid, inv, limits.max_waits, token, limits.max_lifetime_ms};
   for (std::string& d : drop) args.push_back(std::move(d));
   send(redis, cart_command("cartd_wait_mark", sid, std::move(args)),
-       [&redis, row_call, sid, inv, max_waits, token, checked, done](redis::Result r) {
+       [&redis, row_call, sid, inv, limits, token, checked, done](redis::Result r) {
          if (!r || r->type != Type::array) return done(std::move(r));
          auto tag = r->text_at(0).value_or("");
          if (tag == "too_many_waits" && !checked) {
@@ -874,7 +875,7 @@ void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::st
            auto full = std::make_shared<redis::Reply>(std::move(*r));
            return rows_at_once(
                redis, std::move(reads),
-               [&redis, row_call, sid, inv, max_waits, token, marked, full, done](auto replies) {
+               [&redis, row_call, sid, inv, limits, token, marked, full, done](auto replies) {
                  if (!replies)
                    return done(redis::Result(boost::system::in_place_error, replies.error()));
                  std::vector<std::string> gone;
@@ -884,7 +885,7 @@ void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::st
                    gone.push_back(marked[2 * i + 1]);
                  }
                  if (gone.empty()) return done(std::move(*full));
-                 wait_mark(redis, row_call, sid, inv, max_waits, token, std::move(gone), done);
+                 wait_mark(redis, row_call, sid, inv, limits, token, std::move(gone), done);
                });
          }
          if (tag != "marked") return done(std::move(r));
@@ -907,12 +908,12 @@ void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::st
 
 void split_wait(redis::Commands& redis, const std::string& session_id,
                 const std::string& inventory_id, std::vector<std::string> row_args,
-                std::string max_waits, redis::ReplyHandler done) {
+                const WaitLimits& limits, redis::ReplyHandler done) {
   std::vector<std::string> args{session_id, inventory_id};
   for (std::string& a : row_args) args.push_back(std::move(a));
   auto row_call = std::make_shared<const std::vector<std::string>>(
       keys::fcall("cartd_wait_row", keys::row_slot(inventory_id), std::move(args)));
-  wait_mark(redis, row_call, session_id, inventory_id, max_waits, new_session_id(), {},
+  wait_mark(redis, row_call, session_id, inventory_id, limits, new_session_id(), {},
             std::move(done));
 }
 

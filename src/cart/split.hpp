@@ -47,9 +47,18 @@ void split_get_cart(redis::Commands& redis, const std::string& session_id,
 // row (and unmarks the cart if the row refused it); `row_args` are cartd_wait_row's
 // quantity, offer window and line limit. A leave leaves the row, then unmarks the cart.
 // `done` gets a reply shaped as cartd_wait's (cartd_leave's).
+struct WaitLimits {
+  std::string max_waits;        // rows one cart may wait on (--max-lines)
+  std::string max_lifetime_ms;  // the cart's longest life (its waits are kept that long)
+};
 void split_wait(redis::Commands& redis, const std::string& session_id,
                 const std::string& inventory_id, std::vector<std::string> row_args,
-                std::string max_waits, redis::ReplyHandler done);
+                const WaitLimits& limits, redis::ReplyHandler done);
+// Leaves the lines of rows a cart waited on (it ended: abandoned, checked out or
+// expired), at once; then `after`. A row that does not answer keeps the place until pour
+// reaches it, and the offer it then makes lapses after its window.
+void leave_rows(redis::Commands& redis, const std::string& sid,
+                const std::vector<std::string>& rows, std::function<void()> after);
 void split_leave(redis::Commands& redis, const std::string& session_id,
                  const std::string& inventory_id, redis::ReplyHandler done);
 

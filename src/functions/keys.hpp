@@ -37,6 +37,10 @@ inline std::string cart(std::string_view sid) {
 inline std::string gone(std::string_view sid) {
   return cart_tag(group_of(sid)) + "g:" + std::string(sid);
 }
+// The rows a cart waits on (a Redis Cluster's waitlist), kept past the cart for its expiry.
+inline std::string waits(std::string_view sid) {
+  return cart_tag(group_of(sid)) + "w:" + std::string(sid);
+}
 // Per stock row.
 inline std::string stock(std::string_view inv) {
   return stock_tag(group_of(inv)) + ":" + std::string(inv);
@@ -86,7 +90,7 @@ inline std::string due(std::uint32_t group) {
 // rather than run it on a node that has only some of them.
 inline std::vector<std::string> cart_slot(std::string_view sid) {
   std::uint32_t g = group_of(sid);
-  return {cart(sid), checkout(sid), done(sid), gone(sid), checkouts(g), events(g)};
+  return {cart(sid), checkout(sid), done(sid), gone(sid), checkouts(g), events(g), waits(sid)};
 }
 // The indexes of a stock group.
 inline std::vector<std::string> stock_group(std::uint32_t group) {

@@ -14,6 +14,10 @@
 --                       an old id answers "expired" rather than "unknown".
 --                       A field '?<inventory_id>' marks a row whose waitlist or offers
 --                       name the cart (the truth is the row's: see wl:, of:).
+--   {c<n>}w:<sid>       set of the rows a cart marks, on a Redis Cluster only, kept until
+--                       the cart's longest life has passed: when the cart expires (and
+--                       its marks with it), the instance that records the expiry reads
+--                       it to leave those rows' lines (cartd_expired).
 --   {c<n>}#checkouts    zset sid -> start time: the group's checkouts in progress.
 --   {c<n>}#events       stream of the group's ended carts (expired, abandoned, checked_out).
 --   {s<n>}:<inv>        the stock row, a hash: p = product_id, n = name, pc = price in cents,
@@ -74,6 +78,7 @@ local function cart_key(sid) return cart_tag(sid) .. ':' .. sid end
 local function checkout_key(sid) return cart_tag(sid) .. 'co:' .. sid end
 local function done_key(sid) return cart_tag(sid) .. 'ck:' .. sid end
 local function gone_key(sid) return cart_tag(sid) .. 'g:' .. sid end
+local function waits_key(sid) return cart_tag(sid) .. 'w:' .. sid end
 local function checkouts_key(sid) return cart_tag(sid) .. '#checkouts' end
 local function events_key(sid) return cart_tag(sid) .. '#events' end
 local function stock_key(inv) return stock_tag(inv) .. ':' .. inv end

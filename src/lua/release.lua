@@ -5,14 +5,20 @@
 -- cartd_expired: records that a cart expired (a keyspace event saw Redis delete it):
 -- remembers why it ended and appends one 'expired' event, once, however many cartd
 -- instances heard of it.
--- KEYS[1] the cart   ARGV[1] session id
--- Returns 1 if this call recorded it, 0 if the cart is live or was recorded already.
+-- KEYS[1] the cart (on a Redis Cluster: its slot's keys, keys::cart_slot)
+-- ARGV[1] session id
+-- Returns 1 if this call recorded it, 0 if the cart is live or was recorded already; on
+-- a Redis Cluster, {1, inventory_id...} when the cart waited on rows (its w: set): the
+-- caller leaves their lines, which the rows cannot do for a cart in another slot.
 local function expired(keys, args)
   local sid = args[1]
   if redis.call('EXISTS', keys[1]) == 1 then return 0 end
   if not redis.call('SET', gone_key(sid), 'expired', 'NX', 'PX', GONE_TTL_MS) then return 0 end
   cart_event(sid, 'expired', nil)
-  return 1
+  local waited = redis.call('SMEMBERS', waits_key(sid))
+  if #waited == 0 then return 1 end
+  redis.call('DEL', waits_key(sid))
+  return {1, unpack(waited)}
 end
 
 -- cartd_abandon: the shopper gives the cart up; its units return at once.

@@ -295,7 +295,7 @@ local function checkout_close(keys, args)
   for _, l in ipairs(cjson.decode(args[4])) do
     table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
   end
-  redis.call('DEL', keys[1], checkout_key(sid))
+  redis.call('DEL', keys[1], checkout_key(sid), waits_key(sid))
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)
   cart_event(sid, 'checked_out', sold, order_id)
@@ -344,7 +344,7 @@ local function abandon_cart(keys, args)
   local cart, refused = cart_for_change(ck, now)
   if refused then return refused end
   local lines = cart_lines(cart.fields)
-  redis.call('DEL', ck)
+  redis.call('DEL', ck, waits_key(sid))
   redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
   cart_event(sid, 'abandoned', lines)
   return push_marks(push_lines({'abandoned', deadline, cart.stale}, lines), cart.fields)

@@ -94,7 +94,8 @@ end
 -- there takes the new token: a later unmark by an earlier wait leaves it).
 -- KEYS: the cart's slot (keys::cart_slot)   ARGV[1] session id   ARGV[2] inventory_id
 -- ARGV[3] most rows one cart may wait on   ARGV[4] the wait's token
--- ARGV[5...] pairs inventory_id, token: marks to drop first, if they still carry that
+-- ARGV[5] the cart's longest life, ms (the rows it waits on are kept in w: until then)
+-- ARGV[6...] pairs inventory_id, token: marks to drop first, if they still carry that
 -- token (the caller found their place and offer gone)
 -- Returns {'marked', 1 | 0 (it was marked before)}, {'too_many_waits', max,
 -- inventory_id, token, ...} (the marks), {'no_cart', why}, {'checkout_in_progress'}.
@@ -103,9 +104,10 @@ local function wait_mark(keys, args)
   local ck, sid, inv, most = keys[1], args[1], args[2], tonumber(args[3])
   if not live_deadline(ck, now) then return {'no_cart', missing_cart(sid)} end
   if redis.call('HEXISTS', ck, CHECKING_OUT) == 1 then return {'checkout_in_progress'} end
-  for i = 5, #args - 1, 2 do
+  for i = 6, #args - 1, 2 do
     if redis.call('HGET', ck, WAITS .. args[i]) == args[i + 1] then
       redis.call('HDEL', ck, WAITS .. args[i])
+      redis.call('SREM', waits_key(sid), args[i])
     end
   end
   local fields = redis.call('HGETALL', ck)
@@ -122,6 +124,13 @@ local function wait_mark(keys, args)
     return out
   end
   redis.call('HSET', ck, WAITS .. inv, args[4])
+  if not was then
+    -- The rows it waits on outlive the cart (which Redis deletes with its marks when it
+    -- expires) for as long as the cart could live: its expiry leaves them.
+    redis.call('SADD', waits_key(sid), inv)
+    redis.call('PEXPIREAT', waits_key(sid), tonumber(redis.call('HGET', ck, BIRTH)) +
+               tonumber(args[5]) + GONE_TTL_MS)
+  end
   return {'marked', was and 0 or 1}
 end
 
@@ -147,6 +156,7 @@ local function wait_unmark(keys, args)
   local field = WAITS .. args[2]
   if args[3] == '' or redis.call('HGET', keys[1], field) == args[3] then
     redis.call('HDEL', keys[1], field)
+    redis.call('SREM', waits_key(args[1]), args[2])
   end
   return 1
 end

@@ -592,17 +592,17 @@ TEST(SplitLines, a_waits_mark_survives_an_earlier_waits_unmark) {
     return r ? *r : redis::Reply{};
   };
   auto mark = [&] { return shop.run({"HGET", keys::cart(sid), "?x"})->str; };
-  EXPECT_EQ(cart_step("cartd_wait_mark", {"x", "5", "wait-1"}).int_at(1), 1);
-  EXPECT_EQ(cart_step("cartd_wait_mark", {"x", "5", "wait-2"}).int_at(1), 0);
+  EXPECT_EQ(cart_step("cartd_wait_mark", {"x", "5", "wait-1", "3600000"}).int_at(1), 1);
+  EXPECT_EQ(cart_step("cartd_wait_mark", {"x", "5", "wait-2", "3600000"}).int_at(1), 0);
   cart_step("cartd_wait_unmark", {"x", "wait-1"});  // the row refused wait 1; wait 2 waits
   EXPECT_EQ(mark(), "wait-2");
   cart_step("cartd_wait_unmark", {"x", "wait-2"});
   EXPECT_EQ(mark(), "");
   // A drop of a mark found stale goes only while the mark has the token read with it.
-  cart_step("cartd_wait_mark", {"x", "5", "wait-3"});
-  cart_step("cartd_wait_mark", {"y", "5", "wait-4", "x", "wait-0"});
+  cart_step("cartd_wait_mark", {"x", "5", "wait-3", "3600000"});
+  cart_step("cartd_wait_mark", {"y", "5", "wait-4", "3600000", "x", "wait-0"});
   EXPECT_EQ(mark(), "wait-3");
-  cart_step("cartd_wait_mark", {"y", "5", "wait-5", "x", "wait-3"});
+  cart_step("cartd_wait_mark", {"y", "5", "wait-5", "3600000", "x", "wait-3"});
   EXPECT_EQ(mark(), "");
   cart_step("cartd_wait_unmark", {"y", ""});  // a leave drops it, whoever set it
   EXPECT_EQ(shop.run({"HGET", keys::cart(sid), "?y"})->str, "");
