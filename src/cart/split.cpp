@@ -892,6 +892,17 @@ void wait_mark(redis::Commands& redis, std::shared_ptr<const std::vector<std::st
          bool fresh = r->int_at(1) == 1;
          send(redis, *row_call, [&redis, sid, inv, token, fresh, done](redis::Result row) {
            auto placed = row && row->type == Type::array ? row->text_at(0) : std::nullopt;
+           if (placed == "waiting" && row->int_at(2) == 1) {
+             // A new place: if the cart ended between the steps (its end left the rows
+             // it waited on before this one had it), the place goes too.
+             auto joined = std::make_shared<redis::Reply>(std::move(*row));
+             std::vector<std::string> exists{"EXISTS", keys::cart(sid)};
+             return send(redis, exists, [&redis, sid, inv, joined, done](redis::Result live) {
+               if (!live || live->integer != 0) return done(std::move(*joined));
+               send(redis, leave_row_command(sid, inv),
+                    [joined, done](redis::Result) { done(std::move(*joined)); });
+             });
+           }
            if (!placed || *placed == "waiting" || *placed == "offered" || !fresh) {
              return done(std::move(row));
            }
@@ -919,15 +930,13 @@ void split_wait(redis::Commands& redis, const std::string& session_id,
 
 void split_leave(redis::Commands& redis, const std::string& session_id,
                  const std::string& inventory_id, redis::ReplyHandler done) {
-  send(redis, leave_row_command(session_id, inventory_id),
-       [&redis, session_id, inventory_id, done = std::move(done)](redis::Result row) {
-         if (!row) return done(std::move(row));
-         auto left = std::make_shared<redis::Reply>(std::move(*row));
-         send(redis, cart_command("cartd_wait_unmark", session_id, {session_id, inventory_id, ""}),
-              [left, done](redis::Result r) {
-                if (!r) return done(std::move(r));
-                done(std::move(*left));
-              });
+  // The mark goes first: a mark without a place is read and left out, a place without a
+  // mark would be missed by the cart's view and its end (a wait of the cart in between
+  // takes a place again, and marks the row again).
+  send(redis, cart_command("cartd_wait_unmark", session_id, {session_id, inventory_id, ""}),
+       [&redis, session_id, inventory_id, done = std::move(done)](redis::Result r) {
+         if (!r) return done(std::move(r));
+         send(redis, leave_row_command(session_id, inventory_id), done);
        });
 }
 

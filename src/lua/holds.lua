@@ -501,6 +501,22 @@ local function marked_rows(fields)
   return out
 end
 
+-- The rows a cart that ends waits on: its marks, and on a Redis Cluster its w: set
+-- (deleted here), which holds them all even when the cart expired meanwhile.
+local function rows_waited(fields, sid)
+  local rows, seen = {}, {}
+  local all = marked_rows(fields)
+  for _, inv in ipairs(redis.call('SMEMBERS', waits_key(sid))) do table.insert(all, inv) end
+  for _, inv in ipairs(all) do
+    if not seen[inv] then
+      seen[inv] = true
+      table.insert(rows, inv)
+    end
+  end
+  redis.call('DEL', waits_key(sid))
+  return rows
+end
+
 -- Appends the rows a cart's marks name to a reply as one trailing array, when there are
 -- any (a Redis Cluster's caller reads them from the rows' slots).
 local function push_marks(out, fields)

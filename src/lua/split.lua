@@ -290,12 +290,12 @@ end
 local function checkout_close(keys, args)
   local sid, key, order_id = args[1], args[2], args[3]
   if redis.call('EXISTS', done_key(sid)) == 1 then return {'done'} end
-  local marks = marked_rows(redis.call('HGETALL', keys[1]))
+  local marks = rows_waited(redis.call('HGETALL', keys[1]), sid)
   local sold = {}
   for _, l in ipairs(cjson.decode(args[4])) do
     table.insert(sold, {l.product_id or '', l.inventory_id, l.quantity})
   end
-  redis.call('DEL', keys[1], checkout_key(sid), waits_key(sid))
+  redis.call('DEL', keys[1], checkout_key(sid))
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)
   cart_event(sid, 'checked_out', sold, order_id)
@@ -344,10 +344,13 @@ local function abandon_cart(keys, args)
   local cart, refused = cart_for_change(ck, now)
   if refused then return refused end
   local lines = cart_lines(cart.fields)
-  redis.call('DEL', ck, waits_key(sid))
+  local waited = rows_waited(cart.fields, sid)
+  redis.call('DEL', ck)
   redis.call('SET', gone_key(sid), 'abandoned', 'PX', GONE_TTL_MS)
   cart_event(sid, 'abandoned', lines)
-  return push_marks(push_lines({'abandoned', deadline, cart.stale}, lines), cart.fields)
+  local out = push_lines({'abandoned', deadline, cart.stale}, lines)
+  if #waited > 0 then table.insert(out, waited) end
+  return out
 end
 
 -- cartd_cart_lines: a live cart's lines, from its own slot (names and prices, and the

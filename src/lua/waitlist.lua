@@ -128,8 +128,9 @@ local function wait_mark(keys, args)
     -- The rows it waits on outlive the cart (which Redis deletes with its marks when it
     -- expires) for as long as the cart could live: its expiry leaves them.
     redis.call('SADD', waits_key(sid), inv)
-    redis.call('PEXPIREAT', waits_key(sid), tonumber(redis.call('HGET', ck, BIRTH)) +
-               tonumber(args[5]) + GONE_TTL_MS)
+    local last = math.max(tonumber(redis.call('HGET', ck, BIRTH)) + tonumber(args[5]),
+                          live_deadline(ck, now))  -- a checkout's grace may keep it longer
+    redis.call('PEXPIREAT', waits_key(sid), last + GONE_TTL_MS)
   end
   return {'marked', was and 0 or 1}
 end
