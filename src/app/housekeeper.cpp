@@ -349,6 +349,10 @@ void Housekeeper::remirror(const std::vector<std::uint16_t>& slots) {
   for (std::uint32_t g = 0; g < keys::kGroups; ++g) {
     if (moved.contains(redis::key_slot(keys::stock_tag(g)))) remirror_groups_.insert(g);
   }
+  arm_remirror();
+}
+
+void Housekeeper::arm_remirror() {
   if (remirror_armed_ || remirror_groups_.empty()) return;
   remirror_armed_ = true;
   remirror_timer_.expires_after(1s);
@@ -363,19 +367,38 @@ void Housekeeper::remirror(const std::vector<std::uint16_t>& slots) {
         }
       }
     } catch (const std::exception& e) {
-      // Kept for the next change of owners; the mirror sync takes every row anyway.
       spdlog::warn("mirror: the rows of slots that changed owner wait: {}", e.what());
-      return;
+      return arm_remirror();
     }
     auto groups = std::exchange(remirror_groups_, {});
     spdlog::info("mirror: {} rows of {} groups whose slots changed owner, from the main DB",
                  rows.size(), groups.size());
-    mirror_rows(rows);
+    mirror_rows(rows, [this, groups](bool ok) {
+      if (ok) return;
+      // The new owner may not take writes yet (a node that restarted, still joining).
+      spdlog::debug("mirror: the rows of {} groups wait for their node", groups.size());
+      remirror_groups_.insert(groups.begin(), groups.end());
+      arm_remirror();
+    });
   });
 }
 
-void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows) {
+void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows,
+                              std::function<void(bool)> done) {
   constexpr std::size_t kRowsPerCall = 500;
+  // Every batch's answer counts toward `done`.
+  struct Pending {
+    std::size_t left;
+    bool ok = true;
+    std::function<void(bool)> done;
+  };
+  auto pending = std::make_shared<Pending>(
+      Pending{(rows.size() + kRowsPerCall - 1) / kRowsPerCall, true, std::move(done)});
+  auto answered = [pending](bool ok) {
+    pending->ok = pending->ok && ok;
+    if (--pending->left == 0 && pending->done) pending->done(pending->ok);
+  };
+  if (pending->left == 0 && pending->done) pending->done(true);
   for (std::size_t start = 0; start < rows.size(); start += kRowsPerCall) {
     auto first = rows.begin() + static_cast<std::ptrdiff_t>(start);
     auto last =
@@ -383,8 +406,9 @@ void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows) {
     if (cluster_) {
       // Whole rows: a node that lost its data (restarted without a replica) gets its rows
       // back; on_hand is taken as carefully as the sync takes it (see mirror_on_hand).
-      stock_.mirror({first, last}, [](auto r) {
+      stock_.mirror({first, last}, [answered](auto r) {
         if (!r) spdlog::debug("mirror sync: {}", r.error().message());
+        answered(static_cast<bool>(r));
       });
       continue;
     }
@@ -392,13 +416,14 @@ void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows) {
     for (auto row = first; row != last; ++row) {
       batch.push_back({row->inventory_id, row->on_hand, row->version});
     }
-    stock_.sync_on_hand(batch, [](auto r) {
+    stock_.sync_on_hand(batch, [answered](auto r) {
       if (!r) {
         spdlog::debug("mirror sync: {}", r.error().message());
       } else if (*r > 0) {
         // Every change writes its own row: a sync that finds work found a lost step.
         spdlog::info("mirror sync: {} rows took on_hand from the main DB", *r);
       }
+      answered(static_cast<bool>(r));
     });
   }
 }

@@ -69,11 +69,15 @@ class Housekeeper {
   void recover_checkouts();
   void sync_mirror();
   // Writes rows (whole, on_hand taken carefully) from the main DB into Redis, in batches.
-  void mirror_rows(const std::vector<db::StockRow>& rows);
+  // `done` (optional) runs once every batch has answered: true if all were written.
+  void mirror_rows(const std::vector<db::StockRow>& rows, std::function<void(bool)> done = {});
   // On a cluster: the rows of slots whose owner changed (a failover may have lost the
   // last on_hand writes; a moved slot is whole again) are mirrored again soon after,
   // the changes of a moment (a reshard moves many slots) gathered into one pass.
   void remirror(const std::vector<std::uint16_t>& slots);
+  // Mirrors remirror_groups_ a second from now (once, however many changes come meanwhile);
+  // groups whose read or write failed wait for the next second.
+  void arm_remirror();
   // The lease for a round that runs every `every`: three rounds long, so that its holder
   // keeps it while it runs, and another instance takes over soon after it stops.
   GroupLease lease(std::chrono::milliseconds every) const {

@@ -110,7 +110,9 @@ class ClusterClient final : public Commands {
   std::size_t subscribed() const;
 
   // Runs `f` on this loop with the slots whose owner changed (a failover, a slot that
-  // moved), each time a read of the map finds some; not for the first read.
+  // moved), each time a read of the map finds some, not for the first read; and with a
+  // primary's slots when its connection finds it restarted (another run_id): a primary
+  // that restarts empty at its address takes its slots back without their keys.
   void on_owner_change(std::function<void(const std::vector<std::uint16_t>&)> f) {
     on_owner_change_ = std::move(f);
   }
@@ -128,12 +130,16 @@ class ClusterClient final : public Commands {
   struct Node {
     Endpoint endpoint;
     std::unique_ptr<Client> client;
+    std::string run_id;  // the server's, as its last connect found it
     // When the map stopped naming it (zero while it owns slots).
     std::chrono::steady_clock::time_point unowned_since{};
   };
   struct Call;
 
   std::shared_ptr<Node> node_for(const Endpoint& e);
+  // A node connection's setup: the owner's step, after reading the server's run_id.
+  void on_node_connect(const std::shared_ptr<Node>& node, Client& c,
+                       std::function<void(bool)> done);
   void forget_unowned();
   Client* any_owner_ready();
   // The nodes that own slots in the map, each once.

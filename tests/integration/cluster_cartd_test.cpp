@@ -3,6 +3,8 @@
 // `cartd check` reading every node, ending with exact accounting in the main DB.
 #include <gtest/gtest.h>
 
+#include <csignal>
+
 #include <boost/json.hpp>
 #include <thread>
 
@@ -147,6 +149,28 @@ TEST(ClusterCartd, the_rows_of_a_slot_that_changed_owner_are_mirrored_again) {
       15s, 100ms))
       << cartd.log();
   EXPECT_NE(cartd.log().find("whose slots changed owner"), std::string::npos) << cartd.log();
+  EXPECT_EQ(available(cartd, 0), 5);
+}
+
+// A primary without a replica that restarts empty (no AOF) at its address takes its slots
+// back without their keys: no owner changed, but the server did (its run_id). Its rows
+// are mirrored again at once, not at the next mirror sync.
+TEST(ClusterCartd, the_rows_of_a_primary_that_restarted_empty_are_mirrored_again) {
+  RedisCluster cluster(3, 0);
+  Cartd cartd(cluster.url(), catalog(), {"--mirror-sync-ms", "3600000"});
+  std::string key = keys::stock("row0");
+  int primary = cluster.owner_of(redis::key_slot(key));
+  ASSERT_EQ(cluster.command(primary, {"HGET", key, "oh"}).str, "5");
+  cluster.signal(primary, SIGKILL);
+  cluster.restart(primary);
+  ASSERT_TRUE(cluster.wait_ok());
+  EXPECT_TRUE(eventually(
+      [&] {
+        return cluster.command(primary, {"HGET", key, "oh"}).str == "5";
+      },
+      15s, 100ms))
+      << cartd.log();
+  EXPECT_NE(cartd.log().find("restarted"), std::string::npos) << cartd.log();
   EXPECT_EQ(available(cartd, 0), 5);
 }
 
