@@ -85,7 +85,7 @@ end
 -- The waitlist on a Redis Cluster, where the cart and the row live in different slots:
 -- a wait is cartd_wait_mark (the cart) then cartd_wait_row (the row), and cartd_wait_unmark
 -- (the cart) when the row refused a cart that was not marked before; a leave is
--- cartd_leave_row then cartd_wait_unmark; a view reads each marked row with
+-- cartd_wait_unmark then cartd_leave_row; a view reads each marked row with
 -- cartd_wait_state. src/cart/split.cpp drives them. The row keeps everything that
 -- decides who gets units; the cart's marks only say which rows to read.
 
@@ -162,7 +162,8 @@ local function wait_unmark(keys, args)
   return 1
 end
 
--- cartd_leave_row: the row's half of a leave (then cartd_wait_unmark).
+-- cartd_leave_row: the row's half of a leave (after cartd_wait_unmark), and of the end
+-- of a cart that waited (abandon, checkout, expiry: split.cpp, leave_rows).
 -- KEYS: the row's slot   ARGV[1] session id   ARGV[2] inventory_id
 -- Returns as cartd_leave.
 local function leave_row_of(keys, args)
