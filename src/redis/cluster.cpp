@@ -225,32 +225,33 @@ std::shared_ptr<ClusterClient::Node> ClusterClient::node_for(const Endpoint& e) 
 
 void ClusterClient::on_node_connect(const std::shared_ptr<Node>& node, Client& c,
                                     std::function<void(bool)> done) {
-  c.setup_command({"INFO", "server"}, [this, weak = std::weak_ptr<Node>(node), &c,
-                                       alive = std::weak_ptr<int>(alive_),
-                                       done = std::move(done)](Result r) mutable {
-    auto n = weak.lock();
-    if (alive.expired() || !n) return done(false);
-    std::string run_id;
-    if (r && !r->is_error()) {
-      auto at = r->str.find("run_id:");
-      if (at != std::string::npos) {
-        run_id = r->str.substr(at + 7, r->str.find_first_of("\r\n", at) - at - 7);
-      }
-    }
-    // The same address, another server: it restarted (its slots may be empty).
-    std::string before = std::exchange(n->run_id, run_id);
-    if (!before.empty() && !run_id.empty() && before != run_id && on_owner_change_) {
-      std::vector<std::uint16_t> slots;
-      for (std::uint16_t s = 0; s < kSlots; ++s) {
-        if (read_owners_[s] == n.get()) slots.push_back(s);
-      }
-      spdlog::warn("redis cluster: {}:{} restarted ({} slots)", n->endpoint.host, n->endpoint.port,
-                   slots.size());
-      if (!slots.empty()) on_owner_change_(slots);
-    }
-    if (options_.node.on_setup) return options_.node.on_setup(c, std::move(done));
-    done(true);
-  });
+  c.setup_command({"INFO", "server"},
+                  [this, weak = std::weak_ptr<Node>(node), &c, alive = std::weak_ptr<int>(alive_),
+                   done = std::move(done)](Result r) mutable {
+                    auto n = weak.lock();
+                    if (alive.expired() || !n) return done(false);
+                    std::string run_id;
+                    if (r && !r->is_error()) {
+                      auto at = r->str.find("run_id:");
+                      if (at != std::string::npos) {
+                        run_id = r->str.substr(at + 7, r->str.find_first_of("\r\n", at) - at - 7);
+                      }
+                    }
+                    // The same address, another server: it restarted (its slots may be empty). A
+                    // read that failed keeps the run_id known before.
+                    std::string before = run_id.empty() ? run_id : std::exchange(n->run_id, run_id);
+                    if (!before.empty() && before != run_id && on_owner_change_) {
+                      std::vector<std::uint16_t> slots;
+                      for (std::uint16_t s = 0; s < kSlots; ++s) {
+                        if (read_owners_[s] == n.get()) slots.push_back(s);
+                      }
+                      spdlog::warn("redis cluster: {}:{} restarted ({} slots)", n->endpoint.host,
+                                   n->endpoint.port, slots.size());
+                      if (!slots.empty()) on_owner_change_(slots);
+                    }
+                    if (options_.node.on_setup) return options_.node.on_setup(c, std::move(done));
+                    done(true);
+                  });
 }
 
 void ClusterClient::forget_unowned() {
