@@ -707,10 +707,8 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
           if (tag != "finished" && tag != "done") {
             return done(boost::system::result<bool>(boost::system::in_place_error, unexpected(*r)));
           }
-          // The rows the cart waited on (after 'finished'): it leaves them.
-          std::vector<std::string> marks;
-          for (std::size_t i = 1; i < r->elements.size(); ++i) marks.push_back(r->elements[i].str);
-          leave_rows(redis, session_id, marks, [done] { done(true); });
+          // The rows the cart waited on: it leaves them.
+          leave_rows(redis, session_id, marks_at(*r), [done] { done(true); });
         });
       });
 }

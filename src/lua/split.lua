@@ -285,8 +285,8 @@ end
 -- cartd_checkout_close: the cart's half of a finished checkout, after its rows.
 -- KEYS[1] the cart   ARGV[1] session id   ARGV[2] idempotency key   ARGV[3] order id
 -- ARGV[4] JSON [{product_id, inventory_id, quantity}]: the order's lines
--- Returns {'finished', inventory_id...} (the rows the cart waited on: the caller leaves
--- them), or {'done'} when it had finished already.
+-- Returns {'finished' [, {inventory_id...}]} (the rows the cart waited on, as push_marks
+-- gives them: the caller leaves them), or {'done'} when it had finished already.
 local function checkout_close(keys, args)
   local sid, key, order_id = args[1], args[2], args[3]
   if redis.call('EXISTS', done_key(sid)) == 1 then return {'done'} end
@@ -299,7 +299,9 @@ local function checkout_close(keys, args)
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('SET', done_key(sid), key .. ' ' .. order_id, 'PX', DONE_TTL_MS)
   cart_event(sid, 'checked_out', sold, order_id)
-  return {'finished', unpack(marks)}
+  local out = {'finished'}
+  if #marks > 0 then table.insert(out, marks) end
+  return out
 end
 
 -- cartd_checkout_thaw: the cart's half of giving up a checkout that made no order (its

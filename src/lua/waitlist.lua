@@ -110,19 +110,17 @@ local function wait_mark(keys, args)
       redis.call('SREM', waits_key(sid), args[i])
     end
   end
-  local fields = redis.call('HGETALL', ck)
-  local marked = marked_rows(fields)
-  local was = redis.call('HEXISTS', ck, WAITS .. inv) == 1
-  if not was and #marked >= most then
-    local out = {'too_many_waits', most}
-    for i = 1, #fields, 2 do
-      if string.byte(fields[i], 1) == 63 then
-        table.insert(out, string.sub(fields[i], 2))
-        table.insert(out, fields[i + 1])
-      end
+  -- The marks as pairs inventory_id, token; whether this row is marked already.
+  local fields, marks, was = redis.call('HGETALL', ck), {}, false
+  for i = 1, #fields, 2 do
+    if string.byte(fields[i], 1) == 63 then
+      local row = string.sub(fields[i], 2)
+      was = was or row == inv
+      table.insert(marks, row)
+      table.insert(marks, fields[i + 1])
     end
-    return out
   end
+  if not was and #marks / 2 >= most then return {'too_many_waits', most, unpack(marks)} end
   redis.call('HSET', ck, WAITS .. inv, args[4])
   if not was then
     -- The rows it waits on outlive the cart (which Redis deletes with its marks when it
