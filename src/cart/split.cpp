@@ -190,10 +190,12 @@ std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text)
 }
 
 // How a row step sets a cart's hold (cartd_hold): for change `op` ("" for none); `if_mine`
-// only while the row's record is still that change's.
+// only while the row's record is still that change's; `if_was` (a shrink the cart has
+// already) only while the record is still that of the change that wrote the old line.
 struct HoldBy {
   std::string op;
   bool if_mine = false;
+  std::string if_was = {};
 };
 
 std::vector<std::string> hold_command(const char* function, const std::string& inv,
@@ -204,6 +206,10 @@ std::vector<std::string> hold_command(const char* function, const std::string& i
   if (!by.op.empty()) {
     args.push_back(by.op);
     if (by.if_mine) args.push_back("if-mine");
+    if (!by.if_was.empty()) {
+      args.push_back("if-was");
+      args.push_back(by.if_was);
+    }
   }
   return keys::fcall(function, keys::row_slot(inv), std::move(args));
 }
@@ -299,9 +305,11 @@ class Change : public std::enable_shared_from_this<Change> {
   void begin() {
     std::vector<std::string> args{sid_, op_, std::to_string(settings_.line_lease.count()),
                                   call_.inventory_id, create_ ? "1" : "0"};
-    // A set to a quantity within the limits: a line the cart has already, with a deadline
-    // that stays, is answered at once (one step instead of three).
-    if (call_.mode == LineMode::set && call_.quantity > 0 &&
+    // A set to a quantity within the limits, of a line the cart has already, with a
+    // deadline that stays: the same quantity is answered at once (one step instead of
+    // three), a smaller one written to the cart at once, the row after (two instead of
+    // four).
+    if (call_.mode == LineMode::set && call_.quantity >= 0 &&
         call_.quantity <= settings_.limits.max_line_quantity) {
       for (std::string a :
            {call_.product_id, std::to_string(call_.quantity), std::to_string(settings_.ttl.count()),
@@ -340,17 +348,18 @@ class Change : public std::enable_shared_from_this<Change> {
     if (*tag == "new") {
       fresh_ = true;
       born_ = *now;
-    } else if (*tag == "locked" || *tag == "same") {
+    } else if (*tag == "locked" || *tag == "same" || *tag == "shrunk") {
       auto born = r->int_at(2), deadline = r->int_at(3);
-      auto stale = r->text_at(4);
+      auto stale = r->text_at(4);  // for 'shrunk': the change that wrote the old line
       auto lines = lines_at(*r, 5);
       if (!born || !deadline || !stale || !lines) return fail(unexpected(*r));
       born_ = *born;
       old_deadline_ = *deadline;
-      stale_ = *stale;
       lines_ = std::move(*lines);
       marks_ = marks_at(*r);
       if (*tag == "same") return unchanged();
+      if (*tag == "shrunk") return shrunk(*stale);
+      stale_ = *stale;
       locked_ = true;
     } else {
       return fail(unexpected(*r));
@@ -364,6 +373,28 @@ class Change : public std::enable_shared_from_this<Change> {
     out_.cart = CartView{sid_, old_deadline_, {}, {}, {}};
     deadline_ = old_deadline_;
     reply_with_cart();
+  }
+
+  // The cart has the smaller line already (its step wrote it, with no lock): the row
+  // follows, while its record is still the one set for the old line (written by change
+  // `was`). A row another change set since keeps that change's hold; one this step
+  // misses (cartd killed, Redis down) holds more than the line, until the cart's next
+  // locked change or the record's deadline.
+  void shrunk(const std::string& was) {
+    deadline_ = old_deadline_;
+    quantity_ = call_.quantity;
+    out_.cart = CartView{sid_, deadline_, {}, {}, {}};
+    std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
+    if (quantity_ > 0)
+      lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
+    send(redis_,
+         hold_command("cartd_hold", call_.inventory_id, sid_, call_.product_id, quantity_,
+                      deadline_, HoldBy{op_, false, was}),
+         [self = shared_from_this()](redis::Result r) {
+           self->warn_unless_ok(r, self->call_.inventory_id, "kept more than the cart's line");
+           if (r) self->out_.dropped = r->int_at(1).value_or(0);
+           self->reply_with_cart();
+         });
   }
 
   // What the line and the deadline become, within the limits.
@@ -461,6 +492,8 @@ class Change : public std::enable_shared_from_this<Change> {
       if ((moved || left) && !own_row) sets->push_back({l.inventory_id, l.product_id, l.quantity});
     }
     if (!stale_seen) sets->push_back({stale_, "", 0});
+    // Every line's row is then this change's: the commit says so on each line.
+    restamp_ = moved;
     set_rows(sets, "was not moved with its deadline",
              [self = shared_from_this()] { self->commit(); });
   }
@@ -523,7 +556,7 @@ class Change : public std::enable_shared_from_this<Change> {
     send(redis_,
          cart_command("cartd_line_commit", sid_,
                       {op_, call_.product_id, call_.inventory_id, qty, deadline,
-                       fresh_ ? "new" : "locked", born}),
+                       fresh_ ? "new" : "locked", born, restamp_ ? "all" : ""}),
          [self = shared_from_this()](redis::Result r) { self->on_commit(std::move(r)); });
   }
 
@@ -589,6 +622,7 @@ class Change : public std::enable_shared_from_this<Change> {
   std::string op_ = new_session_id();
   int busy_tries_ = 0;
   bool fresh_ = false, locked_ = false;
+  bool restamp_ = false;  // the change set the rows of every line (see cartd_line_commit)
   std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
   std::int64_t held_ = 0;  // what the line's row holds until the commit
   std::string stale_;

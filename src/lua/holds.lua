@@ -149,10 +149,12 @@ local function round_up(ms, quantum)
   return math.ceil(ms / quantum) * quantum
 end
 
--- A cart line is stored as "inventory_id quantity".
+-- A cart line is stored as "inventory_id quantity", on a Redis Cluster "inventory_id
+-- quantity change": the id of the line change that last set the line's hold record on
+-- its row (split.lua; '' for none).
 local function parse_line(value)
-  local inv, qty = string.match(value, '^(%S+) (%d+)$')
-  return inv, tonumber(qty)
+  local inv, qty, op = string.match(value, '^(%S+) (%d+) ?(%S*)$')
+  return inv, tonumber(qty), op
 end
 
 -- The cart's deadline if it is live at `now`, else nil. A key whose deadline equals now

@@ -40,6 +40,10 @@
 -- ARGV[7]  'if-mine': only if the record is still that change's. A change's last word on
 --          a row, after its commit (the hold shrinks to the line): another change of the
 --          cart may have set the row since, from another instance, and its hold stands.
+--          'if-was' (a shrink the cart has already, see cartd_line_begin's 'shrunk'): only
+--          if the record is still that of ARGV[8], the change that wrote the old line, at
+--          the deadline ARGV[5], and holds at least ARGV[4]; any other record was set by
+--          another change since, whose hold stands.
 -- Returns {'ok', dropped, name, unit_price_cents}, or, only when the hold grows:
 --   {'insufficient', available, dropped, waitlisted 0|1}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}  {'limit_exceeded', max_per_cart}
@@ -54,7 +58,10 @@ local function hold(keys, args)
   local dropped, _, offered = drop_expired(inv, now, row[4])
   local q0, d0, op0 = hold_record(inv, sid, now)
   local op = args[6] or ''
-  if args[7] == 'if-mine' and op0 ~= op then return {'ok', dropped, row[7] or '', tonumber(row[8] or 0)} end
+  if (args[7] == 'if-mine' and op0 ~= op) or
+     (args[7] == 'if-was' and (op0 == '' or op0 ~= args[8] or d0 ~= deadline or qty > q0)) then
+    return {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
+  end
   local claim = nil
   if qty > q0 then
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
@@ -130,14 +137,21 @@ end
 -- ARGV[5]  "1": a cart that is not live may be made anew (-> 'new')
 -- ARGV[6]  product_id, ARGV[7] quantity: the line a set-mode change sets (absent for an
 --          add); ARGV[8] TTL ms, ARGV[9] deadline quantum ms, ARGV[10] the cart's longest
---          life ms. When the cart has that line already and the deadline would stay
---          where it is, the change changes nothing: answered 'same', with no lock.
+--          life ms. When the cart has a line of that product on that row already, no
+--          change of the cart lapsed unfinished, and the deadline would stay where it is:
+--          * a set to the line's quantity changes nothing: answered 'same', with no lock;
+--          * a set to less is written to the cart at once, with no lock, and answered
+--            'shrunk': the row follows (cartd_hold 'if-was'). Holding more than the line
+--            until then is the safe side, as a change cut short is (see above).
 -- Returns one of
 --   {'locked', now_ms, birth_ms, deadline_ms, stale_inventory_id, pid, inv, qty, ...
 --    [, {marked inventory_id...}]}
 --      (stale_inventory_id: the row of a change that lapsed unfinished, else ''; the
---      trailing array: the rows the cart waits on, see push_marks)
+--      lines as they were; the trailing array: the rows the cart waits on, see
+--      push_marks)
 --   {'same', ...} as 'locked' (stale_inventory_id ''), when the change changes nothing
+--   {'shrunk', ...} as 'locked', with the id of the change that wrote the old line in
+--      place of stale_inventory_id
 --   {'new', now_ms}   {'busy'}   {'checkout_in_progress'}
 --   {'no_cart', 'expired' | 'unknown' | 'checked_out'}
 local function line_begin(keys, args)
@@ -151,19 +165,32 @@ local function line_begin(keys, args)
   local cart, refused = cart_for_change(ck, now)
   if refused then return refused end
   local born = tonumber(cart.map[BIRTH])
-  local tag = 'locked'
-  if args[6] and cart.stale == '' and cart.map[args[6]] == args[4] .. ' ' .. args[7] then
+  local lines = cart_lines(cart.fields)
+  local line = args[6] and cart.stale == '' and cart.map[args[6]]
+  if line then
+    local inv, q, op0 = parse_line(line)
+    local want = tonumber(args[7])
     -- As cartd_set_line computes it: the deadline slides, within the cart's life, and
     -- never moves back.
     local next = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
                           born + tonumber(args[10]))
-    if math.max(next, deadline) == deadline then tag = 'same' end
+    if inv == args[4] and want <= q and next <= deadline then
+      if want == q then
+        return push_marks(push_lines({'same', now, born, deadline, ''}, lines), cart.fields)
+      end
+      -- A shrink, when the row's record can tell it was set for the old line (op0).
+      if op0 ~= '' then
+        if want > 0 then
+          redis.call('HSET', ck, args[6], inv .. ' ' .. want .. ' ' .. args[2])
+        else
+          redis.call('HDEL', ck, args[6])
+        end
+        return push_marks(push_lines({'shrunk', now, born, deadline, op0}, lines), cart.fields)
+      end
+    end
   end
-  if tag == 'locked' then
-    redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
-  end
-  return push_marks(push_lines({tag, now, born, deadline, cart.stale}, cart_lines(cart.fields)),
-                    cart.fields)
+  redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
+  return push_marks(push_lines({'locked', now, born, deadline, cart.stale}, lines), cart.fields)
 end
 
 -- cartd_line_commit: writes the line a change held, and ends the change.
@@ -171,11 +198,17 @@ end
 -- ARGV[1]  the change's id   ARGV[2] product_id   ARGV[3] inventory_id
 -- ARGV[4]  quantity (0 removes the line)   ARGV[5] the cart's deadline ms
 -- ARGV[6]  "new": the change made the cart (born at ARGV[7]); else it holds the lock
+-- ARGV[8]  "all": the change set the rows of the cart's other lines too (their deadline
+--          moved, or a repair): each line now names this change, as its row's record does
 -- Returns {'ok'}, or {'lost', 'gone'} (the cart ended meanwhile, or a new cart's id is
 -- taken) or {'lost', 'taken'} (the lock lapsed and another change took it).
+-- The line names the change (see parse_line), so a shrink written to the cart first
+-- ('shrunk' above) can tell whether the row's record still holds for the line it
+-- replaced.
 local function line_commit(keys, args)
   local now = now_ms()
-  local ck, pid, inv, qty, deadline = keys[1], args[2], args[3], tonumber(args[4]), args[5]
+  local ck, op, pid, inv, qty, deadline = keys[1], args[1], args[2], args[3], tonumber(args[4]),
+                                          args[5]
   local current = nil  -- the cart's deadline now (a new cart has none)
   if args[6] == 'new' then
     if redis.call('EXISTS', ck) == 1 then return {'lost', 'gone'} end
@@ -183,12 +216,16 @@ local function line_commit(keys, args)
   else
     current = live_deadline(ck, now)
     if not current then return {'lost', 'gone'} end
-    local op = parse_lock(redis.call('HGET', ck, LOCK))
-    if op ~= args[1] then return {'lost', 'taken'} end
+    if parse_lock(redis.call('HGET', ck, LOCK)) ~= op then return {'lost', 'taken'} end
     redis.call('HDEL', ck, LOCK)
+    if args[8] == 'all' then
+      for _, l in ipairs(cart_lines(redis.call('HGETALL', ck))) do
+        redis.call('HSET', ck, l[1], l[2] .. ' ' .. l[3] .. ' ' .. op)
+      end
+    end
   end
   if qty > 0 then
-    redis.call('HSET', ck, pid, inv .. ' ' .. qty)
+    redis.call('HSET', ck, pid, inv .. ' ' .. qty .. ' ' .. op)
   else
     redis.call('HDEL', ck, pid)
   end

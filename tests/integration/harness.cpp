@@ -479,6 +479,13 @@ std::int64_t RedisReads<Self>::checkouts_in_progress() {
   return n;
 }
 
+std::int64_t RedisServer::fcalls() {
+  const std::string field = "cmdstat_fcall:calls=";
+  auto info = command({"INFO", "commandstats"}).str;
+  auto at = info.find(field);
+  return at == std::string::npos ? 0 : std::stoll(info.substr(at + field.size()));
+}
+
 template <typename Self>
 std::map<std::string, std::string> RedisReads<Self>::stock_row(const std::string& inv) {
   auto command = [this](const std::vector<std::string>& a) { return self().command(a); };

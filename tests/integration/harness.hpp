@@ -111,6 +111,8 @@ class RedisServer : public RedisReads<RedisServer> {
   void start();
   void stop();  // SHUTDOWN NOSAVE, or kill
   redis::Reply command(const std::vector<std::string>& args);
+  // FCALLs this server has run so far (INFO commandstats).
+  std::int64_t fcalls();
 
  private:
   void connect();

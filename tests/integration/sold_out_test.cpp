@@ -16,13 +16,6 @@ constexpr const char* kCatalog = R"json([
 ])json";
 constexpr const char* kLine = R"({"product_id":"drop","inventory_id":"drop","quantity":1})";
 
-std::int64_t fcalls(RedisServer& redis) {
-  auto info = redis.command({"INFO", "commandstats"}).str;
-  auto at = info.find("cmdstat_fcall:calls=");
-  if (at == std::string::npos) return 0;
-  return std::stoll(info.substr(at + std::string("cmdstat_fcall:calls=").size()));
-}
-
 TEST(SoldOut, a_sold_out_row_refuses_new_carts_without_asking_redis) {
   RedisServer redis;
   Cartd cartd(redis, kCatalog, {"--threads", "1", "--sold-out-memory-ms", "400"});
@@ -38,14 +31,14 @@ TEST(SoldOut, a_sold_out_row_refuses_new_carts_without_asking_redis) {
   auto refused = cartd.post("/add-to-cart", kLine);  // Redis answers: 0 available
   ASSERT_EQ(refused.status, 409u);
 
-  auto before = fcalls(redis);
+  auto before = redis.fcalls();
   for (int i = 0; i < 20; ++i) {
     auto r = cartd.post("/add-to-cart", kLine);
     EXPECT_EQ(r.status, 409u);
     EXPECT_EQ(r.body, R"({"message":"Insufficient stock","available":0})") << "as Redis says it";
   }
   if (std::chrono::steady_clock::now() - t0 < 400ms) {
-    EXPECT_EQ(fcalls(redis), before) << "refused without a Redis call";
+    EXPECT_EQ(redis.fcalls(), before) << "refused without a Redis call";
   }
 
   // A named cart may still lower its own line: that asks Redis, and frees a unit.

@@ -314,6 +314,95 @@ TEST(SplitLines, a_set_that_changes_nothing_is_one_step) {
   shop.expect_exact_accounting({"a"}, {sid});
 }
 
+// A set to less than the line, whose deadline stays, is written to the cart first, with
+// no lock (the row holding more than the line until its step is the safe side), then to
+// its row: two steps instead of four. A removal too.
+TEST(SplitLines, a_shrink_is_two_steps_the_cart_first) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, 60s, 5s, 300ms);  // at its lifetime's cap
+  shop.mirror("a", 10);
+  shop.mirror("b", 10);
+  std::string sid = sid_of(9);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(sid, "b", 2)), Kind::ok);
+  auto before = redis.fcalls();
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);
+  EXPECT_EQ(redis.fcalls() - before, 2);
+  EXPECT_EQ(redis.stock_row("a")["r"], "1");
+  EXPECT_EQ(shop.run({"HEXISTS", keys::cart(sid), "~"})->integer, 0) << "no lock";
+  before = redis.fcalls();
+  ASSERT_EQ(kind_of(shop.set(sid, "b", 0)), Kind::ok);
+  EXPECT_EQ(redis.fcalls() - before, 2);
+  EXPECT_EQ(redis.stock_row("b")["r"], "0");
+  auto cart = shop.get(sid);
+  ASSERT_TRUE(cart && cart->cart);
+  ASSERT_EQ(cart->cart->lines.size(), 1u);
+  EXPECT_EQ(cart->cart->lines[0].quantity, 1);
+  EXPECT_EQ(kind_of(shop.set(sid_of(10), "a", 9)), Kind::ok) << "a's units came back";
+  shop.expect_exact_accounting({"a", "b"}, {sid, sid_of(10)});
+}
+
+// A shrink's row step is its last word on the row: it goes only while the row's record
+// is still the one set for the line it replaced. Here the cart shrinks 3 -> 1 and another
+// change (another instance) sets it back to 3 before the shrink's row step arrives: the
+// late step must leave the 3 held. The quantities cannot tell (the record holds 3 either
+// way); the id of the change that wrote the old line can.
+TEST(SplitLines, a_shrinks_late_row_step_leaves_the_hold_a_later_change_set) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, 60s, 5s, 300ms);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(11);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
+  auto shrink = [&](const std::string& op, const std::string& qty) {
+    return shop.run({"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, op, "1000", "a", "0",
+                     product_of("a"), qty, "60000", "600", "5000"});
+  };
+  auto row_step = [&](const redis::Result& cart_step, const std::string& op,
+                      const std::string& qty) {
+    auto r =
+        shop.run({"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), qty,
+                  std::to_string(*cart_step->int_at(3)), op, "if-was", *cart_step->text_at(4)});
+    ASSERT_TRUE(r && r->text_at(0) == "ok") << (r ? r->str : r.error().message());
+  };
+  auto first = shrink("shrink-1", "1");
+  ASSERT_EQ(first->text_at(0), "shrunk");
+  EXPECT_EQ(redis.stock_row("a")["r"], "3") << "the row holds the old line until its step";
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);  // a grow: locked, the row first
+  row_step(first, "shrink-1", "1");
+  EXPECT_EQ(redis.stock_row("a")["r"], "3") << "the later change's hold stands";
+  shop.expect_exact_accounting({"a"}, {sid});
+  // On time, a shrink's row step follows its cart step.
+  auto second = shrink("shrink-2", "2");
+  ASSERT_EQ(second->text_at(0), "shrunk");
+  row_step(second, "shrink-2", "2");
+  EXPECT_EQ(redis.stock_row("a")["r"], "2");
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
+// A change that sets every row of the cart (a repair here; a deadline that moves does the
+// same) makes each row's record its own, and says so on every line: the next shrink of
+// another line is then followed by its row (else the row would keep the old units until
+// its deadline).
+TEST(SplitLines, a_change_that_sets_every_row_leaves_the_next_shrink_its_row) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, 60s, 5s, 300ms);
+  shop.mirror("a", 10);
+  shop.mirror("b", 10);
+  std::string sid = sid_of(12);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(sid, "b", 1)), Kind::ok);
+  auto lock = shop.run(
+      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "200", "b", "0"});
+  ASSERT_EQ(lock->text_at(0), "locked");
+  std::this_thread::sleep_for(400ms);
+  ASSERT_EQ(kind_of(shop.set(sid, "b", 2)), Kind::ok);  // the repair sets a's row too
+  auto before = redis.fcalls();
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);
+  EXPECT_EQ(redis.fcalls() - before, 2);
+  EXPECT_EQ(redis.stock_row("a")["r"], "1");
+  shop.expect_exact_accounting({"a", "b"}, {sid});
+}
+
 TEST(SplitLines, hold_records_end_with_their_bucket) {
   RedisServer redis;
   SplitShop shop(redis.url(), false, 1s);
