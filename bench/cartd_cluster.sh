@@ -3,10 +3,12 @@
 # one machine: cartd (one event loop) against a standalone redis-server, a cluster of one
 # primary (every slot on one node: the cost of cluster mode itself) and a cluster of three
 # primaries; for each, a pool of 1000 carts made through cartd, then wrk with
-# bench/wrk/add.lua (a line change: three single-slot steps on a cluster, one call on
+# bench/wrk/add.lua (a line change: one to three single-slot steps on a cluster, one call on
 # standalone) and get.lua (one HGETALL either way). Prints one table; the ratio column is
 # the standalone requests/s over this one's (the cost per request, x standalone), and the
-# last two the CPU time per request of cartd and of the redis-servers (all nodes).
+# next two the CPU time per request of cartd and of the redis-servers (all nodes), the last
+# the FCALLs per request the nodes ran (INFO commandstats: the steps of a change, and the
+# housekeeping's calls).
 # Usage: bench/cartd_cluster.sh CARTD_BINARY DIR SECONDS   (called by scripts/bench)
 set -euo pipefail
 cartd=$1 dir=$2 seconds=$3
@@ -52,13 +54,14 @@ node() {
     --logfile "$dir/$name/redis.log" "${extra[@]}" >/dev/null &
   pids+=($!)
   servers+=($!)
+  server_ports+=("$port")
   wait_ping "$port"
 }
 
 # cluster N: N primaries sharing the slots evenly; the first node's port in $port.
 cluster() {
   local n=$1 ports=() i
-  servers=()
+  servers=() server_ports=()
   for ((i = 0; i < n; i++)); do
     node "c$n-$i" cluster
     ports+=("$port")
@@ -77,6 +80,16 @@ cluster() {
   port=${ports[0]}
 }
 
+# FCALLs run so far by the redis-servers of the setup being measured.
+fcalls() {
+  local sum=0 p n
+  for p in "${server_ports[@]}"; do
+    n=$(redis-cli -p "$p" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_fcall:calls=\([0-9]*\).*/\1/p')
+    sum=$((sum + ${n:-0}))
+  done
+  echo "$sum"
+}
+
 # CPU time (user + system, in clock ticks) of processes.
 ticks() {
   local sum=0 p
@@ -85,7 +98,7 @@ ticks() {
 }
 
 results=()
-servers=()  # the redis-server pids of the setup being measured
+servers=() server_ports=()  # the redis-servers of the setup being measured
 measure() {  # name redis_port
   local name=$1 port=$2 http
   http=$(free_port)
@@ -114,16 +127,16 @@ EOF
   for script in add get; do
     CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
       wrk -t2 -c"$connections" -d2s -s "$root/bench/wrk/$script.lua" "http://127.0.0.1:$http" >/dev/null 2>&1 || true
-    local c0 r0 c1 r1 n hz
-    c0=$(ticks "$pid") r0=$(ticks "${servers[@]}")
+    local c0 r0 f0 c1 r1 f1 n hz
+    c0=$(ticks "$pid") r0=$(ticks "${servers[@]}") f0=$(fcalls)
     line=$(CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
       wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/wrk/$script.lua" \
       "http://127.0.0.1:$http" | grep '^{"requests"')
-    c1=$(ticks "$pid") r1=$(ticks "${servers[@]}")
+    c1=$(ticks "$pid") r1=$(ticks "${servers[@]}") f1=$(fcalls)
     # CPU per request, in microseconds, of cartd and of the redis-servers together.
     n=$(sed 's/.*"requests": \([0-9]*\).*/\1/' <<<"$line") hz=$(getconf CLK_TCK)
-    results+=("$name $script $(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) -v n="$n" -v hz="$hz" \
-      'BEGIN {printf "%.1f %.1f", c * 1e6 / hz / n, r * 1e6 / hz / n}') $line")
+    results+=("$name $script $(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) -v f=$((f1 - f0)) -v n="$n" \
+      -v hz="$hz" 'BEGIN {printf "%.1f %.1f %.2f", c * 1e6 / hz / n, r * 1e6 / hz / n, f / n}') $line")
   done
   kill "$pid"
   wait "$pid" 2>/dev/null || true
@@ -137,16 +150,16 @@ cluster 3
 measure cluster-3 "$port"
 
 echo "cartd on a Redis Cluster against standalone (--threads 1, wrk -t2 -c$connections -d${seconds}s, $pool carts x 3 lines):"
-printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s | %13s | %13s |\n' redis route "requests/s" \
-  "p50 ms" "p99 ms" errors "cost x std" "cartd us/req" "redis us/req"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- \
-  -------- -------------- --------------- ---------------
+printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s | %13s | %13s | %10s |\n' redis route "requests/s" \
+  "p50 ms" "p99 ms" errors "cost x std" "cartd us/req" "redis us/req" "fcalls/req"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- \
+  -------- -------------- --------------- --------------- ------------
 for r in "${results[@]}"; do
-  read -r name script cartd_us redis_us json <<<"$r"
+  read -r name script cartd_us redis_us fcalls_per json <<<"$r"
   rps=$(sed 's/.*"rps": \([0-9.]*\).*/\1/' <<<"$json")
   base=$(printf '%s\n' "${results[@]}" | grep "^standalone $script " | sed 's/.*"rps": \([0-9.]*\).*/\1/')
-  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f | %13s | %13s |\n' "$name" "$script" "$rps" \
+  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f | %13s | %13s | %10s |\n' "$name" "$script" "$rps" \
     "$(sed 's/.*"p50_ms": \([0-9.]*\).*/\1/' <<<"$json")" "$(sed 's/.*"p99_ms": \([0-9.]*\).*/\1/' <<<"$json")" \
     "$(sed 's/.*"errors": \([0-9]*\).*/\1/' <<<"$json")" "$(awk -v a="$base" -v b="$rps" 'BEGIN {print a / b}')" \
-    "$cartd_us" "$redis_us"
+    "$cartd_us" "$redis_us" "$fcalls_per"
 done
