@@ -190,12 +190,10 @@ std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text)
 }
 
 // How a row step sets a cart's hold (cartd_hold): for change `op` ("" for none); `if_mine`
-// only while the row's record is still that change's; `if_was` (a shrink the cart has
-// already) only while the record is still that of the change that wrote the old line.
+// only a shrink, while the row's record is still that change's.
 struct HoldBy {
   std::string op;
   bool if_mine = false;
-  std::string if_was = {};
 };
 
 std::vector<std::string> hold_command(const char* function, const std::string& inv,
@@ -206,10 +204,6 @@ std::vector<std::string> hold_command(const char* function, const std::string& i
   if (!by.op.empty()) {
     args.push_back(by.op);
     if (by.if_mine) args.push_back("if-mine");
-    if (!by.if_was.empty()) {
-      args.push_back("if-was");
-      args.push_back(by.if_was);
-    }
   }
   return keys::fcall(function, keys::row_slot(inv), std::move(args));
 }
@@ -375,11 +369,12 @@ class Change : public std::enable_shared_from_this<Change> {
     reply_with_cart();
   }
 
-  // The cart has the smaller line already (its step wrote it, with no lock): the row
-  // follows, while its record is still the one set for the old line (written by change
-  // `was`). A row another change set since keeps that change's hold; one this step
-  // misses (cartd killed, Redis down) holds more than the line, until the cart's next
-  // locked change or the record's deadline.
+  // The cart has the smaller line already (its step wrote it, with no lock, keeping the
+  // id of the change `was` that set the line's row): the row follows, while its record
+  // is still that change's. A row another change set since keeps that change's hold; one
+  // this step misses (cartd killed, Redis down) holds more than the line until the line's
+  // next locked change, a change that moves the deadline, the checkout, or the record's
+  // deadline.
   void shrunk(const std::string& was) {
     deadline_ = old_deadline_;
     quantity_ = call_.quantity;
@@ -389,7 +384,7 @@ class Change : public std::enable_shared_from_this<Change> {
       lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
     send(redis_,
          hold_command("cartd_hold", call_.inventory_id, sid_, call_.product_id, quantity_,
-                      deadline_, HoldBy{op_, false, was}),
+                      deadline_, HoldBy{was, true}),
          [self = shared_from_this()](redis::Result r) {
            self->warn_unless_ok(r, self->call_.inventory_id, "kept more than the cart's line");
            if (r) self->out_.dropped = r->int_at(1).value_or(0);

@@ -16,17 +16,22 @@
 --      row's record is still this change's (a row the line leaves is set as it is, for
 --      this change, before the commit).
 --
--- Rows are written before the cart, so a change cut short (cartd killed between steps)
--- leaves a row holding more than the cart says, for at most its record's deadline: a
--- unit kept from sale for a while, never a unit sold twice. The next change of that cart
--- finds the lapsed lock and sets every row the cut-short change may have touched back
--- to what the cart says. The lease outlasts every step's timeout, so a change in
+-- A row is never written below the cart's line: a hold grows before the cart's line
+-- does, and shrinks after. So a change cut short (cartd killed between steps) leaves a
+-- row holding more than the cart says, for at most its record's deadline: a unit kept
+-- from sale for a while, never a unit sold twice. The next change of that cart finds the
+-- lapsed lock and sets every row the cut-short change may have touched back to what the
+-- cart says. (A shrink whose deadline stays is two steps, the cart first and with no
+-- lock: see cartd_line_begin's 'shrunk'. Cut short, its row holds the old quantity until
+-- the line's next locked change, a change that moves the cart's deadline, the cart's
+-- checkout, or the record's deadline.) The lease outlasts every step's timeout, so a change in
 -- progress keeps its lock; a second change of the same cart meanwhile is told 'busy'
 -- (the caller waits a little and tries again).
 --
 --   {s<n>}hc:<inv>   hash sid -> "quantity deadline change": each cart's hold on the row,
 --                    as the row knows it (a record whose deadline has passed holds
---                    nothing), and the line change that set it ('' for another step).
+--                    nothing), and the line change that set it ('' for another step);
+--                    the cart's line names the same change (parse_line).
 --   {s<n>}hx:<inv>   zset sid -> deadline: the same records by deadline, so the holds
 --                    that lapse are forgotten with their bucket (drop_expired).
 --   cart field '~'   "change lease_until_ms inventory_id": the change under way.
@@ -37,13 +42,14 @@
 -- ARGV[4]  quantity, >= 0 (0: the cart holds nothing here)
 -- ARGV[5]  deadline ms (the cart's; ignored with quantity 0)
 -- ARGV[6]  the id of the line change that sets it, kept in the record ('' or absent: none)
--- ARGV[7]  'if-mine': only if the record is still that change's. A change's last word on
---          a row, after its commit (the hold shrinks to the line): another change of the
---          cart may have set the row since, from another instance, and its hold stands.
---          'if-was' (a shrink the cart has already, see cartd_line_begin's 'shrunk'): only
---          if the record is still that of ARGV[8], the change that wrote the old line, at
---          the deadline ARGV[5], and holds at least ARGV[4]; any other record was set by
---          another change since, whose hold stands.
+-- ARGV[7]  'if-mine': a hold that only shrinks, and only while the record is still that
+--          change's, at that deadline (for a quantity above 0), holding at least the
+--          quantity. A change's last word on a row, after the cart has its line (the hold
+--          shrinks to the line, or goes): another change of the cart may have set the row
+--          since, from another instance, and its hold stands. A shrink written to the cart
+--          first (cartd_line_begin's 'shrunk') keeps the line's change id, so its row step
+--          is such a last word too; of two shrinks' row steps in either order, the row
+--          keeps the smaller, which is the line.
 -- Returns {'ok', dropped, name, unit_price_cents}, or, only when the hold grows:
 --   {'insufficient', available, dropped, waitlisted 0|1}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}  {'limit_exceeded', max_per_cart}
@@ -58,8 +64,8 @@ local function hold(keys, args)
   local dropped, _, offered = drop_expired(inv, now, row[4])
   local q0, d0, op0 = hold_record(inv, sid, now)
   local op = args[6] or ''
-  if (args[7] == 'if-mine' and op0 ~= op) or
-     (args[7] == 'if-was' and (op0 == '' or op0 ~= args[8] or d0 ~= deadline or qty > q0)) then
+  if args[7] == 'if-mine' and
+     (op == '' or op0 ~= op or qty > q0 or (qty > 0 and d0 ~= deadline)) then
     return {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
   end
   local claim = nil
@@ -140,9 +146,10 @@ end
 --          life ms. When the cart has a line of that product on that row already, no
 --          change of the cart lapsed unfinished, and the deadline would stay where it is:
 --          * a set to the line's quantity changes nothing: answered 'same', with no lock;
---          * a set to less is written to the cart at once, with no lock, and answered
---            'shrunk': the row follows (cartd_hold 'if-was'). Holding more than the line
---            until then is the safe side, as a change cut short is (see above).
+--          * a set to less is written to the cart at once, with no lock, keeping the
+--            line's change id, and answered 'shrunk': the row follows (cartd_hold
+--            'if-mine' for that change). Holding more than the line until then is the
+--            safe side, as a change cut short is (see above).
 -- Returns one of
 --   {'locked', now_ms, birth_ms, deadline_ms, stale_inventory_id, pid, inv, qty, ...
 --    [, {marked inventory_id...}]}
@@ -150,8 +157,8 @@ end
 --      lines as they were; the trailing array: the rows the cart waits on, see
 --      push_marks)
 --   {'same', ...} as 'locked' (stale_inventory_id ''), when the change changes nothing
---   {'shrunk', ...} as 'locked', with the id of the change that wrote the old line in
---      place of stale_inventory_id
+--   {'shrunk', ...} as 'locked', with the line's change id in place of
+--      stale_inventory_id
 --   {'new', now_ms}   {'busy'}   {'checkout_in_progress'}
 --   {'no_cart', 'expired' | 'unknown' | 'checked_out'}
 local function line_begin(keys, args)
@@ -178,10 +185,10 @@ local function line_begin(keys, args)
       if want == q then
         return push_marks(push_lines({'same', now, born, deadline, ''}, lines), cart.fields)
       end
-      -- A shrink, when the row's record can tell it was set for the old line (op0).
+      -- A shrink, when the row's record can tell it was set for this line (op0).
       if op0 ~= '' then
         if want > 0 then
-          redis.call('HSET', ck, args[6], inv .. ' ' .. want .. ' ' .. args[2])
+          redis.call('HSET', ck, args[6], inv .. ' ' .. want .. ' ' .. op0)
         else
           redis.call('HDEL', ck, args[6])
         end
@@ -203,8 +210,7 @@ end
 -- Returns {'ok'}, or {'lost', 'gone'} (the cart ended meanwhile, or a new cart's id is
 -- taken) or {'lost', 'taken'} (the lock lapsed and another change took it).
 -- The line names the change (see parse_line), so a shrink written to the cart first
--- ('shrunk' above) can tell whether the row's record still holds for the line it
--- replaced.
+-- ('shrunk' above) can tell whether the row's record is still the one set for the line.
 local function line_commit(keys, args)
   local now = now_ms()
   local ck, op, pid, inv, qty, deadline = keys[1], args[1], args[2], args[3], tonumber(args[4]),
@@ -352,6 +358,12 @@ local function checkout_thaw(keys, args)
   redis.call('DEL', checkout_key(sid))
   redis.call('ZREM', checkouts_key(sid), sid)
   redis.call('HDEL', keys[1], CHECKING_OUT)
+  -- The checkout set the rows' records for itself: the lines name no change now, so the
+  -- next change of each takes the locked steps (a shrink's row step would find the
+  -- checkout's record, not its line's, and leave the row holding the old quantity).
+  for _, l in ipairs(cart_lines(redis.call('HGETALL', keys[1]))) do
+    redis.call('HSET', keys[1], l[1], l[2] .. ' ' .. l[3])
+  end
   return {1}
 end
 

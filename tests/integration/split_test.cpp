@@ -343,39 +343,65 @@ TEST(SplitLines, a_shrink_is_two_steps_the_cart_first) {
 }
 
 // A shrink's row step is its last word on the row: it goes only while the row's record
-// is still the one set for the line it replaced. Here the cart shrinks 3 -> 1 and another
-// change (another instance) sets it back to 3 before the shrink's row step arrives: the
-// late step must leave the 3 held. The quantities cannot tell (the record holds 3 either
-// way); the id of the change that wrote the old line can.
+// is still the one set for the line (the line keeps the id of the change that set it),
+// and only lowers it. Here the cart shrinks 3 -> 1 and another change (another instance)
+// sets it back to 3 before the shrink's row step arrives: the late step must leave the 3
+// held. The quantities cannot tell (the record holds 3 either way); the change id can.
+// And two shrinks whose row steps arrive in the wrong order leave the row at the line.
 TEST(SplitLines, a_shrinks_late_row_step_leaves_the_hold_a_later_change_set) {
   RedisServer redis;
   SplitShop shop(redis.url(), false, 60s, 5s, 300ms);
   shop.mirror("a", 10);
   std::string sid = sid_of(11);
   ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
-  auto shrink = [&](const std::string& op, const std::string& qty) {
-    return shop.run({"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, op, "1000", "a", "0",
-                     product_of("a"), qty, "60000", "600", "5000"});
+  auto shrink = [&](const std::string& qty) {
+    auto r = shop.run({"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "lock-id", "1000",
+                       "a", "0", product_of("a"), qty, "60000", "600", "5000"});
+    EXPECT_EQ(r->text_at(0), "shrunk");
+    return r;
   };
-  auto row_step = [&](const redis::Result& cart_step, const std::string& op,
-                      const std::string& qty) {
-    auto r =
-        shop.run({"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), qty,
-                  std::to_string(*cart_step->int_at(3)), op, "if-was", *cart_step->text_at(4)});
+  // The row step as cartd sends it: the change the line names, if-mine.
+  auto row_step = [&](const redis::Result& cart_step, const std::string& qty) {
+    auto r = shop.run({"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), qty,
+                       std::to_string(*cart_step->int_at(3)), *cart_step->text_at(4), "if-mine"});
     ASSERT_TRUE(r && r->text_at(0) == "ok") << (r ? r->str : r.error().message());
   };
-  auto first = shrink("shrink-1", "1");
-  ASSERT_EQ(first->text_at(0), "shrunk");
+  auto first = shrink("1");
   EXPECT_EQ(redis.stock_row("a")["r"], "3") << "the row holds the old line until its step";
   ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);  // a grow: locked, the row first
-  row_step(first, "shrink-1", "1");
+  row_step(first, "1");
   EXPECT_EQ(redis.stock_row("a")["r"], "3") << "the later change's hold stands";
   shop.expect_exact_accounting({"a"}, {sid});
-  // On time, a shrink's row step follows its cart step.
-  auto second = shrink("shrink-2", "2");
-  ASSERT_EQ(second->text_at(0), "shrunk");
-  row_step(second, "shrink-2", "2");
-  EXPECT_EQ(redis.stock_row("a")["r"], "2");
+  // Two shrinks, 3 -> 2 -> 1, their row steps late and in the wrong order.
+  auto two = shrink("2");
+  auto one = shrink("1");
+  row_step(one, "1");
+  row_step(two, "2");
+  EXPECT_EQ(redis.stock_row("a")["r"], "1") << "the row keeps the smaller, the line";
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
+// A checkout sets the rows' records for itself; given up, it leaves lines whose change
+// ids no record names any more. The next shrink then takes the locked steps and frees
+// the units (a shrink written to the cart first would find the checkout's record and
+// leave the row holding the old quantity).
+TEST(SplitLines, a_shrink_after_an_aborted_checkout_frees_its_units) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, 60s, 5s, 300ms);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(13);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
+  auto begun = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(begun && begun->kind == cart::CheckoutStart::Kind::begun);
+  auto aborted = shop.abort_checkout(sid, "k1", begun->attempt_id, {});
+  ASSERT_TRUE(aborted && *aborted);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);
+  EXPECT_EQ(redis.stock_row("a")["r"], "1");
+  shop.expect_exact_accounting({"a"}, {sid});
+  auto before = redis.fcalls();
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 0)), Kind::ok);  // and the next shrink is two steps
+  EXPECT_EQ(redis.fcalls() - before, 2);
+  EXPECT_EQ(redis.stock_row("a")["r"], "0");
   shop.expect_exact_accounting({"a"}, {sid});
 }
 
