@@ -4,7 +4,8 @@
 # primary (every slot on one node: the cost of cluster mode itself) and a cluster of three
 # primaries; for each, a pool of 1000 carts made through cartd, then wrk with
 # bench/wrk/add.lua (a line change: one to three single-slot steps on a cluster, one call on
-# standalone) and get.lua (one HGETALL either way). Prints one table; the ratio column is
+# standalone), new.lua (the first line of a new cart: two steps on a cluster) and get.lua
+# (one HGETALL either way). Prints one table; the ratio column is
 # the standalone requests/s over this one's (the cost per request, x standalone), and the
 # next two the CPU time per request of cartd and of the redis-servers (all nodes), the last
 # the FCALLs per request the nodes ran (INFO commandstats: the steps of a change, and the
@@ -124,7 +125,7 @@ for i in range(pool):
     print(sid)
 EOF
   local script line
-  for script in add get; do
+  for script in add new get; do
     CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
       wrk -t2 -c"$connections" -d2s -s "$root/bench/wrk/$script.lua" "http://127.0.0.1:$http" >/dev/null 2>&1 || true
     local c0 r0 f0 c1 r1 f1 n hz

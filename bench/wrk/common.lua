@@ -27,6 +27,14 @@ function M.add_to_cart()
                     {["cart-session-id"] = ids[i], ["Content-Type"] = "application/json"}, body)
 end
 
+-- The first line of a new cart (no cart-session-id): a shopper's first add, the request a
+-- drop is made of. Each request makes a cart of 1 unit on a random row.
+function M.new_cart()
+  local row = math.random(rows) - 1
+  local body = string.format('{"product_id":"p%d","inventory_id":"inv%d","quantity":1}', row, row)
+  return wrk.format("POST", "/add-to-cart", {["Content-Type"] = "application/json"}, body)
+end
+
 function M.done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

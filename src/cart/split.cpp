@@ -297,6 +297,7 @@ class Change : public std::enable_shared_from_this<Change> {
         done_(std::move(done)) {}
 
   void begin() {
+    if (create_ && call_.quantity > 0) return begin_new();
     std::vector<std::string> args{sid_, op_, std::to_string(settings_.line_lease.count()),
                                   call_.inventory_id, create_ ? "1" : "0"};
     // A set to a quantity within the limits, of a line the cart has already, with a
@@ -392,24 +393,53 @@ class Change : public std::enable_shared_from_this<Change> {
          });
   }
 
+  // A new cart's first line. The cart's id is cartd's own, made for this request, so no
+  // other step can touch the cart: its row goes first, setting the cart's deadline from
+  // its clock (as cartd_line_begin would), then the commit makes the cart. Two steps
+  // instead of three (no cartd_line_begin to find that the cart is new).
+  void begin_new() {
+    fresh_ = true;
+    quantity_ = held_ = call_.quantity;
+    if (refused_by_limits(false)) return;
+    std::vector<std::string> args{call_.inventory_id,
+                                  sid_,
+                                  call_.product_id,
+                                  std::to_string(quantity_),
+                                  "0",
+                                  op_,
+                                  "new-cart",
+                                  std::to_string(settings_.ttl.count()),
+                                  std::to_string(settings_.deadline_quantum().count()),
+                                  std::to_string(settings_.max_lifetime.count())};
+    send(redis_, keys::fcall("cartd_hold", keys::row_slot(call_.inventory_id), std::move(args)),
+         [self = shared_from_this()](redis::Result r) { self->on_hold(std::move(r)); });
+  }
+
+  // Refuses (and answers) a line over the limits: its quantity, or a new line in a cart
+  // that has `--max-lines` already (`has_line`: the cart has a line of the product).
+  bool refused_by_limits(bool has_line) {
+    const Limits& limits = settings_.limits;
+    if (quantity_ > limits.max_line_quantity) {
+      out_.kind = Kind::quantity_limit;
+      out_.limit = limits.max_line_quantity;
+    } else if (quantity_ > 0 && !has_line &&
+               static_cast<std::int64_t>(lines_.size()) >= limits.max_lines) {
+      out_.kind = Kind::too_many_lines;
+      out_.limit = limits.max_lines;
+    } else {
+      return false;
+    }
+    refuse();
+    return true;
+  }
+
   // What the line and the deadline become, within the limits.
   void plan(std::int64_t now) {
     auto old = std::find_if(lines_.begin(), lines_.end(),
                             [&](const StoredLine& l) { return l.product_id == call_.product_id; });
     if (old != lines_.end()) old_ = *old;
     quantity_ = call_.mode == LineMode::add ? old_.quantity + call_.quantity : call_.quantity;
-    const Limits& limits = settings_.limits;
-    if (quantity_ > limits.max_line_quantity) {
-      out_.kind = Kind::quantity_limit;
-      out_.limit = limits.max_line_quantity;
-      return refuse();
-    }
-    if (quantity_ > 0 && old == lines_.end() &&
-        static_cast<std::int64_t>(lines_.size()) >= limits.max_lines) {
-      out_.kind = Kind::too_many_lines;
-      out_.limit = limits.max_lines;
-      return refuse();
-    }
+    if (refused_by_limits(old != lines_.end())) return;
     std::int64_t quantum = settings_.deadline_quantum().count();
     deadline_ = std::min((now + settings_.ttl.count() + quantum - 1) / quantum * quantum,
                          born_ + settings_.max_lifetime.count());
@@ -447,6 +477,16 @@ class Change : public std::enable_shared_from_this<Change> {
     if (r->type != Type::array || !tag) return fail(unexpected(*r));
     if (*tag == "ok") {
       out_.dropped = r->int_at(1).value_or(0);
+      if (fresh_ && deadline_ == 0) {  // begin_new: the row set the deadline and the birth
+        auto deadline = r->int_at(4), born = r->int_at(5);
+        if (!deadline || !born) {
+          send_hold(
+              call_.inventory_id, call_.product_id, 0, [](redis::Result) {}, true);
+          return fail(unexpected(*r));
+        }
+        deadline_ = *deadline;
+        born_ = *born;
+      }
       return hold_others();
     }
     if (*tag == "insufficient") {

@@ -50,7 +50,13 @@
 --          first (cartd_line_begin's 'shrunk') keeps the line's change id, so its row step
 --          is such a last word too; of two shrinks' row steps in either order, the row
 --          keeps the smaller, which is the line.
--- Returns {'ok', dropped, name, unit_price_cents}, or, only when the hold grows:
+--          'new-cart': the first line of a new cart (its id is cartd's own, so nothing
+--          else changes it), before the cart exists: the row sets the cart's deadline as
+--          cartd_line_begin would, from its clock, with ARGV[8] TTL ms, ARGV[9] deadline
+--          quantum ms, ARGV[10] the cart's longest life ms (ARGV[5] is ignored), and
+--          answers it and the cart's birth after the name and price.
+-- Returns {'ok', dropped, name, unit_price_cents [, deadline_ms, birth_ms]}, or, only when
+-- the hold grows:
 --   {'insufficient', available, dropped, waitlisted 0|1}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}  {'limit_exceeded', max_per_cart}
 -- A hold that stays or shrinks is always taken. Growing it claims the cart's offer on
@@ -59,6 +65,11 @@ local function hold(keys, args)
   local now = now_ms()
   local key, inv, sid, pid = keys[1], args[1], args[2], args[3]
   local qty, deadline = tonumber(args[4]), tonumber(args[5])
+  local new_cart = args[7] == 'new-cart'
+  if new_cart then
+    deadline = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
+                        now + tonumber(args[10]))
+  end
   local row = redis.call('HMGET', key, 'p', 'oh', 'r', 'e', 'mx', 'wv', 'n', 'pc')
   if not row[1] and qty > 0 then return {'unknown_inventory'} end
   local dropped, _, offered = drop_expired(inv, now, row[4])
@@ -78,6 +89,10 @@ local function hold(keys, args)
     if refused then return refused end
   end
   local reply = {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
+  if new_cart then
+    table.insert(reply, deadline)
+    table.insert(reply, now)
+  end
   local hc, hx = hold_records_key(inv), hold_deadlines_key(inv)
   if qty == q0 and (qty == 0 or deadline == d0) then  -- a repeat
     -- The same hold, set by another change now: the row is that change's to shrink.

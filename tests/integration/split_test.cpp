@@ -85,6 +85,15 @@ class SplitShop {
     });
     return future;
   }
+  // A line in a new cart of id `sid`, as a request that names no cart asks for it.
+  boost::system::result<cart::SetLineOutcome> create(const std::string& sid, const std::string& inv,
+                                                     std::int64_t qty) {
+    std::promise<boost::system::result<cart::SetLineOutcome>> done;
+    cart::SetLineCall call{"", sid, product_of(inv), inv, qty, cart::LineMode::set, false};
+    boost::asio::post(
+        io_, [&] { carts_->set_line(call, [&](auto r) { done.set_value(std::move(r)); }); });
+    return done.get_future().get();
+  }
   boost::system::result<cart::SetLineOutcome> set(const std::string& sid, const std::string& inv,
                                                   std::int64_t qty,
                                                   cart::LineMode mode = cart::LineMode::set) {
@@ -427,6 +436,37 @@ TEST(SplitLines, a_change_that_sets_every_row_leaves_the_next_shrink_its_row) {
   EXPECT_EQ(redis.fcalls() - before, 2);
   EXPECT_EQ(redis.stock_row("a")["r"], "1");
   shop.expect_exact_accounting({"a", "b"}, {sid});
+}
+
+// A new cart's first line: the cart's id is cartd's own, so the row goes first (setting
+// the cart's deadline from its clock) and the commit makes the cart: two steps, not three.
+// Refused, it makes no cart.
+TEST(SplitLines, a_new_carts_first_line_is_two_steps) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 5);
+  std::string sid = sid_of(14);
+  auto before = redis.fcalls();
+  auto made = shop.create(sid, "a", 2);
+  ASSERT_EQ(kind_of(made), Kind::ok);
+  EXPECT_TRUE(made->created);
+  EXPECT_EQ(redis.fcalls() - before, 2);
+  std::int64_t deadline = redis.command({"PEXPIRETIME", keys::cart(sid)}).integer;
+  EXPECT_EQ(made->cart.deadline_ms, deadline);
+  std::int64_t now = shop.now_ms();
+  EXPECT_GT(deadline, now + 55'000);
+  EXPECT_LE(deadline, now + 61'000);
+  auto record = shop.run({"HGET", keys::hold_records("a"), sid})->str;
+  EXPECT_EQ(record.substr(0, record.find(' ', 2)), "2 " + std::to_string(deadline));
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);  // and it is a cart like any other
+  before = redis.fcalls();
+  EXPECT_EQ(kind_of(shop.create(sid_of(15), "a", 3)), Kind::insufficient);
+  EXPECT_EQ(redis.fcalls() - before, 1);
+  EXPECT_EQ(kind_of(shop.create(sid_of(16), "zz", 1)), Kind::unknown_inventory);
+  EXPECT_EQ(kind_of(shop.create(sid_of(17), "a", 1000)), Kind::quantity_limit);
+  for (int n : {15, 16, 17}) EXPECT_EQ(redis.command({"EXISTS", keys::cart(sid_of(n))}).integer, 0);
+  EXPECT_EQ(kind_of(shop.create(sid_of(18), "a", 2)), Kind::ok);
+  shop.expect_exact_accounting({"a"}, {sid, sid_of(18)});
 }
 
 TEST(SplitLines, hold_records_end_with_their_bucket) {
