@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "cart/service.hpp"
@@ -456,9 +457,21 @@ TEST(SplitLines, a_new_carts_first_line_is_two_steps) {
   std::int64_t now = shop.now_ms();
   EXPECT_GT(deadline, now + 55'000);
   EXPECT_LE(deadline, now + 61'000);
-  auto record = shop.run({"HGET", keys::hold_records("a"), sid})->str;
-  EXPECT_EQ(record.substr(0, record.find(' ', 2)), "2 " + std::to_string(deadline));
-  EXPECT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);  // and it is a cart like any other
+  std::istringstream record(shop.run({"HGET", keys::hold_records("a"), sid})->str);
+  std::int64_t held = 0, until = 0;
+  record >> held >> until;
+  EXPECT_EQ(held, 2);
+  EXPECT_EQ(until, deadline);
+  std::int64_t born = std::stoll(shop.run({"HGET", keys::cart(sid), "@"})->str);
+  EXPECT_GT(born, now - 5'000);
+  EXPECT_LE(born, now);
+  // It is a cart like any other: its line names the change that set its row, so a
+  // shrink is two steps.
+  before = redis.fcalls();
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);
+  EXPECT_EQ(redis.fcalls() - before, 2);
+  EXPECT_EQ(redis.stock_row("a")["r"], "1");
+  EXPECT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
   before = redis.fcalls();
   EXPECT_EQ(kind_of(shop.create(sid_of(15), "a", 3)), Kind::insufficient);
   EXPECT_EQ(redis.fcalls() - before, 1);
