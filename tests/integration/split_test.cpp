@@ -152,6 +152,13 @@ class SplitShop {
                   "250", "0"});
     ASSERT_TRUE(r && !r->is_error()) << (r ? r->str : r.error().message());
   }
+  // Step 1 of a change that locks cart `sid` for row `inv` with a lease of `lease_ms`, as
+  // a change that then dies does: its lock lapses, naming the row to repair.
+  redis::Result lock_as_a_dying_change(const std::string& sid, const std::string& inv,
+                                       const std::string& lease_ms) {
+    return run({"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", lease_ms,
+                inv, "0"});
+  }
   std::int64_t now_ms() {
     auto t = run({"TIME"});
     return *t->int_at(0) * 1000 + *t->int_at(1) / 1000;
@@ -268,8 +275,7 @@ TEST(SplitLines, a_change_cut_short_is_set_right_by_the_carts_next_change) {
   ASSERT_EQ(kind_of(shop.set(sid, "b", 1)), Kind::ok);
   // A change that locked the cart and held 6 of a, then died before it wrote the line:
   // a holds 6 for a cart whose line says 2.
-  auto lock = shop.run(
-      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "1000", "a", "0"});
+  auto lock = shop.lock_as_a_dying_change(sid, "a", "1000");
   ASSERT_EQ(lock->text_at(0), "locked");
   std::string later = std::to_string(shop.now_ms() + 120000);
   auto held = shop.run(
@@ -308,8 +314,7 @@ TEST(SplitLines, a_set_that_changes_nothing_is_one_step) {
   EXPECT_EQ(shop.run({"HEXISTS", keys::cart(sid), "~"})->integer, 0) << "no lock";
   EXPECT_EQ(shop.get(sid)->cart->lines.at(0).quantity, 2);
   // A change that died after holding 6: the same set repairs the row once the lease lapsed.
-  auto lock = shop.run(
-      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "200", "a", "0"});
+  auto lock = shop.lock_as_a_dying_change(sid, "a", "200");
   ASSERT_EQ(lock->text_at(0), "locked");
   std::string later = std::to_string(shop.now_ms() + 120000);
   ASSERT_EQ(shop.run({"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), "6",
@@ -427,8 +432,7 @@ TEST(SplitLines, a_change_that_sets_every_row_leaves_the_next_shrink_its_row) {
   std::string sid = sid_of(12);
   ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
   ASSERT_EQ(kind_of(shop.set(sid, "b", 1)), Kind::ok);
-  auto lock = shop.run(
-      {"FCALL", "cartd_line_begin", "1", keys::cart(sid), sid, "dead-change", "200", "b", "0"});
+  auto lock = shop.lock_as_a_dying_change(sid, "b", "200");
   ASSERT_EQ(lock->text_at(0), "locked");
   std::this_thread::sleep_for(400ms);
   ASSERT_EQ(kind_of(shop.set(sid, "b", 2)), Kind::ok);  // the repair sets a's row too
