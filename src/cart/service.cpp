@@ -356,7 +356,7 @@ void CartService::note_outcome(const std::string& inventory_id,
 void CartService::call_set_line(const SetLineCall& c, const std::string& sid, bool create,
                                 Callback<SetLineOutcome> done) {
   if (settings_.split_lines)
-    return split_set_line(redis_, settings_, c, sid, create, std::move(done));
+    return split_set_line(redis_, settings_, hints_, c, sid, create, std::move(done));
   std::string quantity = std::to_string(c.quantity);
   std::string cart = keys::cart(sid), row;
   std::vector<std::string_view> args{"FCALL", "cartd_set_line", "1", cart};

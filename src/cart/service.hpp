@@ -14,6 +14,7 @@
 #include "base/errors.hpp"
 #include "base/lease.hpp"
 #include "cart/rules.hpp"
+#include "cart/line_hints.hpp"
 #include "cart/sold_out.hpp"
 #include "db/store.hpp"
 #include "metrics/metrics.hpp"
@@ -241,6 +242,7 @@ class CartService {
   CartSettings settings_;
   metrics::Shard* metrics_;
   SoldOutMemory sold_out_;
+  LineHints hints_;  // split line changes only
   // The settings as the functions take them, written out once rather than per call.
   std::string ttl_ms_, max_lifetime_ms_, checkout_grace_ms_, max_lines_, max_line_quantity_,
       quantum_ms_, offer_window_ms_;

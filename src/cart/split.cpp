@@ -287,10 +287,11 @@ namespace {
 // One line change on its way (see split.lua for the steps).
 class Change : public std::enable_shared_from_this<Change> {
  public:
-  Change(redis::Commands& redis, const CartSettings& settings, SetLineCall call, std::string sid,
-         bool create, Callback<SetLineOutcome> done)
+  Change(redis::Commands& redis, const CartSettings& settings, LineHints& hints, SetLineCall call,
+         std::string sid, bool create, Callback<SetLineOutcome> done)
       : redis_(redis),
         settings_(settings),
+        hints_(hints),
         call_(std::move(call)),
         sid_(std::move(sid)),
         create_(create),
@@ -298,6 +299,12 @@ class Change : public std::enable_shared_from_this<Change> {
 
   void begin() {
     if (create_ && call_.quantity > 0) return begin_new();
+    if (grows()) return begin_grow();
+    begin_locked();
+  }
+
+ private:
+  void begin_locked() {
     std::vector<std::string> args{sid_, op_, std::to_string(settings_.line_lease.count()),
                                   call_.inventory_id, create_ ? "1" : "0"};
     // A set to a quantity within the limits, of a line the cart has already, with a
@@ -305,7 +312,7 @@ class Change : public std::enable_shared_from_this<Change> {
     // three), a smaller one written to the cart at once, the row after (two instead of
     // four).
     if (call_.mode == LineMode::set && call_.quantity >= 0 &&
-        call_.quantity <= settings_.limits.max_line_quantity) {
+        call_.quantity <= settings_.limits.max_line_quantity && !grew_first_) {
       for (std::string a :
            {call_.product_id, std::to_string(call_.quantity), std::to_string(settings_.ttl.count()),
             std::to_string(settings_.deadline_quantum().count()),
@@ -317,13 +324,104 @@ class Change : public std::enable_shared_from_this<Change> {
          [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
   }
 
- private:
+  // Whether the change is a grow of a line the cart has: an add, or a set above the line
+  // as this loop last saw it (LineHints).
+  bool grows() const {
+    if (call_.quantity <= 0 || call_.quantity > settings_.limits.max_line_quantity) return false;
+    if (call_.mode == LineMode::add) return true;
+    auto seen = hints_.quantity(sid_, call_.product_id);
+    return seen && *seen > 0 && call_.quantity > *seen;
+  }
+
+  // A grow, its row first (cartd_hold 'grow': only for a live record whose deadline
+  // stays), then the line (cartd_line_grown: only if nothing changed it since the row's
+  // record was set for it). Two steps instead of three; anything else takes the locked
+  // steps, whose row step sets the row exactly.
+  void begin_grow() {
+    std::vector<std::string> args{call_.inventory_id,
+                                  sid_,
+                                  call_.product_id,
+                                  std::to_string(call_.quantity),
+                                  "0",
+                                  op_,
+                                  "grow",
+                                  std::to_string(settings_.ttl.count()),
+                                  std::to_string(settings_.deadline_quantum().count()),
+                                  mode_name(),
+                                  std::to_string(settings_.limits.max_line_quantity)};
+    send(redis_, keys::fcall("cartd_hold", keys::row_slot(call_.inventory_id), std::move(args)),
+         [self = shared_from_this()](redis::Result r) { self->on_grow_hold(std::move(r)); });
+  }
+
+  const char* mode_name() const { return call_.mode == LineMode::add ? "add" : "set"; }
+
+  void on_grow_hold(redis::Result r) {
+    // No answer: the row may hold more for the cart than its line, the safe side (as a
+    // change cut short).
+    if (!r) return fail(r.error());
+    auto tag = r->text_at(0);
+    if (r->type != Type::array || !tag) return fail(unexpected(*r));
+    if (*tag == "slow") return begin_locked();
+    if (*tag != "ok") return on_hold(std::move(r));  // a refusal: nothing was written
+    out_.dropped = r->int_at(1).value_or(0);
+    auto deadline = r->int_at(4);
+    auto was = r->text_at(5);
+    auto held = r->int_at(6);
+    if (!deadline || !was || !held) return fail(unexpected(*r));
+    deadline_ = *deadline;
+    held_ = *held;
+    send(redis_,
+         cart_command(
+             "cartd_line_grown", sid_,
+             {op_, call_.product_id, call_.inventory_id, std::to_string(call_.quantity),
+              mode_name(), std::to_string(deadline_), *was, std::to_string(settings_.ttl.count()),
+              std::to_string(settings_.deadline_quantum().count()),
+              std::to_string(settings_.max_lifetime.count())}),
+         [self = shared_from_this()](redis::Result r) { self->on_grown(std::move(r)); });
+  }
+
+  void on_grown(redis::Result r) {
+    if (!r) return fail(r.error());
+    auto tag = r->text_at(0);
+    if (r->type != Type::array || !tag) return fail(unexpected(*r));
+    if (*tag == "refused") {
+      // Something changed the cart since the row's record was set: the locked steps, in
+      // full (no 'same' or 'shrunk' shortcut: the row must be set for the line again).
+      grew_first_ = true;
+      return begin_locked();
+    }
+    if (*tag == "lost") {  // the cart ended: the row lets go of what this change held
+      send_hold(
+          call_.inventory_id, call_.product_id, 0, [](redis::Result) {}, true);
+      out_.kind = Kind::no_cart;
+      out_.missing = Missing::expired;
+      return reply();
+    }
+    auto quantity = r->int_at(1);
+    auto lines = lines_at(*r, 2);
+    if (*tag != "ok" || !quantity || !lines) return fail(unexpected(*r));
+    quantity_ = *quantity;
+    lines_ = std::move(*lines);
+    marks_ = marks_at(*r);
+    lines_known_ = true;
+    out_.cart = CartView{sid_, deadline_, {}, {}, {}};
+    // The row held more than the line (an add counted from a record above the line).
+    if (held_ <= quantity_) return reply_with_cart();
+    send_hold(
+        call_.inventory_id, call_.product_id, quantity_,
+        [self = shared_from_this()](redis::Result r) {
+          self->warn_unless_ok(r, self->call_.inventory_id, "kept more than the cart's line");
+          self->reply_with_cart();
+        },
+        true);
+  }
+
   void on_begin(redis::Result r) {
     if (!r) return fail(r.error());
     auto tag = r->text_at(0);
     if (r->type != Type::array || !tag) return fail(unexpected(*r));
     if (*tag == "busy") {
-      auto again = [self = shared_from_this()] { self->begin(); };
+      auto again = [self = shared_from_this()] { self->begin_locked(); };
       if (!pause_then(redis_, busy_tries_++, settings_.line_lease, std::move(again))) {
         fail(unavailable());
       }
@@ -351,6 +449,7 @@ class Change : public std::enable_shared_from_this<Change> {
       born_ = *born;
       old_deadline_ = *deadline;
       lines_ = std::move(*lines);
+      lines_known_ = true;
       marks_ = marks_at(*r);
       if (*tag == "same") return unchanged();
       if (*tag == "shrunk") return shrunk(*stale);
@@ -622,6 +721,7 @@ class Change : public std::enable_shared_from_this<Change> {
     std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
     if (quantity_ > 0)
       lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
+    lines_known_ = true;
     after_commit([self = shared_from_this()] { self->reply_with_cart(); });
   }
 
@@ -643,13 +743,24 @@ class Change : public std::enable_shared_from_this<Change> {
          [self = shared_from_this()](redis::Result) { self->reply(); });
   }
 
-  void reply() { done_(std::move(out_)); }
+  void reply() {
+    // What the cart's lines are now (or were, for a refusal), for the next change's guess.
+    if (out_.kind == Kind::no_cart) {
+      hints_.forget(sid_);
+    } else if (lines_known_) {
+      LineHints::Lines seen;
+      for (const StoredLine& l : lines_) seen.emplace_back(l.product_id, l.quantity);
+      hints_.remember(sid_, std::move(seen));
+    }
+    done_(std::move(out_));
+  }
   void fail(boost::system::error_code ec) {
     done_(boost::system::result<SetLineOutcome>(boost::system::in_place_error, ec));
   }
 
   redis::Commands& redis_;
   const CartSettings& settings_;
+  LineHints& hints_;
   SetLineCall call_;
   std::string sid_;
   bool create_;
@@ -657,7 +768,9 @@ class Change : public std::enable_shared_from_this<Change> {
   std::string op_ = new_session_id();
   int busy_tries_ = 0;
   bool fresh_ = false, locked_ = false;
-  bool restamp_ = false;  // the change set the rows of every line (see cartd_line_commit)
+  bool restamp_ = false;      // the change set the rows of every line (see cartd_line_commit)
+  bool grew_first_ = false;   // its row went first, and the commit was refused
+  bool lines_known_ = false;  // lines_ is the cart's (before the change, or after it)
   std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
   std::int64_t held_ = 0;  // what the line's row holds until the commit
   std::string stale_;
@@ -669,9 +782,11 @@ class Change : public std::enable_shared_from_this<Change> {
 
 }  // namespace
 
-void split_set_line(redis::Commands& redis, const CartSettings& settings, const SetLineCall& call,
-                    const std::string& session_id, bool create, Callback<SetLineOutcome> done) {
-  std::make_shared<Change>(redis, settings, call, session_id, create, std::move(done))->begin();
+void split_set_line(redis::Commands& redis, const CartSettings& settings, LineHints& hints,
+                    const SetLineCall& call, const std::string& session_id, bool create,
+                    Callback<SetLineOutcome> done) {
+  std::make_shared<Change>(redis, settings, hints, call, session_id, create, std::move(done))
+      ->begin();
 }
 
 void split_checkout_begin(redis::Commands& redis, const CartSettings& settings,

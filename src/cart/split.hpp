@@ -19,8 +19,11 @@ namespace cartd::cart {
 // `redis`. A change whose cart is locked by another change of the same cart is retried
 // after short pauses for as long as a lease, then fails with Errc::unavailable (503,
 // safe to retry).
-void split_set_line(redis::Commands& redis, const CartSettings& settings, const SetLineCall& call,
-                    const std::string& session_id, bool create, Callback<SetLineOutcome> done);
+// A grow (an add, or a set above the line as `hints` last saw it) goes to its row first,
+// then writes the line if nothing changed it meanwhile (else it takes the steps above).
+void split_set_line(redis::Commands& redis, const CartSettings& settings, LineHints& hints,
+                    const SetLineCall& call, const std::string& session_id, bool create,
+                    Callback<SetLineOutcome> done);
 
 // Checkout's Redis steps, each split between the cart's slot and its rows' (split.lua);
 // the same contracts as CartService's checkout_begin, checkout_finish, checkout_abort.

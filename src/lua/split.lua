@@ -55,6 +55,14 @@
 --          cartd_line_begin would, from its clock, with ARGV[8] TTL ms, ARGV[9] deadline
 --          quantum ms, ARGV[10] the cart's longest life ms (ARGV[5] is ignored), and
 --          answers it and the cart's birth after the name and price.
+--          'grow': a grow that goes to the row first (see cartd_line_grown), with ARGV[8]
+--          TTL ms, ARGV[9] deadline quantum ms, ARGV[10] 'set' (ARGV[4] is the line's new
+--          quantity) or 'add' (ARGV[4] units more than the record holds), ARGV[11] the
+--          most a line may hold. Only for a live record that names a change, whose
+--          deadline stays, and that grows within that most: else {'slow'}, nothing
+--          written (nor for a refused 'add', which the record's quantity may overstate).
+--          Holds at the record's deadline and answers it, the change the record named,
+--          and what the record holds now, after the name and price.
 -- Returns {'ok', dropped, name, unit_price_cents [, deadline_ms, birth_ms]}, or, only when
 -- the hold grows:
 --   {'insufficient', available, dropped, waitlisted 0|1}  {'unknown_inventory'}
@@ -75,6 +83,15 @@ local function hold(keys, args)
   local dropped, _, offered = drop_expired(inv, now, row[4])
   local q0, d0, op0 = hold_record(inv, sid, now)
   local op = args[6] or ''
+  local grow = args[7] == 'grow'
+  if grow then
+    if op0 == '' or q0 == 0 or round_up(now + tonumber(args[8]), tonumber(args[9])) > d0 then
+      return {'slow'}
+    end
+    if args[10] == 'add' then qty = q0 + qty end  -- the line may hold less than q0
+    if qty <= q0 or qty > tonumber(args[11]) then return {'slow'} end
+    deadline = d0
+  end
   if args[7] == 'if-mine' and
      (op == '' or op0 ~= op or qty > q0 or (qty > 0 and d0 ~= deadline)) then
     return {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
@@ -82,16 +99,23 @@ local function hold(keys, args)
   local claim = nil
   if qty > q0 then
     if row[1] ~= pid then return {'product_mismatch', row[1]} end
-    if row[5] and qty > tonumber(row[5]) then return {'limit_exceeded', tonumber(row[5])} end
+    local overstated = grow and args[10] == 'add'  -- its refusals may be wrong: ask again
+    if row[5] and qty > tonumber(row[5]) then
+      return overstated and {'slow'} or {'limit_exceeded', tonumber(row[5])}
+    end
     local available = tonumber(row[2]) - (tonumber(row[3] or 0) - dropped + offered)
     local refused
     claim, refused = claim_or_refuse(inv, sid, now, row[6], qty - q0, available, dropped)
-    if refused then return refused end
+    if refused then return overstated and {'slow'} or refused end
   end
   local reply = {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
   if new_cart then
     table.insert(reply, deadline)
     table.insert(reply, now)
+  elseif grow then
+    table.insert(reply, deadline)
+    table.insert(reply, op0)
+    table.insert(reply, qty)
   end
   local hc, hx = hold_records_key(inv), hold_deadlines_key(inv)
   if qty == q0 and (qty == 0 or deadline == d0) then  -- a repeat
@@ -261,6 +285,42 @@ local function line_release(keys, args)
   if op ~= args[1] then return 0 end
   redis.call('HDEL', keys[1], LOCK)
   return 1
+end
+
+-- cartd_line_grown: writes a grow whose row went first (cartd_hold 'grow'), without a
+-- lock: only if nothing changed the line since the row's record was set for it.
+-- KEYS[1]  the cart
+-- ARGV[1]  the change's id   ARGV[2] product_id   ARGV[3] inventory_id
+-- ARGV[4]  'set': the line's new quantity; 'add': the units to add   ARGV[5] 'set' | 'add'
+-- ARGV[6]  the deadline the row held at (the record's)   ARGV[7] the change the record
+--          named before (cartd_hold's answer)   ARGV[8] TTL ms, ARGV[9] deadline quantum
+--          ms, ARGV[10] the cart's longest life ms
+-- Returns {'ok', quantity, pid, inv, qty, ... [, {marked inventory_id...}]} (the line as
+-- written, then the cart's lines), {'refused'} (the caller takes the locked steps, which
+-- set the row exactly), or {'lost', 'gone'}.
+-- Why the check is enough: every step that may lower a record below a line holds the
+-- cart's lock across (a lock field, live or lapsed, refuses here), writes a new change id
+-- on the line at its commit (its own line, or every line when it set every row), ends
+-- the cart, or sets '!' and leaves lines naming no change when given up (a checkout);
+-- a shrink's row step ('if-mine') only lowers a record that names the line's change,
+-- which the grow's row step renamed. So a line that still names ARGV[7], in a cart with
+-- no lock and the same deadline, is backed by the record the grow set.
+local function line_grown(keys, args)
+  local now = now_ms()
+  local ck, op, pid, inv, deadline = keys[1], args[1], args[2], args[3], tonumber(args[6])
+  local current = live_deadline(ck, now)
+  if not current then return {'lost', 'gone'} end
+  local cart = redis.call('HMGET', ck, LOCK, CHECKING_OUT, BIRTH, pid)
+  if cart[1] or cart[2] or current ~= deadline or args[7] == '' then return {'refused'} end
+  local next = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
+                        tonumber(cart[3]) + tonumber(args[10]))
+  if next > current then return {'refused'} end
+  local line_inv, q, line_op = parse_line(cart[4] or '')
+  if line_inv ~= inv or line_op ~= args[7] then return {'refused'} end
+  local qty = args[5] == 'add' and q + tonumber(args[4]) or tonumber(args[4])
+  redis.call('HSET', ck, pid, inv .. ' ' .. qty .. ' ' .. op)
+  local fields = redis.call('HGETALL', ck)
+  return push_marks(push_lines({'ok', qty}, cart_lines(fields)), fields)
 end
 
 -- Checkout on a cluster. The same three steps as checkout.lua, each split between the
@@ -436,6 +496,7 @@ redis.register_function('cartd_hold', hold)
 redis.register_function('cartd_line_begin', line_begin)
 redis.register_function('cartd_line_commit', line_commit)
 redis.register_function('cartd_line_release', line_release)
+redis.register_function('cartd_line_grown', line_grown)
 redis.register_function{function_name = 'cartd_cart_lines', callback = cart_lines_of,
                         flags = {'no-writes'}}
 redis.register_function('cartd_checkout_freeze', checkout_freeze)

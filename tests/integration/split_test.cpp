@@ -486,6 +486,100 @@ TEST(SplitLines, a_new_carts_first_line_is_two_steps) {
   shop.expect_exact_accounting({"a"}, {sid, sid_of(18)});
 }
 
+// A grow goes to the row first only while the cart's deadline stays (the row cannot
+// move the cart's other holds): these tests' carts live for a TTL of 11 days, whose
+// deadline moves in quanta of 2.8 hours.
+constexpr std::chrono::milliseconds kLongTtl{1'000'000'000};
+
+// A grow of a line the cart has goes to its row first, then writes the line: two steps,
+// not three. An add always grows; a set grows when it is above the line as this loop last
+// saw it. A guess that is wrong (another instance changed the line) costs a step.
+TEST(SplitLines, a_grow_is_two_steps_its_row_first) {
+  RedisServer redis;
+  // A TTL so long that the deadline (in quanta of a hundredth of it) stays put.
+  SplitShop one(redis.url(), false, kLongTtl, 2 * kLongTtl),
+      two(redis.url(), false, kLongTtl, 2 * kLongTtl);
+  one.mirror("a", 20);
+  std::string sid = sid_of(19);
+  ASSERT_EQ(kind_of(one.set(sid, "a", 1)), Kind::ok);
+  auto steps = [&](auto change) {
+    auto before = redis.fcalls();
+    EXPECT_EQ(kind_of(change()), Kind::ok);
+    return redis.fcalls() - before;
+  };
+  EXPECT_EQ(steps([&] { return one.set(sid, "a", 3); }), 2);
+  EXPECT_EQ(redis.stock_row("a")["r"], "3");
+  EXPECT_EQ(steps([&] { return two.set(sid, "a", 2, cart::LineMode::add); }), 2);
+  EXPECT_EQ(redis.stock_row("a")["r"], "5");
+  // one's guess (3) is wrong now: its set to 4 is a shrink of the 5, found at the row.
+  EXPECT_EQ(steps([&] { return one.set(sid, "a", 4); }), 3);
+  EXPECT_EQ(redis.stock_row("a")["r"], "4");
+  auto refused = one.set(sid, "a", 1000);
+  ASSERT_EQ(kind_of(refused), Kind::quantity_limit);
+  refused = one.set(sid, "a", 21);
+  ASSERT_EQ(kind_of(refused), Kind::insufficient);
+  EXPECT_EQ(refused->available, 16);
+  EXPECT_EQ(redis.stock_row("a")["r"], "4");
+  EXPECT_EQ(one.get(sid)->cart->lines.at(0).quantity, 4);
+  one.expect_exact_accounting({"a"}, {sid});
+}
+
+// The line a grow's row step was set for must still be the cart's when the grow writes
+// it: a change of the line in between (here a locked change from another instance), or a
+// checkout given up in between, and the grow's commit is refused (it then takes the
+// locked steps); the row holds what the cart's line says.
+TEST(SplitLines, a_grow_whose_line_changed_meanwhile_is_not_written) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, kLongTtl, 2 * kLongTtl);
+  shop.mirror("a", 20);
+  std::string sid = sid_of(20);
+  std::string ttl = std::to_string(kLongTtl.count()),
+              quantum = std::to_string(kLongTtl.count() / 100),
+              life = std::to_string(2 * kLongTtl.count());
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
+  // The grow's two steps, as cartd sends them, with a change in between.
+  auto row_step = [&](const std::string& op, const std::string& qty) {
+    std::vector<std::string> args{"FCALL", "cartd_hold",
+                                  std::to_string(keys::row_slot("a").size())};
+    for (const std::string& k : keys::row_slot("a")) args.push_back(k);
+    for (std::string a :
+         {std::string("a"), sid, product_of("a"), qty, std::string("0"), op, std::string("grow"),
+          std::string("60000"), std::string("600"), std::string("set"), std::string("100")}) {
+      args.push_back(a);
+    }
+    auto r = shop.run(args);
+    EXPECT_EQ(r->text_at(0), "ok");
+    return r;
+  };
+  auto commit = [&](const redis::Result& held, const std::string& op, const std::string& qty) {
+    return shop.run({"FCALL", "cartd_line_grown", "1", keys::cart(sid), op, product_of("a"), "a",
+                     qty, "set", std::to_string(*held->int_at(4)), *held->text_at(5), ttl, quantum,
+                     life});
+  };
+  auto held = row_step("grow-1", "6");
+  EXPECT_EQ(redis.stock_row("a")["r"], "6") << "the row first";
+  // Another instance's locked change sets the line to 4 (no hints there: it locks).
+  SplitShop other(redis.url(), false, kLongTtl, 2 * kLongTtl);
+  ASSERT_EQ(kind_of(other.set(sid, "a", 4, cart::LineMode::set)), Kind::ok);
+  EXPECT_EQ(commit(held, "grow-1", "6")->text_at(0), "refused");
+  EXPECT_EQ(shop.get(sid)->cart->lines.at(0).quantity, 4);
+  shop.expect_exact_accounting({"a"}, {sid});
+  // A checkout begun and given up between the steps: refused too.
+  held = row_step("grow-2", "7");
+  auto begun = shop.begin_checkout(sid, "k1");
+  ASSERT_TRUE(begun && begun->kind == cart::CheckoutStart::Kind::begun);
+  ASSERT_TRUE(*shop.abort_checkout(sid, "k1", begun->attempt_id, {}));
+  EXPECT_EQ(commit(held, "grow-2", "7")->text_at(0), "refused");
+  shop.expect_exact_accounting({"a"}, {sid});
+  // With nothing in between, the grow is written.
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 5)), Kind::ok);  // the locked steps: ids again
+  held = row_step("grow-3", "8");
+  auto written = commit(held, "grow-3", "8");
+  EXPECT_EQ(written->text_at(0), "ok");
+  EXPECT_EQ(written->int_at(1), 8);
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
 TEST(SplitLines, hold_records_end_with_their_bucket) {
   RedisServer redis;
   SplitShop shop(redis.url(), false, 1s);
