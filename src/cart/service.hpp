@@ -13,8 +13,8 @@
 
 #include "base/errors.hpp"
 #include "base/lease.hpp"
-#include "cart/rules.hpp"
 #include "cart/line_hints.hpp"
+#include "cart/rules.hpp"
 #include "cart/sold_out.hpp"
 #include "db/store.hpp"
 #include "metrics/metrics.hpp"
