@@ -349,8 +349,15 @@ class Change : public std::enable_shared_from_this<Change> {
                                   std::to_string(settings_.deadline_quantum().count()),
                                   mode_name(),
                                   std::to_string(settings_.limits.max_line_quantity)};
-    send(redis_, keys::fcall("cartd_hold", keys::row_slot(call_.inventory_id), std::move(args)),
+    send(redis_,
+         keys::fcall("cartd_hold_grow", keys::row_slot(call_.inventory_id), std::move(args)),
          [self = shared_from_this()](redis::Result r) { self->on_grow_hold(std::move(r)); });
+  }
+
+  // A library from before a function (an older instance loaded its own during an
+  // upgrade): the change takes the locked steps.
+  static bool unknown_function(const redis::Result& r) {
+    return r && r->is_error() && r->str.find("Function not found") != std::string::npos;
   }
 
   const char* mode_name() const { return call_.mode == LineMode::add ? "add" : "set"; }
@@ -359,6 +366,7 @@ class Change : public std::enable_shared_from_this<Change> {
     // No answer: the row may hold more for the cart than its line, the safe side (as a
     // change cut short).
     if (!r) return fail(r.error());
+    if (unknown_function(r)) return begin_locked();
     auto tag = r->text_at(0);
     if (r->type != Type::array || !tag) return fail(unexpected(*r));
     if (*tag == "slow") return begin_locked();
@@ -366,10 +374,11 @@ class Change : public std::enable_shared_from_this<Change> {
     out_.dropped = r->int_at(1).value_or(0);
     auto deadline = r->int_at(4);
     auto was = r->text_at(5);
-    auto held = r->int_at(6);
-    if (!deadline || !was || !held) return fail(unexpected(*r));
+    auto held = r->int_at(6), before = r->int_at(7);
+    if (!deadline || !was || !held || !before) return fail(unexpected(*r));
     deadline_ = *deadline;
     held_ = *held;
+    grow_ = Grow{op_, *deadline, *before};
     send(redis_,
          cart_command(
              "cartd_line_grown", sid_,
@@ -386,8 +395,11 @@ class Change : public std::enable_shared_from_this<Change> {
     if (r->type != Type::array || !tag) return fail(unexpected(*r));
     if (*tag == "refused") {
       // Something changed the cart since the row's record was set: the locked steps, in
-      // full (no 'same' or 'shrunk' shortcut: the row must be set for the line again).
+      // full (no 'same' or 'shrunk' shortcut: the row must be set for the line again),
+      // under an id of their own. Another grow's row step may have seen this one's id on
+      // the record meanwhile; a line written with it would pass that grow's check.
       grew_first_ = true;
+      op_ = new_session_id();
       return begin_locked();
     }
     if (*tag == "lost") {  // the cart ended: the row lets go of what this change held
@@ -510,8 +522,11 @@ class Change : public std::enable_shared_from_this<Change> {
                                   std::to_string(settings_.ttl.count()),
                                   std::to_string(settings_.deadline_quantum().count()),
                                   std::to_string(settings_.max_lifetime.count())};
-    send(redis_, keys::fcall("cartd_hold", keys::row_slot(call_.inventory_id), std::move(args)),
-         [self = shared_from_this()](redis::Result r) { self->on_hold(std::move(r)); });
+    send(redis_, keys::fcall("cartd_hold_new", keys::row_slot(call_.inventory_id), std::move(args)),
+         [self = shared_from_this()](redis::Result r) {
+           if (unknown_function(r)) return self->begin_locked();
+           self->on_hold(std::move(r));
+         });
   }
 
   // Refuses (and answers) a line over the limits: its quantity, or a new line in a cart
@@ -743,7 +758,30 @@ class Change : public std::enable_shared_from_this<Change> {
          [self = shared_from_this()](redis::Result) { self->reply(); });
   }
 
+  // A grow whose row went first and whose line was never written (its commit refused,
+  // then the locked steps refused or failed) sets the row back, while the record is
+  // still the grow's: to the line as the locked steps found it, or to what the record
+  // held before the grow. A refused request leaves the row as it was.
+  void give_back_grow() {
+    if (!grew_first_) return;
+    grew_first_ = false;
+    std::int64_t back = grow_.before;
+    if (lines_known_) {
+      back = 0;
+      for (const StoredLine& l : lines_) {
+        if (l.product_id == call_.product_id && l.inventory_id == call_.inventory_id) {
+          back = l.quantity;
+        }
+      }
+    }
+    send(redis_,
+         hold_command("cartd_hold", call_.inventory_id, sid_, call_.product_id, back,
+                      grow_.deadline, HoldBy{grow_.op, true}),
+         [](redis::Result) {});
+  }
+
   void reply() {
+    if (out_.kind != Kind::ok) give_back_grow();
     // What the cart's lines are now (or were, for a refusal), for the next change's guess.
     if (out_.kind == Kind::no_cart) {
       hints_.forget(sid_);
@@ -755,6 +793,7 @@ class Change : public std::enable_shared_from_this<Change> {
     done_(std::move(out_));
   }
   void fail(boost::system::error_code ec) {
+    give_back_grow();
     done_(boost::system::result<SetLineOutcome>(boost::system::in_place_error, ec));
   }
 
@@ -768,8 +807,12 @@ class Change : public std::enable_shared_from_this<Change> {
   std::string op_ = new_session_id();
   int busy_tries_ = 0;
   bool fresh_ = false, locked_ = false;
-  bool restamp_ = false;      // the change set the rows of every line (see cartd_line_commit)
-  bool grew_first_ = false;   // its row went first, and the commit was refused
+  bool restamp_ = false;     // the change set the rows of every line (see cartd_line_commit)
+  bool grew_first_ = false;  // its row went first, and the commit was refused
+  struct Grow {              // what a grow's row step did
+    std::string op;          // under this id
+    std::int64_t deadline = 0, before = 0;  // at this deadline, from this quantity
+  } grow_;
   bool lines_known_ = false;  // lines_ is the cart's (before the change, or after it)
   std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
   std::int64_t held_ = 0;  // what the line's row holds until the commit

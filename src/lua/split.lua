@@ -50,30 +50,33 @@
 --          first (cartd_line_begin's 'shrunk') keeps the line's change id, so its row step
 --          is such a last word too; of two shrinks' row steps in either order, the row
 --          keeps the smaller, which is the line.
---          'new-cart': the first line of a new cart (its id is cartd's own, so nothing
---          else changes it), before the cart exists: the row sets the cart's deadline as
+-- ARGV[7..] for cartd_hold_new and cartd_hold_grow below (as functions of their own, so
+--          a library before them answers "function not found" and writes nothing):
+--   cartd_hold_new: the first line of a new cart (its id is cartd's own, so nothing else
+--          changes it), before the cart exists: the row sets the cart's deadline as
 --          cartd_line_begin would, from its clock, with ARGV[8] TTL ms, ARGV[9] deadline
 --          quantum ms, ARGV[10] the cart's longest life ms (ARGV[5] is ignored), and
 --          answers it and the cart's birth after the name and price.
---          'grow': a grow that goes to the row first (see cartd_line_grown), with ARGV[8]
---          TTL ms, ARGV[9] deadline quantum ms, ARGV[10] 'set' (ARGV[4] is the line's new
---          quantity) or 'add' (ARGV[4] units more than the record holds), ARGV[11] the
---          most a line may hold. Only for a live record that names a change, whose
---          deadline stays, and that grows within that most: else {'slow'}, nothing
---          written (nor for a refused 'add', which the record's quantity may overstate).
---          Holds at the record's deadline and answers it, the change the record named,
---          and what the record holds now, after the name and price.
+--   cartd_hold_grow: a grow that goes to the row first (see cartd_line_grown), with
+--          ARGV[8] TTL ms, ARGV[9] deadline quantum ms, ARGV[10] 'set' (ARGV[4] is the
+--          line's new quantity) or 'add' (ARGV[4] units more than the record holds),
+--          ARGV[11] the most a line may hold. Only for a live record that names a change,
+--          whose deadline stays, and that grows within that most, without claiming an
+--          offer: else {'slow'}, nothing written (nor for a refused 'add', which the
+--          record's quantity may overstate). Holds at the record's deadline and answers
+--          it, the change the record named, what the record holds now, and what it held
+--          before, after the name and price.
 -- Returns {'ok', dropped, name, unit_price_cents [, deadline_ms, birth_ms]}, or, only when
 -- the hold grows:
 --   {'insufficient', available, dropped, waitlisted 0|1}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}  {'limit_exceeded', max_per_cart}
 -- A hold that stays or shrinks is always taken. Growing it claims the cart's offer on
 -- the row first (see cartd_set_line), then needs the rest available.
-local function hold(keys, args)
+local function hold(keys, args, kind)
   local now = now_ms()
   local key, inv, sid, pid = keys[1], args[1], args[2], args[3]
   local qty, deadline = tonumber(args[4]), tonumber(args[5])
-  local new_cart = args[7] == 'new-cart'
+  local new_cart = kind == 'new-cart'
   if new_cart then
     deadline = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
                         now + tonumber(args[10]))
@@ -83,7 +86,7 @@ local function hold(keys, args)
   local dropped, _, offered = drop_expired(inv, now, row[4])
   local q0, d0, op0 = hold_record(inv, sid, now)
   local op = args[6] or ''
-  local grow = args[7] == 'grow'
+  local grow = kind == 'grow'
   if grow then
     if op0 == '' or q0 == 0 or round_up(now + tonumber(args[8]), tonumber(args[9])) > d0 then
       return {'slow'}
@@ -107,6 +110,7 @@ local function hold(keys, args)
     local refused
     claim, refused = claim_or_refuse(inv, sid, now, row[6], qty - q0, available, dropped)
     if refused then return overstated and {'slow'} or refused end
+    if grow and claim then return {'slow'} end  -- an offer is claimed by the locked steps
   end
   local reply = {'ok', dropped, row[7] or '', tonumber(row[8] or 0)}
   if new_cart then
@@ -116,6 +120,7 @@ local function hold(keys, args)
     table.insert(reply, deadline)
     table.insert(reply, op0)
     table.insert(reply, qty)
+    table.insert(reply, q0)
   end
   local hc, hx = hold_records_key(inv), hold_deadlines_key(inv)
   if qty == q0 and (qty == 0 or deadline == d0) then  -- a repeat
@@ -287,7 +292,7 @@ local function line_release(keys, args)
   return 1
 end
 
--- cartd_line_grown: writes a grow whose row went first (cartd_hold 'grow'), without a
+-- cartd_line_grown: writes a grow whose row went first (cartd_hold_grow), without a
 -- lock: only if nothing changed the line since the row's record was set for it.
 -- KEYS[1]  the cart
 -- ARGV[1]  the change's id   ARGV[2] product_id   ARGV[3] inventory_id
@@ -492,7 +497,9 @@ local function cart_lines_of(keys, args)
   return push_marks(push_lines({deadline}, cart_lines(fields)), fields)
 end
 
-redis.register_function('cartd_hold', hold)
+redis.register_function('cartd_hold', function(keys, args) return hold(keys, args) end)
+redis.register_function('cartd_hold_new', function(keys, args) return hold(keys, args, 'new-cart') end)
+redis.register_function('cartd_hold_grow', function(keys, args) return hold(keys, args, 'grow') end)
 redis.register_function('cartd_line_begin', line_begin)
 redis.register_function('cartd_line_commit', line_commit)
 redis.register_function('cartd_line_release', line_release)

@@ -491,6 +491,21 @@ TEST(SplitLines, a_new_carts_first_line_is_two_steps) {
 // deadline moves in quanta of 2.8 hours.
 constexpr std::chrono::milliseconds kLongTtl{1'000'000'000};
 
+// cartd_hold_grow on row "a" for cart `sid`, as cartd sends it.
+std::vector<std::string> grow_row_step(const std::string& sid, const std::string& op,
+                                       const std::string& qty, const std::string& mode,
+                                       std::chrono::milliseconds ttl) {
+  std::vector<std::string> args{"FCALL", "cartd_hold_grow",
+                                std::to_string(keys::row_slot("a").size())};
+  for (const std::string& k : keys::row_slot("a")) args.push_back(k);
+  for (std::string a :
+       {std::string("a"), sid, product_of("a"), qty, std::string("0"), op, std::string("grow"),
+        std::to_string(ttl.count()), std::to_string(ttl.count() / 100), mode, std::string("100")}) {
+    args.push_back(a);
+  }
+  return args;
+}
+
 // A grow of a line the cart has goes to its row first, then writes the line: two steps,
 // not three. An add always grows; a set grows when it is above the line as this loop last
 // saw it. A guess that is wrong (another instance changed the line) costs a step.
@@ -539,15 +554,7 @@ TEST(SplitLines, a_grow_whose_line_changed_meanwhile_is_not_written) {
   ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
   // The grow's two steps, as cartd sends them, with a change in between.
   auto row_step = [&](const std::string& op, const std::string& qty) {
-    std::vector<std::string> args{"FCALL", "cartd_hold",
-                                  std::to_string(keys::row_slot("a").size())};
-    for (const std::string& k : keys::row_slot("a")) args.push_back(k);
-    for (std::string a :
-         {std::string("a"), sid, product_of("a"), qty, std::string("0"), op, std::string("grow"),
-          std::string("60000"), std::string("600"), std::string("set"), std::string("100")}) {
-      args.push_back(a);
-    }
-    auto r = shop.run(args);
+    auto r = shop.run(grow_row_step(sid, op, qty, "set", kLongTtl));
     EXPECT_EQ(r->text_at(0), "ok");
     return r;
   };
@@ -577,6 +584,61 @@ TEST(SplitLines, a_grow_whose_line_changed_meanwhile_is_not_written) {
   auto written = commit(held, "grow-3", "8");
   EXPECT_EQ(written->text_at(0), "ok");
   EXPECT_EQ(written->int_at(1), 8);
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
+// A grow whose commit was refused takes the locked steps under an id of its own: another
+// grow, whose row step saw the first one's id on the record meanwhile, must not find that
+// id on the line. Here a dying change's lock refuses grow 1 (add 1: the row 2 -> 3) and
+// holds its locked steps back; grow 2's row step goes meanwhile (3 -> 4, the record
+// naming grow 1); grow 1's locked steps then set the row to its line (3); grow 2's commit
+// must be refused, or its line of 4 would be held by 3.
+TEST(SplitLines, a_grow_refused_at_its_commit_goes_on_under_a_new_id) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, kLongTtl, 2 * kLongTtl, 5s);
+  shop.mirror("a", 20);
+  std::string sid = sid_of(21);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  auto record_op = [&] {
+    std::istringstream record(shop.run({"HGET", keys::hold_records("a"), sid})->str);
+    std::string q, d, op;
+    record >> q >> d >> op;
+    return op;
+  };
+  std::string first = record_op();
+  ASSERT_EQ(shop.lock_as_a_dying_change(sid, "a", "1500")->text_at(0), "locked");
+  auto grow1 = shop.send(sid, "a", 1, cart::LineMode::add);
+  ASSERT_TRUE(eventually([&] { return record_op() != first; }, 1000ms)) << "grow 1's row step";
+  auto held = shop.run(grow_row_step(sid, "grow-2", "1", "add", kLongTtl));
+  ASSERT_EQ(held->text_at(0), "ok");
+  EXPECT_EQ(redis.stock_row("a")["r"], "4");
+  ASSERT_EQ(kind_of(grow1.get()), Kind::ok);  // once the dying change's lock lapsed
+  EXPECT_EQ(redis.stock_row("a")["r"], "3");
+  auto commit = shop.run(
+      {"FCALL", "cartd_line_grown", "1", keys::cart(sid), "grow-2", product_of("a"), "a", "1",
+       "add", std::to_string(*held->int_at(4)), *held->text_at(5), std::to_string(kLongTtl.count()),
+       std::to_string(kLongTtl.count() / 100), std::to_string(2 * kLongTtl.count())});
+  EXPECT_EQ(commit->text_at(0), "refused");
+  EXPECT_EQ(shop.get(sid)->cart->lines.at(0).quantity, 3);
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
+// A grow whose row went first and whose commit and locked steps were then refused (here
+// the cart is checking out) leaves the row as it was.
+TEST(SplitLines, a_refused_grow_leaves_its_row_as_it_was) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false, kLongTtl, 2 * kLongTtl);
+  shop.mirror("a", 20);
+  std::string sid = sid_of(22);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  // The cart's checkout begins (its rows' step not there yet).
+  auto frozen = shop.run({"FCALL", "cartd_checkout_freeze", "1", keys::cart(sid), sid, "k1",
+                          "120000", "attempt-1", std::to_string(kLongTtl.count() / 100)});
+  ASSERT_EQ(frozen->text_at(0), "begun");
+  auto grow = shop.set(sid, "a", 5);  // this loop saw 2: a grow, its row first
+  ASSERT_EQ(kind_of(grow), Kind::checkout_in_progress);
+  EXPECT_TRUE(eventually([&] { return redis.stock_row("a")["r"] == "2"; }, 1000ms))
+      << "the row holds the cart's 2 again, not 5";
   shop.expect_exact_accounting({"a"}, {sid});
 }
 
