@@ -24,7 +24,9 @@
 -- cart says. (A shrink whose deadline stays is two steps, the cart first and with no
 -- lock: see cartd_line_begin's 'shrunk'. Cut short, its row holds the old quantity until
 -- the line's next locked change, a change that moves the cart's deadline, the cart's
--- checkout, or the record's deadline.) The lease outlasts every step's timeout, so a change in
+-- checkout, or the record's deadline. A grow, and a new cart's first line, are two steps
+-- with the row first: cartd_hold_grow then cartd_line_grown, cartd_hold_new then
+-- cartd_line_commit.) The lease outlasts every step's timeout, so a change in
 -- progress keeps its lock; a second change of the same cart meanwhile is told 'busy'
 -- (the caller waits a little and tries again).
 --
