@@ -506,6 +506,27 @@ std::vector<std::string> grow_row_step(const std::string& sid, const std::string
   return args;
 }
 
+// cartd_line_grown for cart `sid`'s line of row "a", after the row step that answered
+// `held`, as cartd sends it (a TTL of `ttl`, a longest life of twice that).
+std::vector<std::string> grown_commit(const std::string& sid, const std::string& op,
+                                      const std::string& qty, const std::string& mode,
+                                      const redis::Result& held, std::chrono::milliseconds ttl) {
+  return {"FCALL",
+          "cartd_line_grown",
+          "1",
+          keys::cart(sid),
+          op,
+          product_of("a"),
+          "a",
+          qty,
+          mode,
+          std::to_string(*held->int_at(4)),
+          *held->text_at(5),
+          std::to_string(ttl.count()),
+          std::to_string(ttl.count() / 100),
+          std::to_string(2 * ttl.count())};
+}
+
 // A grow of a line the cart has goes to its row first, then writes the line: two steps,
 // not three. An add always grows; a set grows when it is above the line as this loop last
 // saw it. A guess that is wrong (another instance changed the line) costs a step.
@@ -548,9 +569,6 @@ TEST(SplitLines, a_grow_whose_line_changed_meanwhile_is_not_written) {
   SplitShop shop(redis.url(), false, kLongTtl, 2 * kLongTtl);
   shop.mirror("a", 20);
   std::string sid = sid_of(20);
-  std::string ttl = std::to_string(kLongTtl.count()),
-              quantum = std::to_string(kLongTtl.count() / 100),
-              life = std::to_string(2 * kLongTtl.count());
   ASSERT_EQ(kind_of(shop.set(sid, "a", 3)), Kind::ok);
   // The grow's two steps, as cartd sends them, with a change in between.
   auto row_step = [&](const std::string& op, const std::string& qty) {
@@ -559,9 +577,7 @@ TEST(SplitLines, a_grow_whose_line_changed_meanwhile_is_not_written) {
     return r;
   };
   auto commit = [&](const redis::Result& held, const std::string& op, const std::string& qty) {
-    return shop.run({"FCALL", "cartd_line_grown", "1", keys::cart(sid), op, product_of("a"), "a",
-                     qty, "set", std::to_string(*held->int_at(4)), *held->text_at(5), ttl, quantum,
-                     life});
+    return shop.run(grown_commit(sid, op, qty, "set", held, kLongTtl));
   };
   auto held = row_step("grow-1", "6");
   EXPECT_EQ(redis.stock_row("a")["r"], "6") << "the row first";
@@ -614,10 +630,7 @@ TEST(SplitLines, a_grow_refused_at_its_commit_goes_on_under_a_new_id) {
   EXPECT_EQ(redis.stock_row("a")["r"], "4");
   ASSERT_EQ(kind_of(grow1.get()), Kind::ok);  // once the dying change's lock lapsed
   EXPECT_EQ(redis.stock_row("a")["r"], "3");
-  auto commit = shop.run(
-      {"FCALL", "cartd_line_grown", "1", keys::cart(sid), "grow-2", product_of("a"), "a", "1",
-       "add", std::to_string(*held->int_at(4)), *held->text_at(5), std::to_string(kLongTtl.count()),
-       std::to_string(kLongTtl.count() / 100), std::to_string(2 * kLongTtl.count())});
+  auto commit = shop.run(grown_commit(sid, "grow-2", "1", "add", held, kLongTtl));
   EXPECT_EQ(commit->text_at(0), "refused");
   EXPECT_EQ(shop.get(sid)->cart->lines.at(0).quantity, 3);
   shop.expect_exact_accounting({"a"}, {sid});
