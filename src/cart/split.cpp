@@ -761,7 +761,9 @@ class Change : public std::enable_shared_from_this<Change> {
   // A grow whose row went first and whose line was never written (its commit refused,
   // then the locked steps refused or failed) sets the row back, while the record is
   // still the grow's: to the line as the locked steps found it, or to what the record
-  // held before the grow. A refused request leaves the row as it was.
+  // held before the grow (at least the line). A refused request holds no more than the
+  // row held before it (a record above the line, a shrink's row step pending, may come
+  // down to the line).
   void give_back_grow() {
     if (!grew_first_) return;
     grew_first_ = false;
