@@ -313,15 +313,20 @@ class Change : public std::enable_shared_from_this<Change> {
     // four).
     if (call_.mode == LineMode::set && call_.quantity >= 0 &&
         call_.quantity <= settings_.limits.max_line_quantity && !grew_first_) {
-      for (std::string a :
-           {call_.product_id, std::to_string(call_.quantity), std::to_string(settings_.ttl.count()),
-            std::to_string(settings_.deadline_quantum().count()),
-            std::to_string(settings_.max_lifetime.count())}) {
-        args.push_back(std::move(a));
-      }
+      args.push_back(call_.product_id);
+      args.push_back(std::to_string(call_.quantity));
+      for (std::string& a : deadline_settings()) args.push_back(std::move(a));
     }
     send(redis_, cart_command("cartd_line_begin", sid_, std::move(args)),
          [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
+  }
+
+  // What makes a cart's deadline, as the steps that compute it take it: TTL ms, deadline
+  // quantum ms, the cart's longest life ms.
+  std::vector<std::string> deadline_settings() const {
+    return {std::to_string(settings_.ttl.count()),
+            std::to_string(settings_.deadline_quantum().count()),
+            std::to_string(settings_.max_lifetime.count())};
   }
 
   // Whether the change is a grow of a line the cart has: an add, or a set above the line
@@ -379,13 +384,15 @@ class Change : public std::enable_shared_from_this<Change> {
     deadline_ = *deadline;
     held_ = *held;
     grow_ = Grow{op_, *deadline, *before};
-    send(redis_,
-         cart_command(
-             "cartd_line_grown", sid_,
-             {op_, call_.product_id, call_.inventory_id, std::to_string(call_.quantity),
-              mode_name(), std::to_string(deadline_), *was, std::to_string(settings_.ttl.count()),
-              std::to_string(settings_.deadline_quantum().count()),
-              std::to_string(settings_.max_lifetime.count())}),
+    std::vector<std::string> args{op_,
+                                  call_.product_id,
+                                  call_.inventory_id,
+                                  std::to_string(call_.quantity),
+                                  mode_name(),
+                                  std::to_string(deadline_),
+                                  *was};
+    for (std::string& a : deadline_settings()) args.push_back(std::move(a));
+    send(redis_, cart_command("cartd_line_grown", sid_, std::move(args)),
          [self = shared_from_this()](redis::Result r) { self->on_grown(std::move(r)); });
   }
 
@@ -491,9 +498,7 @@ class Change : public std::enable_shared_from_this<Change> {
     deadline_ = old_deadline_;
     quantity_ = call_.quantity;
     out_.cart = CartView{sid_, deadline_, {}, {}, {}};
-    std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
-    if (quantity_ > 0)
-      lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
+    put_line();
     send(redis_,
          hold_command("cartd_hold", call_.inventory_id, sid_, call_.product_id, quantity_,
                       deadline_, HoldBy{was, true}),
@@ -504,6 +509,14 @@ class Change : public std::enable_shared_from_this<Change> {
          });
   }
 
+  // The cart's lines as this change left them: its line of the product is the new one.
+  void put_line() {
+    std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
+    if (quantity_ > 0)
+      lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
+    lines_known_ = true;
+  }
+
   // A new cart's first line. The cart's id is cartd's own, made for this request, so no
   // other step can touch the cart: its row goes first, setting the cart's deadline from
   // its clock (as cartd_line_begin would), then the commit makes the cart. Two steps
@@ -512,16 +525,10 @@ class Change : public std::enable_shared_from_this<Change> {
     fresh_ = true;
     quantity_ = held_ = call_.quantity;
     if (refused_by_limits(false)) return;
-    std::vector<std::string> args{call_.inventory_id,
-                                  sid_,
-                                  call_.product_id,
-                                  std::to_string(quantity_),
-                                  "0",
-                                  op_,
-                                  "new-cart",
-                                  std::to_string(settings_.ttl.count()),
-                                  std::to_string(settings_.deadline_quantum().count()),
-                                  std::to_string(settings_.max_lifetime.count())};
+    std::vector<std::string> args{
+        call_.inventory_id, sid_, call_.product_id, std::to_string(quantity_), "0", op_,
+        "new-cart"};
+    for (std::string& a : deadline_settings()) args.push_back(std::move(a));
     send(redis_, keys::fcall("cartd_hold_new", keys::row_slot(call_.inventory_id), std::move(args)),
          [self = shared_from_this()](redis::Result r) {
            if (unknown_function(r)) return self->begin_locked();
@@ -733,10 +740,7 @@ class Change : public std::enable_shared_from_this<Change> {
     if (*tag != "ok") return fail(unexpected(*r));
     out_.created = fresh_;
     out_.cart = CartView{sid_, deadline_, {}, {}, {}};
-    std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
-    if (quantity_ > 0)
-      lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
-    lines_known_ = true;
+    put_line();
     after_commit([self = shared_from_this()] { self->reply_with_cart(); });
   }
 
