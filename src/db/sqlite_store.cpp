@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <thread>
+#include <unordered_map>
 
 #include "db/sql_store.hpp"
 
@@ -131,7 +132,10 @@ class SqliteConnection final : public SqlConnection {
       throw;
     }
   }
-  ~SqliteConnection() override { sqlite3_close(db_); }
+  ~SqliteConnection() override {
+    forget_statements();
+    sqlite3_close(db_);
+  }
 
   std::vector<SqlRow> query(const std::string& sql, const std::vector<SqlParam>& params) override {
     Statement st(*this, sql, params);
@@ -155,11 +159,13 @@ class SqliteConnection final : public SqlConnection {
   }
 
  private:
+  // A statement of the connection's cache (prepared once per SQL text: cartd's texts are
+  // a few dozen, and the DB writer runs the same UPDATE for every row it mirrors), bound
+  // to `params`; reset for its next use when it goes.
   class Statement {
    public:
     Statement(SqliteConnection& c, const std::string& sql, const std::vector<SqlParam>& params)
-        : c_(c) {
-      if (sqlite3_prepare_v2(c_.db_, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK) c_.fail();
+        : c_(c), stmt_(c.prepared(sql)) {
       for (std::size_t i = 0; i < params.size(); ++i) {
         int at = static_cast<int>(i + 1);
         int rc = std::holds_alternative<std::int64_t>(params[i])
@@ -169,7 +175,10 @@ class SqliteConnection final : public SqlConnection {
         if (rc != SQLITE_OK) c_.fail();
       }
     }
-    ~Statement() { sqlite3_finalize(stmt_); }
+    ~Statement() {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
     Statement(const Statement&) = delete;
     Statement& operator=(const Statement&) = delete;
     sqlite3_stmt* get() const { return stmt_; }
@@ -186,6 +195,22 @@ class SqliteConnection final : public SqlConnection {
     sqlite3_stmt* stmt_ = nullptr;
   };
 
+  // The prepared statement of `sql`, from the cache (emptied when it holds more texts
+  // than cartd has: a bound, should a caller ever build its SQL from values).
+  sqlite3_stmt* prepared(const std::string& sql) {
+    if (auto it = statements_.find(sql); it != statements_.end()) return it->second;
+    if (statements_.size() >= kMostStatements) forget_statements();
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) fail();
+    statements_.emplace(sql, stmt);
+    return stmt;
+  }
+  void forget_statements() {
+    for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+    statements_.clear();
+  }
+  static constexpr std::size_t kMostStatements = 256;
+
   [[noreturn]] void fail() { throw StoreError(std::string("sqlite: ") + sqlite3_errmsg(db_)); }
 
   void script(const char* sql) {
@@ -198,6 +223,7 @@ class SqliteConnection final : public SqlConnection {
   }
 
   sqlite3* db_ = nullptr;
+  std::unordered_map<std::string, sqlite3_stmt*> statements_;
 };
 
 }  // namespace
