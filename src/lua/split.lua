@@ -85,7 +85,8 @@ local function hold(keys, args, kind)
   end
   local row = redis.call('HMGET', key, 'p', 'oh', 'r', 'e', 'mx', 'wv', 'n', 'pc')
   if not row[1] and qty > 0 then return {'unknown_inventory'} end
-  local dropped, _, offered = drop_expired(inv, now, row[4])
+  local dropped, rewrote, offered = drop_expired(inv, now, row[4])
+  local e = not rewrote and row[4]  -- false: add_hold reads it again
   local q0, d0, op0 = hold_record(inv, sid, now)
   local op = args[6] or ''
   local grow = kind == 'grow'
@@ -136,10 +137,10 @@ local function hold(keys, args, kind)
     redis.call('HINCRBY', key, 'wv', 1)
   end
   if q0 > 0 and qty > 0 and deadline == d0 then
-    add_hold(inv, deadline, qty - q0, false)  -- the same bucket: one change of its count
+    add_hold(inv, deadline, qty - q0, e)  -- the same bucket: one change of its count
   else
     if q0 > 0 then add_hold(inv, d0, -q0) end
-    if qty > 0 then add_hold(inv, deadline, qty, false) end
+    if qty > 0 then add_hold(inv, deadline, qty, e) end
   end
   if qty > 0 then
     redis.call('HSET', hc, sid, qty .. ' ' .. deadline .. ' ' .. op)

@@ -15,8 +15,15 @@ namespace cartd::redis {
 namespace {
 
 using namespace std::chrono_literals;
+
+// The command in the protocol's form, in a buffer the thread reuses.
+std::string_view encoded(std::span<const std::string_view> args) {
+  thread_local std::string out;
+  out.clear();
+  encode_command(args, out);
+  return out;
+}
 constexpr std::chrono::milliseconds kFirstBackoff = 50ms;
-constexpr std::size_t kInlineArgs = 24;  // more arguments than this take one allocation
 
 struct Pending {
   ReplyHandler handler;
@@ -254,12 +261,35 @@ void Client::arm_watchdog() {
   });
 }
 
+void encode_command(std::span<const std::string_view> args, std::string& out) {
+  char digits[24];
+  auto put_count = [&](char kind, std::size_t n) {
+    out.push_back(kind);
+    out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+    out.append("\r\n", 2);
+  };
+  put_count('*', args.size());
+  for (std::string_view a : args) {
+    put_count('$', a.size());
+    out.append(a);
+    out.append("\r\n", 2);
+  }
+}
+
 void Client::command(std::span<const std::string_view> args, ReplyHandler handler) {
   if (state_ != State::ready) {
     handler(Errc::unavailable);
     return;
   }
   send(args, std::move(handler));
+}
+
+void Client::command_encoded(std::string_view command, ReplyHandler handler) {
+  if (state_ != State::ready) {
+    handler(Errc::unavailable);
+    return;
+  }
+  send_encoded(command, std::move(handler));
 }
 
 void Client::setup_command(std::span<const std::string_view> args, ReplyHandler handler) {
@@ -271,30 +301,18 @@ void Client::setup_command(std::span<const std::string_view> args, ReplyHandler 
 }
 
 void Client::send(std::span<const std::string_view> args, ReplyHandler handler) {
+  send_encoded(encoded(args), std::move(handler));
+}
+
+void Client::send_encoded(std::string_view command, ReplyHandler handler) {
   if (ctx_ == nullptr) {
     handler(Errc::unavailable);
     return;
   }
-  const char* inline_argv[kInlineArgs];
-  std::size_t inline_lens[kInlineArgs];
-  std::vector<const char*> heap_argv;
-  std::vector<std::size_t> heap_lens;
-  const char** argv = inline_argv;
-  std::size_t* lens = inline_lens;
-  if (args.size() > kInlineArgs) {
-    heap_argv.resize(args.size());
-    heap_lens.resize(args.size());
-    argv = heap_argv.data();
-    lens = heap_lens.data();
-  }
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    argv[i] = args[i].data();
-    lens[i] = args[i].size();
-  }
   auto* pending = new Pending{std::move(handler), {}};
   if (options_.latency != nullptr) pending->sent = std::chrono::steady_clock::now();
-  if (redisAsyncCommandArgv(ctx_, &Client::on_reply, pending, static_cast<int>(args.size()), argv,
-                            lens) != REDIS_OK) {
+  if (redisAsyncFormattedCommand(ctx_, &Client::on_reply, pending, command.data(),
+                                 command.size()) != REDIS_OK) {
     std::unique_ptr<Pending> owned(pending);
     owned->handler(Errc::unavailable);
     return;

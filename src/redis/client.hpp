@@ -28,6 +28,13 @@ struct redisAsyncContext;
 
 namespace cartd::redis {
 
+// Appends a command to `out` in the protocol's own form (RESP: "*<count>", then
+// "$<length>" and the bytes of each argument, each ending in CRLF): what hiredis'
+// redisFormatCommandArgv writes, at a third of its cost (measured: 0.4 against 1.2 us
+// for a row step's 23 arguments; its sdscatfmt parses a format per argument), which a
+// Redis Cluster's steps, naming every key of their slot, pay on every command.
+void encode_command(std::span<const std::string_view> args, std::string& out);
+
 class Client;
 // A connection's setup step (Options::on_setup).
 using SetupStep = std::function<void(Client&, std::function<void(bool)>)>;
@@ -63,6 +70,9 @@ class Client final : public Commands {
   // Sends one command. The handler runs on this client's loop, exactly once.
   void command(std::span<const std::string_view> args, ReplyHandler handler) override;
   using Commands::command;
+  // The same, for a command in the protocol's form already (encode_command): a caller
+  // that may send it again keeps it so (ClusterClient, after MOVED, ASK or TRYAGAIN).
+  void command_encoded(std::string_view command, ReplyHandler handler);
   // The same while the client runs its setup step (on_setup), before it is ready.
   void setup_command(std::span<const std::string_view> args, ReplyHandler handler);
   void setup_command(std::initializer_list<std::string_view> args, ReplyHandler handler) {
@@ -83,6 +93,7 @@ class Client final : public Commands {
   void schedule_reconnect();
   void arm_watchdog();
   void send(std::span<const std::string_view> args, ReplyHandler handler);
+  void send_encoded(std::string_view command, ReplyHandler handler);
   void drop_connection(const char* why);
 
   static void on_reply(redisAsyncContext* ctx, void* reply, void* privdata);

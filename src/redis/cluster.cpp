@@ -75,7 +75,7 @@ std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_
 
 // One command on its way: its own copy of the arguments, so it can be sent again.
 struct ClusterClient::Call {
-  std::vector<std::string> args;
+  std::string command;  // in the protocol's form, sent again as it is after a redirect
   ReplyHandler handler;
   std::optional<std::uint16_t> slot;
   int redirects = 0;
@@ -414,7 +414,7 @@ void ClusterClient::command_near(std::string_view key, std::span<const std::stri
 void ClusterClient::send_to_slot(std::optional<std::uint16_t> slot,
                                  std::span<const std::string_view> args, ReplyHandler handler) {
   auto call = std::make_shared<Call>();
-  call->args.assign(args.begin(), args.end());
+  encode_command(args, call->command);
   call->handler = std::move(handler);
   call->slot = slot;
   dispatch(std::move(call));
@@ -436,17 +436,18 @@ void ClusterClient::dispatch(std::shared_ptr<Call> call) {
     call->handler(Errc::unavailable);
     return;
   }
-  std::vector<std::string_view> args(call->args.begin(), call->args.end());
   if (std::exchange(call->asking, false)) {
     // ASKING holds for the next command on this connection only; both leave in order.
     client->command({"ASKING"}, [](Result) {});
   }
-  client->command(std::span<const std::string_view>(args),
-                  [this, call, alive = std::weak_ptr<int>(alive_)](Result r) mutable {
-                    // A connection closed after this client is gone fails its commands.
-                    if (alive.expired()) return call->handler(std::move(r));
-                    on_reply(std::move(call), std::move(r));
-                  });
+  std::string_view command = call->command;
+  client->command_encoded(command,
+                          [this, call, alive = std::weak_ptr<int>(alive_)](Result r) mutable {
+                            // A connection closed after this client is gone fails its
+                            // commands.
+                            if (alive.expired()) return call->handler(std::move(r));
+                            on_reply(std::move(call), std::move(r));
+                          });
 }
 
 void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
