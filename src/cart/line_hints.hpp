@@ -36,6 +36,14 @@ class LineHints {
     if (carts_.size() >= most_ && !carts_.contains(sid)) carts_.clear();
     carts_[sid] = std::move(lines);
   }
+  // Cart `sid`'s line of `product_id` is `quantity` now (0: gone), if the cart was seen.
+  void note(const std::string& sid, const std::string& product_id, std::int64_t quantity) {
+    auto cart = carts_.find(sid);
+    if (cart == carts_.end()) return;
+    Lines& lines = cart->second;
+    std::erase_if(lines, [&](const auto& l) { return l.first == product_id; });
+    if (quantity > 0) lines.emplace_back(product_id, quantity);
+  }
   void forget(const std::string& sid) { carts_.erase(sid); }
 
  private:

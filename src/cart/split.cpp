@@ -316,6 +316,7 @@ class Change : public std::enable_shared_from_this<Change> {
       args.push_back(call_.product_id);
       args.push_back(std::to_string(call_.quantity));
       for (std::string& a : deadline_settings()) args.push_back(std::move(a));
+      if (!call_.want_cart) args.push_back("bare");
     }
     send(redis_, cart_command("cartd_line_begin", sid_, std::move(args)),
          [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
@@ -392,6 +393,7 @@ class Change : public std::enable_shared_from_this<Change> {
                                   std::to_string(deadline_),
                                   *was};
     for (std::string& a : deadline_settings()) args.push_back(std::move(a));
+    if (!call_.want_cart) args.push_back("bare");
     send(redis_, cart_command("cartd_line_grown", sid_, std::move(args)),
          [self = shared_from_this()](redis::Result r) { self->on_grown(std::move(r)); });
   }
@@ -420,9 +422,7 @@ class Change : public std::enable_shared_from_this<Change> {
     auto lines = lines_at(*r, 2);
     if (*tag != "ok" || !quantity || !lines) return fail(unexpected(*r));
     quantity_ = *quantity;
-    lines_ = std::move(*lines);
-    marks_ = marks_at(*r);
-    lines_known_ = true;
+    take_lines(*r, std::move(*lines), true);
     out_.cart = CartView{sid_, deadline_, {}, {}, {}};
     // The row held more than the line (an add counted from a record above the line).
     if (held_ <= quantity_) return reply_with_cart();
@@ -467,9 +467,7 @@ class Change : public std::enable_shared_from_this<Change> {
       if (!born || !deadline || !stale || !lines) return fail(unexpected(*r));
       born_ = *born;
       old_deadline_ = *deadline;
-      lines_ = std::move(*lines);
-      lines_known_ = true;
-      marks_ = marks_at(*r);
+      take_lines(*r, std::move(*lines), *tag != "locked");
       if (*tag == "same") return unchanged();
       if (*tag == "shrunk") return shrunk(*stale);
       stale_ = *stale;
@@ -485,6 +483,7 @@ class Change : public std::enable_shared_from_this<Change> {
   void unchanged() {
     out_.cart = CartView{sid_, old_deadline_, {}, {}, {}};
     deadline_ = old_deadline_;
+    quantity_ = call_.quantity;
     reply_with_cart();
   }
 
@@ -509,12 +508,21 @@ class Change : public std::enable_shared_from_this<Change> {
          });
   }
 
+  // The cart's lines and marks from a step's reply, unless it answered 'bare' (`may_be_bare`:
+  // a reply that names the cart's line has none when the change asked for none, on the
+  // classic route).
+  void take_lines(const redis::Reply& r, std::vector<StoredLine> lines, bool may_be_bare) {
+    lines_known_ = !(may_be_bare && lines.empty() && !call_.want_cart);
+    lines_ = std::move(lines);
+    marks_ = marks_at(r);
+  }
+
   // The cart's lines as this change left them: its line of the product is the new one.
   void put_line() {
     std::erase_if(lines_, [&](const StoredLine& l) { return l.product_id == call_.product_id; });
     if (quantity_ > 0)
       lines_.push_back(StoredLine{call_.product_id, call_.inventory_id, quantity_});
-    lines_known_ = true;
+    if (fresh_) lines_known_ = true;  // a new cart has this line only
   }
 
   // A new cart's first line. The cart's id is cartd's own, made for this request, so no
@@ -795,6 +803,8 @@ class Change : public std::enable_shared_from_this<Change> {
       LineHints::Lines seen;
       for (const StoredLine& l : lines_) seen.emplace_back(l.product_id, l.quantity);
       hints_.remember(sid_, std::move(seen));
+    } else if (out_.kind == Kind::ok) {  // a bare reply: the line this change left
+      hints_.note(sid_, call_.product_id, quantity_);
     }
     done_(std::move(out_));
   }

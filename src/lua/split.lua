@@ -183,6 +183,34 @@ local function cart_for_change(ck, now)
   return {fields = fields, map = map, stale = stale}, nil
 end
 
+-- A set-mode change of a live cart's line as cartd_line_begin's 'same' and 'shrunk' make
+-- it, for a caller that needs no lines back ('bare'): reads the four fields that decide
+-- it, and answers {'same' | 'shrunk' | 'checkout_in_progress' | 'busy', ...} without the
+-- lines and marks, or nil when the change takes the full path (a lock that lapsed, a
+-- grow, another row, a deadline that moves, a line that names no change).
+local function bare_set(ck, args, now, deadline)
+  local cart = redis.call('HMGET', ck, CHECKING_OUT, LOCK, BIRTH, args[6])
+  if cart[1] then return {'checkout_in_progress'} end
+  if cart[2] then
+    local busy = lock_state(cart[2], now)
+    return busy  -- nil for a lapsed lock: the full path repairs it
+  end
+  if not cart[4] then return nil end
+  local inv, q, op0 = parse_line(cart[4])
+  local want = tonumber(args[7])
+  local next = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
+                        tonumber(cart[3]) + tonumber(args[10]))
+  if inv ~= args[4] or want > q or next > deadline then return nil end
+  if want == q then return {'same', now, tonumber(cart[3]), deadline, ''} end
+  if op0 == '' then return nil end
+  if want > 0 then
+    redis.call('HSET', ck, args[6], inv .. ' ' .. want .. ' ' .. op0)
+  else
+    redis.call('HDEL', ck, args[6])
+  end
+  return {'shrunk', now, tonumber(cart[3]), deadline, op0}
+end
+
 -- cartd_line_begin: locks a live cart for one line change.
 -- KEYS[1]  the cart
 -- ARGV[1]  session id   ARGV[2] the change's id   ARGV[3] lease ms
@@ -197,6 +225,9 @@ end
 --            line's change id, and answered 'shrunk': the row follows (cartd_hold
 --            'if-mine' for that change). Holding more than the line until then is the
 --            safe side, as a change cut short is (see above).
+--          ARGV[11] 'bare': 'same' and 'shrunk' answer without the cart's lines and marks
+--          (the caller answers with the cart's id only: the classic route), and read
+--          only the fields they check.
 -- Returns one of
 --   {'locked', now_ms, birth_ms, deadline_ms, stale_inventory_id, pid, inv, qty, ...
 --    [, {marked inventory_id...}]}
@@ -215,6 +246,10 @@ local function line_begin(keys, args)
   if not deadline then
     if args[5] == '1' then return {'new', now} end
     return {'no_cart', missing_cart(sid)}
+  end
+  if args[11] == 'bare' then
+    local reply = bare_set(ck, args, now, deadline)
+    if reply then return reply end
   end
   local cart, refused = cart_for_change(ck, now)
   if refused then return refused end
@@ -303,6 +338,7 @@ end
 -- ARGV[6]  the deadline the row held at (the record's)   ARGV[7] the change the record
 --          named before (cartd_hold's answer)   ARGV[8] TTL ms, ARGV[9] deadline quantum
 --          ms, ARGV[10] the cart's longest life ms
+-- ARGV[11] 'bare': answer {'ok', quantity} only (the caller needs no lines back)
 -- Returns {'ok', quantity, pid, inv, qty, ... [, {marked inventory_id...}]} (the line as
 -- written, then the cart's lines), {'refused'} (the caller takes the locked steps, which
 -- set the row exactly), or {'lost', 'gone'}.
@@ -327,6 +363,7 @@ local function line_grown(keys, args)
   if line_inv ~= inv or line_op ~= args[7] then return {'refused'} end
   local qty = args[5] == 'add' and q + tonumber(args[4]) or tonumber(args[4])
   redis.call('HSET', ck, pid, inv .. ' ' .. qty .. ' ' .. op)
+  if args[11] == 'bare' then return {'ok', qty} end
   local fields = redis.call('HGETALL', ck)
   return push_marks(push_lines({'ok', qty}, cart_lines(fields)), fields)
 end
