@@ -7,9 +7,10 @@
 # standalone), new.lua (the first line of a new cart: two steps on a cluster) and get.lua
 # (one HGETALL either way). Prints one table; the ratio column is
 # the standalone requests/s over this one's (the cost per request, x standalone), and the
-# next two the CPU time per request of cartd and of the redis-servers (all nodes), the last
+# next two the CPU time per request of cartd and of the redis-servers (all nodes), then
 # the FCALLs per request the nodes ran (INFO commandstats: the steps of a change, and the
-# housekeeping's calls).
+# housekeeping's calls), then all the commands per request the nodes ran, those that
+# functions call included (steadier than requests/s on a busy machine).
 # Usage: bench/cartd_cluster.sh CARTD_BINARY DIR SECONDS   (called by scripts/bench)
 set -euo pipefail
 cartd=$1 dir=$2 seconds=$3
@@ -91,6 +92,17 @@ fcalls() {
   echo "$sum"
 }
 
+# Commands run so far by the redis-servers of the setup being measured, those that
+# functions call included (INFO stats' total_commands_processed).
+commands() {
+  local sum=0 p n
+  for p in "${server_ports[@]}"; do
+    n=$(redis-cli -p "$p" INFO stats | tr -d '\r' | sed -n 's/^total_commands_processed:\([0-9]*\)/\1/p')
+    sum=$((sum + ${n:-0}))
+  done
+  echo "$sum"
+}
+
 # CPU time (user + system, in clock ticks) of processes.
 ticks() {
   local sum=0 p
@@ -129,15 +141,16 @@ EOF
     CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
       wrk -t2 -c"$connections" -d2s -s "$root/bench/wrk/$script.lua" "http://127.0.0.1:$http" >/dev/null 2>&1 || true
     local c0 r0 f0 c1 r1 f1 n hz
-    c0=$(ticks "$pid") r0=$(ticks "${servers[@]}") f0=$(fcalls)
+    c0=$(ticks "$pid") r0=$(ticks "${servers[@]}") f0=$(fcalls) k0=$(commands)
     line=$(CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
       wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/wrk/$script.lua" \
       "http://127.0.0.1:$http" | grep '^{"requests"')
-    c1=$(ticks "$pid") r1=$(ticks "${servers[@]}") f1=$(fcalls)
+    c1=$(ticks "$pid") r1=$(ticks "${servers[@]}") f1=$(fcalls) k1=$(commands)
     # CPU per request, in microseconds, of cartd and of the redis-servers together.
     n=$(sed 's/.*"requests": \([0-9]*\).*/\1/' <<<"$line") hz=$(getconf CLK_TCK)
-    results+=("$name $script $(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) -v f=$((f1 - f0)) -v n="$n" \
-      -v hz="$hz" 'BEGIN {printf "%.1f %.1f %.2f", c * 1e6 / hz / n, r * 1e6 / hz / n, f / n}') $line")
+    results+=("$name $script $(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) -v f=$((f1 - f0)) \
+      -v k=$((k1 - k0)) -v n="$n" -v hz="$hz" \
+      'BEGIN {printf "%.1f %.1f %.2f %.1f", c * 1e6 / hz / n, r * 1e6 / hz / n, f / n, k / n}') $line")
   done
   kill "$pid"
   wait "$pid" 2>/dev/null || true
@@ -151,16 +164,17 @@ cluster 3
 measure cluster-3 "$port"
 
 echo "cartd on a Redis Cluster against standalone (--threads 1, wrk -t2 -c$connections -d${seconds}s, $pool carts x 3 lines):"
-printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s | %13s | %13s | %10s |\n' redis route "requests/s" \
-  "p50 ms" "p99 ms" errors "cost x std" "cartd us/req" "redis us/req" "fcalls/req"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- \
-  -------- -------------- --------------- --------------- ------------
+printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s | %13s | %13s | %10s | %12s |\n' redis route \
+  "requests/s" "p50 ms" "p99 ms" errors "cost x std" "cartd us/req" "redis us/req" "fcalls/req" \
+  "commands/req"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- \
+  -------- -------------- --------------- --------------- ------------ --------------
 for r in "${results[@]}"; do
-  read -r name script cartd_us redis_us fcalls_per json <<<"$r"
+  read -r name script cartd_us redis_us fcalls_per commands_per json <<<"$r"
   rps=$(sed 's/.*"rps": \([0-9.]*\).*/\1/' <<<"$json")
   base=$(printf '%s\n' "${results[@]}" | grep "^standalone $script " | sed 's/.*"rps": \([0-9.]*\).*/\1/')
-  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f | %13s | %13s | %10s |\n' "$name" "$script" "$rps" \
+  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f | %13s | %13s | %10s | %12s |\n' "$name" "$script" "$rps" \
     "$(sed 's/.*"p50_ms": \([0-9.]*\).*/\1/' <<<"$json")" "$(sed 's/.*"p99_ms": \([0-9.]*\).*/\1/' <<<"$json")" \
     "$(sed 's/.*"errors": \([0-9]*\).*/\1/' <<<"$json")" "$(awk -v a="$base" -v b="$rps" 'BEGIN {print a / b}')" \
-    "$cartd_us" "$redis_us" "$fcalls_per"
+    "$cartd_us" "$redis_us" "$fcalls_per" "$commands_per"
 done
