@@ -82,26 +82,19 @@ cluster() {
   port=${ports[0]}
 }
 
-# FCALLs run so far by the redis-servers of the setup being measured.
-fcalls() {
+# The sum over the redis-servers of the setup being measured of one number of INFO
+# SECTION, picked out by the sed expression EXPR: info_sum SECTION EXPR.
+info_sum() {
   local sum=0 p n
   for p in "${server_ports[@]}"; do
-    n=$(redis-cli -p "$p" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_fcall:calls=\([0-9]*\).*/\1/p')
+    n=$(redis-cli -p "$p" INFO "$1" | tr -d '\r' | sed -n "$2")
     sum=$((sum + ${n:-0}))
   done
   echo "$sum"
 }
-
-# Commands run so far by the redis-servers of the setup being measured, those that
-# functions call included (INFO stats' total_commands_processed).
-commands() {
-  local sum=0 p n
-  for p in "${server_ports[@]}"; do
-    n=$(redis-cli -p "$p" INFO stats | tr -d '\r' | sed -n 's/^total_commands_processed:\([0-9]*\)/\1/p')
-    sum=$((sum + ${n:-0}))
-  done
-  echo "$sum"
-}
+# FCALLs run so far; all commands run so far, those that functions call included.
+fcalls() { info_sum commandstats 's/^cmdstat_fcall:calls=\([0-9]*\).*/\1/p'; }
+commands() { info_sum stats 's/^total_commands_processed:\([0-9]*\)/\1/p'; }
 
 # CPU time (user + system, in clock ticks) of processes.
 ticks() {
