@@ -73,9 +73,9 @@ std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_
   return shards;
 }
 
-// One command on its way: its own copy of the arguments, so it can be sent again.
+// One command on its way, in the protocol's form, kept so that it can be sent again.
 struct ClusterClient::Call {
-  std::string command;  // in the protocol's form, sent again as it is after a redirect
+  std::string command;  // sent again as it is after MOVED, ASK or TRYAGAIN
   ReplyHandler handler;
   std::optional<std::uint16_t> slot;
   int redirects = 0;
