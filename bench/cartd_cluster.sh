@@ -26,11 +26,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A port nothing listens on, with its cluster bus port (+10000) free too, both below the
+# kernel's ephemeral range (32768 up, where the run's own client connections take their
+# local ports: a port taken so is not listened on, yet cannot be bound).
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    p=$((20000 + RANDOM % 2700))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null || { echo "$p"; return; }
   done
 }
 wait_ping() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
