@@ -38,6 +38,13 @@
 --                    that lapse are forgotten with their bucket (drop_expired).
 --   cart field '~'   "change lease_until_ms inventory_id": the change under way.
 
+-- The cart's next deadline, as cartd_set_line computes it: it slides, within the cart's
+-- life (`born`), in quanta; from ARGV[8] TTL ms, ARGV[9] quantum ms, ARGV[10] longest life
+-- ms, as the steps that compute it take them.
+local function next_deadline(now, born, args)
+  return math.min(round_up(now + tonumber(args[8]), tonumber(args[9])), born + tonumber(args[10]))
+end
+
 -- cartd_hold: sets a cart's hold on one stock row, all or nothing.
 -- KEYS[1]  the stock row ({s<n>}:<inv>)
 -- ARGV[1]  inventory_id   ARGV[2] session id   ARGV[3] product_id
@@ -80,8 +87,7 @@ local function hold(keys, args, kind)
   local qty, deadline = tonumber(args[4]), tonumber(args[5])
   local new_cart = kind == 'new-cart'
   if new_cart then
-    deadline = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
-                        now + tonumber(args[10]))
+    deadline = next_deadline(now, now, args)
   end
   local row = redis.call('HMGET', key, 'p', 'oh', 'r', 'e', 'mx', 'wv', 'n', 'pc')
   if not row[1] and qty > 0 then return {'unknown_inventory'} end
@@ -183,11 +189,30 @@ local function cart_for_change(ck, now)
   return {fields = fields, map = map, stale = stale}, nil
 end
 
--- A set-mode change of a live cart's line as cartd_line_begin's 'same' and 'shrunk' make
--- it, for a caller that needs no lines back ('bare'): reads the four fields that decide
--- it, and answers {'same' | 'shrunk' | 'checkout_in_progress' | 'busy', ...} without the
--- lines and marks, or nil when the change takes the full path (a lock that lapsed, a
--- grow, another row, a deadline that moves, a line that names no change).
+-- The shortcut a set-mode change of the cart's `line` (its stored value, or nil) takes
+-- when the line is on the change's row and the deadline (`deadline`, the cart's now)
+-- stays: 'same' for the line's quantity, or, for less, 'shrunk' and the change the line
+-- names (the smaller line written here, keeping that id); nil for none (a grow, another
+-- row, a deadline that moves, a line that names no change).
+local function set_shortcut(ck, args, now, born, deadline, line)
+  if not line then return nil end
+  local inv, q, op0 = parse_line(line)
+  local want = tonumber(args[7])
+  if inv ~= args[4] or want > q or next_deadline(now, born, args) > deadline then return nil end
+  if want == q then return 'same', '' end
+  if op0 == '' then return nil end  -- the row's record cannot tell it was set for the line
+  if want > 0 then
+    redis.call('HSET', ck, args[6], inv .. ' ' .. want .. ' ' .. op0)
+  else
+    redis.call('HDEL', ck, args[6])
+  end
+  return 'shrunk', op0
+end
+
+-- The shortcut for a caller that needs no lines back ('bare'): reads the four fields that
+-- decide it, and answers {'same' | 'shrunk' | 'checkout_in_progress' | 'busy', ...}
+-- without the lines and marks, or nil when the change takes the full path (a lock that
+-- lapsed, or no shortcut).
 local function bare_set(ck, args, now, deadline)
   local cart = redis.call('HMGET', ck, CHECKING_OUT, LOCK, BIRTH, args[6])
   if cart[1] then return {'checkout_in_progress'} end
@@ -195,20 +220,10 @@ local function bare_set(ck, args, now, deadline)
     local busy = lock_state(cart[2], now)
     return busy  -- nil for a lapsed lock: the full path repairs it
   end
-  if not cart[4] then return nil end
-  local inv, q, op0 = parse_line(cart[4])
-  local want = tonumber(args[7])
-  local next = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
-                        tonumber(cart[3]) + tonumber(args[10]))
-  if inv ~= args[4] or want > q or next > deadline then return nil end
-  if want == q then return {'same', now, tonumber(cart[3]), deadline, ''} end
-  if op0 == '' then return nil end
-  if want > 0 then
-    redis.call('HSET', ck, args[6], inv .. ' ' .. want .. ' ' .. op0)
-  else
-    redis.call('HDEL', ck, args[6])
-  end
-  return {'shrunk', now, tonumber(cart[3]), deadline, op0}
+  local born = tonumber(cart[3])
+  local kind, op0 = set_shortcut(ck, args, now, born, deadline, cart[4])
+  if kind then return {kind, now, born, deadline, op0} end
+  return nil
 end
 
 -- cartd_line_begin: locks a live cart for one line change.
@@ -255,27 +270,10 @@ local function line_begin(keys, args)
   if refused then return refused end
   local born = tonumber(cart.map[BIRTH])
   local lines = cart_lines(cart.fields)
-  local line = args[6] and cart.stale == '' and cart.map[args[6]]
-  if line then
-    local inv, q, op0 = parse_line(line)
-    local want = tonumber(args[7])
-    -- As cartd_set_line computes it: the deadline slides, within the cart's life, and
-    -- never moves back.
-    local next = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
-                          born + tonumber(args[10]))
-    if inv == args[4] and want <= q and next <= deadline then
-      if want == q then
-        return push_marks(push_lines({'same', now, born, deadline, ''}, lines), cart.fields)
-      end
-      -- A shrink, when the row's record can tell it was set for this line (op0).
-      if op0 ~= '' then
-        if want > 0 then
-          redis.call('HSET', ck, args[6], inv .. ' ' .. want .. ' ' .. op0)
-        else
-          redis.call('HDEL', ck, args[6])
-        end
-        return push_marks(push_lines({'shrunk', now, born, deadline, op0}, lines), cart.fields)
-      end
+  if args[6] and cart.stale == '' then
+    local kind, op0 = set_shortcut(ck, args, now, born, deadline, cart.map[args[6]])
+    if kind then
+      return push_marks(push_lines({kind, now, born, deadline, op0}, lines), cart.fields)
     end
   end
   redis.call('HSET', ck, LOCK, args[2] .. ' ' .. (now + tonumber(args[3])) .. ' ' .. args[4])
@@ -356,9 +354,7 @@ local function line_grown(keys, args)
   if not current then return {'lost', 'gone'} end
   local cart = redis.call('HMGET', ck, LOCK, CHECKING_OUT, BIRTH, pid)
   if cart[1] or cart[2] or current ~= deadline or args[7] == '' then return {'refused'} end
-  local next = math.min(round_up(now + tonumber(args[8]), tonumber(args[9])),
-                        tonumber(cart[3]) + tonumber(args[10]))
-  if next > current then return {'refused'} end
+  if next_deadline(now, tonumber(cart[3]), args) > current then return {'refused'} end
   local line_inv, q, line_op = parse_line(cart[4] or '')
   if line_inv ~= inv or line_op ~= args[7] then return {'refused'} end
   local qty = args[5] == 'add' and q + tonumber(args[4]) or tonumber(args[4])

@@ -15,15 +15,15 @@ namespace cartd::redis {
 namespace {
 
 using namespace std::chrono_literals;
+constexpr std::chrono::milliseconds kFirstBackoff = 50ms;
 
-// The command in the protocol's form, in a buffer the thread reuses.
+// The command in the protocol's form, in a buffer the thread reuses (hiredis copies it).
 std::string_view encoded(std::span<const std::string_view> args) {
   thread_local std::string out;
   out.clear();
   encode_command(args, out);
   return out;
 }
-constexpr std::chrono::milliseconds kFirstBackoff = 50ms;
 
 struct Pending {
   ReplyHandler handler;
@@ -277,11 +277,7 @@ void encode_command(std::span<const std::string_view> args, std::string& out) {
 }
 
 void Client::command(std::span<const std::string_view> args, ReplyHandler handler) {
-  if (state_ != State::ready) {
-    handler(Errc::unavailable);
-    return;
-  }
-  send(args, std::move(handler));
+  command_encoded(encoded(args), std::move(handler));
 }
 
 void Client::command_encoded(std::string_view command, ReplyHandler handler) {
