@@ -32,23 +32,15 @@ std::string merge_event_flags(std::string current) {
   return current;
 }
 
-// Runs `one(groups, done)` for every batch of `per_call` key groups, all pipelined at
-// once; `all()` after the last has called done.
-void for_each_group_batch(
-    std::uint32_t per_call,
-    const std::function<void(const std::vector<std::uint32_t>&, std::function<void()>)>& one,
-    std::function<void()> all) {
-  auto remaining = std::make_shared<std::uint32_t>((keys::kGroups + per_call - 1) / per_call);
-  auto finish = std::make_shared<std::function<void()>>(std::move(all));
-  for (std::uint32_t first = 0; first < keys::kGroups; first += per_call) {
-    std::vector<std::uint32_t> groups;
-    for (std::uint32_t g = first; g < std::min(keys::kGroups, first + per_call); ++g) {
-      groups.push_back(g);
-    }
-    one(groups, [remaining, finish] {
-      if (--*remaining == 0) (*finish)();
-    });
-  }
+// Every key group: one call on a standalone Redis, on a cluster one per node and then one
+// per group with work (functions/group_call.hpp).
+const std::vector<std::uint32_t>& all_groups() {
+  static const std::vector<std::uint32_t> groups = [] {
+    std::vector<std::uint32_t> g(keys::kGroups);
+    for (std::uint32_t i = 0; i < keys::kGroups; ++i) g[i] = i;
+    return g;
+  }();
+  return groups;
 }
 
 }  // namespace
@@ -60,7 +52,6 @@ Housekeeper::Housekeeper(const Config& config, redis::Mode mode,
       metrics_(metrics),
       store_(db::open_store(config.db_url, config.db_timeout_ms)),
       cluster_(mode == redis::Mode::cluster),
-      groups_per_call_(cluster_ ? 1 : keys::kGroups),
       lease_owner_(cluster_ ? new_session_id() : std::string()),
       redis_(redis::make_commands(
           io_, mode, seeds,
@@ -211,22 +202,16 @@ void Housekeeper::sweep() {
     bool more = false;
   };
   auto round = std::make_shared<Round>();
-  for_each_group_batch(
-      groups_per_call_,
-      [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
-        stock_.sweep(
-            groups, config_.sweep_batch,
-            [round, done](auto r) {
-              if (r) {
-                round->rows += r->rows;
-                round->units += r->units;
-                round->more = round->more || r->more;
-              } else {
-                spdlog::debug("sweeper: {}", r.error().message());
-              }
-              done();
-            },
-            lease(std::chrono::milliseconds(config_.sweep_interval_ms)));
+  stock_.sweep(
+      all_groups(), config_.sweep_batch,
+      [round](auto r) {
+        if (r) {
+          round->rows += r->rows;
+          round->units += r->units;
+          round->more = round->more || r->more;
+        } else {
+          spdlog::debug("sweeper: {}", r.error().message());
+        }
       },
       [this, round] {
         metrics_.count_released(metrics::ReleasePath::sweeper, round->units);
@@ -239,7 +224,8 @@ void Housekeeper::sweep() {
         sweep_timer_.async_wait([this](boost::system::error_code ec) {
           if (!ec) sweep();
         });
-      });
+      },
+      lease(std::chrono::milliseconds(config_.sweep_interval_ms)));
 }
 
 void Housekeeper::sync_db() {
@@ -249,25 +235,20 @@ void Housekeeper::sync_db() {
     std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
   };
   auto round = std::make_shared<Round>();
-  for_each_group_batch(
-      groups_per_call_,
-      [this, round](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
-        stock_.take_dirty(
-            groups, kDirtyBatch,
-            [round, done](auto r) {
-              if (!r) {
-                round->taken = false;
-              } else {
-                round->more = round->more || r->more;
-                for (auto& row : r->rows) round->counts.push_back({row.inventory_id, row.reserved});
-              }
-              done();
-            },
-            lease(std::chrono::milliseconds(config_.db_sync_interval_ms)));
+  stock_.take_dirty(
+      all_groups(), kDirtyBatch,
+      [round](auto r) {
+        if (!r) {
+          round->taken = false;
+        } else {
+          round->more = round->more || r->more;
+          for (auto& row : r->rows) round->counts.push_back({row.inventory_id, row.reserved});
+        }
       },
       [this, round] {
         write_reserved(round->counts, round->taken && !round->more, round->asked, round->more);
-      });
+      },
+      lease(std::chrono::milliseconds(config_.db_sync_interval_ms)));
 }
 
 void Housekeeper::write_reserved(const std::vector<db::ReservedCount>& counts, bool complete,
@@ -306,28 +287,22 @@ double Housekeeper::db_sync_lag_seconds() const {
 }
 
 void Housekeeper::recover_checkouts() {
-  for_each_group_batch(
-      groups_per_call_,
-      [this](const std::vector<std::uint32_t>& groups, std::function<void()> done) {
-        carts_.checkouts_stale(
-            groups, std::chrono::milliseconds(config_.checkout_recovery_ms), kRecoveryBatch,
-            [this, done](auto r) {
-              if (r) {
-                for (const auto& c : *r) {
-                  checkout::recover(carts_, *store_, c.session_id, c.key, c.attempt_id);
-                }
-              }
-              done();
-            },
-            lease(std::chrono::milliseconds(config_.checkout_recovery_ms / kRecoveryChecksPerAge)));
+  auto every = std::chrono::milliseconds(config_.checkout_recovery_ms / kRecoveryChecksPerAge);
+  carts_.checkouts_stale(
+      all_groups(), std::chrono::milliseconds(config_.checkout_recovery_ms), kRecoveryBatch,
+      [this](auto r) {
+        if (!r) return;
+        for (const auto& c : *r) {
+          checkout::recover(carts_, *store_, c.session_id, c.key, c.attempt_id);
+        }
       },
-      [this] {
-        recovery_timer_.expires_after(
-            std::chrono::milliseconds(config_.checkout_recovery_ms / kRecoveryChecksPerAge));
+      [this, every] {
+        recovery_timer_.expires_after(every);
         recovery_timer_.async_wait([this](boost::system::error_code ec) {
           if (!ec) recover_checkouts();
         });
-      });
+      },
+      lease(every));
 }
 
 void Housekeeper::sync_mirror() {

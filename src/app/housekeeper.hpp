@@ -89,9 +89,6 @@ class Housekeeper {
   boost::asio::io_context io_{1};
   std::unique_ptr<db::Store> store_;
   const bool cluster_;
-  // Key groups per call of a function that works through groups: all of them in one
-  // call on a standalone Redis; one on a cluster, where a call stays in one slot.
-  const std::uint32_t groups_per_call_;
   // On a cluster, this instance's name for the group leases (src/lua/holds.lua, lease).
   const std::string lease_owner_;
   std::unique_ptr<redis::Commands> redis_;

@@ -588,12 +588,12 @@ const functions::GroupFunction kCheckoutsStale{"cartd_checkouts_stale", keys::ch
 
 void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
                                   std::chrono::milliseconds age, std::size_t batch,
-                                  Callback<std::vector<StaleCheckout>> done,
-                                  const GroupLease& lease) {
-  functions::call_group(
+                                  Callback<std::vector<StaleCheckout>> each,
+                                  std::function<void()> finished, const GroupLease& lease) {
+  functions::call_groups(
       redis_, kCheckoutsStale, groups, batch, {std::to_string(age.count()), std::to_string(batch)},
       lease,
-      [done = std::move(done)](redis::Result r) {
+      [done = std::move(each)](redis::Result r) {
         finish(std::move(r), done,
                [](const redis::Reply& reply) -> boost::system::result<std::vector<StaleCheckout>> {
                  std::vector<StaleCheckout> out;
@@ -608,7 +608,7 @@ void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
                  return out;
                });
       },
-      std::to_string(epoch_ms() - age.count()));
+      std::move(finished), std::to_string(epoch_ms() - age.count()));
 }
 
 }  // namespace cartd::cart

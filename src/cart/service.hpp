@@ -221,8 +221,8 @@ class CartService {
     std::string session_id, key, attempt_id;
   };
   void checkouts_stale(const std::vector<std::uint32_t>& groups, std::chrono::milliseconds age,
-                       std::size_t batch, Callback<std::vector<StaleCheckout>> done,
-                       const GroupLease& lease = {});
+                       std::size_t batch, Callback<std::vector<StaleCheckout>> each,
+                       std::function<void()> finished, const GroupLease& lease = {});
 
  private:
   // The keys a cart function of one cart names: the cart, or on a cluster every key of

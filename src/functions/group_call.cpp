@@ -6,50 +6,105 @@
 #include "functions/keys.hpp"
 
 namespace cartd::functions {
-void call_group(redis::Commands& redis, const GroupFunction& fn,
-                const std::vector<std::uint32_t>& groups, std::size_t batch,
-                std::vector<std::string> args, const GroupLease& lease, redis::ReplyHandler handler,
-                std::string until) {
-  if (lease.owner.empty()) {
-    std::vector<std::string> indexes;
-    for (std::uint32_t g : groups) indexes.push_back(fn.index(g));
-    return send(redis, keys::fcall(fn.name, std::move(indexes), std::move(args)),
-                std::move(handler));
+namespace {
+
+// Counts the replies a round still waits for; `finished` runs when none is left.
+struct Round {
+  std::size_t waiting = 0;
+  redis::ReplyHandler each;
+  std::function<void()> finished;
+
+  void answered(redis::Result r) {
+    each(std::move(r));
+    done();
   }
-  // A cluster: one group per call. The members first (most groups have none), then,
-  // for a group with some, its lease: no call when another instance holds it.
-  std::uint32_t group = groups.at(0);
+  void done() {
+    if (--waiting == 0) finished();
+  }
+};
+
+// One group on a cluster: its members first (the probe said there are some, but a call
+// may have taken them since), then `fn` on them with their keys named.
+void call_one(redis::Commands& redis, const GroupFunction& fn, std::uint32_t group,
+              std::size_t batch, std::vector<std::string> args, const std::string& until,
+              std::shared_ptr<Round> round) {
   std::string index = fn.index(group);
-  args.push_back(lease.owner);
-  args.push_back(std::to_string(lease.ttl.count()));
   std::string most = std::to_string(std::max<std::size_t>(batch, 1));
   std::vector<std::string> read =
       fn.index_is_set
           ? std::vector<std::string>{"SRANDMEMBER", index, most}
           : std::vector<std::string>{"ZRANGE", index, "-inf", until, "BYSCORE", "LIMIT", "0", most};
   send(redis, read,
-       [&redis, fn, group, index, owner = lease.owner, args = std::move(args),
-        handler = std::move(handler)](redis::Result members) mutable {
-         if (!members) return handler(members.error());
-         if (members->type != redis::Reply::Type::array) return handler(std::move(members));
-         if (members->elements.empty()) return handler(redis::Reply{});
-         send(
-             redis, {"GET", keys::lease(index)},
-             [&redis, fn, group, index, owner, args = std::move(args), handler = std::move(handler),
-              members = std::move(*members)](redis::Result held) mutable {
-               if (held && held->type == redis::Reply::Type::string && held->str != owner) {
-                 return handler(redis::Reply{});
-               }
-               std::vector<std::string> named{index, keys::lease(index)};
-               for (std::string& k : fn.group_keys(group)) named.push_back(std::move(k));
-               for (const redis::Reply& m : members.elements) {
-                 for (std::string& k : fn.member_keys(m.str)) named.push_back(std::move(k));
-                 args.push_back(m.str);
-               }
-               send(redis, keys::fcall(fn.name, std::move(named), std::move(args)),
-                    std::move(handler));
-             });
+       [&redis, fn, group, index, args = std::move(args),
+        round = std::move(round)](redis::Result members) mutable {
+         if (!members) return round->answered(members.error());
+         if (members->type != redis::Reply::Type::array) {
+           return round->answered(std::move(members));
+         }
+         if (members->elements.empty()) return round->done();
+         std::vector<std::string> named{index, keys::lease(index)};
+         for (std::string& k : fn.group_keys(group)) named.push_back(std::move(k));
+         for (const redis::Reply& m : members->elements) {
+           for (std::string& k : fn.member_keys(m.str)) named.push_back(std::move(k));
+           args.push_back(m.str);
+         }
+         send(redis, keys::fcall(fn.name, std::move(named), std::move(args)),
+              [round](redis::Result r) { round->answered(std::move(r)); });
        });
+}
+
+}  // namespace
+
+void call_groups(redis::Commands& redis, const GroupFunction& fn,
+                 const std::vector<std::uint32_t>& groups, std::size_t batch,
+                 std::vector<std::string> args, const GroupLease& lease, redis::ReplyHandler each,
+                 std::function<void()> finished, std::string until) {
+  if (lease.owner.empty()) {
+    std::vector<std::string> indexes;
+    for (std::uint32_t g : groups) indexes.push_back(fn.index(g));
+    return send(redis, keys::fcall(fn.name, std::move(indexes), std::move(args)),
+                [each = std::move(each), finished = std::move(finished)](redis::Result r) {
+                  each(std::move(r));
+                  finished();
+                });
+  }
+  // A cluster: one group per call, and only the groups a node says have work.
+  args.push_back(lease.owner);
+  args.push_back(std::to_string(lease.ttl.count()));
+  std::vector<std::string> indexes;
+  for (std::uint32_t g : groups) indexes.push_back(fn.index(g));
+  auto parts = redis.by_node(indexes);
+  // One count for each node's probe, and one for the round itself, let go below: a round
+  // whose probes all answer at once (Redis down) still finishes once.
+  auto round =
+      std::make_shared<Round>(Round{parts.size() + 1, std::move(each), std::move(finished)});
+  for (auto& part : parts) {
+    std::vector<std::string> probe{"FCALL", "cartd_groups_with_work", "0", lease.owner,
+                                   fn.index_is_set ? std::string() : until};
+    for (std::size_t i : part) probe.push_back(indexes[i]);
+    std::vector<std::string_view> probe_args(probe.begin(), probe.end());
+    const std::string& near = indexes[part.front()];
+    redis.command_near(
+        near, probe_args,
+        [&redis, fn, groups, batch, args, until, round, part = std::move(part)](redis::Result r) {
+          if (!r) return round->answered(r.error());  // the node is down: once for its groups
+          std::vector<std::size_t> work;
+          if (r->type == redis::Reply::Type::array) {
+            for (const redis::Reply& p : r->elements) {
+              if (p.type == redis::Reply::Type::integer && p.integer >= 1 &&
+                  static_cast<std::size_t>(p.integer) <= part.size()) {
+                work.push_back(part[static_cast<std::size_t>(p.integer) - 1]);
+              }
+            }
+          } else {
+            work = part;  // an older library without the probe: every group, as before it
+          }
+          round->waiting += work.size();
+          for (std::size_t i : work) call_one(redis, fn, groups[i], batch, args, until, round);
+          round->done();
+        });
+  }
+  round->done();
 }
 
 }  // namespace cartd::functions

@@ -4,10 +4,13 @@
 // it may touch (keys.hpp: a migrating slot then answers TRYAGAIN or ASK instead of
 // running it on half of the slot), so it goes in two steps: read up to `batch` members of
 // the group's index, then call the function on those members, their keys and the group's
-// lease named, the members after the function's own arguments.
+// lease named, the members after the function's own arguments. Which groups to call is
+// asked first, of each node at once (cartd_groups_with_work): an idle round is one call
+// per node, not a read of each of the 1024 groups' indexes.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,14 +30,18 @@ struct GroupFunction {
   std::vector<std::string> (*member_keys)(std::string_view member);
 };
 
-// Calls `fn` on `groups` with `args`, then the lease when it names an owner (a cluster),
-// and hands over its reply. On a cluster (one group) the read takes members of a sorted
-// index scored up to `until` (as ZRANGE BYSCORE takes it: "(123" is below 123), then the
-// group's lease; the reply is nil, without a call, when there is no member to work on or
-// another instance holds the lease.
-void call_group(redis::Commands& redis, const GroupFunction& fn,
-                const std::vector<std::uint32_t>& groups, std::size_t batch,
-                std::vector<std::string> args, const GroupLease& lease, redis::ReplyHandler handler,
-                std::string until = "+inf");
+// Calls `fn` on `groups` with `args`, then the lease when it names an owner (a cluster);
+// `each` gets each reply, `finished` runs after the last.
+//
+// On a standalone Redis that is one call on every group. On a cluster, first one call per
+// node (cartd_groups_with_work) asks which of its groups have work: members in the index
+// (of a sorted index, scored up to `until`, as ZRANGE BYSCORE takes it: "(123" is below
+// 123) and a lease that is free or this owner's. Then, for each of those, the group's
+// index is read (up to `batch` members) and `fn` called on them. An idle round costs one
+// call per node; a group that turns out to have no member gets no reply.
+void call_groups(redis::Commands& redis, const GroupFunction& fn,
+                 const std::vector<std::uint32_t>& groups, std::size_t batch,
+                 std::vector<std::string> args, const GroupLease& lease, redis::ReplyHandler each,
+                 std::function<void()> finished, std::string until = "+inf");
 
 }  // namespace cartd::functions

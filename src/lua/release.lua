@@ -76,6 +76,48 @@ local function sweep(keys, args)
   return {rows, more, units}
 end
 
+-- cartd_groups_with_work: which of a node's groups a group function has work in, so that
+-- on a Redis Cluster an instance's housekeeping round costs one call per node rather than
+-- a read of every group's index (src/functions/group_call.cpp). It only reads, and it is
+-- the one function that names keys in ARGV rather than KEYS: the indexes of many slots
+-- of the node it is sent to (allow-cross-slot-keys lets it read keys of several slots; a
+-- key of a slot the node does not serve, one that moved, raises an error, caught here).
+-- KEYS: none
+-- ARGV[1] the lease owner asking (see lease)
+-- ARGV[2] '' for set indexes (work: any member), else the highest score that is work,
+--         as ZRANGE BYSCORE takes it ('(123': below 123)
+-- ARGV[3...] the index keys
+-- Returns the positions (1 = ARGV[3]) of the indexes with work whose lease is free or the
+-- owner's, and of those it cannot tell (the node does not serve their slot now): the
+-- caller looks at each of those the usual way, which follows a slot that moved.
+local function groups_with_work(keys, args)
+  local owner, upto = args[1], args[2]
+  local out = {}
+  for i = 3, #args do
+    local index = args[i]
+    local found
+    if upto == '' then
+      found = redis.pcall('EXISTS', index)
+    else
+      found = redis.pcall('ZRANGE', index, '-inf', upto, 'BYSCORE', 'LIMIT', 0, 1)
+    end
+    local work
+    if type(found) == 'table' and found.err then
+      work = true  -- not this node's now
+    else
+      work = (upto == '' and found == 1) or (upto ~= '' and #found > 0)
+      if work then
+        local holder = redis.call('GET', index .. ':lease')
+        work = not holder or holder == owner
+      end
+    end
+    if work then table.insert(out, i - 2) end
+  end
+  return out
+end
+
 redis.register_function('cartd_expired', expired)
 redis.register_function('cartd_abandon', abandon)
 redis.register_function('cartd_sweep', sweep)
+redis.register_function{function_name = 'cartd_groups_with_work', callback = groups_with_work,
+                        flags = {'no-writes', 'allow-cross-slot-keys'}}

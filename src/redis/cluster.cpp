@@ -411,6 +411,23 @@ void ClusterClient::command_near(std::string_view key, std::span<const std::stri
   send_to_slot(key_slot(key), args, std::move(handler));
 }
 
+std::vector<std::vector<std::size_t>> ClusterClient::by_node(
+    std::span<const std::string> keys) const {
+  std::vector<std::vector<std::size_t>> parts;
+  std::vector<const Node*> part_node;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const Node* owner = owners_[key_slot(keys[i])];
+    auto known = std::find(part_node.begin(), part_node.end(), owner);
+    if (owner == nullptr || known == part_node.end()) {
+      part_node.push_back(owner);
+      parts.push_back({i});
+    } else {
+      parts[static_cast<std::size_t>(known - part_node.begin())].push_back(i);
+    }
+  }
+  return parts;
+}
+
 void ClusterClient::send_to_slot(std::optional<std::uint16_t> slot,
                                  std::span<const std::string_view> args, ReplyHandler handler) {
   auto call = std::make_shared<Call>();

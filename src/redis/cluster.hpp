@@ -98,6 +98,7 @@ class ClusterClient final : public Commands {
   using Commands::command;
   void command_near(std::string_view key, std::span<const std::string_view> args,
                     ReplyHandler handler) override;
+  std::vector<std::vector<std::size_t>> by_node(std::span<const std::string> keys) const override;
 
   // Subscribes to `channel` on every primary, each on a connection of its own, and on
   // every node that becomes a primary later (keyspace events are per node). `before`,

@@ -35,6 +35,14 @@ class Commands {
     (void)key;
     command(args, std::move(handler));
   }
+  // Splits `keys` by the node that holds them, as this client knows the cluster now: one
+  // part per node (a standalone Redis: one part), each the positions in `keys` of that
+  // node's keys, in order. A key whose slot has no known owner gets a part of its own.
+  virtual std::vector<std::vector<std::size_t>> by_node(std::span<const std::string> keys) const {
+    std::vector<std::size_t> all(keys.size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    return {std::move(all)};
+  }
   // Safe to call from any thread.
   virtual bool ready() const = 0;
   // The loop the handlers run on (for the callers' own timers).

@@ -356,26 +356,28 @@ const functions::GroupFunction kTakeDirty{"cartd_take_dirty", keys::dirty, true,
 }  // namespace
 
 void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t batch,
-                         Callback<Swept> done, const GroupLease& lease) {
+                         Callback<Swept> each, std::function<void()> finished,
+                         const GroupLease& lease) {
   // On a cluster the rows read first are those due by this host's clock (the function
   // goes by Redis' own).
-  functions::call_group(
+  functions::call_groups(
       redis_, kSweep, groups, batch, {std::to_string(batch)}, lease,
-      [done = std::move(done)](redis::Result r) {
+      [done = std::move(each)](redis::Result r) {
         if (!r) return done(r.error());
         if (r->is_nil()) return done(Swept{});  // nothing to look at
         auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
         if (!rows || !more || !units) return done(unexpected());
         done(Swept{*rows, *units, *more == 1});
       },
-      "(" + std::to_string(epoch_ms()));
+      std::move(finished), "(" + std::to_string(epoch_ms()));
 }
 
 void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch,
-                              Callback<Dirty> done, const GroupLease& lease) {
-  functions::call_group(
+                              Callback<Dirty> each, std::function<void()> finished,
+                              const GroupLease& lease) {
+  functions::call_groups(
       redis_, kTakeDirty, groups, batch, {std::to_string(batch)}, lease,
-      [done = std::move(done)](redis::Result r) {
+      [done = std::move(each)](redis::Result r) {
         if (!r) return done(r.error());
         if (r->is_nil()) return done(Dirty{});  // nothing to look at
         auto more = r->int_at(0);
@@ -388,7 +390,8 @@ void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::siz
                                         r->int_at(i + 2).value_or(0)});
         }
         done(std::move(dirty));
-      });
+      },
+      std::move(finished));
 }
 
 void StockService::mark_dirty(const std::vector<std::string>& ids) {

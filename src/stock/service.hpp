@@ -107,8 +107,10 @@ class StockService {
     std::int64_t units = 0;  // held units returned
     bool more = false;       // a group's batch was full
   };
-  void sweep(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Swept> done,
-             const GroupLease& lease = {});
+  // `each` gets each call's answer (functions/group_call.hpp: one on a standalone Redis,
+  // one per group with work on a cluster), `finished` runs after the last.
+  void sweep(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Swept> each,
+             std::function<void()> finished, const GroupLease& lease = {});
   // The DB writer's read, for some stock groups: up to `batch` rows per group whose
   // counts changed.
   struct DirtyRow {
@@ -120,8 +122,8 @@ class StockService {
     std::vector<DirtyRow> rows;
     bool more = false;  // a group's batch was full
   };
-  void take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Dirty> done,
-                  const GroupLease& lease = {});
+  void take_dirty(const std::vector<std::uint32_t>& groups, std::size_t batch, Callback<Dirty> each,
+                  std::function<void()> finished, const GroupLease& lease = {});
   // Marks rows for the DB writer again (a write that failed); fire and forget.
   void mark_dirty(const std::vector<std::string>& inventory_ids);
 

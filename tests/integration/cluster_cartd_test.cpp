@@ -39,6 +39,19 @@ std::string line(int row, int qty) {
   return json::serialize(json::object{{"product_id", id}, {"inventory_id", id}, {"quantity", qty}});
 }
 
+// Calls of `command` (lower case) on every primary so far, nested calls from functions
+// included (INFO commandstats).
+std::int64_t calls(RedisCluster& cluster, const std::string& command) {
+  std::int64_t n = 0;
+  std::string field = "cmdstat_" + command + ":calls=";
+  for (int port : cluster.primaries()) {
+    std::string stats = cluster.command(port, {"INFO", "commandstats"}).str;
+    auto at = stats.find(field);
+    if (at != std::string::npos) n += std::stoll(stats.substr(at + field.size()));
+  }
+  return n;
+}
+
 std::int64_t available(Cartd& cartd, int row) {
   auto r = cartd.get("/v1/stock/row" + std::to_string(row));
   EXPECT_EQ(r.status, 200u) << r.body;
@@ -183,19 +196,52 @@ TEST(ClusterCartd, a_checkout_waits_for_the_replicas_of_the_nodes_it_wrote_to) {
   for (int row = 1; row < 6; ++row) {
     ASSERT_EQ(cartd.post("/add-to-cart", line(row, 1), {{"cart-session-id", sid}}).status, 200u);
   }
-  auto waits = [&] {
-    std::int64_t calls = 0;
-    for (int port : cluster.primaries()) {
-      std::string stats = cluster.command(port, {"INFO", "commandstats"}).str;
-      auto at = stats.find("cmdstat_wait:calls=");
-      if (at != std::string::npos) calls += std::stoll(stats.substr(at + 19));
-    }
-    return calls;
-  };
-  std::int64_t before = waits();  // the test cluster's own (it waits for its replicas)
+  std::int64_t before = calls(cluster, "wait");  // the test cluster's own (for its replicas)
   auto order = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k"}});
   ASSERT_EQ(order.status, 201u) << order.body;
-  EXPECT_EQ(waits() - before, 7) << "the cart's node and each of its six rows'";
+  EXPECT_EQ(calls(cluster, "wait") - before, 7) << "the cart's node and each of its six rows'";
+}
+
+// The housekeeping (the sweeper, the DB writer's read, checkout recovery) asks each node
+// which of its groups have work, one call per node a round, and reads only those groups'
+// indexes: an idle instance reads none (it read all 1024 groups' each round before).
+TEST(ClusterCartd, an_idle_instance_reads_no_groups_index_and_finds_the_work) {
+  RedisCluster cluster(3, 0);
+  Cartd cartd(cluster.url(), catalog(),
+              {"--cart-ttl", "2", "--sweep-interval-ms", "200", "--no-keyspace-events"});
+  // The DB writer's reads of the dirty sets (the probe itself tests a set with EXISTS; the
+  // sorted indexes' reads, ZRANGE, the probe uses too).
+  auto index_reads = [&] { return calls(cluster, "srandmember"); };
+  // The mirror at start marked every row for the DB writer: let it take them.
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::int64_t before = index_reads();
+        std::this_thread::sleep_for(500ms);
+        return index_reads() == before;
+      },
+      10s, 0ms));
+  std::int64_t probes = calls(cluster, "fcall");
+  std::int64_t reads = index_reads();
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_GT(calls(cluster, "fcall"), probes) << "the housekeeping runs";
+  EXPECT_EQ(index_reads(), reads);
+
+  // Work is found: the DB writer writes a hold's count, the sweeper (no expiry events
+  // here) returns it at the deadline, and the writer writes that too.
+  for (int row : {0, 4, 8}) {
+    ASSERT_EQ(cartd.post("/add-to-cart", line(row, 2)).status, 200u);
+  }
+  EXPECT_TRUE(eventually(
+      [&] { return sqlite_int(cartd.db_path(), "SELECT SUM(reserved) FROM inventory") == 6; }, 10s,
+      100ms));
+  EXPECT_GT(index_reads(), reads);
+  EXPECT_TRUE(eventually(
+      [&] { return sqlite_int(cartd.db_path(), "SELECT SUM(reserved) FROM inventory") == 0; }, 15s,
+      100ms));
+  for (int row : {0, 4, 8}) EXPECT_EQ(available(cartd, row), 5);
+  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory"), 12 * 5);
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
 }  // namespace

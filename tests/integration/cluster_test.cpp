@@ -17,6 +17,7 @@
 
 #include "functions/keys.hpp"
 #include "harness.hpp"
+#include "lua/library.hpp"
 #include "redis/cluster.hpp"
 #include "redis/slot.hpp"
 #include "redis/sync.hpp"
@@ -363,6 +364,54 @@ TEST(Cluster, expiry_events_are_heard_from_every_primary_and_after_a_failover) {
   ASSERT_TRUE(
       eventually([&] { return client.on_loop([](auto& c) { return c.subscribed(); }) == 3; }, 20s));
   expire_all(":2");
+}
+
+// cartd_groups_with_work (release.lua), the housekeeping's probe: one call to a node
+// names the indexes of many of its slots and answers which have work, reading keys of
+// several slots (allow-cross-slot-keys); a key of another node's slot is "cannot tell".
+TEST(Cluster, the_housekeeping_probe_names_the_groups_with_work_on_its_node) {
+  RedisCluster cluster(3, 0);
+  int here = cluster.ports()[0];
+  for (int port : cluster.primaries()) {
+    ASSERT_EQ(
+        cluster.command(port, {"FUNCTION", "LOAD", "REPLACE", std::string(scripts::library)}).type,
+        redis::Reply::Type::string);
+  }
+  std::vector<std::uint32_t> mine;
+  std::uint32_t elsewhere = keys::kGroups;
+  for (std::uint32_t g = 0; mine.size() < 5 || elsewhere == keys::kGroups; ++g) {
+    ASSERT_LT(g, keys::kGroups);
+    if (cluster.owner_of(redis::key_slot(keys::dirty(g))) == here) {
+      if (mine.size() < 5) mine.push_back(g);
+    } else if (elsewhere == keys::kGroups) {
+      elsewhere = g;
+    }
+  }
+  // Work, with no lease; work, another's lease; work, my lease; nothing; another node's.
+  auto dirty = [&](std::size_t i) { return keys::dirty(mine[i]); };
+  cluster.command(here, {"SADD", dirty(0), "row-a"});
+  cluster.command(here, {"SADD", dirty(1), "row-b"});
+  cluster.command(here, {"SET", keys::lease(dirty(1)), "other", "PX", "60000"});
+  cluster.command(here, {"SADD", dirty(2), "row-c"});
+  cluster.command(here, {"SET", keys::lease(dirty(2)), "me", "PX", "60000"});
+  auto probe = [&](std::string upto, std::vector<std::string> indexes) {
+    std::vector<std::string> args{"FCALL", "cartd_groups_with_work", "0", "me", std::move(upto)};
+    args.insert(args.end(), indexes.begin(), indexes.end());
+    std::vector<std::int64_t> positions;
+    redis::Reply r = cluster.command(here, args);
+    EXPECT_EQ(r.type, redis::Reply::Type::array) << r.str;
+    for (const auto& e : r.elements) positions.push_back(e.integer);
+    return positions;
+  };
+  EXPECT_EQ(probe("", {dirty(0), dirty(1), dirty(2), dirty(3), keys::dirty(elsewhere)}),
+            (std::vector<std::int64_t>{1, 3, 5}));
+
+  // A sorted index: work is a member scored up to the bound.
+  std::string due = keys::due(mine[4]);
+  cluster.command(here, {"ZADD", due, "100", "row-d"});
+  EXPECT_EQ(probe("(100", {due}), std::vector<std::int64_t>{});
+  EXPECT_EQ(probe("100", {due}), std::vector<std::int64_t>{1});
+  EXPECT_EQ(probe("+inf", {keys::due(mine[3]), due}), std::vector<std::int64_t>{2});
 }
 
 TEST(Cluster, a_cluster_that_is_down_fails_commands_at_once) {

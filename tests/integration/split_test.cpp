@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <future>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -125,14 +126,18 @@ class SplitShop {
         [&](auto& carts, auto done) { carts.checkout_abort(sid, key, attempt, rows, done); });
   }
   // Sends the sweeper's call for the group of row `inv`, as the housekeeper of an
-  // instance on a cluster does (with a lease), without waiting.
+  // instance on a cluster does (with a lease), without waiting: its answer, or nothing
+  // swept when the group had no work.
   std::future<boost::system::result<stock::StockService::Swept>> send_sweep(
       const std::string& inv) {
-    auto done = std::make_shared<std::promise<boost::system::result<stock::StockService::Swept>>>();
+    using Answer = boost::system::result<stock::StockService::Swept>;
+    auto answer = std::make_shared<std::optional<Answer>>();
+    auto done = std::make_shared<std::promise<Answer>>();
     auto future = done->get_future();
-    boost::asio::post(io_, [this, inv, done] {
+    boost::asio::post(io_, [this, inv, answer, done] {
       stock_->sweep(
-          {keys::group_of(inv)}, 500, [done](auto r) { done->set_value(std::move(r)); },
+          {keys::group_of(inv)}, 500, [answer](auto r) { *answer = std::move(r); },
+          [answer, done] { done->set_value(answer->value_or(stock::StockService::Swept{})); },
           GroupLease{"test-instance", 10s});
     });
     return future;
