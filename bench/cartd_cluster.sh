@@ -10,7 +10,8 @@
 # next two the CPU time per request of cartd and of the redis-servers (all nodes), then
 # the FCALLs per request the nodes ran (INFO commandstats: the steps of a change, and the
 # housekeeping's calls), then all the commands per request the nodes ran, those that
-# functions call included (steadier than requests/s on a busy machine).
+# functions call included (steadier than requests/s on a busy machine). A second table
+# says what an idle cartd's housekeeping costs each setup: commands a second, and CPU.
 # Usage: bench/cartd_cluster.sh CARTD_BINARY DIR SECONDS   (called by scripts/bench)
 set -euo pipefail
 cartd=$1 dir=$2 seconds=$3
@@ -107,7 +108,8 @@ ticks() {
   echo "$sum"
 }
 
-results=()
+results=() idle=()
+idle_seconds=5
 servers=() server_ports=()  # the redis-servers of the setup being measured
 measure() {  # name redis_port
   local name=$1 port=$2 http
@@ -133,6 +135,15 @@ for i in range(pool):
         sid = data["cartSessionId"]
     print(sid)
 EOF
+  # Idle: what the housekeeping alone sends (the pool's holds in place, nothing changing).
+  sleep 1
+  local i0 ic0 ir0 i1 ic1 ir1
+  i0=$(commands) ic0=$(ticks "$pid") ir0=$(ticks "${servers[@]}")
+  sleep "$idle_seconds"
+  i1=$(commands) ic1=$(ticks "$pid") ir1=$(ticks "${servers[@]}")
+  idle+=("$(awk -v n="$name" -v k=$((i1 - i0)) -v c=$((ic1 - ic0)) -v r=$((ir1 - ir0)) \
+    -v s="$idle_seconds" -v hz="$(getconf CLK_TCK)" -v info="${#server_ports[@]}" \
+    'BEGIN {printf "| %-10s | %10.0f | %9.1f | %9.1f |", n, (k - info) / s, c * 100 / hz / s, r * 100 / hz / s}')")
   local script line
   for script in add new get; do
     CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
@@ -175,3 +186,9 @@ for r in "${results[@]}"; do
     "$(sed 's/.*"errors": \([0-9]*\).*/\1/' <<<"$json")" "$(awk -v a="$base" -v b="$rps" 'BEGIN {print a / b}')" \
     "$cartd_us" "$redis_us" "$fcalls_per" "$commands_per"
 done
+
+echo
+echo "An idle cartd (the housekeeping only, for ${idle_seconds}s after the pool was made): the Redis commands a second the nodes ran (functions' own calls included), and the CPU of cartd and of the nodes, in % of a core:"
+echo "| redis      | commands/s | cartd CPU | redis CPU |"
+echo "|------------|-----------:|----------:|----------:|"
+printf '%s\n' "${idle[@]}"

@@ -312,7 +312,9 @@ void Housekeeper::sync_mirror() {
   } catch (const std::exception& e) {
     spdlog::debug("mirror sync: {}", e.what());
   }
-  mirror_rows(rows);
+  // A row's count goes to the main DB only if this changed it (a row a node lost): the
+  // rest are unchanged, and writing every row each time would load the DB for nothing.
+  mirror_rows(rows, {}, true);
   mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));
   mirror_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) sync_mirror();
@@ -358,8 +360,8 @@ void Housekeeper::arm_remirror() {
   });
 }
 
-void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows,
-                              std::function<void(bool)> done) {
+void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows, std::function<void(bool)> done,
+                              bool only_changed) {
   constexpr std::size_t kRowsPerCall = 500;
   // Every batch's answer counts toward `done`.
   struct Pending {
@@ -381,10 +383,13 @@ void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows,
     if (cluster_) {
       // Whole rows: a node that lost its data (restarted without a replica) gets its rows
       // back; on_hand is taken as carefully as the sync takes it (see mirror_on_hand).
-      stock_.mirror({first, last}, [answered](auto r) {
-        if (!r) spdlog::debug("mirror sync: {}", r.error().message());
-        answered(static_cast<bool>(r));
-      });
+      stock_.mirror(
+          {first, last},
+          [answered](auto r) {
+            if (!r) spdlog::debug("mirror sync: {}", r.error().message());
+            answered(static_cast<bool>(r));
+          },
+          only_changed);
       continue;
     }
     std::vector<db::OnHandVersion> batch;

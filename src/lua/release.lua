@@ -107,8 +107,10 @@ local function groups_with_work(keys, args)
     else
       work = (upto == '' and found == 1) or (upto ~= '' and #found > 0)
       if work then
-        local holder = redis.call('GET', index .. ':lease')
-        work = not holder or holder == owner
+        -- An error (the lease's key moved ahead of the index, in a slot being moved) is
+        -- work too: the group is looked at the usual way.
+        local holder = redis.pcall('GET', index .. ':lease')
+        work = (type(holder) == 'table' and holder.err ~= nil) or not holder or holder == owner
       end
     end
     if work then table.insert(out, i - 2) end

@@ -45,14 +45,22 @@ end
 -- older than the mirror's and no change is under way on the row, so running it twice,
 -- or late, changes nothing) and recomputes each row's reserved count from its buckets.
 -- KEYS: the rows.  ARGV: inventory_id, product_id, on_hand, version, name, price_cents,
--- max_per_cart (0: none), repeated.  Returns the number of rows mirrored. The rows may
--- span slots only on a standalone Redis; the caller marks the mirror complete
+-- max_per_cart (0: none), repeated; then, optionally, 'changed': mark a row for the DB
+-- writer only when its reserved count changed here (or the row was not here), as the
+-- periodic mirror sync of a Redis Cluster asks, which sends every row again every
+-- --mirror-sync-ms. Without it every row is marked: after a failover the main DB may
+-- hold a count of the primary that was lost.  Returns the number of rows mirrored. The
+-- rows may span slots only on a standalone Redis; the caller marks the mirror complete
 -- (cartd:mirrored) once every row is in.
 local function mirror(keys, args)
   local now = now_ms()
-  for i = 1, #args, 7 do
+  local rows = math.floor(#args / 7)
+  local only_changed = args[rows * 7 + 1] == 'changed'
+  for i = 1, rows * 7, 7 do
     local inv = args[i]
-    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', bucket_sum(inv), 'n', args[i + 4],
+    local before = only_changed and redis.call('HGET', stock_key(inv), 'r')
+    local reserved = bucket_sum(inv)
+    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', reserved, 'n', args[i + 4],
                'pc', args[i + 5])
     if args[i + 6] == '0' then
       redis.call('HDEL', stock_key(inv), 'mx')
@@ -63,10 +71,10 @@ local function mirror(keys, args)
     -- Expired buckets are dropped (and their units poured to the line) only now, against
     -- the main DB's on_hand: before, the old count could offer units the DB no longer has.
     drop_expired(inv, now, false)
-    mark_dirty(inv)
+    if not only_changed or tonumber(before) ~= reserved then mark_dirty(inv) end
     pour(inv, now)
   end
-  return #args / 7
+  return rows
 end
 
 -- The quantity of an admin hold's pending mark "admin-<request>:<quantity>".

@@ -104,7 +104,8 @@ void StockService::stock(const std::string& inventory_id, Callback<std::optional
        });
 }
 
-std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot) {
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot,
+                                     bool only_changed) {
   std::vector<std::string> args;
   args.reserve(rows.size() * 7);
   std::vector<std::string> ids = ids_of(rows);
@@ -117,6 +118,7 @@ std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool
     args.push_back(std::to_string(r.price_cents));
     args.push_back(std::to_string(r.max_per_cart));
   }
+  if (only_changed) args.push_back("changed");
   return fcall_rows("cartd_mirror", ids, std::move(args), whole_slot);
 }
 
@@ -231,12 +233,13 @@ boost::system::error_code add_integer(const std::shared_ptr<std::int64_t>& sum,
 
 }  // namespace
 
-void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done) {
+void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done,
+                          bool only_changed) {
   auto sum = std::make_shared<std::int64_t>(0);
   over_rows(
       ids_of(rows),
-      [this, &rows](const std::vector<std::size_t>& part) {
-        return mirror_args(pick(rows, part), per_group_);
+      [this, &rows, only_changed](const std::vector<std::size_t>& part) {
+        return mirror_args(pick(rows, part), per_group_, only_changed);
       },
       [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
       [sum, done](boost::system::error_code ec) {

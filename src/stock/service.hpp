@@ -82,8 +82,10 @@ class StockService {
   void watch(const std::vector<std::string>& inventory_ids,
              Callback<std::vector<std::optional<WatchedRow>>> done);
   // Mirrors rows from the main DB (absolute values; reserved recomputed from holds).
-  // Answers how many rows were mirrored.
-  void mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done);
+  // Answers how many rows were mirrored. Each row is marked for the DB writer, or, with
+  // `only_changed`, only a row whose reserved count changed here (src/lua/stock.lua).
+  void mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done,
+              bool only_changed = false);
   // Holds `quantity` units of a row for an admin change that is about to remove them
   // (hold member "admin-<request>:<quantity>"), unless fewer are available.
   void admin_hold(const std::string& inventory_id, const std::string& member, std::int64_t quantity,
@@ -150,7 +152,7 @@ boost::system::result<std::optional<StockView>> decode_stock(std::string invento
                                                              const redis::Reply& r);
 
 // The whole FCALL cartd_mirror command for rows; used by the mirror step too.
-std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows,
-                                     bool whole_slot = false);
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot = false,
+                                     bool only_changed = false);
 
 }  // namespace cartd::stock

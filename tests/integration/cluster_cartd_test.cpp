@@ -52,6 +52,24 @@ std::int64_t calls(RedisCluster& cluster, const std::string& command) {
   return n;
 }
 
+// The DB writer's reads of the dirty sets (the probe tests a set with EXISTS; the sorted
+// indexes' reads, ZRANGE, the probe makes too, so they cannot be told apart).
+std::int64_t dirty_reads(RedisCluster& cluster) {
+  return calls(cluster, "srandmember");
+}
+
+// True once the DB writer has read no dirty set for half a second (within 10 s): the
+// mirror at start marked every row, and it takes them over a few rounds.
+bool dirty_reads_stop(RedisCluster& cluster) {
+  return eventually(
+      [&] {
+        std::int64_t before = dirty_reads(cluster);
+        std::this_thread::sleep_for(500ms);
+        return dirty_reads(cluster) == before;
+      },
+      10s, 0ms);
+}
+
 std::int64_t available(Cartd& cartd, int row) {
   auto r = cartd.get("/v1/stock/row" + std::to_string(row));
   EXPECT_EQ(r.status, 200u) << r.body;
@@ -208,18 +226,10 @@ TEST(ClusterCartd, a_checkout_waits_for_the_replicas_of_the_nodes_it_wrote_to) {
 TEST(ClusterCartd, an_idle_instance_reads_no_groups_index_and_finds_the_work) {
   RedisCluster cluster(3, 0);
   Cartd cartd(cluster.url(), catalog(),
-              {"--cart-ttl", "2", "--sweep-interval-ms", "200", "--no-keyspace-events"});
-  // The DB writer's reads of the dirty sets (the probe itself tests a set with EXISTS; the
-  // sorted indexes' reads, ZRANGE, the probe uses too).
-  auto index_reads = [&] { return calls(cluster, "srandmember"); };
-  // The mirror at start marked every row for the DB writer: let it take them.
-  ASSERT_TRUE(eventually(
-      [&] {
-        std::int64_t before = index_reads();
-        std::this_thread::sleep_for(500ms);
-        return index_reads() == before;
-      },
-      10s, 0ms));
+              {"--cart-ttl", "2", "--sweep-interval-ms", "200", "--no-keyspace-events",
+               "--mirror-sync-ms", "3600000"});
+  auto index_reads = [&] { return dirty_reads(cluster); };
+  ASSERT_TRUE(dirty_reads_stop(cluster));
   std::int64_t probes = calls(cluster, "fcall");
   std::int64_t reads = index_reads();
   std::this_thread::sleep_for(1500ms);
@@ -227,7 +237,8 @@ TEST(ClusterCartd, an_idle_instance_reads_no_groups_index_and_finds_the_work) {
   EXPECT_EQ(index_reads(), reads);
 
   // Work is found: the DB writer writes a hold's count, the sweeper (no expiry events
-  // here) returns it at the deadline, and the writer writes that too.
+  // here, and no mirror sync to drop expired buckets) returns it at the deadline, and the
+  // writer writes that too.
   for (int row : {0, 4, 8}) {
     ASSERT_EQ(cartd.post("/add-to-cart", line(row, 2)).status, 200u);
   }
@@ -242,6 +253,41 @@ TEST(ClusterCartd, an_idle_instance_reads_no_groups_index_and_finds_the_work) {
   EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory"), 12 * 5);
   auto check = cartd.check();
   EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+// The mirror sync sends every row to its node every --mirror-sync-ms; a row is marked for
+// the DB writer only when that changed its reserved count (a row its node lost), not
+// every row every time (which wrote every row to the main DB each round).
+TEST(ClusterCartd, the_mirror_sync_marks_for_the_db_only_the_rows_it_changed) {
+  RedisCluster cluster(3, 0);
+  Cartd cartd(cluster.url(), catalog(), {"--mirror-sync-ms", "300"});
+  ASSERT_EQ(cartd.post("/add-to-cart", line(0, 2)).status, 200u);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sqlite_int(cartd.db_path(),
+                          "SELECT reserved FROM inventory WHERE inventory_id='row0'") == 2;
+      },
+      10s, 100ms));
+  EXPECT_TRUE(dirty_reads_stop(cluster)) << "the sync marks rows it did not change";
+
+  // A row its node lost (held units on it included) comes back, and its count with it.
+  std::string key = keys::stock("row0");
+  int node = cluster.owner_of(redis::key_slot(key));
+  ASSERT_EQ(cluster.command(node, {"DEL", key}).integer, 1);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return cluster.command(node, {"HGET", key, "oh"}).str == "5";
+      },
+      10s, 100ms));
+  EXPECT_TRUE(eventually(
+      [&] {
+        return sqlite_int(cartd.db_path(),
+                          "SELECT reserved FROM inventory WHERE inventory_id='row0'") == 0;
+      },
+      10s, 100ms))
+      << "the lost holds' count reaches the main DB";
+  EXPECT_EQ(available(cartd, 0), 5);
+  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory"), 12 * 5);
 }
 
 }  // namespace
