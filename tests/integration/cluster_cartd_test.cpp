@@ -58,7 +58,7 @@ std::int64_t dirty_reads(RedisCluster& cluster) {
   return calls(cluster, "srandmember");
 }
 
-// True once the DB writer has read no dirty set for half a second (within 10 s): the
+// True once the DB writer has read no dirty set for half a second (within 20 s): the
 // mirror at start marked every row, and it takes them over a few rounds.
 bool dirty_reads_stop(RedisCluster& cluster) {
   return eventually(
@@ -67,7 +67,7 @@ bool dirty_reads_stop(RedisCluster& cluster) {
         std::this_thread::sleep_for(500ms);
         return dirty_reads(cluster) == before;
       },
-      10s, 0ms);
+      20s, 0ms);
 }
 
 std::int64_t available(Cartd& cartd, int row) {
@@ -261,14 +261,13 @@ TEST(ClusterCartd, an_idle_instance_reads_no_groups_index_and_finds_the_work) {
 TEST(ClusterCartd, the_mirror_sync_marks_for_the_db_only_the_rows_it_changed) {
   RedisCluster cluster(3, 0);
   Cartd cartd(cluster.url(), catalog(), {"--mirror-sync-ms", "300"});
+  auto reserved = [&] {
+    return sqlite_int(cartd.db_path(), "SELECT reserved FROM inventory WHERE inventory_id='row0'");
+  };
   ASSERT_EQ(cartd.post("/add-to-cart", line(0, 2)).status, 200u);
-  EXPECT_TRUE(eventually(
-      [&] {
-        return sqlite_int(cartd.db_path(),
-                          "SELECT reserved FROM inventory WHERE inventory_id='row0'") == 2;
-      },
-      10s, 100ms));
-  EXPECT_TRUE(dirty_reads_stop(cluster)) << "the sync marks rows it did not change";
+  EXPECT_TRUE(eventually([&] { return reserved() == 2; }, 10s, 100ms)) << cartd.log();
+  EXPECT_TRUE(dirty_reads_stop(cluster)) << "the sync marks rows it did not change\n"
+                                         << cartd.log();
 
   // A row its node lost (held units on it included) comes back, and its count with it.
   std::string key = keys::stock("row0");
@@ -278,14 +277,11 @@ TEST(ClusterCartd, the_mirror_sync_marks_for_the_db_only_the_rows_it_changed) {
       [&] {
         return cluster.command(node, {"HGET", key, "oh"}).str == "5";
       },
-      10s, 100ms));
-  EXPECT_TRUE(eventually(
-      [&] {
-        return sqlite_int(cartd.db_path(),
-                          "SELECT reserved FROM inventory WHERE inventory_id='row0'") == 0;
-      },
       10s, 100ms))
-      << "the lost holds' count reaches the main DB";
+      << cartd.log();
+  EXPECT_TRUE(eventually([&] { return reserved() == 0; }, 10s, 100ms))
+      << "the lost holds' count reaches the main DB\n"
+      << cartd.log();
   EXPECT_EQ(available(cartd, 0), 5);
   EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory"), 12 * 5);
 }
