@@ -312,8 +312,8 @@ void Housekeeper::sync_mirror() {
   } catch (const std::exception& e) {
     spdlog::debug("mirror sync: {}", e.what());
   }
-  // A row's count goes to the main DB only if this changed it (a row a node lost): the
-  // rest are unchanged, and writing every row each time would load the DB for nothing.
+  // A row's count goes to the main DB again only if it differs from the DB's (a row a
+  // node lost, a DB write that was lost), not every row each round.
   mirror_rows(rows, {}, true);
   mirror_timer_.expires_after(std::chrono::milliseconds(config_.mirror_sync_ms));
   mirror_timer_.async_wait([this](boost::system::error_code ec) {
@@ -361,7 +361,7 @@ void Housekeeper::arm_remirror() {
 }
 
 void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows, std::function<void(bool)> done,
-                              bool only_changed) {
+                              bool against_db) {
   constexpr std::size_t kRowsPerCall = 500;
   // Every batch's answer counts toward `done`.
   struct Pending {
@@ -389,7 +389,7 @@ void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows, std::functi
             if (!r) spdlog::debug("mirror sync: {}", r.error().message());
             answered(static_cast<bool>(r));
           },
-          only_changed);
+          against_db);
       continue;
     }
     std::vector<db::OnHandVersion> batch;

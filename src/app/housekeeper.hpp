@@ -70,10 +70,10 @@ class Housekeeper {
   void sync_mirror();
   // Writes rows (whole, on_hand taken carefully) from the main DB into Redis, in batches.
   // `done` (optional) runs once every batch has answered: true if all were written. On a
-  // cluster every row is marked for the DB writer, or with `only_changed` (the periodic
-  // sync) only a row whose reserved count changed (StockService::mirror).
+  // cluster every row is marked for the DB writer, or when `against_db` (the periodic
+  // sync) only a row whose live count differs from the main DB's (StockService::mirror).
   void mirror_rows(const std::vector<db::StockRow>& rows, std::function<void(bool)> done = {},
-                   bool only_changed = false);
+                   bool against_db = false);
   // On a cluster: the rows of slots whose owner changed (a failover may have lost the
   // last on_hand writes; a moved slot is whole again) are mirrored again soon after,
   // the changes of a moment (a reshard moves many slots) gathered into one pass.

@@ -45,22 +45,20 @@ end
 -- older than the mirror's and no change is under way on the row, so running it twice,
 -- or late, changes nothing) and recomputes each row's reserved count from its buckets.
 -- KEYS: the rows.  ARGV: inventory_id, product_id, on_hand, version, name, price_cents,
--- max_per_cart (0: none), repeated; then, optionally, 'changed': mark a row for the DB
--- writer only when its reserved count changed here (or the row was not here), as the
--- periodic mirror sync of a Redis Cluster asks, which sends every row again every
--- --mirror-sync-ms. Without it every row is marked: after a failover the main DB may
--- hold a count of the primary that was lost.  Returns the number of rows mirrored. The
--- rows may span slots only on a standalone Redis; the caller marks the mirror complete
--- (cartd:mirrored) once every row is in.
-local function mirror(keys, args)
+-- max_per_cart (0: none), repeated.  Marks every row for the DB writer (after a failover
+-- the main DB may hold a count of the primary that was lost).  Returns the number of rows
+-- mirrored. The rows may span slots only on a standalone Redis; the caller marks the
+-- mirror complete (cartd:mirrored) once every row is in.
+--
+-- cartd_mirror_sync: the same, for the periodic mirror sync of a Redis Cluster, which
+-- sends every row again every --mirror-sync-ms: each row's arguments end with the main
+-- DB's reserved count, and a row is marked for the DB writer only when its live count
+-- differs from it (a row a node lost, a DB write that was lost), not every row each time.
+local function mirror_rows(args, per_row)
   local now = now_ms()
-  local rows = math.floor(#args / 7)
-  local only_changed = args[rows * 7 + 1] == 'changed'
-  for i = 1, rows * 7, 7 do
+  for i = 1, #args, per_row do
     local inv = args[i]
-    local before = only_changed and redis.call('HGET', stock_key(inv), 'r')
-    local reserved = bucket_sum(inv)
-    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', reserved, 'n', args[i + 4],
+    redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', bucket_sum(inv), 'n', args[i + 4],
                'pc', args[i + 5])
     if args[i + 6] == '0' then
       redis.call('HDEL', stock_key(inv), 'mx')
@@ -71,11 +69,16 @@ local function mirror(keys, args)
     -- Expired buckets are dropped (and their units poured to the line) only now, against
     -- the main DB's on_hand: before, the old count could offer units the DB no longer has.
     drop_expired(inv, now, false)
-    if not only_changed or tonumber(before) ~= reserved then mark_dirty(inv) end
+    if per_row == 7 or
+        tonumber(redis.call('HGET', stock_key(inv), 'r')) ~= tonumber(args[i + 7]) then
+      mark_dirty(inv)
+    end
     pour(inv, now)
   end
-  return rows
+  return math.floor(#args / per_row)
 end
+local function mirror(keys, args) return mirror_rows(args, 7) end
+local function mirror_sync(keys, args) return mirror_rows(args, 8) end
 
 -- The quantity of an admin hold's pending mark "admin-<request>:<quantity>".
 local function admin_hold_quantity(member)
@@ -228,6 +231,7 @@ end
 
 redis.register_function{function_name = 'cartd_stock', callback = stock}
 redis.register_function('cartd_mirror', mirror)
+redis.register_function('cartd_mirror_sync', mirror_sync)
 redis.register_function('cartd_admin_hold', admin_hold)
 redis.register_function('cartd_apply_on_hand', apply_on_hand)
 redis.register_function('cartd_sync_on_hand', sync_on_hand)

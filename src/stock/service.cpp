@@ -105,9 +105,9 @@ void StockService::stock(const std::string& inventory_id, Callback<std::optional
 }
 
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot,
-                                     bool only_changed) {
+                                     bool against_db) {
   std::vector<std::string> args;
-  args.reserve(rows.size() * 7);
+  args.reserve(rows.size() * 8);
   std::vector<std::string> ids = ids_of(rows);
   for (const db::StockRow& r : rows) {
     args.push_back(r.inventory_id);
@@ -117,9 +117,10 @@ std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool
     args.push_back(r.name);
     args.push_back(std::to_string(r.price_cents));
     args.push_back(std::to_string(r.max_per_cart));
+    if (against_db) args.push_back(std::to_string(r.reserved));
   }
-  if (only_changed) args.push_back("changed");
-  return fcall_rows("cartd_mirror", ids, std::move(args), whole_slot);
+  return fcall_rows(against_db ? "cartd_mirror_sync" : "cartd_mirror", ids, std::move(args),
+                    whole_slot);
 }
 
 namespace {
@@ -234,12 +235,12 @@ boost::system::error_code add_integer(const std::shared_ptr<std::int64_t>& sum,
 }  // namespace
 
 void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done,
-                          bool only_changed) {
+                          bool against_db) {
   auto sum = std::make_shared<std::int64_t>(0);
   over_rows(
       ids_of(rows),
-      [this, &rows, only_changed](const std::vector<std::size_t>& part) {
-        return mirror_args(pick(rows, part), per_group_, only_changed);
+      [this, &rows, against_db](const std::vector<std::size_t>& part) {
+        return mirror_args(pick(rows, part), per_group_, against_db);
       },
       [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
       [sum, done](boost::system::error_code ec) {

@@ -82,10 +82,11 @@ class StockService {
   void watch(const std::vector<std::string>& inventory_ids,
              Callback<std::vector<std::optional<WatchedRow>>> done);
   // Mirrors rows from the main DB (absolute values; reserved recomputed from holds).
-  // Answers how many rows were mirrored. Each row is marked for the DB writer, or, with
-  // `only_changed`, only a row whose reserved count changed here (src/lua/stock.lua).
+  // Answers how many rows were mirrored. Each row is marked for the DB writer, or, when
+  // `against_db`, only a row whose live reserved count differs from the main DB's as
+  // `rows` give it (cartd_mirror_sync, src/lua/stock.lua).
   void mirror(const std::vector<db::StockRow>& rows, Callback<std::int64_t> done,
-              bool only_changed = false);
+              bool against_db = false);
   // Holds `quantity` units of a row for an admin change that is about to remove them
   // (hold member "admin-<request>:<quantity>"), unless fewer are available.
   void admin_hold(const std::string& inventory_id, const std::string& member, std::int64_t quantity,
@@ -151,8 +152,9 @@ inline constexpr std::string_view kAdminHoldPrefix = "admin-";
 boost::system::result<std::optional<StockView>> decode_stock(std::string inventory_id,
                                                              const redis::Reply& r);
 
-// The whole FCALL cartd_mirror command for rows; used by the mirror step too.
+// The whole FCALL cartd_mirror (against_db: cartd_mirror_sync) command for rows; used by
+// the mirror step too.
 std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot = false,
-                                     bool only_changed = false);
+                                     bool against_db = false);
 
 }  // namespace cartd::stock
