@@ -418,7 +418,7 @@ std::vector<std::vector<std::size_t>> ClusterClient::by_node(
   for (std::size_t i = 0; i < keys.size(); ++i) {
     const Node* owner = owners_[key_slot(keys[i])];
     auto known = std::find(part_node.begin(), part_node.end(), owner);
-    if (owner == nullptr || known == part_node.end()) {
+    if (known == part_node.end()) {
       part_node.push_back(owner);
       parts.push_back({i});
     } else {

@@ -37,7 +37,8 @@ class Commands {
   }
   // Splits `keys` by the node that holds them, as this client knows the cluster now: one
   // part per node (a standalone Redis: one part), each the positions in `keys` of that
-  // node's keys, in order. A key whose slot has no known owner gets a part of its own.
+  // node's keys, in order. Keys whose slot has no known owner share a part (a command
+  // sent near them fails at once, as to a node that is down).
   virtual std::vector<std::vector<std::size_t>> by_node(std::span<const std::string> keys) const {
     std::vector<std::size_t> all(keys.size());
     for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
