@@ -4,6 +4,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <numeric>
 
 #include "base/session_id.hpp"
 #include "checkout/recovery.hpp"
@@ -37,7 +38,7 @@ std::string merge_event_flags(std::string current) {
 const std::vector<std::uint32_t>& all_groups() {
   static const std::vector<std::uint32_t> groups = [] {
     std::vector<std::uint32_t> g(keys::kGroups);
-    for (std::uint32_t i = 0; i < keys::kGroups; ++i) g[i] = i;
+    std::iota(g.begin(), g.end(), std::uint32_t{0});
     return g;
   }();
   return groups;

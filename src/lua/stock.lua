@@ -54,8 +54,9 @@ end
 -- sends every row again every --mirror-sync-ms: each row's arguments end with the main
 -- DB's reserved count, and a row is marked for the DB writer only when its live count
 -- differs from it (a row a node lost, a DB write that was lost), not every row each time.
-local function mirror_rows(args, per_row)
+local function mirror_rows(args, against_db)
   local now = now_ms()
+  local per_row = against_db and 8 or 7
   for i = 1, #args, per_row do
     local inv = args[i]
     redis.call('HSET', stock_key(inv), 'p', args[i + 1], 'r', bucket_sum(inv), 'n', args[i + 4],
@@ -69,7 +70,7 @@ local function mirror_rows(args, per_row)
     -- Expired buckets are dropped (and their units poured to the line) only now, against
     -- the main DB's on_hand: before, the old count could offer units the DB no longer has.
     drop_expired(inv, now, false)
-    if per_row == 7 or
+    if not against_db or
         tonumber(redis.call('HGET', stock_key(inv), 'r')) ~= tonumber(args[i + 7]) then
       mark_dirty(inv)
     end
@@ -77,8 +78,8 @@ local function mirror_rows(args, per_row)
   end
   return math.floor(#args / per_row)
 end
-local function mirror(keys, args) return mirror_rows(args, 7) end
-local function mirror_sync(keys, args) return mirror_rows(args, 8) end
+local function mirror(keys, args) return mirror_rows(args, false) end
+local function mirror_sync(keys, args) return mirror_rows(args, true) end
 
 -- The quantity of an admin hold's pending mark "admin-<request>:<quantity>".
 local function admin_hold_quantity(member)

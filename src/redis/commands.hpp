@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <initializer_list>
+#include <numeric>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,7 +42,7 @@ class Commands {
   // sent near them fails at once, as to a node that is down).
   virtual std::vector<std::vector<std::size_t>> by_node(std::span<const std::string> keys) const {
     std::vector<std::size_t> all(keys.size());
-    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    std::iota(all.begin(), all.end(), std::size_t{0});
     return {std::move(all)};
   }
   // Safe to call from any thread.

@@ -39,23 +39,10 @@ std::string line(int row, int qty) {
   return json::serialize(json::object{{"product_id", id}, {"inventory_id", id}, {"quantity", qty}});
 }
 
-// Calls of `command` (lower case) on every primary so far, nested calls from functions
-// included (INFO commandstats).
-std::int64_t calls(RedisCluster& cluster, const std::string& command) {
-  std::int64_t n = 0;
-  std::string field = "cmdstat_" + command + ":calls=";
-  for (int port : cluster.primaries()) {
-    std::string stats = cluster.command(port, {"INFO", "commandstats"}).str;
-    auto at = stats.find(field);
-    if (at != std::string::npos) n += std::stoll(stats.substr(at + field.size()));
-  }
-  return n;
-}
-
 // The DB writer's reads of the dirty sets (the probe tests a set with EXISTS; the sorted
 // indexes' reads, ZRANGE, the probe makes too, so they cannot be told apart).
 std::int64_t dirty_reads(RedisCluster& cluster) {
-  return calls(cluster, "srandmember");
+  return cluster.calls("srandmember");
 }
 
 // True once the DB writer has read no dirty set for half a second (within 20 s): the
@@ -231,10 +218,10 @@ TEST(ClusterCartd, a_checkout_waits_for_the_replicas_of_the_nodes_it_wrote_to) {
   for (int row = 1; row < 6; ++row) {
     ASSERT_EQ(cartd.post("/add-to-cart", line(row, 1), {{"cart-session-id", sid}}).status, 200u);
   }
-  std::int64_t before = calls(cluster, "wait");  // the test cluster's own (for its replicas)
+  std::int64_t before = cluster.calls("wait");  // the test cluster's own (for its replicas)
   auto order = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k"}});
   ASSERT_EQ(order.status, 201u) << order.body;
-  EXPECT_EQ(calls(cluster, "wait") - before, 7) << "the cart's node and each of its six rows'";
+  EXPECT_EQ(cluster.calls("wait") - before, 7) << "the cart's node and each of its six rows'";
 }
 
 // The housekeeping (the sweeper, the DB writer's read, checkout recovery) asks each node
@@ -247,10 +234,10 @@ TEST(ClusterCartd, an_idle_instance_reads_no_groups_index_and_finds_the_work) {
                "--mirror-sync-ms", "3600000"});
   auto index_reads = [&] { return dirty_reads(cluster); };
   ASSERT_TRUE(dirty_reads_stop(cluster));
-  std::int64_t probes = calls(cluster, "fcall");
+  std::int64_t probes = cluster.calls("fcall");
   std::int64_t reads = index_reads();
   std::this_thread::sleep_for(1500ms);
-  EXPECT_GT(calls(cluster, "fcall"), probes) << "the housekeeping runs";
+  EXPECT_GT(cluster.calls("fcall"), probes) << "the housekeeping runs";
   EXPECT_EQ(index_reads(), reads);
 
   // Work is found: the DB writer writes a hold's count, the sweeper (no expiry events

@@ -335,6 +335,14 @@ bool RedisCluster::failover(int replica, std::chrono::milliseconds timeout) {
       timeout, 1000ms);
 }
 
+std::int64_t RedisCluster::calls(const std::string& name) {
+  std::int64_t n = 0;
+  for (int port : primaries()) {
+    n += RedisServer::calls_in(command(port, {"INFO", "commandstats"}).str, name);
+  }
+  return n;
+}
+
 std::int64_t RedisCluster::checkouts_in_progress() {
   std::int64_t n = 0;
   for (int port : primaries()) {
@@ -479,11 +487,14 @@ std::int64_t RedisReads<Self>::checkouts_in_progress() {
   return n;
 }
 
+std::int64_t RedisServer::calls_in(const std::string& commandstats, const std::string& command) {
+  const std::string field = "cmdstat_" + command + ":calls=";
+  auto at = commandstats.find(field);
+  return at == std::string::npos ? 0 : std::stoll(commandstats.substr(at + field.size()));
+}
+
 std::int64_t RedisServer::fcalls() {
-  const std::string field = "cmdstat_fcall:calls=";
-  auto info = command({"INFO", "commandstats"}).str;
-  auto at = info.find(field);
-  return at == std::string::npos ? 0 : std::stoll(info.substr(at + field.size()));
+  return calls_in(command({"INFO", "commandstats"}).str, "fcall");
 }
 
 template <typename Self>

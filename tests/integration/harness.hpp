@@ -113,6 +113,8 @@ class RedisServer : public RedisReads<RedisServer> {
   redis::Reply command(const std::vector<std::string>& args);
   // FCALLs this server has run so far (INFO commandstats).
   std::int64_t fcalls();
+  // What INFO commandstats says of `command` (lower case): its calls so far.
+  static std::int64_t calls_in(const std::string& commandstats, const std::string& command);
 
  private:
   void connect();
@@ -164,6 +166,9 @@ class RedisCluster {
   bool failover(int replica, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // Checkouts in progress, over every primary's cart groups.
   std::int64_t checkouts_in_progress();
+  // Calls of `command` (lower case) on every primary so far, the calls functions make
+  // included (INFO commandstats).
+  std::int64_t calls(const std::string& command);
 
  private:
   struct Node {
