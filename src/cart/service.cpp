@@ -12,33 +12,38 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include "base/clock.hpp"
+#include "cart/replies.hpp"
 #include "cart/split.hpp"
 #include "functions/group_call.hpp"
 #include "functions/keys.hpp"
 #include "redis/commands.hpp"
 
 namespace cartd::cart {
-namespace {
 
-using Kind = SetLineOutcome::Kind;
-using Type = redis::Reply::Type;
-
-boost::system::error_code unexpected(const redis::Reply& r) {
+boost::system::error_code replies::unexpected(const redis::Reply& r) {
   spdlog::error("redis: unexpected reply: {}", r.is_error() ? r.str : "wrong shape");
   return ReplyErrc::unexpected_reply;
 }
+
+Missing replies::missing_from(std::string_view s) {
+  if (s == "expired") return Missing::expired;
+  if (s == "checked_out") return Missing::checked_out;
+  return Missing::unknown;
+}
+
+namespace {
+
+using replies::missing_from;
+using replies::unexpected;
+
+using Kind = SetLineOutcome::Kind;
+using Type = redis::Reply::Type;
 
 // Unwraps a transport result, then decodes it.
 template <typename T, typename Decode>
 void finish(redis::Result r, const Callback<T>& done, Decode decode) {
   if (!r) return done(boost::system::result<T>(boost::system::in_place_error, r.error()));
   done(decode(*r));
-}
-
-Missing missing_from(std::string_view s) {
-  if (s == "expired") return Missing::expired;
-  if (s == "checked_out") return Missing::checked_out;
-  return Missing::unknown;
 }
 
 // Fields of a cart hash that are not lines (src/lua/holds.lua).

@@ -11,7 +11,7 @@ namespace {
 
 constexpr std::int64_t kSchemaLock = 0x63617274;  // "cart": serializes CREATE TABLE
 
-constexpr const char* kSchema = R"sql(
+constexpr const char* kPgSchema = R"sql(
 CREATE TABLE IF NOT EXISTS inventory (
   inventory_id TEXT PRIMARY KEY,
   product_id   TEXT NOT NULL,
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS order_lines (
 );
 )sql";
 
-constexpr SqlDialect kDialect{
+constexpr SqlDialect kPgDialect{
     "BEGIN", "now()", "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
     " FOR UPDATE"};
 
@@ -78,7 +78,7 @@ class PgConnection final : public SqlConnection {
     if (schema_complete() && has_max_per_cart()) return;
     execute("SELECT pg_advisory_lock(?)", {kSchemaLock});
     std::string schema =
-        std::string(kSchema) + shared_schema("BIGSERIAL", "BIGINT", "TIMESTAMPTZ", "now()");
+        std::string(kPgSchema) + shared_schema("BIGSERIAL", "BIGINT", "TIMESTAMPTZ", "now()");
     check(Result(PQexec(conn_, schema.c_str()), PQclear));  // several statements: no parameters
     execute("SELECT pg_advisory_unlock(?)", {kSchemaLock});
   }
@@ -159,7 +159,7 @@ class PgConnection final : public SqlConnection {
 }  // namespace
 
 std::unique_ptr<Store> open_postgres_store(const std::string& url, int statement_timeout_ms) {
-  return make_sql_store(std::make_unique<PgConnection>(url, statement_timeout_ms), kDialect);
+  return make_sql_store(std::make_unique<PgConnection>(url, statement_timeout_ms), kPgDialect);
 }
 
 }  // namespace cartd::db

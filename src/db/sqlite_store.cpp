@@ -11,7 +11,7 @@
 namespace cartd::db {
 namespace {
 
-constexpr const char* kSchema = R"sql(
+constexpr const char* kSqliteSchema = R"sql(
 CREATE TABLE IF NOT EXISTS inventory (
   inventory_id TEXT PRIMARY KEY,
   product_id   TEXT NOT NULL,
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS order_lines (
 
 // BEGIN IMMEDIATE takes the write lock at once, so no row lock is needed after it.
 constexpr const char* kNow = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
-constexpr SqlDialect kDialect{"BEGIN IMMEDIATE", kNow, "created_at", ""};
+constexpr SqlDialect kSqliteDialect{"BEGIN IMMEDIATE", kNow, "created_at", ""};
 
 class SqliteConnection final : public SqlConnection {
  public:
@@ -91,7 +91,7 @@ class SqliteConnection final : public SqlConnection {
     }
     write_transaction([&] {
       if (has_schema()) return;
-      script(kSchema);
+      script(kSqliteSchema);
       // A main DB from before row versions or per-cart limits gets the columns.
       if (!has_column("version")) {
         script("ALTER TABLE inventory ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
@@ -229,7 +229,7 @@ class SqliteConnection final : public SqlConnection {
 }  // namespace
 
 std::unique_ptr<Store> open_sqlite_store(const std::string& path, int statement_timeout_ms) {
-  return make_sql_store(std::make_unique<SqliteConnection>(path, statement_timeout_ms), kDialect);
+  return make_sql_store(std::make_unique<SqliteConnection>(path, statement_timeout_ms), kSqliteDialect);
 }
 
 }  // namespace cartd::db

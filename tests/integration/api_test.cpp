@@ -13,7 +13,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace api_test {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -520,5 +520,5 @@ TEST(Cors, pages_of_an_allowed_origin_may_call_the_api) {
 INSTANTIATE_TEST_SUITE_P(Redis, Api, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
 INSTANTIATE_TEST_SUITE_P(Redis, ApiSmallCarts, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
 
-}  // namespace
+}  // namespace api_test
 }  // namespace cartd::test

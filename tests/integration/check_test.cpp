@@ -8,7 +8,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace check_test {
 
 constexpr const char* kCatalog = R"json([
   {"inventory_id": "mug", "product_id": "mug", "name": "Mug", "price_cents": 1500, "on_hand": 10},
@@ -132,5 +132,5 @@ TEST(Check, a_malformed_redis_url_is_refused_without_showing_its_password) {
   }
 }
 
-}  // namespace
+}  // namespace check_test
 }  // namespace cartd::test

@@ -13,7 +13,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace classic_routes_test {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -366,5 +366,5 @@ TEST(Shutdown, a_request_under_way_finishes_before_cartd_exits) {
   EXPECT_EQ(std::stoll(redis.command({"HGET", keys::stock("mug"), "r"}).str), 1);
 }
 
-}  // namespace
+}  // namespace classic_routes_test
 }  // namespace cartd::test

@@ -13,7 +13,7 @@
 #include "redis/slot.hpp"
 
 namespace cartd::test {
-namespace {
+namespace cluster_cartd_test {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -295,5 +295,5 @@ TEST(ClusterCartd, the_mirror_sync_marks_for_the_db_only_the_rows_that_differ) {
   EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory"), 12 * 5);
 }
 
-}  // namespace
+}  // namespace cluster_cartd_test
 }  // namespace cartd::test

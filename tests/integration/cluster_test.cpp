@@ -23,7 +23,7 @@
 #include "redis/sync.hpp"
 
 namespace cartd::test {
-namespace {
+namespace cluster_test {
 
 using namespace std::chrono_literals;
 
@@ -441,5 +441,5 @@ TEST(Cluster, a_cluster_that_is_down_fails_commands_at_once) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 1000ms);
 }
 
-}  // namespace
+}  // namespace cluster_test
 }  // namespace cartd::test

@@ -10,7 +10,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace expiry_test {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -268,5 +268,5 @@ TEST_P(Expiry, any_interleaving_of_changes_expiries_and_restarts_leaks_nothing) 
 
 INSTANTIATE_TEST_SUITE_P(Redis, Expiry, ::testing::ValuesIn(kRedisKinds), redis_kind_name);
 
-}  // namespace
+}  // namespace expiry_test
 }  // namespace cartd::test

@@ -10,7 +10,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace flash_test {
 
 using namespace std::chrono_literals;
 
@@ -617,5 +617,5 @@ INSTANTIATE_TEST_SUITE_P(Redis, Waitlist, ::testing::ValuesIn(kRedisKinds), redi
 
 }  // namespace waitlist
 
-}  // namespace
+}  // namespace flash_test
 }  // namespace cartd::test

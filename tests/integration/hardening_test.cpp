@@ -16,7 +16,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace hardening_test {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -399,5 +399,5 @@ TEST(Ledger, check_finds_drift_that_redis_and_the_db_agree_on) {
       << check.output;
 }
 
-}  // namespace
+}  // namespace hardening_test
 }  // namespace cartd::test

@@ -15,7 +15,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace http_server_test {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -370,5 +370,5 @@ TEST(ConnectionLimits, the_soft_open_file_limit_is_raised_to_the_hard_one) {
       << cartd.log();
 }
 
-}  // namespace
+}  // namespace http_server_test
 }  // namespace cartd::test

@@ -9,7 +9,7 @@
 #include "lua/library.hpp"
 
 namespace cartd::test {
-namespace {
+namespace lua_test {
 
 using namespace std::chrono_literals;
 
@@ -542,5 +542,5 @@ TEST_F(LuaFunctions, a_group_lease_lets_one_instance_work_a_group_at_a_time) {
   EXPECT_EQ(call("cartd_take_dirty", {dirty}, {"100"}).elements.size(), 4u);
 }
 
-}  // namespace
+}  // namespace lua_test
 }  // namespace cartd::test

@@ -9,7 +9,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace metrics_test {
 
 using namespace std::chrono_literals;
 
@@ -194,5 +194,5 @@ TEST(Metrics, redis_up_falls_to_zero_while_redis_is_down) {
   EXPECT_TRUE(eventually([&] { return scrape(cartd)["cartd_redis_up"] == 1; }, 5s));
 }
 
-}  // namespace
+}  // namespace metrics_test
 }  // namespace cartd::test

@@ -19,7 +19,7 @@
 #include "http/reply.hpp"
 
 namespace cartd::test {
-namespace {
+namespace migrate_test {
 
 using namespace std::chrono_literals;
 namespace json = boost::json;
@@ -566,5 +566,5 @@ TEST(Migrate, a_checkout_whose_cart_expired_is_still_recovered) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-}  // namespace
+}  // namespace migrate_test
 }  // namespace cartd::test

@@ -18,7 +18,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace openapi_test {
 
 namespace json = boost::json;
 constexpr const char* kToken = "openapi-token";
@@ -342,5 +342,5 @@ TEST_F(OpenApi, documented_error_statuses_are_answered_as_documented) {
   }
 }
 
-}  // namespace
+}  // namespace openapi_test
 }  // namespace cartd::test

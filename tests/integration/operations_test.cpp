@@ -12,7 +12,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace operations_test {
 
 using namespace std::chrono_literals;
 
@@ -295,5 +295,5 @@ TEST(Flags, a_currency_is_three_upper_case_letters) {
   }
 }
 
-}  // namespace
+}  // namespace operations_test
 }  // namespace cartd::test

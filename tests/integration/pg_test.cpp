@@ -10,7 +10,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace pg_test {
 
 using namespace std::chrono_literals;
 namespace json = boost::json;
@@ -179,5 +179,5 @@ TEST_F(Postgres, a_waitlist_drop_accounts_for_every_unit) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-}  // namespace
+}  // namespace pg_test
 }  // namespace cartd::test

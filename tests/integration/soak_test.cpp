@@ -27,7 +27,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace soak_test {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
@@ -1135,5 +1135,5 @@ TEST(SoakFindings, cartd_check_does_not_stall_readers_of_the_main_db) {
   check.join();
 }
 
-}  // namespace
+}  // namespace soak_test
 }  // namespace cartd::test

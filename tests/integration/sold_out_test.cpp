@@ -7,7 +7,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace sold_out_test {
 
 using namespace std::chrono_literals;
 
@@ -74,5 +74,5 @@ TEST(SoldOut, units_that_come_back_are_offered_again_when_the_memory_lapses) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
-}  // namespace
+}  // namespace sold_out_test
 }  // namespace cartd::test

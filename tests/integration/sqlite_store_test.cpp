@@ -11,7 +11,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace sqlite_store_test {
 
 // SQLite answers "database is locked" at once, without waiting for the busy timeout,
 // where waiting could deadlock (a reader that wants to write while another writes), so
@@ -54,5 +54,5 @@ TEST(SqliteStore, connections_opening_a_new_file_together_all_succeed) {
   }
 }
 
-}  // namespace
+}  // namespace sqlite_store_test
 }  // namespace cartd::test

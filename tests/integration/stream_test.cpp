@@ -10,7 +10,7 @@
 #include "harness.hpp"
 
 namespace cartd::test {
-namespace {
+namespace stream_test {
 
 using namespace std::chrono_literals;
 
@@ -200,5 +200,5 @@ TEST(Stream, a_head_request_opens_no_stream) {
   EXPECT_EQ(gauge(cartd, "cartd_stream_rows_watched"), 0);
 }
 
-}  // namespace
+}  // namespace stream_test
 }  // namespace cartd::test
