@@ -70,7 +70,6 @@ cart::CartSettings cart_settings(const Config& config, redis::Mode mode) {
                        std::chrono::milliseconds(config.sold_out_memory_ms),
                        std::chrono::seconds(config.offer_window_seconds)};
   s.split_lines = mode == redis::Mode::cluster;
-  s.steps_together = s.split_lines;
   s.checkout_wait_replicas = config.checkout_wait_replicas;
   s.checkout_wait = std::chrono::milliseconds(config.checkout_wait_ms);
   // Outlasts the three steps a change may still take once it holds the lock.

@@ -49,10 +49,6 @@ struct CartSettings {
   // Line changes and cart views in steps of one slot each (split.hpp): a Redis
   // Cluster, where a cart and its rows live on different nodes.
   bool split_lines = false;
-  // With split_lines: a change whose row's slot is on its cart's node (as the client's
-  // map of the cluster says) takes two of its steps in one call (split.lua, the *_here
-  // functions). Off in the tests of the steps themselves.
-  bool steps_together = false;
   // How long a split line change keeps its cart locked: longer than its steps can take
   // (each ends within the Redis command timeout).
   std::chrono::milliseconds line_lease{10'000};

@@ -3,13 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <map>
 #include <memory>
-#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -313,61 +311,8 @@ class Change : public std::enable_shared_from_this<Change> {
       for (std::string& a : deadline_settings()) args.push_back(std::move(a));
       if (!call_.want_cart) args.push_back("bare");
     }
-    if (!row_here()) {
-      send(redis_, cart_command("cartd_line_begin", sid_, std::move(args)),
-           [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
-      return;
-    }
-    send(redis_, cart_command("cartd_line_begin_here", sid_, args),
-         [self = shared_from_this(), args](redis::Result r) {
-           if (unknown_function(r)) {
-             return send(self->redis_, cart_command("cartd_line_begin", self->sid_, args),
-                         [self](redis::Result r) { self->on_begin(std::move(r)); });
-           }
-           self->take_steps(std::move(r), "cartd_hold",
-                            [self](redis::Result r) { self->on_begin(std::move(r)); });
-         });
-  }
-
-  // Whether this change's steps may go together (split.lua, cartd_*_here): the row's
-  // slot is on the cart's node, as this client's map of the cluster says.
-  bool row_here() const {
-    if (!settings_.steps_together) return false;
-    std::array<std::string, 2> both{keys::cart(sid_), keys::stock(call_.inventory_id)};
-    return redis_.by_node(both).size() == 1;
-  }
-
-  // The answer of a call that took a step and perhaps the next (cartd_*_here: an array of
-  // their answers): the first goes to `first`, the next is kept for step() (`next`: the
-  // function it ran). A call that may answer 'elsewhere' instead (nothing done) goes to
-  // `elsewhere`.
-  void take_steps(redis::Result r, const char* next, const redis::ReplyHandler& first,
-                  const std::function<void()>& elsewhere = {}) {
-    if (!r) return first(std::move(r));
-    if (r->type == Type::array && r->elements.size() == 1 && elsewhere &&
-        r->text_at(0).value_or("") == "elsewhere") {
-      return elsewhere();
-    }
-    if (r->type != Type::array || r->elements.empty() || r->elements.size() > 2 ||
-        r->elements[0].type != Type::array) {
-      return fail(unexpected(*r));
-    }
-    if (r->elements.size() == 2) {
-      next_ = std::move(r->elements[1]);
-      next_function_ = next;
-    }
-    first(redis::Result(std::move(r->elements[0])));
-  }
-
-  // Sends a step, or answers it at once when the call before took it too (take_steps).
-  void step(const std::vector<std::string>& command, redis::ReplyHandler handler) {
-    if (!next_) return send(redis_, command, std::move(handler));
-    redis::Reply r = std::move(*next_);
-    next_.reset();
-    // The function the call ran is the step the change takes next (split.lua's _here
-    // functions and this class agree on the order); anything else is a fault.
-    if (command.size() < 2 || command[1] != next_function_) return fail(unexpected(r));
-    handler(redis::Result(std::move(r)));
+    send(redis_, cart_command("cartd_line_begin", sid_, std::move(args)),
+         [self = shared_from_this()](redis::Result r) { self->on_begin(std::move(r)); });
   }
 
   // What makes a cart's deadline, as the steps that compute it take it: TTL ms, deadline
@@ -403,36 +348,9 @@ class Change : public std::enable_shared_from_this<Change> {
                                   std::to_string(settings_.deadline_quantum().count()),
                                   mode_name(),
                                   std::to_string(settings_.limits.max_line_quantity)};
-    auto alone = [self = shared_from_this(), args] {
-      send(self->redis_,
-           keys::fcall("cartd_hold_grow", keys::row_slot(self->call_.inventory_id), args),
-           [self](redis::Result r) { self->on_grow_hold(std::move(r)); });
-    };
-    if (!row_here()) return alone();
-    std::vector<std::string> both = args;
-    for (std::string& a : grown_args(0, "")) both.push_back(std::move(a));
-    send(redis_, cart_command("cartd_hold_grow_here", sid_, std::move(both)),
-         [self = shared_from_this(), alone](redis::Result r) {
-           if (unknown_function(r)) return alone();
-           self->take_steps(
-               std::move(r), "cartd_line_grown",
-               [self](redis::Result r) { self->on_grow_hold(std::move(r)); }, alone);
-         });
-  }
-
-  // cartd_line_grown's ARGV for a grow held at `deadline`, from a record that named the
-  // change `was`.
-  std::vector<std::string> grown_args(std::int64_t deadline, const std::string& was) const {
-    std::vector<std::string> args{op_,
-                                  call_.product_id,
-                                  call_.inventory_id,
-                                  std::to_string(call_.quantity),
-                                  mode_name(),
-                                  std::to_string(deadline),
-                                  was};
-    for (std::string& a : deadline_settings()) args.push_back(std::move(a));
-    if (!call_.want_cart) args.push_back("bare");
-    return args;
+    send(redis_,
+         keys::fcall("cartd_hold_grow", keys::row_slot(call_.inventory_id), std::move(args)),
+         [self = shared_from_this()](redis::Result r) { self->on_grow_hold(std::move(r)); });
   }
 
   // A library from before a function (an older instance loaded its own during an
@@ -460,7 +378,16 @@ class Change : public std::enable_shared_from_this<Change> {
     deadline_ = *deadline;
     held_ = *held;
     grow_ = Grow{op_, *deadline, *before};
-    step(cart_command("cartd_line_grown", sid_, grown_args(deadline_, *was)),
+    std::vector<std::string> args{op_,
+                                  call_.product_id,
+                                  call_.inventory_id,
+                                  std::to_string(call_.quantity),
+                                  mode_name(),
+                                  std::to_string(deadline_),
+                                  *was};
+    for (std::string& a : deadline_settings()) args.push_back(std::move(a));
+    if (!call_.want_cart) args.push_back("bare");
+    send(redis_, cart_command("cartd_line_grown", sid_, std::move(args)),
          [self = shared_from_this()](redis::Result r) { self->on_grown(std::move(r)); });
   }
 
@@ -564,7 +491,8 @@ class Change : public std::enable_shared_from_this<Change> {
     quantity_ = call_.quantity;
     out_.cart = CartView{sid_, deadline_, {}, {}, {}};
     put_line();
-    step(hold_command("cartd_hold", call_.inventory_id, sid_, call_.product_id, quantity_,
+    send(redis_,
+         hold_command("cartd_hold", call_.inventory_id, sid_, call_.product_id, quantity_,
                       deadline_, HoldBy{was, true}),
          [self = shared_from_this()](redis::Result r) {
            self->warn_unless_ok(r, self->call_.inventory_id, "kept more than the cart's line");
@@ -602,24 +530,10 @@ class Change : public std::enable_shared_from_this<Change> {
         call_.inventory_id, sid_, call_.product_id, std::to_string(quantity_), "0", op_,
         "new-cart"};
     for (std::string& a : deadline_settings()) args.push_back(std::move(a));
-    auto alone = [self = shared_from_this(), args] {
-      send(self->redis_,
-           keys::fcall("cartd_hold_new", keys::row_slot(self->call_.inventory_id), args),
-           [self](redis::Result r) {
-             if (unknown_function(r)) return self->begin_locked();
-             self->on_hold(std::move(r));
-           });
-    };
-    if (!row_here()) return alone();
-    send(redis_, cart_command("cartd_hold_new_here", sid_, args),
-         [self = shared_from_this(), alone](redis::Result r) {
-           if (unknown_function(r)) return alone();
-           // No answer: the cart may have been made with its hold, which on_hold would
-           // give back; the hold is kept (until the cart's deadline), the safe side.
-           if (!r) return self->fail(r.error());
-           self->take_steps(
-               std::move(r), "cartd_line_commit",
-               [self](redis::Result r) { self->on_hold(std::move(r)); }, alone);
+    send(redis_, keys::fcall("cartd_hold_new", keys::row_slot(call_.inventory_id), std::move(args)),
+         [self = shared_from_this()](redis::Result r) {
+           if (unknown_function(r)) return self->begin_locked();
+           self->on_hold(std::move(r));
          });
   }
 
@@ -796,7 +710,8 @@ class Change : public std::enable_shared_from_this<Change> {
   void commit() {
     std::string qty = std::to_string(quantity_), deadline = std::to_string(deadline_),
                 born = std::to_string(born_);
-    step(cart_command("cartd_line_commit", sid_,
+    send(redis_,
+         cart_command("cartd_line_commit", sid_,
                       {op_, call_.product_id, call_.inventory_id, qty, deadline,
                        fresh_ ? "new" : "locked", born, restamp_ ? "all" : ""}),
          [self = shared_from_this()](redis::Result r) { self->on_commit(std::move(r)); });
@@ -903,12 +818,8 @@ class Change : public std::enable_shared_from_this<Change> {
   bool fresh_ = false, locked_ = false;
   bool restamp_ = false;     // the change set the rows of every line (see cartd_line_commit)
   bool grew_first_ = false;  // its row went first, and the commit was refused
-  // The answer of the next step, which the call before took too (take_steps), and the
-  // function it ran.
-  std::optional<redis::Reply> next_;
-  std::string next_function_;
-  struct Grow {                             // what a grow's row step did
-    std::string op;                         // under this id
+  struct Grow {              // what a grow's row step did
+    std::string op;          // under this id
     std::int64_t deadline = 0, before = 0;  // at this deadline, from this quantity
   } grow_;
   bool lines_known_ = false;  // lines_ is the cart's (before the change, or after it)

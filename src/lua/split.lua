@@ -364,63 +364,6 @@ local function line_grown(keys, args)
   return push_marks(push_lines({'ok', qty}, cart_lines(fields)), fields)
 end
 
--- A change's steps together, for a row whose slot is on the cart's node (cartd asks so
--- only when its map of the cluster says it is): one call instead of two. Each step runs
--- as it does alone, the second right after the first, which is one of the orders the
--- steps may run in anyway, so the answers are the steps' own, in an array. The call is
--- routed by the cart's slot (KEYS) and reaches the row's keys by name (flag
--- allow-cross-slot-keys), after row_here.
-
--- Whether this node serves every key of the row's slot now (keys::row_slot): a slot
--- that is another node's raises an error, and so does one that is moving while any of
--- those keys is not here (moved, or never made), so a step on the row cannot stop
--- halfway. Caught: false, and the row's step is left to its own call.
-local function row_here(inv)
-  return (pcall(redis.call, 'EXISTS', stock_key(inv), hold_records_key(inv),
-                hold_deadlines_key(inv), pending_key(inv), offers_key(inv), waitlist_key(inv),
-                wanted_key(inv), dirty_key(inv), due_key(inv)))
-end
-
--- cartd_line_begin_here: cartd_line_begin, then, for 'shrunk' and a row that is here,
--- the row's step (cartd_hold 'if-mine' for the line's change, as src/cart/split.cpp
--- sends it). KEYS and ARGV as cartd_line_begin's.
--- Returns {cartd_line_begin's answer [, cartd_hold's answer]}.
-local function line_begin_here(keys, args)
-  local begun = line_begin(keys, args)
-  if begun[1] ~= 'shrunk' or not row_here(args[4]) then return {begun} end
-  local inv = args[4]
-  return {begun, hold({stock_key(inv)}, {inv, args[1], args[6], args[7], begun[4], begun[5],
-                                         'if-mine'})}
-end
-
--- cartd_hold_grow_here: cartd_hold_grow, then, when it held, cartd_line_grown.
--- KEYS     the cart's slot   ARGV[1..11] cartd_hold_grow's
--- ARGV[12..] cartd_line_grown's, whose [6] and [7] (the deadline and the change) are
---          taken from cartd_hold_grow's answer
--- Returns {'elsewhere'} (the row is not here now: nothing was done), {cartd_hold_grow's
--- answer} when it is not 'ok', else {it, cartd_line_grown's answer}.
-local function hold_grow_here(keys, args)
-  local inv = args[1]
-  if not row_here(inv) then return {'elsewhere'} end
-  local held = hold({stock_key(inv)}, {unpack(args, 1, 11)}, 'grow')
-  if held[1] ~= 'ok' then return {held} end
-  local grown = {unpack(args, 12)}
-  grown[6], grown[7] = held[5], held[6]
-  return {held, line_grown(keys, grown)}
-end
-
--- cartd_hold_new_here: cartd_hold_new, then, when it held, cartd_line_commit making the
--- cart. KEYS the cart's slot   ARGV[1..10] cartd_hold_new's.
--- Returns {'elsewhere'}, {cartd_hold_new's answer} when it is not 'ok', else {it,
--- cartd_line_commit's answer}.
-local function hold_new_here(keys, args)
-  local inv = args[1]
-  if not row_here(inv) then return {'elsewhere'} end
-  local held = hold({stock_key(inv)}, args, 'new-cart')
-  if held[1] ~= 'ok' then return {held} end
-  return {held, line_commit(keys, {args[6], args[3], inv, args[4], held[5], 'new', held[6], 'all'})}
-end
-
 -- Checkout on a cluster. The same three steps as checkout.lua, each split between the
 -- cart's slot and its rows' slots; src/cart/split.cpp drives them:
 --   begin:  cartd_checkout_freeze (cart), then cartd_checkout_hold (each row: the hold
@@ -606,9 +549,3 @@ redis.register_function('cartd_checkout_close', checkout_close)
 redis.register_function('cartd_checkout_thaw', checkout_thaw)
 redis.register_function('cartd_checkout_unmark', checkout_unmark)
 redis.register_function('cartd_abandon_cart', abandon_cart)
-redis.register_function{function_name = 'cartd_line_begin_here', callback = line_begin_here,
-                        flags = {'allow-cross-slot-keys'}}
-redis.register_function{function_name = 'cartd_hold_grow_here', callback = hold_grow_here,
-                        flags = {'allow-cross-slot-keys'}}
-redis.register_function{function_name = 'cartd_hold_new_here', callback = hold_new_here,
-                        flags = {'allow-cross-slot-keys'}}

@@ -40,8 +40,7 @@ std::string product_of(const std::string& inv) {
 class SplitShop {
  public:
   SplitShop(const std::string& url, bool cluster, std::chrono::milliseconds ttl = 60s,
-            std::chrono::milliseconds max_lifetime = 7200s, std::chrono::milliseconds lease = 10s,
-            bool steps_together = false) {
+            std::chrono::milliseconds max_lifetime = 7200s, std::chrono::milliseconds lease = 10s) {
     redis::Client::Options node{
         *redis::parse_url(url), scripts::library, 2000ms, 200ms, "cartd-test", {}, nullptr};
     if (cluster) {
@@ -64,7 +63,6 @@ class SplitShop {
     settings.line_lease = lease;
     settings.sold_out_memory = 0ms;
     settings.split_lines = true;
-    settings.steps_together = steps_together;
     carts_ = std::make_unique<cart::CartService>(*redis_, settings);
     stock_ = std::make_unique<stock::StockService>(*redis_, cluster);
     boost::asio::post(io_, start_);
@@ -1087,95 +1085,6 @@ TEST(SplitLines, a_change_waits_while_its_rows_slot_is_split_between_two_nodes) 
   EXPECT_EQ(cluster.command(move.from(), {"CLUSTER", "COUNTKEYSINSLOT", move.slot()}).integer, 0);
   EXPECT_EQ(cluster.command(move.to(), {"HGET", keys::stock("a"), "r"}).str, "3");
   shop.expect_exact_accounting({"a"}, {sid});
-}
-
-// Rows named `prefix`0, 1, ... whose slot is (`here`) or is not on the node of cart
-// `sid`'s slot, `count` of them.
-std::vector<std::string> rows_by_node(RedisCluster& cluster, const std::string& sid,
-                                      const std::string& prefix, bool here, std::size_t count) {
-  int cart_node = cluster.owner_of(redis::key_slot(keys::cart(sid)));
-  std::vector<std::string> out;
-  for (int i = 0; out.size() < count && i < 1000; ++i) {
-    std::string inv = prefix + std::to_string(i);
-    if ((cluster.owner_of(redis::key_slot(keys::stock(inv))) == cart_node) == here) {
-      out.push_back(inv);
-    }
-  }
-  EXPECT_EQ(out.size(), count);
-  return out;
-}
-
-// On a cluster, a change whose row's slot is on its cart's node takes its two steps in
-// one call (split.lua, the *_here functions): a new cart's first line, a grow, a shrink,
-// and a refusal, each one call; a row on another node takes the steps one by one. Every
-// unit is accounted for, and a refusal changes nothing.
-TEST(SplitLines, a_change_whose_row_is_on_its_carts_node_is_one_call) {
-  RedisCluster cluster(3, 0);
-  SplitShop shop(cluster.url(), true, kLongTtl, 2 * kLongTtl, 10s, true);
-  std::string sid = sid_of(31), other;
-  int node = cluster.owner_of(redis::key_slot(keys::cart(sid)));
-  for (int n = 100; other.empty(); ++n) {  // another cart on the same node
-    if (cluster.owner_of(redis::key_slot(keys::cart(sid_of(n)))) == node) other = sid_of(n);
-  }
-  std::string here = rows_by_node(cluster, sid, "near", true, 1)[0];
-  std::string there = rows_by_node(cluster, sid, "far", false, 1)[0];
-  shop.mirror(here, 10);
-  shop.mirror(there, 10);
-  auto calls = [&](auto change) {
-    auto before = cluster.calls("fcall");
-    change();
-    return cluster.calls("fcall") - before;
-  };
-  EXPECT_EQ(calls([&] { ASSERT_EQ(shop.create(sid, here, 2)->kind, Kind::ok); }), 1) << "new";
-  EXPECT_EQ(calls([&] { ASSERT_EQ(kind_of(shop.set(sid, here, 4)), Kind::ok); }), 1) << "grow";
-  EXPECT_EQ(calls([&] { ASSERT_EQ(kind_of(shop.set(sid, here, 3)), Kind::ok); }), 1) << "shrink";
-  EXPECT_EQ(calls([&] { ASSERT_EQ(kind_of(shop.set(sid, here, 3)), Kind::ok); }), 1) << "same";
-  EXPECT_EQ(
-      calls([&] { ASSERT_EQ(kind_of(shop.set(sid, here, 2, cart::LineMode::add)), Kind::ok); }), 1)
-      << "add";
-  EXPECT_EQ(shop.run({"HGET", keys::stock(here), "r"})->str, "5");
-  // More than the row has: refused by the row, in the same one call, nothing written.
-  EXPECT_EQ(calls([&] { ASSERT_EQ(kind_of(shop.set(sid, here, 11)), Kind::insufficient); }), 1);
-  EXPECT_EQ(calls([&] { ASSERT_EQ(shop.create(other, here, 6)->kind, Kind::insufficient); }), 1);
-  EXPECT_EQ(shop.run({"EXISTS", keys::cart(other)})->integer, 0) << "a refused new cart";
-  EXPECT_EQ(shop.run({"HGET", keys::stock(here), "r"})->str, "5");
-  // A row on another node: the steps, one call each.
-  ASSERT_EQ(kind_of(shop.set(sid, there, 2)), Kind::ok);
-  EXPECT_EQ(calls([&] { ASSERT_EQ(kind_of(shop.set(sid, there, 3)), Kind::ok); }), 2) << "grow";
-  EXPECT_EQ(calls([&] { ASSERT_EQ(kind_of(shop.set(sid, there, 1)), Kind::ok); }), 2) << "shrink";
-  auto cart = shop.get(sid);
-  ASSERT_TRUE(cart && cart->cart);
-  std::map<std::string, std::int64_t> lines;
-  for (const auto& l : cart->cart->lines) lines[l.inventory_id] = l.quantity;
-  EXPECT_EQ(lines, (std::map<std::string, std::int64_t>{{here, 5}, {there, 1}}));
-  shop.expect_exact_accounting({here, there}, {sid, other});
-}
-
-// A change whose steps go together, while its row's slot is split between two nodes (its
-// hold records moved, the row not yet): the call finds the row's slot not all on its
-// node, does nothing there, and the change takes its steps one by one, which wait
-// (TRYAGAIN) until the slot has moved, rather than run on half a slot.
-TEST(SplitLines, steps_together_wait_like_the_steps_while_the_rows_slot_is_split) {
-  RedisCluster cluster(3, 0);
-  SplitShop shop(cluster.url(), true, kLongTtl, 2 * kLongTtl, 10s, true);
-  std::string sid = sid_of(33);
-  auto rows = rows_by_node(cluster, sid, "near", true, 2);
-  for (const std::string& inv : rows) shop.mirror(inv, 10);
-  ASSERT_EQ(shop.create(sid, rows[0], 3)->kind, Kind::ok);
-  ASSERT_EQ(kind_of(shop.set(sid, rows[1], 3)), Kind::ok);
-  for (const auto& [inv, qty] :
-       {std::pair{rows[0], 1}, std::pair{rows[1], 5}}) {  // a shrink, a grow
-    SlotMove move(cluster, keys::stock(inv));
-    ASSERT_TRUE(move.open());
-    ASSERT_EQ(move.migrate({keys::hold_records(inv)}), "OK");
-    auto change = shop.send(sid, inv, qty);
-    EXPECT_EQ(change.wait_for(200ms), std::future_status::timeout) << inv << " ran on half a slot";
-    ASSERT_EQ(move.migrate(), "OK") << "a key of the slot was written twice";
-    ASSERT_TRUE(move.close());
-    ASSERT_EQ(kind_of(change.get()), Kind::ok) << inv;
-    EXPECT_EQ(cluster.command(move.to(), {"HGET", keys::stock(inv), "r"}).str, std::to_string(qty));
-  }
-  shop.expect_exact_accounting(rows, {sid});
 }
 
 // The same for the sweeper, a group function: it looks at rows it finds in its group's
