@@ -271,6 +271,15 @@ int run(const Config& config) {
   if (redis_setup.mode == redis::Mode::cluster) {
     spdlog::info("redis: a Redis Cluster ({} seed address(es)); carts change in single-slot steps",
                  seeds->size());
+    // A node of a cluster that was never made (no slot assigned to any node) cannot take
+    // the stock rows: said at once, rather than after the mirror's wait.
+    if (redis::slots_assigned(*seeds, std::chrono::milliseconds(config.redis_timeout_ms)) == 0) {
+      spdlog::critical(
+          "redis: the Redis Cluster at {} has no slots assigned (CLUSTER INFO: "
+          "cluster_slots_assigned:0); make the cluster first, e.g. redis-cli --cluster create",
+          redis::redact_password(config.redis_url));
+      return 1;
+    }
     // A cluster never held an older cartd's data (layout 1 ran on standalone Redis only),
     // so there is nothing to migrate; the stock rows are mirrored once, now.
     if (!stock::mirror_cluster(*seeds, scripts::library, load_rows,

@@ -1,5 +1,8 @@
 #include "redis/connect.hpp"
 
+#include <cstdlib>
+#include <string_view>
+
 #include "redis/cluster.hpp"
 #include "redis/sync.hpp"
 
@@ -12,6 +15,23 @@ std::optional<Mode> detect_mode(const std::vector<Endpoint>& seeds,
       auto c = sync_connect(seed, timeout);
       auto info = sync_command(c.get(), {"INFO", "cluster"}).str;
       return info.find("cluster_enabled:1") != std::string::npos ? Mode::cluster : Mode::standalone;
+    } catch (const std::exception&) {
+      // down: ask the next
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<int> slots_assigned(const std::vector<Endpoint>& seeds,
+                                  std::chrono::milliseconds timeout) {
+  constexpr std::string_view field = "cluster_slots_assigned:";
+  for (const Endpoint& seed : seeds) {
+    try {
+      auto c = sync_connect(seed, timeout);
+      auto info = sync_command(c.get(), {"CLUSTER", "INFO"}).str;
+      auto at = info.find(field);
+      if (at == std::string::npos) continue;
+      return std::atoi(info.c_str() + at + field.size());
     } catch (const std::exception&) {
       // down: ask the next
     }

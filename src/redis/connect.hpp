@@ -21,6 +21,11 @@ enum class Mode { standalone, cluster };
 std::optional<Mode> detect_mode(const std::vector<Endpoint>& seeds,
                                 std::chrono::milliseconds timeout);
 
+// The slots a Redis Cluster has assigned (CLUSTER INFO cluster_slots_assigned), as the
+// first seed that answers says; nullopt when none does.
+std::optional<int> slots_assigned(const std::vector<Endpoint>& seeds,
+                                  std::chrono::milliseconds timeout);
+
 // A Client (standalone: the first seed) or a ClusterClient (every seed) whose
 // connections are made as `node` says (its endpoint aside).
 std::unique_ptr<Commands> make_commands(boost::asio::io_context& io, Mode mode,

@@ -84,13 +84,14 @@ TEST(Flags, a_config_file_naming_an_unknown_setting_stops_cartd) {
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "x.db")) << "cartd must not have started";
 }
 
-TEST(Flags, a_redis_cluster_node_is_refused_at_start_with_a_clear_message) {
+TEST(Flags, a_cluster_node_with_no_slots_is_refused_at_once_with_a_clear_message) {
   RedisServer cluster_node({"--cluster-enabled", "yes"});
   TempDir dir;
   auto out = run_cartd("--listen 127.0.0.1:" + std::to_string(free_port()) +
                        " --db sqlite:" + (dir.path() / "x.db").string() + " --redis " +
                        cluster_node.url() + " 2>&1; echo exit=$?");
   EXPECT_NE(out.find("Redis Cluster"), std::string::npos) << out;
+  EXPECT_NE(out.find("no slots assigned"), std::string::npos) << out;
   EXPECT_NE(out.find("exit=1"), std::string::npos) << out;
 }
 
