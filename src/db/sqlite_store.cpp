@@ -229,7 +229,8 @@ class SqliteConnection final : public SqlConnection {
 }  // namespace
 
 std::unique_ptr<Store> open_sqlite_store(const std::string& path, int statement_timeout_ms) {
-  return make_sql_store(std::make_unique<SqliteConnection>(path, statement_timeout_ms), kSqliteDialect);
+  return make_sql_store(std::make_unique<SqliteConnection>(path, statement_timeout_ms),
+                        kSqliteDialect);
 }
 
 }  // namespace cartd::db

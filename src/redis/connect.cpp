@@ -8,13 +8,17 @@
 
 namespace cartd::redis {
 
-std::optional<Mode> detect_mode(const std::vector<Endpoint>& seeds,
-                                std::chrono::milliseconds timeout) {
+namespace {
+
+// Asks the seeds in turn: `ask(connection, seed)` on each until one gives an answer (a
+// seed that is down, or whose answer is nullopt, passes to the next).
+template <typename Ask>
+auto first_answer(const std::vector<Endpoint>& seeds, std::chrono::milliseconds timeout, Ask ask)
+    -> decltype(ask(nullptr, seeds.front())) {
   for (const Endpoint& seed : seeds) {
     try {
       auto c = sync_connect(seed, timeout);
-      auto info = sync_command(c.get(), {"INFO", "cluster"}).str;
-      return info.find("cluster_enabled:1") != std::string::npos ? Mode::cluster : Mode::standalone;
+      if (auto answer = ask(c.get(), seed)) return answer;
     } catch (const std::exception&) {
       // down: ask the next
     }
@@ -22,21 +26,25 @@ std::optional<Mode> detect_mode(const std::vector<Endpoint>& seeds,
   return std::nullopt;
 }
 
+}  // namespace
+
+std::optional<Mode> detect_mode(const std::vector<Endpoint>& seeds,
+                                std::chrono::milliseconds timeout) {
+  return first_answer(seeds, timeout, [](redisContext* c, const Endpoint&) -> std::optional<Mode> {
+    auto info = sync_command(c, {"INFO", "cluster"}).str;
+    return info.find("cluster_enabled:1") != std::string::npos ? Mode::cluster : Mode::standalone;
+  });
+}
+
 std::optional<int> slots_assigned(const std::vector<Endpoint>& seeds,
                                   std::chrono::milliseconds timeout) {
-  constexpr std::string_view field = "cluster_slots_assigned:";
-  for (const Endpoint& seed : seeds) {
-    try {
-      auto c = sync_connect(seed, timeout);
-      auto info = sync_command(c.get(), {"CLUSTER", "INFO"}).str;
-      auto at = info.find(field);
-      if (at == std::string::npos) continue;
-      return std::atoi(info.c_str() + at + field.size());
-    } catch (const std::exception&) {
-      // down: ask the next
-    }
-  }
-  return std::nullopt;
+  return first_answer(seeds, timeout, [](redisContext* c, const Endpoint&) -> std::optional<int> {
+    constexpr std::string_view field = "cluster_slots_assigned:";
+    auto info = sync_command(c, {"CLUSTER", "INFO"}).str;
+    auto at = info.find(field);
+    if (at == std::string::npos) return std::nullopt;
+    return std::atoi(info.c_str() + at + field.size());
+  });
 }
 
 std::unique_ptr<Commands> make_commands(boost::asio::io_context& io, Mode mode,
@@ -53,16 +61,14 @@ std::unique_ptr<Commands> make_commands(boost::asio::io_context& io, Mode mode,
 
 std::vector<Shard> sync_shards(const std::vector<Endpoint>& seeds,
                                std::chrono::milliseconds timeout) {
-  for (const Endpoint& seed : seeds) {
-    try {
-      auto c = sync_connect(seed, timeout);
-      auto shards = parse_shards(sync_run(c.get(), {"CLUSTER", "SHARDS"}), seed.host);
-      if (!shards.empty()) return shards;
-    } catch (const std::exception&) {
-      // down: ask the next
-    }
-  }
-  return {};
+  auto shards =
+      first_answer(seeds, timeout,
+                   [](redisContext* c, const Endpoint& seed) -> std::optional<std::vector<Shard>> {
+                     auto shards = parse_shards(sync_run(c, {"CLUSTER", "SHARDS"}), seed.host);
+                     if (shards.empty()) return std::nullopt;
+                     return shards;
+                   });
+  return shards.value_or(std::vector<Shard>{});
 }
 
 }  // namespace cartd::redis
