@@ -36,6 +36,24 @@ bool same_node(const Endpoint& a, const Endpoint& b) {
 
 }  // namespace
 
+void encode_for_cluster(std::span<const std::string_view> args, std::string& out) {
+  std::size_t numkeys = 0;
+  if (args.size() >= 4 && (args[0] == "FCALL" || args[0] == "fcall")) {
+    auto [end, ec] = std::from_chars(args[2].data(), args[2].data() + args[2].size(), numkeys);
+    if (ec != std::errc{} || end != args[2].data() + args[2].size()) numkeys = 0;
+  }
+  std::string_view first = numkeys > 0 && 3 + numkeys <= args.size() ? args[3] : "";
+  auto open = first.find('{');
+  auto close = open == std::string_view::npos ? open : first.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return encode_command(args, out);
+  std::string count = std::to_string(numkeys + 1);
+  std::string absent = std::string(first.substr(open, close - open + 1)) + "#absent";
+  std::vector<std::string_view> fenced(args.begin(), args.end());
+  fenced[2] = count;
+  fenced.insert(fenced.begin() + static_cast<std::ptrdiff_t>(3 + numkeys), absent);
+  encode_command(fenced, out);
+}
+
 std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_host) {
   std::vector<Shard> shards;
   for (const Reply& s : reply.elements) {
@@ -431,7 +449,7 @@ std::vector<std::vector<std::size_t>> ClusterClient::by_node(
 void ClusterClient::send_to_slot(std::optional<std::uint16_t> slot,
                                  std::span<const std::string_view> args, ReplyHandler handler) {
   auto call = std::make_shared<Call>();
-  encode_command(args, call->command);
+  encode_for_cluster(args, call->command);
   call->handler = std::move(handler);
   call->slot = slot;
   dispatch(std::move(call));
@@ -491,6 +509,9 @@ void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
       return;
     }
     ++redirects_;
+    // A slot in migration answers ASK, then its target TRYAGAIN, until the slot has moved:
+    // the pauses are bounded by the timeout, so the ASKs between them are not counted.
+    call->redirects = 0;
     after(options_.try_again_pause, [this, call](bool alive) mutable {
       if (!alive || stopped_) {
         call->handler(Errc::unavailable);

@@ -13,7 +13,8 @@
 //   ASK <slot> <host:port>    the slot is being moved and this key is already on the
 //                             target: ASKING, then the command, to the target, once;
 //   TRYAGAIN                  a multi-key command during a slot move: sent again after
-//                             a short pause, for at most the command timeout;
+//                             a short pause, for at most the command timeout (the ASKs
+//                             between the pauses do not count as redirects);
 //   CLUSTERDOWN               the cluster cannot serve the slot (a failover under way):
 //                             the command fails at once with Errc::unavailable, as when
 //                             a standalone Redis is down, and the map is refreshed.
@@ -61,6 +62,17 @@ struct Shard {
 // `ip`; a node that does not know its own address ("" or "?": a cluster of one node)
 // is at `answered_host`, the host of the node that answered.
 std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_host);
+
+// Encodes a command (encode_command) as a ClusterClient sends it: a function call (FCALL
+// with keys) names one key more, after its own: "{tag}#absent", of its first key's hash
+// tag, a key that never exists. Redis runs a call on a slot in migration only while every
+// key the call names is still on the source, and then checks each command of the
+// function against the keys as they are at that command: a function that empties a key
+// (its last member) and touches it again would be refused halfway, its earlier writes
+// made. With a key that is never there, such a call is sent on to the target (ASK), which
+// answers TRYAGAIN until the slot has moved: no function runs on a slot that migrates.
+// Any other command (and a call whose first key has no hash tag) is encoded as it is.
+void encode_for_cluster(std::span<const std::string_view> args, std::string& out);
 
 class ClusterClient final : public Commands {
  public:

@@ -1117,6 +1117,67 @@ TEST(SplitLines, the_sweep_waits_while_its_groups_slot_is_split_between_two_node
   shop.expect_exact_accounting({"a"}, {sid});
 }
 
+// A slot in migration whose keys are all still on the source: Redis would run a
+// function there, and each command it makes is checked against the keys as they are at
+// that command, so one that empties a key (its last member) and touches it again is
+// refused halfway, its earlier writes made. Here a shrink's row step gives the freed units
+// to the row's last waiter and looks for the next: before the fix it ran, emptied the
+// waitlist and failed ("non local key") with the units half poured. No function may run on
+// a slot while it migrates (ClusterClient names a key that never exists with each call).
+TEST(SplitLines, no_function_runs_on_a_slot_in_migration_even_with_all_its_keys_there) {
+  RedisCluster cluster(3, 0);
+  SplitShop shop(cluster.url(), true);
+  shop.mirror("a", 10);
+  shop.mirror("z", 10);
+  std::string holder = sid_of(51), buyer = sid_of(52), first = sid_of(53), second = sid_of(54);
+  ASSERT_EQ(kind_of(shop.set(buyer, "a", 2)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(holder, "a", 8)), Kind::ok);  // sold out
+  auto begun = shop.begin_checkout(buyer, "k");            // the row's pending mark
+  ASSERT_TRUE(begun && begun->kind == cart::CheckoutStart::Kind::begun);
+  for (const std::string& sid : {first, second}) {
+    ASSERT_EQ(kind_of(shop.set(sid, "z", 1)), Kind::ok);
+    auto waited = shop.on_loop<boost::system::result<cart::CartService::Waited>>(
+        [&](auto& carts, auto done) { carts.wait(sid, "a", 1, done); });
+    ASSERT_TRUE(waited && waited->kind == cart::CartService::Waited::Kind::waiting);
+  }
+  ASSERT_EQ(kind_of(shop.set(holder, "a", 7)), Kind::ok);  // the first waiter's offer
+  SlotMove move(cluster, keys::stock("a"));
+  for (const std::string& k : keys::row_slot("a")) {
+    ASSERT_EQ(cluster.command(move.from(), {"EXISTS", k}).integer, 1) << k;
+  }
+  ASSERT_TRUE(move.open());
+  // 3 units come back: the second waiter is offered 1, and the waitlist is then empty.
+  auto change = shop.send(holder, "a", 4);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(cluster.command(move.from(), {"ZCARD", keys::waitlist("a")}).integer, 1)
+      << "a function ran on a slot in migration";
+  EXPECT_EQ(change.wait_for(0ms), std::future_status::timeout) << "its row step did not wait";
+  // Every key has moved, the slot not yet closed: the call goes to the target (ASK) and is
+  // told to try again there, for its timeout, however many times that takes.
+  ASSERT_EQ(move.migrate(), "OK");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(change.wait_for(0ms), std::future_status::timeout) << "its row step gave up";
+  ASSERT_TRUE(move.close());
+  ASSERT_EQ(kind_of(change.get()), Kind::ok);
+  // Every unit of the row: the buyer's 2 (checking out), the holder's 4, an offer of 1 to
+  // each waiter; r is the sum of the buckets.
+  auto offers = cluster.command(move.to(), {"HGETALL", keys::offers("a")});
+  ASSERT_EQ(offers.elements.size(), 4u);
+  EXPECT_EQ(offers.elements[1].str.substr(0, 2), "1 ");
+  EXPECT_EQ(offers.elements[3].str.substr(0, 2), "1 ");
+  EXPECT_EQ(cluster.command(move.to(), {"EXISTS", keys::waitlist("a")}).integer, 0);
+  auto row = cluster.command(move.to(), {"HGETALL", keys::stock("a")});
+  std::int64_t r = -1, buckets = 0;
+  for (std::size_t i = 0; i + 1 < row.elements.size(); i += 2) {
+    if (row.elements[i].str == "r") r = std::stoll(row.elements[i + 1].str);
+    if (row.elements[i].str.starts_with('t')) buckets += std::stoll(row.elements[i + 1].str);
+  }
+  EXPECT_EQ(r, 8);
+  EXPECT_EQ(buckets, 8);
+  EXPECT_EQ(cluster.command(move.to(), {"HGET", keys::hold_records("a"), holder}).str.substr(0, 2),
+            "4 ");
+}
+
 db::Order order_of(const std::string& sid, const std::string& key,
                    const cart::CheckoutStart& begun) {
   db::Order order{"order-" + key, sid, key, {}, 0, ""};
