@@ -4,10 +4,12 @@
 # primary (every slot on one node: the cost of cluster mode itself) and a cluster of three
 # primaries; for each, a pool of 1000 carts made through cartd, then wrk with
 # bench/wrk/add.lua (a line change: one to three single-slot steps on a cluster, one call on
-# standalone), new.lua (the first line of a new cart: two steps on a cluster) and get.lua
-# (one HGETALL either way). Prints one table; the ratio column is
-# the standalone requests/s over this one's (the cost per request, x standalone), and the
-# next two the CPU time per request of cartd and of the redis-servers (all nodes), then
+# standalone), new.lua (the first line of a new cart: two steps on a cluster), get.lua
+# (one HGETALL either way) and mix.lua (9 gets to 1 line change, as the main bench's mix).
+# Prints one table; the ratio columns are the standalone requests/s over this one's (the
+# cost per request, x standalone) and this one's CPU per request (cartd and the
+# redis-servers) over standalone's, and the next two that CPU time per request of cartd
+# and of the redis-servers (all nodes), then
 # the FCALLs per request the nodes ran (INFO commandstats: the steps of a change, and the
 # housekeeping's calls), then all the commands per request the nodes ran, those that
 # functions call included (steadier than requests/s on a busy machine). A second table
@@ -145,7 +147,7 @@ EOF
     -v s="$idle_seconds" -v hz="$(getconf CLK_TCK)" -v info="${#server_ports[@]}" \
     'BEGIN {printf "| %-10s | %10.0f | %9.1f | %9.1f |", n, (k - info) / s, c * 100 / hz / s, r * 100 / hz / s}')")
   local script line
-  for script in add new get; do
+  for script in add new get mix; do
     CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
       wrk -t2 -c"$connections" -d2s -s "$root/bench/wrk/$script.lua" "http://127.0.0.1:$http" >/dev/null 2>&1 || true
     local c0 r0 f0 c1 r1 f1 n hz
@@ -172,18 +174,20 @@ cluster 3
 measure cluster-3 "$port"
 
 echo "cartd on a Redis Cluster against standalone (--threads 1, wrk -t2 -c$connections -d${seconds}s, $pool carts x 3 lines):"
-printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s | %13s | %13s | %10s | %12s |\n' redis route \
-  "requests/s" "p50 ms" "p99 ms" errors "cost x std" "cartd us/req" "redis us/req" "fcalls/req" \
-  "commands/req"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- \
-  -------- -------------- --------------- --------------- ------------ --------------
+printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s | %12s | %13s | %13s | %10s | %12s |\n' redis route \
+  "requests/s" "p50 ms" "p99 ms" errors "cost x std" "CPU x std" "cartd us/req" "redis us/req" \
+  "fcalls/req" "commands/req"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- \
+  -------- -------------- -------------- --------------- --------------- ------------ --------------
 for r in "${results[@]}"; do
   read -r name script cartd_us redis_us fcalls_per commands_per json <<<"$r"
   rps=$(sed 's/.*"rps": \([0-9.]*\).*/\1/' <<<"$json")
-  base=$(printf '%s\n' "${results[@]}" | grep "^standalone $script " | sed 's/.*"rps": \([0-9.]*\).*/\1/')
-  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f | %13s | %13s | %10s | %12s |\n' "$name" "$script" "$rps" \
+  read -r _ _ base_cartd base_redis _ _ base_json < <(printf '%s\n' "${results[@]}" | grep "^standalone $script ")
+  base=$(sed 's/.*"rps": \([0-9.]*\).*/\1/' <<<"$base_json")
+  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f | %12.2f | %13s | %13s | %10s | %12s |\n' "$name" "$script" "$rps" \
     "$(sed 's/.*"p50_ms": \([0-9.]*\).*/\1/' <<<"$json")" "$(sed 's/.*"p99_ms": \([0-9.]*\).*/\1/' <<<"$json")" \
     "$(sed 's/.*"errors": \([0-9]*\).*/\1/' <<<"$json")" "$(awk -v a="$base" -v b="$rps" 'BEGIN {print a / b}')" \
+    "$(awk -v a="$cartd_us" -v b="$redis_us" -v c="$base_cartd" -v d="$base_redis" 'BEGIN {print (a + b) / (c + d)}')" \
     "$cartd_us" "$redis_us" "$fcalls_per" "$commands_per"
 done
 

@@ -678,7 +678,9 @@ class Change : public std::enable_shared_from_this<Change> {
   void warn_unless_ok(const redis::Result& r, const std::string& inv, const char* what) {
     if (!r || r->text_at(0).value_or("") != "ok") {
       spdlog::warn("cart {}: the hold on row {} {} ({})", sid_, inv, what,
-                   r ? r->text_at(0).value_or("?") : r.error().message());
+                   !r              ? r.error().message()
+                   : r->is_error() ? r->str
+                                   : r->text_at(0).value_or("?"));
     }
   }
 
