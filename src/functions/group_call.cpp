@@ -41,6 +41,8 @@ void call_one(redis::Commands& redis, const GroupFunction& fn, std::uint32_t gro
          if (members->type != redis::Reply::Type::array) {
            return round->answered(std::move(members));
          }
+         // Never a call without members: the function would then take every key it is
+         // given for an index, the cluster client's {tag}#absent too (cluster.hpp).
          if (members->elements.empty()) return round->done();
          std::vector<std::string> named{index, keys::lease(index)};
          for (std::string& k : fn.group_keys(group)) named.push_back(std::move(k));

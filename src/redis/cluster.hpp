@@ -11,7 +11,8 @@
 //                             refresh of the whole map is asked for, the command is
 //                             sent again to the new owner;
 //   ASK <slot> <host:port>    the slot is being moved and this key is already on the
-//                             target: ASKING, then the command, to the target, once;
+//                             target: ASKING, then the command, to the target (which
+//                             may answer TRYAGAIN);
 //   TRYAGAIN                  a multi-key command during a slot move: sent again after
 //                             a short pause, for at most the command timeout (the ASKs
 //                             between the pauses do not count as redirects);
@@ -21,11 +22,11 @@
 //
 // A command whose node is unreachable (or loading its data) fails with Errc::unavailable
 // too, and asks for a refresh, so a failover is followed as soon as the cluster has
-// elected the replica. At most `max_redirects` MOVED or ASK per command, then it fails
-// with Errc::unavailable. The map is read at most every `min_refresh_gap`, from the
-// known nodes in turn, and rebuilt whole from each answer. Node connections take the
-// user and password of the first seed. A ClusterClient starts once (start after stop
-// is not supported).
+// elected the replica. At most `max_redirects` MOVED or ASK in a row (between TRYAGAIN
+// pauses), then it fails with Errc::unavailable. The map is read at most every
+// `min_refresh_gap`, from the known nodes in turn, and rebuilt whole from each answer.
+// Node connections take the user and password of the first seed. A ClusterClient starts
+// once (start after stop is not supported).
 #pragma once
 
 #include <array>
@@ -65,12 +66,13 @@ std::vector<Shard> parse_shards(const Reply& reply, const std::string& answered_
 
 // Encodes a command (encode_command) as a ClusterClient sends it: a function call (FCALL
 // with keys) names one key more, after its own: "{tag}#absent", of its first key's hash
-// tag, a key that never exists. Redis runs a call on a slot in migration only while every
-// key the call names is still on the source, and then checks each command of the
-// function against the keys as they are at that command: a function that empties a key
-// (its last member) and touches it again would be refused halfway, its earlier writes
-// made. With a key that is never there, such a call is sent on to the target (ASK), which
-// answers TRYAGAIN until the slot has moved: no function runs on a slot that migrates.
+// tag, a key that never exists. Redis runs a call on a slot in migration when every key
+// the call names is on the node (the source, or the target asked with ASKING), and then
+// checks each command of the function against the keys as they are at that command: a
+// function that empties a key (its last member) and touches it again would be refused
+// halfway, its earlier writes made. With a key that is never there, such a call is
+// answered TRYAGAIN (by the source while it has some of the keys, else by the target
+// after ASK) until the slot has moved: no function runs on a slot that migrates.
 // Any other command (and a call whose first key has no hash tag) is encoded as it is.
 void encode_for_cluster(std::span<const std::string_view> args, std::string& out);
 
