@@ -363,6 +363,25 @@ int run(const Config& config) {
         "wrote it to the main DB: a bound on the age of the oldest reserved change not yet "
         "written (grows while Redis or the main DB fails)",
         [&housekeeper] { return housekeeper->db_sync_lag_seconds(); });
+    if (redis_setup.mode == redis::Mode::cluster) {
+      registry.add_counter(
+          "cartd_redis_cluster_redirects_total",
+          "Answers of the Redis Cluster other than a reply, by kind: moved (a slot had a new "
+          "owner; the command was sent there), ask and try_again (a slot was moving; the "
+          "command was sent to its target, or again after 20 ms, for at most "
+          "--redis-timeout-ms)",
+          "kind", {"moved", "ask", "try_again"}, [&loops, &housekeeper] {
+            std::vector<std::uint64_t> sum(3, 0);
+            auto add = [&sum](const redis::Redirects& r) {
+              sum[0] += r.moved;
+              sum[1] += r.ask;
+              sum[2] += r.try_again;
+            };
+            for (const Loop& l : loops) add(l.redis->redirects_seen());
+            add(housekeeper->redirects_seen());
+            return sum;
+          });
+    }
   } catch (const std::exception& e) {
     spdlog::critical("cannot start (listening on {}): {}", config.listen, e.what());
     return 1;

@@ -56,6 +56,8 @@ class Housekeeper {
   // row from Redis and wrote them all, or there were none): a bound on the age of the
   // oldest reserved change not yet in the main DB. Any thread may ask.
   double db_sync_lag_seconds() const;
+  // What the cluster answered the housekeeper's commands instead of replies. Any thread.
+  redis::Redirects redirects_seen() const { return redis_->redirects_seen(); }
 
  private:
   void enable_keyspace_events(redis::Client& client, std::function<void(bool)> done);

@@ -120,6 +120,13 @@ void Registry::add_gauge(std::string name, std::string help, std::function<doubl
   gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(read)});
 }
 
+void Registry::add_counter(std::string name, std::string help, std::string label,
+                           std::vector<std::string> values,
+                           std::function<std::vector<std::uint64_t>()> read) {
+  counters_.push_back(Counter{std::move(name), std::move(help), std::move(label), std::move(values),
+                              std::move(read)});
+}
+
 std::string Registry::scrape() const {
   std::vector<MetricFamily> families;
 
@@ -205,6 +212,15 @@ std::string Registry::scrape() const {
     ClientMetric m;
     m.gauge.value = g.read();
     f.metric.push_back(m);
+    families.push_back(std::move(f));
+  }
+
+  for (const Counter& c : counters_) {
+    MetricFamily f = family(c.name, c.help, MetricType::Counter);
+    std::vector<std::uint64_t> counts = c.read();
+    for (std::size_t i = 0; i < c.values.size() && i < counts.size(); ++i) {
+      f.metric.push_back(counter({{c.label, c.values[i]}}, counts[i]));
+    }
     families.push_back(std::move(f));
   }
 

@@ -130,6 +130,11 @@ class Registry {
   Shard& add_shard();
   // A gauge computed when scraped; `read` runs on the scraping thread.
   void add_gauge(std::string name, std::string help, std::function<double()> read);
+  // A counter with one label, read when scraped: `read` answers a count for each of
+  // `values`, in their order, on the scraping thread.
+  void add_counter(std::string name, std::string help, std::string label,
+                   std::vector<std::string> values,
+                   std::function<std::vector<std::uint64_t>()> read);
   // Every metric in the Prometheus text format, version 0.0.4.
   [[nodiscard]] std::string scrape() const;
 
@@ -139,8 +144,16 @@ class Registry {
     std::string help;
     std::function<double()> read;
   };
+  struct Counter {
+    std::string name;
+    std::string help;
+    std::string label;
+    std::vector<std::string> values;
+    std::function<std::vector<std::uint64_t>()> read;
+  };
   std::deque<Shard> shards_;  // a deque: shards do not move once added
   std::vector<Gauge> gauges_;
+  std::vector<Counter> counters_;
 };
 
 // The Content-Type of scrape()'s text.

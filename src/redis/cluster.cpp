@@ -508,7 +508,7 @@ void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
       call->handler(Errc::unavailable);
       return;
     }
-    ++redirects_;
+    tried_again_.add();
     // A slot in migration answers ASK, then its target TRYAGAIN, until the slot has moved:
     // the pauses are bounded by the timeout, so the ASKs between them are not counted.
     call->redirects = 0;
@@ -538,7 +538,7 @@ void ClusterClient::on_reply(std::shared_ptr<Call> call, Result r) {
     call->handler(Errc::unavailable);
     return;
   }
-  ++redirects_;
+  (moved ? moved_ : asked_).add();
   if (target->host.empty() || target->host == "?") {
     // The node does not know its address: it is where the one that answered found it.
     if (call->slot && owners_[*call->slot]) target->host = owners_[*call->slot]->endpoint.host;

@@ -138,8 +138,14 @@ class ClusterClient final : public Commands {
 
   // How many nodes this client keeps a command connection to.
   std::size_t connections() const { return nodes_.size(); }
-  // Counts, for the metrics and the tests.
-  std::uint64_t redirects() const { return redirects_; }
+  // Counts, for the metrics (redirects_seen, from any thread) and the tests (their sum).
+  Redirects redirects_seen() const override {
+    return {moved_.value(), asked_.value(), tried_again_.value()};
+  }
+  std::uint64_t redirects() const {
+    Redirects r = redirects_seen();
+    return r.moved + r.ask + r.try_again;
+  }
 
  private:
   struct Node {
@@ -200,7 +206,16 @@ class ClusterClient final : public Commands {
   std::size_t refresh_turn_ = 0;  // which known node is asked for the map next
   bool stopped_ = true;
   std::atomic<bool> ready_ = false;
-  std::uint64_t redirects_ = 0;
+  // Written by this loop only, read by any thread.
+  class Count {
+   public:
+    void add() { n_.store(n_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+    std::uint64_t value() const { return n_.load(std::memory_order_relaxed); }
+
+   private:
+    std::atomic<std::uint64_t> n_{0};
+  };
+  Count moved_, asked_, tried_again_;
   boost::asio::steady_timer ready_timer_;
   boost::asio::steady_timer periodic_timer_;  // the map read every refresh_interval
   boost::asio::steady_timer soon_timer_;      // a read put off by min_refresh_gap

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <numeric>
@@ -16,6 +17,15 @@
 namespace cartd::redis {
 
 using ReplyHandler = std::function<void(Result)>;
+
+// What a Redis Cluster answered instead of a reply (ClusterClient), for the metrics: MOVED
+// (a slot had a new owner), ASK and TRYAGAIN (a slot was moving). A standalone Redis
+// answers none.
+struct Redirects {
+  std::uint64_t moved = 0;
+  std::uint64_t ask = 0;
+  std::uint64_t try_again = 0;
+};
 
 class Commands {
  public:
@@ -47,6 +57,8 @@ class Commands {
   }
   // Safe to call from any thread.
   virtual bool ready() const = 0;
+  // Safe to call from any thread.
+  virtual Redirects redirects_seen() const { return {}; }
   // The loop the handlers run on (for the callers' own timers).
   virtual boost::asio::io_context& context() = 0;
 };

@@ -295,5 +295,47 @@ TEST(ClusterCartd, the_mirror_sync_marks_for_the_db_only_the_rows_that_differ) {
   EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory"), 12 * 5);
 }
 
+// A slot that is moving shows on /metrics: the requests that wait for it count the
+// cluster's TRYAGAIN answers, and go through once the move ends (here: abandoned, the slot
+// left where it was).
+TEST(ClusterCartd, requests_that_wait_for_a_moving_slot_are_counted) {
+  RedisCluster cluster(3, 0);
+  Cartd cartd(cluster.url(), catalog(), {});
+  auto added = cartd.post("/add-to-cart", line(0, 1));
+  ASSERT_EQ(added.status, 200u) << added.body;
+  std::string sid(added.json().at("cartSessionId").as_string());
+  auto redirects = [&](const std::string& kind) -> std::int64_t {
+    std::string body = cartd.get("/metrics").body;
+    std::string series = "cartd_redis_cluster_redirects_total{kind=\"" + kind + "\"} ";
+    auto at = body.find(series);
+    if (at == std::string::npos) return -1;
+    return std::stoll(body.substr(at + series.size()));
+  };
+  EXPECT_EQ(redirects("try_again"), 0);
+  EXPECT_EQ(redirects("moved"), 0);
+  EXPECT_EQ(redirects("ask"), 0);
+
+  std::string slot = std::to_string(redis::key_slot(keys::stock("row0")));
+  int from = cluster.owner_of(redis::key_slot(keys::stock("row0")));
+  int to = cluster.primaries().at(cluster.primaries().front() == from ? 1 : 0);
+  ASSERT_EQ(
+      cluster.command(to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(from)}).str,
+      "OK");
+  ASSERT_EQ(
+      cluster.command(from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(to)}).str,
+      "OK");
+  HttpResponse grown;
+  std::thread request([&] {
+    grown = cartd.post("/add-to-cart", line(0, 2), {{"cart-session-id", sid}});
+  });
+  EXPECT_TRUE(eventually([&] { return redirects("try_again") > 0; }, 1500ms, 50ms)) << cartd.log();
+  for (int port : {from, to}) {
+    EXPECT_EQ(cluster.command(port, {"CLUSTER", "SETSLOT", slot, "STABLE"}).str, "OK");
+  }
+  request.join();
+  EXPECT_EQ(grown.status, 200u) << grown.body;
+  EXPECT_EQ(available(cartd, 0), 3);
+}
+
 }  // namespace cluster_cartd_test
 }  // namespace cartd::test
