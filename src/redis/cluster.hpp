@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "metrics/metrics.hpp"
 #include "redis/client.hpp"
 #include "redis/reply.hpp"
 #include "redis/slot.hpp"
@@ -207,15 +208,7 @@ class ClusterClient final : public Commands {
   bool stopped_ = true;
   std::atomic<bool> ready_ = false;
   // Written by this loop only, read by any thread.
-  class Count {
-   public:
-    void add() { n_.store(n_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
-    std::uint64_t value() const { return n_.load(std::memory_order_relaxed); }
-
-   private:
-    std::atomic<std::uint64_t> n_{0};
-  };
-  Count moved_, asked_, tried_again_;
+  metrics::Cell moved_, asked_, tried_again_;
   boost::asio::steady_timer ready_timer_;
   boost::asio::steady_timer periodic_timer_;  // the map read every refresh_interval
   boost::asio::steady_timer soon_timer_;      // a read put off by min_refresh_gap
