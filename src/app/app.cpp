@@ -371,15 +371,9 @@ int run(const Config& config) {
           "command was sent to its target, or again after 20 ms, for at most "
           "--redis-timeout-ms)",
           "kind", {"moved", "ask", "try_again"}, [&loops, &housekeeper] {
-            std::vector<std::uint64_t> sum(3, 0);
-            auto add = [&sum](const redis::Redirects& r) {
-              sum[0] += r.moved;
-              sum[1] += r.ask;
-              sum[2] += r.try_again;
-            };
-            for (const Loop& l : loops) add(l.redis->redirects_seen());
-            add(housekeeper->redirects_seen());
-            return sum;
+            redis::Redirects sum = housekeeper->redirects_seen();
+            for (const Loop& l : loops) sum += l.redis->redirects_seen();
+            return std::vector<std::uint64_t>{sum.moved, sum.ask, sum.try_again};
           });
     }
   } catch (const std::exception& e) {

@@ -37,17 +37,12 @@ bool same_node(const Endpoint& a, const Endpoint& b) {
 }  // namespace
 
 void encode_for_cluster(std::span<const std::string_view> args, std::string& out) {
-  std::size_t numkeys = 0;
-  if (args.size() >= 4 && (args[0] == "FCALL" || args[0] == "fcall")) {
-    auto [end, ec] = std::from_chars(args[2].data(), args[2].data() + args[2].size(), numkeys);
-    if (ec != std::errc{} || end != args[2].data() + args[2].size()) numkeys = 0;
-  }
-  std::string_view first = numkeys > 0 && 3 + numkeys <= args.size() ? args[3] : "";
-  auto open = first.find('{');
-  auto close = open == std::string_view::npos ? open : first.find('}', open + 1);
-  if (close == std::string_view::npos || close == open + 1) return encode_command(args, out);
+  // FCALL only: a read-only call (FCALL_RO) writes nothing it could leave half done.
+  std::size_t numkeys = args.empty() || args[0].size() != 5 ? 0 : function_keys(args).value_or(0);
+  std::string_view tag = numkeys > 0 && numkeys <= args.size() - 3 ? hash_tag(args[3]) : "";
+  if (tag.empty()) return encode_command(args, out);
   std::string count = std::to_string(numkeys + 1);
-  std::string absent = std::string(first.substr(open, close - open + 1)) + "#absent";
+  std::string absent = std::string(tag) + "#absent";
   std::vector<std::string_view> fenced(args.begin(), args.end());
   fenced[2] = count;
   fenced.insert(fenced.begin() + static_cast<std::ptrdiff_t>(3 + numkeys), absent);

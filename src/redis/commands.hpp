@@ -25,6 +25,12 @@ struct Redirects {
   std::uint64_t moved = 0;
   std::uint64_t ask = 0;
   std::uint64_t try_again = 0;
+  Redirects& operator+=(const Redirects& o) {
+    moved += o.moved;
+    ask += o.ask;
+    try_again += o.try_again;
+    return *this;
+  }
 };
 
 class Commands {

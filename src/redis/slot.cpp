@@ -43,26 +43,34 @@ std::uint16_t crc16(std::string_view bytes) {
   return crc;
 }
 
-std::uint16_t key_slot(std::string_view key) {
+std::string_view hash_tag(std::string_view key) {
   auto open = key.find('{');
-  if (open != std::string_view::npos) {
-    auto close = key.find('}', open + 1);
-    if (close != std::string_view::npos && close != open + 1) {
-      key = key.substr(open + 1, close - open - 1);
-    }
+  if (open == std::string_view::npos) return {};
+  auto close = key.find('}', open + 1);
+  if (close == std::string_view::npos || close == open + 1) return {};
+  return key.substr(open, close - open + 1);
+}
+
+std::uint16_t key_slot(std::string_view key) {
+  std::string_view tag = hash_tag(key);
+  return crc16(tag.empty() ? key : tag.substr(1, tag.size() - 2)) % kSlots;
+}
+
+std::optional<std::size_t> function_keys(std::span<const std::string_view> args) {
+  if (args.empty() || !(iequals(args[0], "FCALL") || iequals(args[0], "FCALL_RO"))) {
+    return std::nullopt;
   }
-  return crc16(key) % kSlots;
+  if (args.size() < 3) return 0;
+  std::size_t numkeys = 0;
+  auto [end, ec] = std::from_chars(args[2].data(), args[2].data() + args[2].size(), numkeys);
+  if (ec != std::errc{} || end != args[2].data() + args[2].size()) return 0;
+  return numkeys;
 }
 
 std::optional<std::uint16_t> command_slot(std::span<const std::string_view> args) {
   if (args.empty()) return std::nullopt;
-  if (iequals(args[0], "FCALL") || iequals(args[0], "FCALL_RO")) {
-    if (args.size() < 4) return std::nullopt;
-    int numkeys = 0;
-    auto [end, ec] = std::from_chars(args[2].data(), args[2].data() + args[2].size(), numkeys);
-    if (ec != std::errc{} || end != args[2].data() + args[2].size() || numkeys < 1) {
-      return std::nullopt;
-    }
+  if (auto numkeys = function_keys(args)) {
+    if (*numkeys < 1 || args.size() < 4) return std::nullopt;
     return key_slot(args[3]);
   }
   // Commands without keys that cartd sends.
