@@ -296,14 +296,9 @@ void CartService::leave(const std::string& session_id, const std::string& invent
                  std::move(handler));
 }
 
-std::vector<std::string> CartService::cart_keys(const std::string& session_id) const {
-  if (settings_.split_lines) return keys::cart_slot(session_id);
-  return {keys::cart(session_id)};
-}
-
 void CartService::create_cart(const std::string& session_id, Callback<CartView> done) {
   redis::send(redis_,
-              keys::fcall("cartd_create_cart", cart_keys(session_id),
+              keys::fcall("cartd_create_cart", {keys::cart(session_id)},
                           {session_id, ttl_ms_, max_lifetime_ms_, quantum_ms_}),
               [done = std::move(done), session_id](redis::Result r) {
                 finish(std::move(r), done,
@@ -560,7 +555,7 @@ void CartService::checkout_abort(const std::string& session_id, const std::strin
 
 void CartService::expired(const std::string& session_id, Callback<bool> done) {
   redis::send(
-      redis_, keys::fcall("cartd_expired", cart_keys(session_id), {session_id}),
+      redis_, keys::fcall("cartd_expired", {keys::cart(session_id)}, {session_id}),
       [this, session_id, done = std::move(done)](redis::Result r) {
         // On a cluster, the rows the cart waited on: it leaves their lines (release.lua).
         if (r && r->type == Type::array && r->int_at(0) == 1) {
@@ -579,15 +574,7 @@ void CartService::expired(const std::string& session_id, Callback<bool> done) {
 
 namespace {
 
-std::vector<std::string> checkout_keys(std::string_view sid) {
-  return {keys::checkout(sid)};
-}
-std::vector<std::string> no_keys(std::uint32_t) {
-  return {};
-}
-
-const functions::GroupFunction kCheckoutsStale{"cartd_checkouts_stale", keys::checkouts, false,
-                                               no_keys, checkout_keys};
+const functions::GroupFunction kCheckoutsStale{"cartd_checkouts_stale", keys::checkouts, false};
 
 }  // namespace
 
@@ -596,8 +583,7 @@ void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
                                   Callback<std::vector<StaleCheckout>> each,
                                   std::function<void()> finished, const GroupLease& lease) {
   functions::call_groups(
-      redis_, kCheckoutsStale, groups, batch, {std::to_string(age.count()), std::to_string(batch)},
-      lease,
+      redis_, kCheckoutsStale, groups, {std::to_string(age.count()), std::to_string(batch)}, lease,
       [done = std::move(each)](redis::Result r) {
         finish(std::move(r), done,
                [](const redis::Reply& reply) -> boost::system::result<std::vector<StaleCheckout>> {

@@ -225,9 +225,6 @@ class CartService {
                        std::function<void()> finished, const GroupLease& lease = {});
 
  private:
-  // The keys a cart function of one cart names: the cart, or on a cluster every key of
-  // its slot (keys::cart_slot).
-  std::vector<std::string> cart_keys(const std::string& session_id) const;
   // Counts a line change's final outcome and updates the sold-out memory.
   void note_outcome(const std::string& inventory_id,
                     const boost::system::result<SetLineOutcome>& outcome);

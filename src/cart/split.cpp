@@ -115,7 +115,7 @@ void send_while_busy(redis::Commands& redis, std::chrono::milliseconds lease,
       });
 }
 
-// A cart step: FCALL `function` naming every key of the cart's slot, then `args`.
+// A cart step: FCALL `function` on the cart (keys::cart_slot), then `args`.
 std::vector<std::string> cart_command(const char* function, const std::string& sid,
                                       std::vector<std::string> args) {
   return keys::fcall(function, keys::cart_slot(sid), std::move(args));

@@ -1,6 +1,5 @@
 #include "functions/group_call.hpp"
 
-#include <algorithm>
 #include <memory>
 
 #include "functions/keys.hpp"
@@ -23,44 +22,12 @@ struct Round {
   }
 };
 
-// One group on a cluster: its members first (the probe said there are some, but a call
-// may have taken them since), then `fn` on them with their keys named.
-void call_one(redis::Commands& redis, const GroupFunction& fn, std::uint32_t group,
-              std::size_t batch, std::vector<std::string> args, const std::string& until,
-              std::shared_ptr<Round> round) {
-  std::string index = fn.index(group);
-  std::string most = std::to_string(std::max<std::size_t>(batch, 1));
-  std::vector<std::string> read =
-      fn.index_is_set
-          ? std::vector<std::string>{"SRANDMEMBER", index, most}
-          : std::vector<std::string>{"ZRANGE", index, "-inf", until, "BYSCORE", "LIMIT", "0", most};
-  send(redis, read,
-       [&redis, fn, group, index, args = std::move(args),
-        round = std::move(round)](redis::Result members) mutable {
-         if (!members) return round->answered(members.error());
-         if (members->type != redis::Reply::Type::array) {
-           return round->answered(std::move(members));
-         }
-         // Never a call without members: the function would then take every key it is
-         // given for an index, the cluster client's {tag}#absent too (cluster.hpp).
-         if (members->elements.empty()) return round->done();
-         std::vector<std::string> named{index, keys::lease(index)};
-         for (std::string& k : fn.group_keys(group)) named.push_back(std::move(k));
-         for (const redis::Reply& m : members->elements) {
-           for (std::string& k : fn.member_keys(m.str)) named.push_back(std::move(k));
-           args.push_back(m.str);
-         }
-         send(redis, keys::fcall(fn.name, std::move(named), std::move(args)),
-              [round](redis::Result r) { round->answered(std::move(r)); });
-       });
-}
-
 }  // namespace
 
 void call_groups(redis::Commands& redis, const GroupFunction& fn,
-                 const std::vector<std::uint32_t>& groups, std::size_t batch,
-                 std::vector<std::string> args, const GroupLease& lease, redis::ReplyHandler each,
-                 std::function<void()> finished, std::string until) {
+                 const std::vector<std::uint32_t>& groups, std::vector<std::string> args,
+                 const GroupLease& lease, redis::ReplyHandler each, std::function<void()> finished,
+                 std::string until) {
   if (lease.owner.empty()) {
     std::vector<std::string> indexes;
     for (std::uint32_t g : groups) indexes.push_back(fn.index(g));
@@ -88,7 +55,7 @@ void call_groups(redis::Commands& redis, const GroupFunction& fn,
     const std::string& near = indexes[part.front()];
     redis.command_near(
         near, probe_args,
-        [&redis, fn, groups, batch, args, until, round, part = std::move(part)](redis::Result r) {
+        [&redis, fn, groups, args, round, part = std::move(part)](redis::Result r) {
           if (!r) return round->answered(r.error());  // the node is down: once for its groups
           std::vector<std::size_t> work;
           if (r->type == redis::Reply::Type::array) {
@@ -102,7 +69,10 @@ void call_groups(redis::Commands& redis, const GroupFunction& fn,
             work = part;  // an older library without the probe: every group, as before it
           }
           round->waiting += work.size();
-          for (std::size_t i : work) call_one(redis, fn, groups[i], batch, args, until, round);
+          for (std::size_t i : work) {
+            send(redis, keys::fcall(fn.name, {fn.index(groups[i])}, args),
+                 [round](redis::Result r) { round->answered(std::move(r)); });
+          }
           round->done();
         });
   }

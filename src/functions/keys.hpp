@@ -84,27 +84,15 @@ inline std::string due(std::uint32_t group) {
   return stock_tag(group) + "#due";
 }
 
-// Every key a function may touch in a cart's slot, and in a row's slot (the group's
-// indexes included): what a function names in KEYS on a Redis Cluster, so that while
-// the slot migrates Redis answers TRYAGAIN (some of them moved) or ASK (all of them)
-// rather than run it on a node that has only some of them.
+// What a function call on a cart's slot, or on a row's slot, names in KEYS on a Redis
+// Cluster: the key it works on, which routes the call. The cluster client names one key
+// more, the slot's "{tag}#absent", which keeps any function from running while its slot
+// migrates (redis/cluster.hpp), so a function may touch every key of its slot.
 inline std::vector<std::string> cart_slot(std::string_view sid) {
-  std::uint32_t g = group_of(sid);
-  return {cart(sid), checkout(sid), done(sid), gone(sid), checkouts(g), events(g), waits(sid)};
-}
-// The indexes of a stock group.
-inline std::vector<std::string> stock_group(std::uint32_t group) {
-  return {dirty(group), due(group)};
-}
-// The row's own keys, then with its group's indexes.
-inline std::vector<std::string> row_keys(std::string_view inv) {
-  return {stock(inv),  hold_records(inv), hold_deadlines(inv), pending(inv),
-          offers(inv), waitlist(inv),     wanted(inv)};
+  return {cart(sid)};
 }
 inline std::vector<std::string> row_slot(std::string_view inv) {
-  std::vector<std::string> out = row_keys(inv);
-  for (std::string& k : stock_group(group_of(inv))) out.push_back(std::move(k));
-  return out;
+  return {stock(inv)};
 }
 // The lease of a group's index (holds.lua, lease).
 inline std::string lease(std::string_view index) {

@@ -148,21 +148,19 @@ end
 -- cartd_checkouts_stale: checkouts begun before now - ARGV[1] ms, at most ARGV[2] per group.
 -- KEYS: checkout indexes ({c<n>}#checkouts) of one or more groups (see cartd_sweep)
 -- ARGV[3], ARGV[4]: the lease owner and its length in ms (see lease; absent: none)
--- ARGV[5...]: on a Redis Cluster, the carts to look at (see named_members)
 -- Returns {sid, key, attempt, ...}.
 local function checkouts_stale(keys, args)
   local before = now_ms() - tonumber(args[1])
   local out = {}
-  local named = named_members(args, 5)
-  for _, index in ipairs(named and {keys[1]} or keys) do
+  for _, index in ipairs(indexes_of(keys, args[3])) do
     local stale = {}
     if lease(index, args[3], tonumber(args[4])) then
-      stale = scored_until(index, named, before, tonumber(args[2]))
+      stale = redis.call('ZRANGE', index, '-inf', before, 'BYSCORE', 'LIMIT', 0, tonumber(args[2]))
     end
     for _, sid in ipairs(stale) do
       local co = redis.call('HMGET', checkout_key(sid), 'key', 'attempt')
       -- An entry without its checkout is left alone: the checkout's end removes both at
-      -- once, so on a Redis Cluster it is a checkout whose slot is moving to another node.
+      -- once, so nothing here can tell what became of it.
       if co[1] then
         table.insert(out, sid)
         table.insert(out, co[1])

@@ -108,33 +108,13 @@ local function lease(key, owner, ms)
   return true
 end
 
--- The members a group function works on in this call, when the caller named them: on a
--- Redis Cluster (src/functions/group_call.hpp) it read them from the group's index,
--- KEYS[1], and named their keys in KEYS, for a function must not touch a key it did not
--- declare while its slot may be migrating. They come in ARGV from `from` on. Nil on a
--- standalone Redis: the function reads its indexes (every key in KEYS) itself.
-local function named_members(args, from)
-  if #args < from then return nil end
-  return {unpack(args, from)}
-end
-
--- Those of `members` whose score in sorted set `index` is at most `until` (a number, or
--- a string such as '(123' for below 123, as ZRANGE BYSCORE takes it), at most `limit`.
-local function scored_until(index, members, until_, limit)
-  if not members then
-    return redis.call('ZRANGE', index, '-inf', until_, 'BYSCORE', 'LIMIT', 0, limit)
-  end
-  local open = type(until_) == 'string' and string.sub(until_, 1, 1) == '('
-  local bound = tonumber(open and string.sub(until_, 2) or until_)
-  local out = {}
-  for _, m in ipairs(members) do
-    local s = redis.call('ZSCORE', index, m)
-    if s and (tonumber(s) < bound or (not open and tonumber(s) == bound)) then
-      table.insert(out, m)
-      if #out == limit then break end
-    end
-  end
-  return out
+-- The indexes a group function works on: every key in KEYS on a standalone Redis (one
+-- call does many groups); on a Redis Cluster, where a lease `owner` is given, the first
+-- only: one group's, for the cluster client names one more key, its slot's "{tag}#absent"
+-- (src/redis/cluster.hpp), which keeps any function from running while its slot moves.
+local function indexes_of(keys, owner)
+  if owner and owner ~= '' then return {keys[1]} end
+  return keys
 end
 
 -- Server time in milliseconds: every deadline is compared against Redis' own clock,

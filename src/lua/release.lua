@@ -5,7 +5,7 @@
 -- cartd_expired: records that a cart expired (a keyspace event saw Redis delete it):
 -- remembers why it ended and appends one 'expired' event, once, however many cartd
 -- instances heard of it.
--- KEYS[1] the cart (on a Redis Cluster: its slot's keys, keys::cart_slot)
+-- KEYS[1] the cart
 -- ARGV[1] session id
 -- Returns 1 if this call recorded it, 0 if the cart is live or was recorded already; on
 -- a Redis Cluster, {1, inventory_id...} when the cart waited on rows (its w: set): the
@@ -44,21 +44,19 @@ end
 -- cartd_sweep: drops the expired buckets of stock rows that have some, oldest first, so
 -- reserved counts (and the main DB) fall at the deadline without traffic.
 -- KEYS: due indexes ({s<n>}#due) of one or more groups (all of them in one call on a
---       standalone Redis); on a Redis Cluster one group's, then every key it may touch
+--       standalone Redis); on a Redis Cluster one group's (see indexes_of)
 -- ARGV[1] most rows to settle per group in this call
 -- ARGV[2], ARGV[3] the lease owner and its length in ms (see lease; absent: none)
--- ARGV[4...] on a Redis Cluster, the rows to look at (see named_members)
 -- Returns {rows, more (0|1), units}: more = 1 when a group's batch was full; units = the
 -- held units returned.
 local function sweep(keys, args)
   local now = now_ms()
   local batch = tonumber(args[1])
   local rows, more, units = 0, 0, 0
-  local named = named_members(args, 4)
-  for _, key in ipairs(named and {keys[1]} or keys) do
+  for _, key in ipairs(indexes_of(keys, args[2])) do
     local due = {}
     if lease(key, args[2], tonumber(args[3])) then
-      due = scored_until(key, named, '(' .. now, batch)
+      due = redis.call('ZRANGE', key, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, batch)
     end
     for _, inv in ipairs(due) do
       local e = redis.call('HGET', stock_key(inv), 'e')
@@ -67,8 +65,8 @@ local function sweep(keys, args)
       elseif redis.call('EXISTS', stock_key(inv)) == 1 then
         redis.call('ZREM', key, inv)  -- no bucket left
       end
-      -- A row not here is left in the index: on a Redis Cluster, its slot may be moving
-      -- to another node, the row ahead of its index.
+      -- A row not here (lost with its node, until the mirror writes it again) is left in
+      -- the index.
     end
     rows = rows + #due
     if #due == batch then more = 1 end

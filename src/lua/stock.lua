@@ -191,25 +191,15 @@ end
 -- their current counts, for the main DB writer to store as absolute values.
 -- KEYS: dirty sets ({s<n>}#dirty) of one or more groups (see cartd_sweep)
 -- ARGV[2], ARGV[3]: the lease owner and its length in ms (see lease; absent: none)
--- ARGV[4...]: on a Redis Cluster, the rows to look at (see named_members)
 -- Returns {more (0|1), inventory_id, on_hand, reserved, ...}: more = 1 when a group's
 -- batch was full.
 local function take_dirty(keys, args)
   local now = now_ms()
   local batch = tonumber(args[1])
   local out = {0}
-  local named = named_members(args, 4)
-  for _, key in ipairs(named and {keys[1]} or keys) do
+  for _, key in ipairs(indexes_of(keys, args[2])) do
     local popped = {}
-    if lease(key, args[2], tonumber(args[3])) then
-      if not named then
-        popped = redis.call('SPOP', key, batch)
-      else
-        for _, inv in ipairs(named) do
-          if redis.call('SISMEMBER', key, inv) == 1 then table.insert(popped, inv) end
-        end
-      end
-    end
+    if lease(key, args[2], tonumber(args[3])) then popped = redis.call('SPOP', key, batch) end
     local absent = {}
     for _, inv in ipairs(popped) do
       local on_hand, reserved = live_counts(inv, now)
@@ -222,7 +212,7 @@ local function take_dirty(keys, args)
       end
     end
     -- Dropping expired buckets marks a popped row dirty again: it is written now. A row
-    -- not here stays marked: on a Redis Cluster its slot may be moving to another node.
+    -- not here (lost with its node, until the mirror writes it again) stays marked.
     if #popped > 0 then redis.call('SREM', key, unpack(popped)) end
     if #absent > 0 then redis.call('SADD', key, unpack(absent)) end
     if #popped == batch and #absent == 0 then out[1] = 1 end

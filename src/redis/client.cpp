@@ -268,6 +268,9 @@ void encode_command(std::span<const std::string_view> args, std::string& out) {
     out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
     out.append("\r\n", 2);
   };
+  std::size_t size = 16;  // room for each argument and its "$<length>" and CRLFs
+  for (std::string_view a : args) size += a.size() + 16;
+  out.reserve(out.size() + size);
   put_count('*', args.size());
   for (std::string_view a : args) {
     put_count('$', a.size());

@@ -17,23 +17,11 @@ boost::system::error_code unexpected() {
   return ReplyErrc::unexpected_reply;
 }
 
-// FCALL `name` with the stock rows of `ids` as KEYS, then `argv`. `whole_slot` (a Redis
-// Cluster) names every key of each row's slot the function may touch (keys::row_slot),
-// each once.
+// FCALL `name` with the stock rows of `ids` as KEYS, then `argv`.
 std::vector<std::string> fcall_rows(std::string_view name, const std::vector<std::string>& ids,
-                                    std::vector<std::string> argv, bool whole_slot = false) {
+                                    std::vector<std::string> argv) {
   std::vector<std::string> keys_of;
-  for (const std::string& id : ids) {
-    if (!whole_slot) {
-      keys_of.push_back(keys::stock(id));
-      continue;
-    }
-    for (std::string& k : keys::row_slot(id)) {
-      if (std::find(keys_of.begin(), keys_of.end(), k) == keys_of.end()) {
-        keys_of.push_back(std::move(k));
-      }
-    }
-  }
+  for (const std::string& id : ids) keys_of.push_back(keys::stock(id));
   return keys::fcall(name, std::move(keys_of), std::move(argv));
 }
 
@@ -97,15 +85,14 @@ boost::system::result<std::optional<StockView>> decode_stock(std::string invento
 }
 
 void StockService::stock(const std::string& inventory_id, Callback<std::optional<StockView>> done) {
-  send(redis_, fcall_rows("cartd_stock", {inventory_id}, {inventory_id}, per_group_),
+  send(redis_, fcall_rows("cartd_stock", {inventory_id}, {inventory_id}),
        [done = std::move(done), inventory_id](redis::Result r) {
          if (!r) return done(r.error());
          done(decode_stock(inventory_id, *r));
        });
 }
 
-std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot,
-                                     bool against_db) {
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool against_db) {
   std::vector<std::string> args;
   args.reserve(rows.size() * 8);
   std::vector<std::string> ids = ids_of(rows);
@@ -119,8 +106,7 @@ std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool
     args.push_back(std::to_string(r.max_per_cart));
     if (against_db) args.push_back(std::to_string(r.reserved));
   }
-  return fcall_rows(against_db ? "cartd_mirror_sync" : "cartd_mirror", ids, std::move(args),
-                    whole_slot);
+  return fcall_rows(against_db ? "cartd_mirror_sync" : "cartd_mirror", ids, std::move(args));
 }
 
 namespace {
@@ -165,7 +151,7 @@ void StockService::counts(const std::vector<std::string>& ids,
       ids,
       [this, &ids](const std::vector<std::size_t>& part) {
         auto sub = pick(ids, part);
-        return fcall_rows("cartd_stock_many", sub, sub, per_group_);
+        return fcall_rows("cartd_stock_many", sub, sub);
       },
       [out](const std::vector<std::size_t>& part, const redis::Reply& r) {
         return place_counts(out, part, r);
@@ -204,7 +190,7 @@ void StockService::watch(const std::vector<std::string>& ids,
       ids,
       [this, &ids](const std::vector<std::size_t>& part) {
         auto sub = pick(ids, part);
-        return fcall_rows("cartd_watch", sub, sub, per_group_);
+        return fcall_rows("cartd_watch", sub, sub);
       },
       [out](const std::vector<std::size_t>& part,
             const redis::Reply& r) -> boost::system::error_code {
@@ -240,7 +226,7 @@ void StockService::mirror(const std::vector<db::StockRow>& rows, Callback<std::i
   over_rows(
       ids_of(rows),
       [this, &rows, against_db](const std::vector<std::size_t>& part) {
-        return mirror_args(pick(rows, part), per_group_, against_db);
+        return mirror_args(pick(rows, part), against_db);
       },
       [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
       [sum, done](boost::system::error_code ec) {
@@ -272,8 +258,7 @@ void StockService::admin_hold(const std::string& inventory_id, const std::string
                               std::int64_t quantity, std::chrono::milliseconds hold_for,
                               Callback<AdminHold> done) {
   std::string qty = std::to_string(quantity), ms = std::to_string(hold_for.count());
-  send(redis_,
-       fcall_rows("cartd_admin_hold", {inventory_id}, {inventory_id, member, qty, ms}, per_group_),
+  send(redis_, fcall_rows("cartd_admin_hold", {inventory_id}, {inventory_id, member, qty, ms}),
        [done](redis::Result r) {
          if (!r) return done(r.error());
          auto tag = r->text_at(0);
@@ -315,7 +300,7 @@ void StockService::apply_on_hand(const std::string& hold_inventory_id,
           }
         }
         for (std::string& a : on_hand_args(sub)) argv.push_back(std::move(a));
-        return fcall_rows("cartd_apply_on_hand", keys_of, std::move(argv), per_group_);
+        return fcall_rows("cartd_apply_on_hand", keys_of, std::move(argv));
       },
       [out, n = rows.size()](const std::vector<std::size_t>& part, const redis::Reply& r) {
         std::vector<std::size_t> answered;
@@ -338,7 +323,7 @@ void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
       ids_of(rows),
       [this, &rows](const std::vector<std::size_t>& part) {
         auto sub = pick(rows, part);
-        return fcall_rows("cartd_sync_on_hand", ids_of(sub), on_hand_args(sub), per_group_);
+        return fcall_rows("cartd_sync_on_hand", ids_of(sub), on_hand_args(sub));
       },
       [sum](const std::vector<std::size_t>&, const redis::Reply& r) { return add_integer(sum, r); },
       [sum, done](boost::system::error_code ec) {
@@ -349,23 +334,18 @@ void StockService::sync_on_hand(const std::vector<db::OnHandVersion>& rows,
 
 namespace {
 
-std::vector<std::string> row_keys(std::string_view inv) {
-  return keys::row_keys(inv);
-}
-
-const functions::GroupFunction kSweep{"cartd_sweep", keys::due, false, keys::stock_group, row_keys};
-const functions::GroupFunction kTakeDirty{"cartd_take_dirty", keys::dirty, true, keys::stock_group,
-                                          row_keys};
+const functions::GroupFunction kSweep{"cartd_sweep", keys::due, false};
+const functions::GroupFunction kTakeDirty{"cartd_take_dirty", keys::dirty, true};
 
 }  // namespace
 
 void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t batch,
                          Callback<Swept> each, std::function<void()> finished,
                          const GroupLease& lease) {
-  // On a cluster the rows read first are those due by this host's clock (the function
-  // goes by Redis' own).
+  // On a cluster the groups called are those with rows due by this host's clock (the
+  // function goes by Redis' own).
   functions::call_groups(
-      redis_, kSweep, groups, batch, {std::to_string(batch)}, lease,
+      redis_, kSweep, groups, {std::to_string(batch)}, lease,
       [done = std::move(each)](redis::Result r) {
         if (!r) return done(r.error());
         if (r->is_nil()) return done(Swept{});  // nothing to look at
@@ -380,7 +360,7 @@ void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::siz
                               Callback<Dirty> each, std::function<void()> finished,
                               const GroupLease& lease) {
   functions::call_groups(
-      redis_, kTakeDirty, groups, batch, {std::to_string(batch)}, lease,
+      redis_, kTakeDirty, groups, {std::to_string(batch)}, lease,
       [done = std::move(each)](redis::Result r) {
         if (!r) return done(r.error());
         if (r->is_nil()) return done(Dirty{});  // nothing to look at

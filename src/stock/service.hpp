@@ -154,7 +154,7 @@ boost::system::result<std::optional<StockView>> decode_stock(std::string invento
 
 // The whole FCALL cartd_mirror (against_db: cartd_mirror_sync) command for rows; used by
 // the mirror step too.
-std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows, bool whole_slot = false,
+std::vector<std::string> mirror_args(const std::vector<db::StockRow>& rows,
                                      bool against_db = false);
 
 }  // namespace cartd::stock

@@ -1142,7 +1142,10 @@ TEST(SplitLines, no_function_runs_on_a_slot_in_migration_even_with_all_its_keys_
   }
   ASSERT_EQ(kind_of(shop.set(holder, "a", 7)), Kind::ok);  // the first waiter's offer
   SlotMove move(cluster, keys::stock("a"));
-  for (const std::string& k : keys::row_slot("a")) {
+  std::uint32_t group = keys::group_of("a");
+  for (const std::string& k : {keys::stock("a"), keys::hold_records("a"), keys::hold_deadlines("a"),
+                               keys::pending("a"), keys::offers("a"), keys::waitlist("a"),
+                               keys::wanted("a"), keys::dirty(group), keys::due(group)}) {
     ASSERT_EQ(cluster.command(move.from(), {"EXISTS", k}).integer, 1) << k;
   }
   ASSERT_TRUE(move.open());
