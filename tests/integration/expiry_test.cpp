@@ -154,7 +154,15 @@ TEST_P(Expiry, the_sweeper_returns_expired_holds_on_rows_no_request_touches) {
 TEST(StandaloneExpiry, keyspace_event_flags_set_by_others_are_kept) {
   RedisServer redis({"--notify-keyspace-events", "Kg"});
   Cartd cartd(redis.url(), kCatalog);
-  auto flags = redis.command({"CONFIG", "GET", "notify-keyspace-events"}).text_at(1).value_or("");
+  // The expiry listener sets its flags when it connects, which may be after cartd is ready.
+  std::string flags;
+  EXPECT_TRUE(eventually(
+      [&] {
+        flags = redis.command({"CONFIG", "GET", "notify-keyspace-events"}).text_at(1).value_or("");
+        return flags.find('x') != std::string::npos;
+      },
+      5s))
+      << flags;
   for (char f : std::string("Kgx")) EXPECT_NE(flags.find(f), std::string::npos) << flags;
 }
 
