@@ -215,9 +215,18 @@ TEST_P(ApiSmallCarts, an_expired_cart_says_so) {
   std::string id = new_cart();
   call("POST", "/v1/carts/" + id + "/items", item("mug", "mug", 1));
   std::this_thread::sleep_for(1200ms);
-  auto r = call("GET", "/v1/carts/" + id);
+  // The expiry is recorded when the keyspace event comes, a few ms after Redis deleted the
+  // cart: a read that is the first to touch it (and so has Redis delete it) is too early
+  // to know (docs/DESIGN.md), so this one may say cart_not_found.
+  HttpResponse r;
+  EXPECT_TRUE(eventually(
+      [&] {
+        r = call("GET", "/v1/carts/" + id);
+        return code(r) == "cart_expired";
+      },
+      3s))
+      << r.body;
   EXPECT_EQ(r.status, 404u);
-  EXPECT_EQ(code(r), "cart_expired");
   r = checkout(id, "k1");
   EXPECT_EQ(r.status, 410u);
   EXPECT_EQ(code(r), "cart_expired");
