@@ -588,7 +588,6 @@ void CartService::checkouts_stale(const std::vector<std::uint32_t>& groups,
         finish(std::move(r), done,
                [](const redis::Reply& reply) -> boost::system::result<std::vector<StaleCheckout>> {
                  std::vector<StaleCheckout> out;
-                 if (reply.is_nil()) return out;  // nothing to look at
                  if (reply.type != Type::array || reply.elements.size() % 3 != 0) {
                    return unexpected(reply);
                  }

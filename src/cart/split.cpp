@@ -115,19 +115,19 @@ void send_while_busy(redis::Commands& redis, std::chrono::milliseconds lease,
       });
 }
 
-// A cart step: FCALL `function` on the cart (keys::cart_slot), then `args`.
+// A cart step: FCALL `function` on the cart, then `args`.
 std::vector<std::string> cart_command(const char* function, const std::string& sid,
                                       std::vector<std::string> args) {
-  return keys::fcall(function, keys::cart_slot(sid), std::move(args));
+  return keys::fcall(function, {keys::cart(sid)}, std::move(args));
 }
 
 // The row steps of the waitlist on one row (waitlist.lua): a cart's place or offer there,
 // and a cart leaving its line.
 std::vector<std::string> wait_state_command(const std::string& sid, const std::string& inv) {
-  return keys::fcall("cartd_wait_state", keys::row_slot(inv), {sid, inv});
+  return keys::fcall("cartd_wait_state", {keys::stock(inv)}, {sid, inv});
 }
 std::vector<std::string> leave_row_command(const std::string& sid, const std::string& inv) {
-  return keys::fcall("cartd_leave_row", keys::row_slot(inv), {sid, inv});
+  return keys::fcall("cartd_leave_row", {keys::stock(inv)}, {sid, inv});
 }
 
 // A row step of many rows at once; `after` gets the replies in order (or the first
@@ -198,7 +198,7 @@ std::vector<std::string> hold_command(const char* function, const std::string& i
     args.push_back(by.op);
     if (by.if_mine) args.push_back("if-mine");
   }
-  return keys::fcall(function, keys::row_slot(inv), std::move(args));
+  return keys::fcall(function, {keys::stock(inv)}, std::move(args));
 }
 
 // The names and prices of `lines`' rows, and the cart's place or offer on each row it
@@ -348,8 +348,7 @@ class Change : public std::enable_shared_from_this<Change> {
                                   std::to_string(settings_.deadline_quantum().count()),
                                   mode_name(),
                                   std::to_string(settings_.limits.max_line_quantity)};
-    send(redis_,
-         keys::fcall("cartd_hold_grow", keys::row_slot(call_.inventory_id), std::move(args)),
+    send(redis_, keys::fcall("cartd_hold_grow", {keys::stock(call_.inventory_id)}, std::move(args)),
          [self = shared_from_this()](redis::Result r) { self->on_grow_hold(std::move(r)); });
   }
 
@@ -530,7 +529,7 @@ class Change : public std::enable_shared_from_this<Change> {
         call_.inventory_id, sid_, call_.product_id, std::to_string(quantity_), "0", op_,
         "new-cart"};
     for (std::string& a : deadline_settings()) args.push_back(std::move(a));
-    send(redis_, keys::fcall("cartd_hold_new", keys::row_slot(call_.inventory_id), std::move(args)),
+    send(redis_, keys::fcall("cartd_hold_new", {keys::stock(call_.inventory_id)}, std::move(args)),
          [self = shared_from_this()](redis::Result r) {
            if (unknown_function(r)) return self->begin_locked();
            self->on_hold(std::move(r));
@@ -918,7 +917,7 @@ void split_checkout_finish(redis::Commands& redis, const std::string& session_id
     });
     bool known = row != rows.end();
     commands.push_back(keys::fcall(
-        "cartd_checkout_release", keys::row_slot(l.inventory_id),
+        "cartd_checkout_release", {keys::stock(l.inventory_id)},
         {l.inventory_id, session_id, std::to_string(l.quantity),
          known ? std::to_string(row->on_hand) : "", known ? std::to_string(row->version) : ""}));
     sold.push_back(boost::json::object{
@@ -980,7 +979,7 @@ void split_checkout_abort(redis::Commands& redis, const std::string& session_id,
          std::vector<std::vector<std::string>> commands;
          for (const auto& [inv, u] : unmark) {
            const auto& [on_hand, version, clear] = u;
-           commands.push_back(keys::fcall("cartd_checkout_unmark", keys::row_slot(inv),
+           commands.push_back(keys::fcall("cartd_checkout_unmark", {keys::stock(inv)},
                                           {inv, session_id, on_hand, version, clear ? "1" : "0"}));
          }
          rows_at_once(
@@ -1159,7 +1158,7 @@ void split_wait(redis::Commands& redis, const std::string& session_id,
   std::vector<std::string> args{session_id, inventory_id};
   for (std::string& a : row_args) args.push_back(std::move(a));
   auto row_call = std::make_shared<const std::vector<std::string>>(
-      keys::fcall("cartd_wait_row", keys::row_slot(inventory_id), std::move(args)));
+      keys::fcall("cartd_wait_row", {keys::stock(inventory_id)}, std::move(args)));
   wait_mark(redis, row_call, session_id, inventory_id, limits, new_session_id(), {},
             std::move(done));
 }

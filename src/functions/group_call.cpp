@@ -28,9 +28,9 @@ void call_groups(redis::Commands& redis, const GroupFunction& fn,
                  const std::vector<std::uint32_t>& groups, std::vector<std::string> args,
                  const GroupLease& lease, redis::ReplyHandler each, std::function<void()> finished,
                  std::string until) {
+  std::vector<std::string> indexes;
+  for (std::uint32_t g : groups) indexes.push_back(fn.index(g));
   if (lease.owner.empty()) {
-    std::vector<std::string> indexes;
-    for (std::uint32_t g : groups) indexes.push_back(fn.index(g));
     return send(redis, keys::fcall(fn.name, std::move(indexes), std::move(args)),
                 [each = std::move(each), finished = std::move(finished)](redis::Result r) {
                   each(std::move(r));
@@ -40,9 +40,8 @@ void call_groups(redis::Commands& redis, const GroupFunction& fn,
   // A cluster: one group per call, and only the groups a node says have work.
   args.push_back(lease.owner);
   args.push_back(std::to_string(lease.ttl.count()));
-  std::vector<std::string> indexes;
-  for (std::uint32_t g : groups) indexes.push_back(fn.index(g));
   auto parts = redis.by_node(indexes);
+  auto named = std::make_shared<const std::vector<std::string>>(std::move(indexes));
   // One count for each node's probe, and one for the round itself, let go below: a round
   // whose probes all answer at once (Redis down) still finishes once.
   auto round =
@@ -50,12 +49,12 @@ void call_groups(redis::Commands& redis, const GroupFunction& fn,
   for (auto& part : parts) {
     std::vector<std::string> probe{"FCALL", "cartd_groups_with_work", "0", lease.owner,
                                    fn.index_is_set ? std::string() : until};
-    for (std::size_t i : part) probe.push_back(indexes[i]);
+    for (std::size_t i : part) probe.push_back((*named)[i]);
     std::vector<std::string_view> probe_args(probe.begin(), probe.end());
-    const std::string& near = indexes[part.front()];
+    const std::string& near = (*named)[part.front()];
     redis.command_near(
         near, probe_args,
-        [&redis, fn, groups, args, round, part = std::move(part)](redis::Result r) {
+        [&redis, fn, named, args, round, part = std::move(part)](redis::Result r) {
           if (!r) return round->answered(r.error());  // the node is down: once for its groups
           std::vector<std::size_t> work;
           if (r->type == redis::Reply::Type::array) {
@@ -70,7 +69,7 @@ void call_groups(redis::Commands& redis, const GroupFunction& fn,
           }
           round->waiting += work.size();
           for (std::size_t i : work) {
-            send(redis, keys::fcall(fn.name, {fn.index(groups[i])}, args),
+            send(redis, keys::fcall(fn.name, {(*named)[i]}, args),
                  [round](redis::Result r) { round->answered(std::move(r)); });
           }
           round->done();

@@ -84,22 +84,15 @@ inline std::string due(std::uint32_t group) {
   return stock_tag(group) + "#due";
 }
 
-// What a function call on a cart's slot, or on a row's slot, names in KEYS on a Redis
-// Cluster: the key it works on, which routes the call. The cluster client names one key
-// more, the slot's "{tag}#absent", which keeps any function from running while its slot
-// migrates (redis/cluster.hpp), so a function may touch every key of its slot.
-inline std::vector<std::string> cart_slot(std::string_view sid) {
-  return {cart(sid)};
-}
-inline std::vector<std::string> row_slot(std::string_view inv) {
-  return {stock(inv)};
-}
 // The lease of a group's index (holds.lua, lease).
 inline std::string lease(std::string_view index) {
   return std::string(index) + ":lease";
 }
 
-// FCALL `function` with `keys`, then `args`.
+// FCALL `function` with `keys`, then `args`. On a Redis Cluster a call names the key it
+// works on (the cart, the row, a group's index), which routes it; the cluster client names
+// one key more, the slot's "{tag}#absent", which keeps any function from running while its
+// slot migrates (redis/cluster.hpp), so a function may touch every key of its slot.
 inline std::vector<std::string> fcall(std::string_view function, std::vector<std::string> keys,
                                       std::vector<std::string> args) {
   std::vector<std::string> out{"FCALL", std::string(function), std::to_string(keys.size())};

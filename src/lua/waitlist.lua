@@ -92,7 +92,7 @@ end
 -- cartd_wait_mark: the cart's half of a wait: the cart is live, not checking out, and
 -- waits on at most ARGV[3] rows; marks the row with this wait's token (a mark that was
 -- there takes the new token: a later unmark by an earlier wait leaves it).
--- KEYS: the cart (keys::cart_slot)   ARGV[1] session id   ARGV[2] inventory_id
+-- KEYS: the cart   ARGV[1] session id   ARGV[2] inventory_id
 -- ARGV[3] most rows one cart may wait on   ARGV[4] the wait's token
 -- ARGV[5] the cart's longest life, ms (the rows it waits on are kept in w: until then)
 -- ARGV[6...] pairs inventory_id, token: marks to drop first, if they still carry that
@@ -135,7 +135,7 @@ end
 
 -- cartd_wait_row: the row's half of a wait, after cartd_wait_mark; the cart's line here
 -- is its hold record (split.lua).
--- KEYS: the row (keys::row_slot)   ARGV[1] session id   ARGV[2] inventory_id
+-- KEYS: the row   ARGV[1] session id   ARGV[2] inventory_id
 -- ARGV[3] quantity   ARGV[4] offer window, ms   ARGV[5] maximum quantity per line
 -- Returns as cartd_wait, but for the cart's refusals.
 local function wait_row(keys, args)

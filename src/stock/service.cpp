@@ -348,7 +348,6 @@ void StockService::sweep(const std::vector<std::uint32_t>& groups, std::size_t b
       redis_, kSweep, groups, {std::to_string(batch)}, lease,
       [done = std::move(each)](redis::Result r) {
         if (!r) return done(r.error());
-        if (r->is_nil()) return done(Swept{});  // nothing to look at
         auto rows = r->int_at(0), more = r->int_at(1), units = r->int_at(2);
         if (!rows || !more || !units) return done(unexpected());
         done(Swept{*rows, *units, *more == 1});
@@ -363,7 +362,6 @@ void StockService::take_dirty(const std::vector<std::uint32_t>& groups, std::siz
       redis_, kTakeDirty, groups, {std::to_string(batch)}, lease,
       [done = std::move(each)](redis::Result r) {
         if (!r) return done(r.error());
-        if (r->is_nil()) return done(Dirty{});  // nothing to look at
         auto more = r->int_at(0);
         if (r->type != redis::Reply::Type::array || !more || r->elements.size() % 3 != 1) {
           return done(unexpected());

@@ -500,9 +500,7 @@ constexpr std::chrono::milliseconds kLongTtl{1'000'000'000};
 std::vector<std::string> grow_row_step(const std::string& sid, const std::string& op,
                                        const std::string& qty, const std::string& mode,
                                        std::chrono::milliseconds ttl) {
-  std::vector<std::string> args{"FCALL", "cartd_hold_grow",
-                                std::to_string(keys::row_slot("a").size())};
-  for (const std::string& k : keys::row_slot("a")) args.push_back(k);
+  std::vector<std::string> args{"FCALL", "cartd_hold_grow", "1", keys::stock("a")};
   for (std::string a :
        {std::string("a"), sid, product_of("a"), qty, std::string("0"), op, std::string("grow"),
         std::to_string(ttl.count()), std::to_string(ttl.count() / 100), mode, std::string("100")}) {
@@ -820,9 +818,7 @@ TEST(SplitLines, a_late_shrink_leaves_the_hold_a_later_change_set) {
   std::string sid = sid_of(6);
   std::string deadline = std::to_string(shop.now_ms() + 60'000);
   auto hold = [&](const std::string& qty, std::vector<std::string> by) {
-    std::vector<std::string> args{"FCALL", "cartd_hold",
-                                  std::to_string(keys::row_slot("a").size())};
-    for (auto& k : keys::row_slot("a")) args.push_back(k);
+    std::vector<std::string> args{"FCALL", "cartd_hold", "1", keys::stock("a")};
     for (std::string a : {std::string("a"), sid, product_of("a"), qty, deadline}) args.push_back(a);
     for (auto& b : by) args.push_back(b);
     auto r = shop.run(args);
@@ -986,8 +982,7 @@ TEST(SplitLines, a_waits_mark_survives_an_earlier_waits_unmark) {
   std::string sid = sid_of(40);
   ASSERT_EQ(kind_of(shop.set(sid, "a", 1)), Kind::ok);  // a live cart
   auto cart_step = [&](const char* function, std::vector<std::string> args) {
-    std::vector<std::string> call{"FCALL", function, std::to_string(keys::cart_slot(sid).size())};
-    for (auto& k : keys::cart_slot(sid)) call.push_back(k);
+    std::vector<std::string> call{"FCALL", function, "1", keys::cart(sid)};
     call.push_back(sid);
     for (auto& a : args) call.push_back(a);
     auto r = shop.run(call);
