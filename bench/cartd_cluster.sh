@@ -5,8 +5,13 @@
 # primaries; for each, a pool of 1000 carts made through cartd, then wrk with
 # bench/wrk/add.lua (a line change: one to three single-slot steps on a cluster, one call on
 # standalone), new.lua (the first line of a new cart: two steps on a cluster), get.lua
-# (one HGETALL either way) and mix.lua (9 gets to 1 line change, as the main bench's mix).
-# Prints one table; the ratio columns are the standalone requests/s over this one's (the
+# (one HGETALL either way) and mix.lua (9 gets to 1 line change, as the main bench's mix),
+# each as fast as it goes; then add and mix again, paced ("@paced": each connection
+# pauses CARTD_BENCH_PACE_MS, 15 by default, before each request, about 4000 requests/s
+# for every setup): the CPU a request costs at a load that every setup carries. At
+# saturation a faster setup batches more requests per system call, on both sides, and
+# so costs less per request than it would at the same load (on 2 cores shared with wrk,
+# that alone moves CPU per request by a third). Prints one table; the ratio columns are the standalone requests/s over this one's (the
 # cost per request, x standalone) and this one's CPU per request (cartd and the
 # redis-servers) over standalone's, and the next two that CPU time per request of cartd
 # and of the redis-servers (all nodes), then
@@ -21,6 +26,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rows=1000
 pool=1000
 connections=64
+# The paced runs: each connection's pause between requests (ms), given to wrk's scripts
+# for those runs only.
+pace_ms=${CARTD_BENCH_PACE_MS:-15}
+unset CARTD_BENCH_PACE_MS
 mkdir -p "$dir"
 pids=()
 cleanup() {
@@ -56,6 +65,7 @@ wait_ping() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && 
 node() {
   local name=$1
   port=$(free_port)
+  rm -rf "${dir:?}/$name"  # a DIR used before: its nodes.conf would bring back the old cluster
   mkdir -p "$dir/$name"
   local extra=()
   [ "${2:-}" = cluster ] && extra=(--cluster-enabled yes --cluster-config-file "$dir/$name/nodes.conf")
@@ -147,13 +157,15 @@ EOF
     -v s="$idle_seconds" -v hz="$(getconf CLK_TCK)" -v info="${#server_ports[@]}" \
     'BEGIN {printf "| %-10s | %10.0f | %9.1f | %9.1f |", n, (k - info) / s, c * 100 / hz / s, r * 100 / hz / s}')")
   local script line
-  for script in add new get mix; do
-    CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
-      wrk -t2 -c"$connections" -d2s -s "$root/bench/wrk/$script.lua" "http://127.0.0.1:$http" >/dev/null 2>&1 || true
+  for script in add new get mix add@paced mix@paced; do
+    local wrk_script=${script%@paced} pace=()
+    [ "$script" != "$wrk_script" ] && pace=(CARTD_BENCH_PACE_MS="$pace_ms")
+    env "${pace[@]}" CARTD_BENCH_DIR="$root/bench" CARTD_BENCH_IDS="$dir/ids.txt" CARTD_BENCH_ROWS=$rows \
+      wrk -t2 -c"$connections" -d2s -s "$root/bench/wrk/$wrk_script.lua" "http://127.0.0.1:$http" >/dev/null 2>&1 || true
     local c0 r0 f0 c1 r1 f1 n hz
     c0=$(ticks "$pid") r0=$(ticks "${servers[@]}") f0=$(fcalls) k0=$(commands)
-    line=$(CARTD_BENCH_DIR=$root/bench CARTD_BENCH_IDS=$dir/ids.txt CARTD_BENCH_ROWS=$rows \
-      wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/wrk/$script.lua" \
+    line=$(env "${pace[@]}" CARTD_BENCH_DIR="$root/bench" CARTD_BENCH_IDS="$dir/ids.txt" CARTD_BENCH_ROWS=$rows \
+      wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/wrk/$wrk_script.lua" \
       "http://127.0.0.1:$http" | grep '^{"requests"')
     c1=$(ticks "$pid") r1=$(ticks "${servers[@]}") f1=$(fcalls) k1=$(commands)
     # CPU per request, in microseconds, of cartd and of the redis-servers together.
@@ -174,19 +186,21 @@ cluster 3
 measure cluster-3 "$port"
 
 echo "cartd on a Redis Cluster against standalone (--threads 1, wrk -t2 -c$connections -d${seconds}s, $pool carts x 3 lines):"
-printf '| %-10s | %-4s | %10s | %8s | %8s | %6s | %12s | %12s | %13s | %13s | %10s | %12s |\n' redis route \
+printf '| %-10s | %-9s | %10s | %8s | %8s | %6s | %12s | %12s | %13s | %13s | %10s | %12s |\n' redis route \
   "requests/s" "p50 ms" "p99 ms" errors "cost x std" "CPU x std" "cartd us/req" "redis us/req" \
   "fcalls/req" "commands/req"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------ ------------ ---------- ---------- \
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ----------- ------------ ---------- ---------- \
   -------- -------------- -------------- --------------- --------------- ------------ --------------
 for r in "${results[@]}"; do
   read -r name script cartd_us redis_us fcalls_per commands_per json <<<"$r"
   rps=$(sed 's/.*"rps": \([0-9.]*\).*/\1/' <<<"$json")
   read -r _ _ base_cartd base_redis _ _ base_json < <(printf '%s\n' "${results[@]}" | grep "^standalone $script ")
   base=$(sed 's/.*"rps": \([0-9.]*\).*/\1/' <<<"$base_json")
-  printf '| %-10s | %-4s | %10.0f | %8.2f | %8.2f | %6d | %12.2f | %12.2f | %13s | %13s | %10s | %12s |\n' "$name" "$script" "$rps" \
+  cost=$(awk -v a="$base" -v b="$rps" 'BEGIN {printf "%.2f", a / b}')
+  [ "${script%@paced}" != "$script" ] && cost=-  # the same load: requests/s tell nothing
+  printf '| %-10s | %-9s | %10.0f | %8.2f | %8.2f | %6d | %12s | %12.2f | %13s | %13s | %10s | %12s |\n' "$name" "$script" "$rps" \
     "$(sed 's/.*"p50_ms": \([0-9.]*\).*/\1/' <<<"$json")" "$(sed 's/.*"p99_ms": \([0-9.]*\).*/\1/' <<<"$json")" \
-    "$(sed 's/.*"errors": \([0-9]*\).*/\1/' <<<"$json")" "$(awk -v a="$base" -v b="$rps" 'BEGIN {print a / b}')" \
+    "$(sed 's/.*"errors": \([0-9]*\).*/\1/' <<<"$json")" "$cost" \
     "$(awk -v a="$cartd_us" -v b="$redis_us" -v c="$base_cartd" -v d="$base_redis" 'BEGIN {print (a + b) / (c + d)}')" \
     "$cartd_us" "$redis_us" "$fcalls_per" "$commands_per"
 done

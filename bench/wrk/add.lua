@@ -3,3 +3,4 @@ package.path = os.getenv("CARTD_BENCH_DIR") .. "/wrk/?.lua;" .. package.path
 local common = require("common")
 request = common.add_to_cart
 done = common.done
+delay = common.delay

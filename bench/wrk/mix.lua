@@ -8,3 +8,4 @@ request = function()
   return common.get_cart()
 end
 done = common.done
+delay = common.delay
