@@ -132,9 +132,10 @@ struct CartLookup {
 };
 
 struct CheckoutStart {
-  // short_of: a row could not hold the cart's units for the checkout (its hold lapsed
-  // and the units went to others: a broken hold promise, possible on a Redis Cluster
-  // only); the checkout is begun, and must be aborted.
+  // short_of: a row could not hold the cart's units for the checkout (possible on a Redis
+  // Cluster only: its hold lapsed and the units went to others, a broken hold promise;
+  // or the checkout resumed after a finish cut short had released its rows already);
+  // the checkout is begun, and the main DB settles it (its order finished, or aborted).
   enum class Kind { begun, resume, done, conflict, expired, unknown, empty, short_of };
   Kind kind = Kind::begun;
   std::string inventory_id;     // short_of: the row

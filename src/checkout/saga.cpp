@@ -48,7 +48,7 @@ class Saga : public std::enable_shared_from_this<Saga> {
         return answer(Kind::empty);
       case K::short_of:
         attempt_ = r->attempt_id;
-        return refuse_short({}, r->inventory_id, "a row refused the checkout's hold");
+        return settle_short(r->inventory_id);
       case K::begun:
       case K::resume:
         break;
@@ -120,6 +120,29 @@ class Saga : public std::enable_shared_from_this<Saga> {
              if (!r) return self->redis_failed(r.error());
              self->answer(Kind::stock_short, [&](Outcome& o) { o.inventory_id = inv; });
            });
+  }
+
+  // A row refused the checkout's hold (a Redis Cluster only, where the rows are steps of
+  // their own): a hold a failover lost, or this very checkout resumed (a retry with the
+  // same key) after a finish cut short had released its rows, before the cart's half.
+  // The main DB decides, as recovery does: its order is finished in Redis and answered;
+  // with none, the attempt is fenced off there (no transaction of it can place an order
+  // any more) and given up, a broken hold promise.
+  void settle_short(const std::string& inv) {
+    ctx_.db.run<db::SettledCheckout>(
+        ctx_.loop,
+        [sid = sid_, attempt = attempt_](db::Store& store) {
+          return store.settle_checkout(sid, attempt);
+        },
+        [self = shared_from_this(), inv](db::DbResult<db::SettledCheckout> settled) {
+          if (!settled) return self->db_failed(settled.error());
+          if (!settled->order) {
+            return self->refuse_short({}, inv, "a row refused the checkout's hold");
+          }
+          self->order_ = std::move(*settled->order);
+          settle(self->ctx_.carts, self->sid_, self->key_, self->attempt_, self->order_,
+                 settled->rows, [self](auto r) { self->finished(r); });
+        });
   }
 
   void load_existing(const std::string& order_id) {

@@ -210,6 +210,60 @@ TEST(ClusterCartd, the_rows_of_a_primary_that_restarted_empty_are_mirrored_again
   EXPECT_EQ(available(cartd, 0), 5);
 }
 
+// A checkout's finish on a cluster releases its rows, then closes the cart. Cut short in
+// between (cartd killed), a retry with the same key resumes the checkout: its rows hold
+// nothing for it any more and the units are gone (sold), so the row refuses the hold.
+// The order is in the main DB: the retry must answer it and close the cart, not give the
+// checkout up (409, the cart live again with lines no row holds) as a lost hold would be.
+TEST(ClusterCartd, a_checkout_resumed_after_its_rows_were_released_answers_its_order) {
+  RedisCluster cluster(3, 0);
+  Cartd cartd(cluster.url(), catalog(),
+              {"--fault-after-checkout-step", "2", "--checkout-recovery-ms", "60000"});
+  auto created = cartd.post("/v1/carts", "");
+  ASSERT_EQ(created.status, 201u) << created.body;
+  std::string sid(created.json().at("id").as_string());
+  ASSERT_EQ(cartd.post("/v1/carts/" + sid + "/items", line(0, 5)).status, 200u);
+  ASSERT_EQ(cartd.post("/v1/carts/" + sid + "/items", line(1, 2)).status, 200u);
+  EXPECT_THROW(cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k"}}),
+               std::exception)
+      << "cartd died after the order was written";
+  cartd.stop(SIGKILL);
+  ASSERT_EQ(sqlite_int(cartd.db_path(), "SELECT COUNT(*) FROM orders"), 1);
+  // The finish's first half, on both rows, as cartd_checkout_release runs it: the holds
+  // end, the mirror takes the main DB's on_hand (row0 sold out).
+  for (int row : {0, 1}) {
+    std::string inv = "row" + std::to_string(row);
+    std::string where = " FROM inventory WHERE inventory_id='" + inv + "'";
+    auto released = cluster.command(
+        cluster.owner_of(redis::key_slot(keys::stock(inv))),
+        {"FCALL", "cartd_checkout_release", "1", keys::stock(inv), inv, sid, row == 0 ? "5" : "2",
+         std::to_string(sqlite_int(cartd.db_path(), "SELECT on_hand" + where)),
+         std::to_string(sqlite_int(cartd.db_path(), "SELECT version" + where))});
+    ASSERT_EQ(released.type, redis::Reply::Type::integer) << released.str;
+  }
+  cartd.set_flags({"--checkout-recovery-ms", "60000"});
+  cartd.start();
+  auto retry = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k"}});
+  EXPECT_EQ(retry.status, 200u) << retry.body;
+  EXPECT_EQ(cartd.get("/v1/carts/" + sid).status, 410u) << "the cart is an order";
+  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT COUNT(*) FROM orders"), 1);
+  EXPECT_NE(cartd.get("/metrics").body.find("\ncartd_broken_hold_promises_total 0\n"),
+            std::string::npos)
+      << "no broken promise";
+  // Every unit: row0 sold out (5 in the order), row1 3 on hand and 2 sold; nothing held.
+  EXPECT_EQ(available(cartd, 0), 0);
+  EXPECT_EQ(available(cartd, 1), 3);
+  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(quantity) FROM order_lines"), 7);
+  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory") +
+                sqlite_int(cartd.db_path(), "SELECT SUM(quantity) FROM order_lines"),
+            12 * 5);
+  EXPECT_TRUE(eventually(
+      [&] { return sqlite_int(cartd.db_path(), "SELECT SUM(reserved) FROM inventory") == 0; }, 10s,
+      100ms));
+  auto check = cartd.check();
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
 TEST(ClusterCartd, a_checkout_waits_for_the_replicas_of_the_nodes_it_wrote_to) {
   RedisCluster cluster(3, 1);
   Cartd cartd(cluster.url(), catalog(), {"--checkout-wait-replicas", "1"});
