@@ -183,10 +183,12 @@ std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text)
 }
 
 // How a row step sets a cart's hold (cartd_hold): for change `op` ("" for none); `if_mine`
-// only a shrink, while the row's record is still that change's.
+// only a shrink, while the row's record is still that change's; `fence` (Redis' clock,
+// ms; 0 for none) the time after which the step writes nothing (answers 'lapsed').
 struct HoldBy {
   std::string op;
   bool if_mine = false;
+  std::int64_t fence = 0;
 };
 
 std::vector<std::string> hold_command(const char* function, const std::string& inv,
@@ -196,7 +198,8 @@ std::vector<std::string> hold_command(const char* function, const std::string& i
   std::vector<std::string> args{inv, sid, pid, std::to_string(qty), std::to_string(deadline)};
   if (!by.op.empty()) {
     args.push_back(by.op);
-    if (by.if_mine) args.push_back("if-mine");
+    if (by.if_mine || by.fence > 0) args.push_back(by.if_mine ? "if-mine" : "");
+    if (by.fence > 0) args.push_back(std::to_string(by.fence));
   }
   return keys::fcall(function, {keys::stock(inv)}, std::move(args));
 }
@@ -464,6 +467,10 @@ class Change : public std::enable_shared_from_this<Change> {
       if (*tag == "shrunk") return shrunk(*stale);
       stale_ = *stale;
       locked_ = true;
+      // The lock lasts until now + the lease (the cart's node's clock); a quarter of it
+      // is left for the clocks of the rows' nodes, which may differ a little.
+      auto lease = settings_.line_lease.count();
+      fence_ = *now + lease - lease / 4;
     } else {
       return fail(unexpected(*r));
     }
@@ -578,9 +585,13 @@ class Change : public std::enable_shared_from_this<Change> {
   // Sets the cart's hold on a row for this change. `if_mine`: the change's last word on
   // the row, after its commit (a shrink, a give-back), which a later change of the cart
   // that set the row since overrides.
+  // A locked change's writes that may set a row lower go only inside its lease (`fence_`):
+  // one held up past it could land after the cart's next change set the row.
   void send_hold(const std::string& inv, const std::string& pid, std::int64_t qty,
                  redis::ReplyHandler handler, bool if_mine = false) {
-    send(redis_, hold_command("cartd_hold", inv, sid_, pid, qty, deadline_, HoldBy{op_, if_mine}),
+    send(redis_,
+         hold_command("cartd_hold", inv, sid_, pid, qty, deadline_,
+                      HoldBy{op_, if_mine, if_mine ? 0 : fence_}),
          std::move(handler));
   }
 
@@ -610,6 +621,7 @@ class Change : public std::enable_shared_from_this<Change> {
       }
       return hold_others();
     }
+    if (*tag == "lapsed") return fail(unavailable());  // past the lease: nothing written
     if (*tag == "insufficient") {
       out_.kind = Kind::insufficient;
       out_.available = r->int_at(1).value_or(0);
@@ -825,7 +837,8 @@ class Change : public std::enable_shared_from_this<Change> {
   } grow_;
   bool lines_known_ = false;  // lines_ is the cart's (before the change, or after it)
   std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
-  std::int64_t held_ = 0;  // what the line's row holds until the commit
+  std::int64_t held_ = 0;   // what the line's row holds until the commit
+  std::int64_t fence_ = 0;  // a locked change: its row writes go until then (see send_hold)
   std::string stale_;
   std::vector<StoredLine> lines_;
   std::vector<std::string> marks_;  // the rows the cart waits on

@@ -59,6 +59,12 @@ end
 --          first (cartd_line_begin's 'shrunk') keeps the line's change id, so its row step
 --          is such a last word too; of two shrinks' row steps in either order, the row
 --          keeps the smaller, which is the line.
+-- ARGV[8]  cartd_hold only: the time (ms, Redis' clock) after which the step writes
+--          nothing and answers {'lapsed'}: a locked change's fence, inside the lease of
+--          its lock (ARGV[7] is '' then, when not 'if-mine'). A write of a change whose
+--          lease lapsed may land after the next change of the cart took the lock and set
+--          the row (a command held up by a failover or a moving slot for longer than the
+--          lease): it would set the row back below that change's line.
 -- ARGV[7..] for cartd_hold_new and cartd_hold_grow below (as functions of their own, so
 --          a library before them answers "function not found" and writes nothing):
 --   cartd_hold_new: the first line of a new cart (its id is cartd's own, so nothing else
@@ -75,8 +81,8 @@ end
 --          record's quantity may overstate). Holds at the record's deadline and answers
 --          it, the change the record named, what the record holds now, and what it held
 --          before, after the name and price.
--- Returns {'ok', dropped, name, unit_price_cents [, deadline_ms, birth_ms]}, or, only when
--- the hold grows:
+-- Returns {'ok', dropped, name, unit_price_cents [, deadline_ms, birth_ms]}, {'lapsed'}
+-- (past the fence, nothing written), or, only when the hold grows:
 --   {'insufficient', available, dropped, waitlisted 0|1}  {'unknown_inventory'}
 --   {'product_mismatch', product_id}  {'limit_exceeded', max_per_cart}
 -- A hold that stays or shrinks is always taken. Growing it claims the cart's offer on
@@ -85,6 +91,7 @@ local function hold(keys, args, kind)
   local now = now_ms()
   local key, inv, sid, pid = keys[1], args[1], args[2], args[3]
   local qty, deadline = tonumber(args[4]), tonumber(args[5])
+  if not kind and args[8] and now > tonumber(args[8]) then return {'lapsed'} end
   local new_cart = kind == 'new-cart'
   if new_cart then
     deadline = next_deadline(now, now, args)

@@ -867,6 +867,49 @@ TEST(SplitLines, two_instances_changing_one_cart_leave_every_row_right) {
   }
 }
 
+// A locked change's row writes go only inside its lease (found by review): one held up
+// past it (a failover, a moving slot) could land after the cart's next change took the
+// lapsed lock and set the row, and set the row back below that change's line.
+TEST(SplitLines, a_locked_changes_row_write_after_its_lease_writes_nothing) {
+  RedisServer redis;
+  SplitShop shop(redis.url(), false);
+  shop.mirror("a", 10);
+  std::string sid = sid_of(41);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 2)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 6)), Kind::ok);  // the cart's latest change
+  // The late write of an earlier change whose lease (and fence) has passed.
+  std::int64_t now = shop.now_ms();
+  auto late =
+      shop.run({"FCALL", "cartd_hold", "1", keys::stock("a"), "a", sid, product_of("a"), "3",
+                std::to_string(now + 60000), "earlier-change", "", std::to_string(now - 1000)});
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->text_at(0), "lapsed");
+  EXPECT_EQ(redis.stock_row("a")["r"], "6");
+  shop.expect_exact_accounting({"a"}, {sid});
+
+  // A locked change (it repairs a change that lapsed unfinished) sends its fence: the
+  // lock's time plus three quarters of the lease (10 s here).
+  ASSERT_EQ(shop.lock_as_a_dying_change(sid, "a", "1")->text_at(0), "locked");
+  std::this_thread::sleep_for(5ms);
+  redis.command({"CONFIG", "SET", "slowlog-log-slower-than", "0"});
+  redis.command({"SLOWLOG", "RESET"});
+  std::int64_t before = shop.now_ms();
+  ASSERT_EQ(kind_of(shop.set(sid, "a", 4)), Kind::ok);
+  std::int64_t after = shop.now_ms();
+  auto log = redis.command({"SLOWLOG", "GET", "100"});
+  int fenced = 0;
+  for (const redis::Reply& entry : log.elements) {
+    const auto& args = entry.elements.at(3).elements;
+    if (args.size() != 12 || args[1].str != "cartd_hold") continue;
+    std::int64_t fence = std::stoll(args[11].str);
+    EXPECT_GE(fence, before + 7500);
+    EXPECT_LE(fence, after + 7500);
+    ++fenced;
+  }
+  EXPECT_GE(fenced, 1) << "the locked change's row write names no fence";
+  shop.expect_exact_accounting({"a"}, {sid});
+}
+
 TEST(SplitLines, a_checkout_holds_its_rows_then_sells_their_units) {
   RedisServer redis;
   SplitShop shop(redis.url(), false);
