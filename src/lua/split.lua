@@ -28,7 +28,9 @@
 -- with the row first: cartd_hold_grow then cartd_line_grown, cartd_hold_new then
 -- cartd_line_commit.) The lease outlasts every step's timeout, so a change in
 -- progress keeps its lock; a second change of the same cart meanwhile is told 'busy'
--- (the caller waits a little and tries again).
+-- (the caller waits a little and tries again). A step held up for longer (a failover, a
+-- moving slot) must not land after the next change took the lapsed lock: a locked
+-- change's row writes carry a fence inside the lease (cartd_hold's ARGV[8]).
 --
 --   {s<n>}hc:<inv>   hash sid -> "quantity deadline change": each cart's hold on the row,
 --                    as the row knows it (a record whose deadline has passed holds
