@@ -662,8 +662,12 @@ class Change : public std::enable_shared_from_this<Change> {
     if (!stale_seen) sets->push_back({stale_, "", 0});
     // Every line's row is then this change's: the commit says so on each line.
     restamp_ = moved;
-    set_rows(sets, "was not moved with its deadline",
-             [self = shared_from_this()] { self->commit(); });
+    // A row past the fence wrote nothing: no commit (the lock lapses, and the cart's next
+    // change sets every row), as for a change cut short.
+    set_rows(sets, "was not moved with its deadline", [self = shared_from_this()] {
+      if (self->lapsed_) return self->fail(unavailable());
+      self->commit();
+    });
   }
 
   // After the commit, the holds that shrink: the line's own row to the line, and the
@@ -713,6 +717,7 @@ class Change : public std::enable_shared_from_this<Change> {
               s.inv, s.pid, s.qty,
               [self, what, inv = s.inv, answered = std::move(answered)](redis::Result r) {
                 self->warn_unless_ok(r, inv, what);
+                if (r && r->text_at(0) == "lapsed") self->lapsed_ = true;
                 answered();
               },
               if_mine);
@@ -839,6 +844,7 @@ class Change : public std::enable_shared_from_this<Change> {
   std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
   std::int64_t held_ = 0;   // what the line's row holds until the commit
   std::int64_t fence_ = 0;  // a locked change: its row writes go until then (see send_hold)
+  bool lapsed_ = false;     // a row write came past the fence (wrote nothing)
   std::string stale_;
   std::vector<StoredLine> lines_;
   std::vector<std::string> marks_;  // the rows the cart waits on
