@@ -662,10 +662,12 @@ class Change : public std::enable_shared_from_this<Change> {
     if (!stale_seen) sets->push_back({stale_, "", 0});
     // Every line's row is then this change's: the commit says so on each line.
     restamp_ = moved;
-    // A row past the fence wrote nothing: no commit (the lock lapses, and the cart's next
-    // change sets every row), as for a change cut short.
+    // A row write that did not answer may still land, and one past the fence wrote
+    // nothing: either way no commit, as for a change cut short. The lock stays until its
+    // lease ends, after the fence, so no later change of the cart sets a row before such a
+    // write lands or is refused; that change then sets every row.
     set_rows(sets, "was not moved with its deadline", [self = shared_from_this()] {
-      if (self->lapsed_) return self->fail(unavailable());
+      if (self->row_unsure_) return self->fail(unavailable());
       self->commit();
     });
   }
@@ -717,7 +719,7 @@ class Change : public std::enable_shared_from_this<Change> {
               s.inv, s.pid, s.qty,
               [self, what, inv = s.inv, answered = std::move(answered)](redis::Result r) {
                 self->warn_unless_ok(r, inv, what);
-                if (r && r->text_at(0) == "lapsed") self->lapsed_ = true;
+                if (!r || r->text_at(0) == "lapsed") self->row_unsure_ = true;
                 answered();
               },
               if_mine);
@@ -842,9 +844,9 @@ class Change : public std::enable_shared_from_this<Change> {
   } grow_;
   bool lines_known_ = false;  // lines_ is the cart's (before the change, or after it)
   std::int64_t born_ = 0, old_deadline_ = 0, quantity_ = 0, deadline_ = 0;
-  std::int64_t held_ = 0;   // what the line's row holds until the commit
-  std::int64_t fence_ = 0;  // a locked change: its row writes go until then (see send_hold)
-  bool lapsed_ = false;     // a row write came past the fence (wrote nothing)
+  std::int64_t held_ = 0;    // what the line's row holds until the commit
+  std::int64_t fence_ = 0;   // a locked change: its row writes go until then (see send_hold)
+  bool row_unsure_ = false;  // a row write did not answer, or came past the fence
   std::string stale_;
   std::vector<StoredLine> lines_;
   std::vector<std::string> marks_;  // the rows the cart waits on

@@ -8,6 +8,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <csignal>
 #include <future>
 #include <map>
 #include <optional>
@@ -40,9 +41,10 @@ std::string product_of(const std::string& inv) {
 class SplitShop {
  public:
   SplitShop(const std::string& url, bool cluster, std::chrono::milliseconds ttl = 60s,
-            std::chrono::milliseconds max_lifetime = 7200s, std::chrono::milliseconds lease = 10s) {
+            std::chrono::milliseconds max_lifetime = 7200s, std::chrono::milliseconds lease = 10s,
+            std::chrono::milliseconds timeout = 2000ms) {
     redis::Client::Options node{
-        *redis::parse_url(url), scripts::library, 2000ms, 200ms, "cartd-test", {}, nullptr};
+        *redis::parse_url(url), scripts::library, timeout, 200ms, "cartd-test", {}, nullptr};
     if (cluster) {
       redis::ClusterClient::Options o;
       o.seeds.push_back(node.endpoint);
@@ -908,6 +910,51 @@ TEST(SplitLines, a_locked_changes_row_write_after_its_lease_writes_nothing) {
   }
   EXPECT_GE(fenced, 1) << "the locked change's row write names no fence";
   shop.expect_exact_accounting({"a"}, {sid});
+}
+
+// A locked change whose write to another of the cart's rows does not answer (the row's
+// node stalls past the command timeout) does not commit (found by review): the write may
+// still land, and a commit would free the cart for its next change at once, whose write
+// to that row the late one could undo. The lock stays until its lease ends, after the
+// fence, and the change after it sets every row.
+TEST(SplitLines, a_locked_change_whose_row_write_is_unanswered_does_not_commit) {
+  RedisCluster cluster(3, 0);
+  SplitShop shop(cluster.url(), true, 60s, 7200s, 3s, 300ms);
+  std::string sid = sid_of(42);
+  int cart_node = cluster.owner_of(redis::key_slot(keys::cart(sid)));
+  std::string a, b;  // a row on the cart's node, and one on another
+  for (int i = 0; i < 500 && (a.empty() || b.empty()); ++i) {
+    std::string inv = "r" + std::to_string(i);
+    bool here = cluster.owner_of(redis::key_slot(keys::stock(inv))) == cart_node;
+    if (here && a.empty()) a = inv;
+    if (!here && b.empty()) b = inv;
+  }
+  ASSERT_FALSE(a.empty() || b.empty());
+  shop.mirror(a, 10);
+  shop.mirror(b, 10);
+  ASSERT_EQ(kind_of(shop.set(sid, a, 2)), Kind::ok);
+  ASSERT_EQ(kind_of(shop.set(sid, b, 2)), Kind::ok);
+  // A change that lapsed unfinished: the next one takes the locked steps and sets every row.
+  ASSERT_EQ(shop.lock_as_a_dying_change(sid, a, "1")->text_at(0), "locked");
+  std::this_thread::sleep_for(5ms);
+  int b_node = cluster.owner_of(redis::key_slot(keys::stock(b)));
+  cluster.signal(b_node, SIGSTOP);
+  auto change = shop.set(sid, a, 3);
+  cluster.signal(b_node, SIGCONT);
+  EXPECT_FALSE(change) << "committed with a row write unanswered";
+  auto lines = shop.run({"FCALL", "cartd_cart_lines", "1", keys::cart(sid), sid});
+  ASSERT_TRUE(lines && lines->elements.size() == 7u);  // the deadline, then 2 x (pid, inv, qty)
+  for (std::size_t i = 1; i + 2 < lines->elements.size(); i += 3) {
+    EXPECT_EQ(lines->int_at(i + 2), 2) << *lines->text_at(i + 1) << ": the change was written";
+  }
+  // Once the lease has ended, the cart's next change sets every row.
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto r = shop.set(sid, a, 3);
+        return r && r->kind == Kind::ok;
+      },
+      10s, 200ms));
+  shop.expect_exact_accounting({a, b}, {sid});
 }
 
 TEST(SplitLines, a_checkout_holds_its_rows_then_sells_their_units) {
