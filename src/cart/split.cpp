@@ -184,7 +184,8 @@ std::optional<std::vector<StoredLine>> parse_lines_json(const std::string& text)
 
 // How a row step sets a cart's hold (cartd_hold): for change `op` ("" for none); `if_mine`
 // only a shrink, while the row's record is still that change's; `fence` (Redis' clock,
-// ms; 0 for none) the time after which the step writes nothing (answers 'lapsed').
+// ms; 0 for none), for a set that is not `if_mine`: the time after which the step writes
+// nothing (answers 'lapsed').
 struct HoldBy {
   std::string op;
   bool if_mine = false;
@@ -198,8 +199,11 @@ std::vector<std::string> hold_command(const char* function, const std::string& i
   std::vector<std::string> args{inv, sid, pid, std::to_string(qty), std::to_string(deadline)};
   if (!by.op.empty()) {
     args.push_back(by.op);
-    if (by.if_mine || by.fence > 0) args.push_back(by.if_mine ? "if-mine" : "");
-    if (by.fence > 0) args.push_back(std::to_string(by.fence));
+    if (by.if_mine) {
+      args.push_back("if-mine");
+    } else if (by.fence > 0) {
+      args.insert(args.end(), {"", std::to_string(by.fence)});  // ARGV[7] '', ARGV[8]
+    }
   }
   return keys::fcall(function, {keys::stock(inv)}, std::move(args));
 }
@@ -590,8 +594,7 @@ class Change : public std::enable_shared_from_this<Change> {
   void send_hold(const std::string& inv, const std::string& pid, std::int64_t qty,
                  redis::ReplyHandler handler, bool if_mine = false) {
     send(redis_,
-         hold_command("cartd_hold", inv, sid_, pid, qty, deadline_,
-                      HoldBy{op_, if_mine, if_mine ? 0 : fence_}),
+         hold_command("cartd_hold", inv, sid_, pid, qty, deadline_, HoldBy{op_, if_mine, fence_}),
          std::move(handler));
   }
 

@@ -215,10 +215,20 @@ TEST(ClusterCartd, the_rows_of_a_primary_that_restarted_empty_are_mirrored_again
 // nothing for it any more and the units are gone (sold), so the row refuses the hold.
 // The order is in the main DB: the retry must answer it and close the cart, not give the
 // checkout up (409, the cart live again with lines no row holds) as a lost hold would be.
-TEST(ClusterCartd, a_checkout_resumed_after_its_rows_were_released_answers_its_order) {
+// On a PostgreSQL database of `pg`, or (null) cartd's own SQLite file.
+void resume_after_the_rows_were_released(PgServer* pg) {
   RedisCluster cluster(3, 0);
+  std::vector<std::string> db;
+  if (pg) db = {"--db", pg->new_database("resume")};
+  auto flags = [&](std::vector<std::string> f) {
+    f.insert(f.end(), db.begin(), db.end());
+    return f;
+  };
   Cartd cartd(cluster.url(), catalog(),
-              {"--fault-after-checkout-step", "2", "--checkout-recovery-ms", "60000"});
+              flags({"--fault-after-checkout-step", "2", "--checkout-recovery-ms", "60000"}));
+  auto db_int = [&](const std::string& sql) {
+    return pg ? pg->query_int("resume", sql) : sqlite_int(cartd.db_path(), sql);
+  };
   auto created = cartd.post("/v1/carts", "");
   ASSERT_EQ(created.status, 201u) << created.body;
   std::string sid(created.json().at("id").as_string());
@@ -228,40 +238,47 @@ TEST(ClusterCartd, a_checkout_resumed_after_its_rows_were_released_answers_its_o
                std::exception)
       << "cartd died after the order was written";
   cartd.stop(SIGKILL);
-  ASSERT_EQ(sqlite_int(cartd.db_path(), "SELECT COUNT(*) FROM orders"), 1);
+  ASSERT_EQ(db_int("SELECT COUNT(*) FROM orders"), 1);
   // The finish's first half, on both rows, as cartd_checkout_release runs it: the holds
   // end, the mirror takes the main DB's on_hand (row0 sold out).
   for (int row : {0, 1}) {
     std::string inv = "row" + std::to_string(row);
     std::string where = " FROM inventory WHERE inventory_id='" + inv + "'";
-    auto released = cluster.command(
-        cluster.owner_of(redis::key_slot(keys::stock(inv))),
-        {"FCALL", "cartd_checkout_release", "1", keys::stock(inv), inv, sid, row == 0 ? "5" : "2",
-         std::to_string(sqlite_int(cartd.db_path(), "SELECT on_hand" + where)),
-         std::to_string(sqlite_int(cartd.db_path(), "SELECT version" + where))});
+    auto released =
+        cluster.command(cluster.owner_of(redis::key_slot(keys::stock(inv))),
+                        {"FCALL", "cartd_checkout_release", "1", keys::stock(inv), inv, sid,
+                         row == 0 ? "5" : "2", std::to_string(db_int("SELECT on_hand" + where)),
+                         std::to_string(db_int("SELECT version" + where))});
     ASSERT_EQ(released.type, redis::Reply::Type::integer) << released.str;
   }
-  cartd.set_flags({"--checkout-recovery-ms", "60000"});
+  cartd.set_flags(flags({"--checkout-recovery-ms", "60000"}));
   cartd.start();
   auto retry = cartd.post("/v1/carts/" + sid + "/checkout", "", {{"Idempotency-Key", "k"}});
   EXPECT_EQ(retry.status, 200u) << retry.body;
   EXPECT_EQ(cartd.get("/v1/carts/" + sid).status, 410u) << "the cart is an order";
-  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT COUNT(*) FROM orders"), 1);
+  EXPECT_EQ(db_int("SELECT COUNT(*) FROM orders"), 1);
   EXPECT_NE(cartd.get("/metrics").body.find("\ncartd_broken_hold_promises_total 0\n"),
             std::string::npos)
       << "no broken promise";
   // Every unit: row0 sold out (5 in the order), row1 3 on hand and 2 sold; nothing held.
   EXPECT_EQ(available(cartd, 0), 0);
   EXPECT_EQ(available(cartd, 1), 3);
-  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(quantity) FROM order_lines"), 7);
-  EXPECT_EQ(sqlite_int(cartd.db_path(), "SELECT SUM(on_hand) FROM inventory") +
-                sqlite_int(cartd.db_path(), "SELECT SUM(quantity) FROM order_lines"),
+  EXPECT_EQ(db_int("SELECT SUM(quantity) FROM order_lines"), 7);
+  EXPECT_EQ(db_int("SELECT SUM(on_hand) FROM inventory") +
+                db_int("SELECT SUM(quantity) FROM order_lines"),
             12 * 5);
-  EXPECT_TRUE(eventually(
-      [&] { return sqlite_int(cartd.db_path(), "SELECT SUM(reserved) FROM inventory") == 0; }, 10s,
-      100ms));
+  EXPECT_TRUE(
+      eventually([&] { return db_int("SELECT SUM(reserved) FROM inventory") == 0; }, 10s, 100ms));
   auto check = cartd.check();
   EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+TEST(ClusterCartd, a_checkout_resumed_after_its_rows_were_released_answers_its_order) {
+  resume_after_the_rows_were_released(nullptr);
+}
+TEST(ClusterCartd, a_checkout_resumed_after_its_rows_were_released_answers_its_order_postgres) {
+  PgServer pg;
+  resume_after_the_rows_were_released(&pg);
 }
 
 TEST(ClusterCartd, a_checkout_waits_for_the_replicas_of_the_nodes_it_wrote_to) {
