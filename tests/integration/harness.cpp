@@ -375,7 +375,16 @@ void RedisCluster::reshard(int to_port, int from_port, int count) {
 
 RedisServer::RedisServer(std::vector<std::string> extra)
     : port_(free_port()), extra_(std::move(extra)) {
-  start();
+  // Another test's server or connection can take the port before this one binds it: one
+  // that ends at once is started again on another port.
+  for (int attempt = 1; !launch(); ++attempt) {
+    if (attempt == 3) {
+      throw std::runtime_error("redis-server did not start (3 ports); its log:\n" +
+                               read_file((dir_.path() / "redis.log").string()));
+    }
+    port_ = free_port();
+  }
+  connect();
 }
 
 RedisServer::~RedisServer() {
@@ -387,13 +396,20 @@ RedisServer::~RedisServer() {
 }
 
 void RedisServer::start() {
+  if (!launch()) throw std::runtime_error("redis-server did not start");
+  connect();
+}
+
+bool RedisServer::launch() {
   std::vector<std::string> argv = redis_server_argv(port_, dir_.path());
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   process_ = std::make_unique<Process>(argv, dir_.path() / "redis.log");
   bool up = eventually(
       [&] {
-        redisContext* c = redisConnect("127.0.0.1", port_);
-        bool ok = c && !c->err;
+        if (!process_->running()) return true;  // ended: not up
+        timeval wait{1, 0};
+        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, wait);
+        bool ok = c && !c->err && redisSetTimeout(c, wait) == REDIS_OK;
         if (ok) {
           auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
           // NOAUTH: up, and started with --requirepass.
@@ -406,8 +422,10 @@ void RedisServer::start() {
         return ok;
       },
       10s);
-  if (!up) throw std::runtime_error("redis-server did not start");
-  connect();
+  if (up && process_->running()) return true;
+  process_->signal(SIGKILL);
+  process_->wait();
+  return false;
 }
 
 void RedisServer::stop() {
@@ -582,21 +600,44 @@ PgServer::PgServer() : port_(free_port()) {
       {pg_bin("initdb"), "-D", data.string(), "-A", "trust", "-U", "postgres", "--no-sync"},
       dir_.path() / "initdb.log", run_as_);
   if (initdb.wait() != 0) throw std::runtime_error("initdb failed; see " + dir_.path().string());
-  process_ = std::make_unique<Process>(
-      std::vector<std::string>{pg_bin("postgres"), "-D", data.string(), "-p", std::to_string(port_),
-                               "-k", dir_.path().string(), "-c", "listen_addresses=127.0.0.1", "-c",
-                               "fsync=off"},
-      dir_.path() / "postgres.log", run_as_);
-  bool up = eventually(
-      [&] {
-        PGconn* c = PQconnectdb(
-            ("postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/postgres").c_str());
-        bool ok = PQstatus(c) == CONNECTION_OK;
-        PQfinish(c);
-        return ok;
-      },
-      20s, 100ms);
-  if (!up) throw std::runtime_error("PostgreSQL did not start");
+  // A port from free_port() can be taken by another test's server or connection before
+  // PostgreSQL binds it (CI saw one not start): a server that ends or does not answer is
+  // started again on another port.
+  auto log = dir_.path() / "postgres.log";
+  for (int attempt = 1;; ++attempt) {
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{pg_bin("postgres"), "-D", data.string(), "-p",
+                                 std::to_string(port_), "-k", dir_.path().string(), "-c",
+                                 "listen_addresses=127.0.0.1", "-c", "fsync=off"},
+        log, run_as_);
+    bool up = eventually(
+        [&] {
+          if (!process_->running()) return true;  // ended: said below
+          PGconn* c = PQconnectdb(("postgresql://postgres@127.0.0.1:" + std::to_string(port_) +
+                                   "/postgres?connect_timeout=2")
+                                      .c_str());
+          bool ok = PQstatus(c) == CONNECTION_OK;
+          if (ok) {  // this one, not another test's server that took the port
+            PGresult* r = PQexec(c, "SHOW data_directory");
+            std::error_code ec;
+            ok = PQresultStatus(r) == PGRES_TUPLES_OK &&
+                 std::filesystem::equivalent(PQgetvalue(r, 0, 0), data, ec);
+            PQclear(r);
+          }
+          PQfinish(c);
+          return ok;
+        },
+        30s, 100ms);
+    if (up && process_->running()) return;
+    process_->signal(SIGQUIT);  // immediate shutdown: its backends go too
+    if (!eventually([&] { return !process_->running(); }, 10s)) process_->signal(SIGKILL);
+    process_->wait();
+    if (attempt == 3) {
+      throw std::runtime_error("PostgreSQL did not start (3 ports); its log:\n" +
+                               read_file(log.string()));
+    }
+    port_ = free_port();
+  }
 }
 
 PgServer::~PgServer() {

@@ -117,6 +117,8 @@ class RedisServer : public RedisReads<RedisServer> {
   static std::int64_t calls_in(const std::string& commandstats, const std::string& command);
 
  private:
+  // Starts redis-server on port_; false (and none left running) if it did not come up.
+  bool launch();
   void connect();
   TempDir dir_;
   int port_;
