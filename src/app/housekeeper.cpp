@@ -394,9 +394,24 @@ void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows, std::functi
       continue;
     }
     std::vector<db::OnHandVersion> batch;
+    std::vector<std::string> ids;
+    std::vector<std::int64_t> db_reserved;
     for (auto row = first; row != last; ++row) {
       batch.push_back({row->inventory_id, row->on_hand, row->version});
+      ids.push_back(row->inventory_id);
+      db_reserved.push_back(row->reserved);
     }
+    // A count the DB writer took but never wrote (the reply of cartd_take_dirty lost, the
+    // connection dropped) is no longer marked: a row whose live count differs from the
+    // DB's is marked again, as the cluster's mirror sync marks it (cartd_mirror_sync).
+    stock_.counts(ids, [this, ids, db_reserved](auto live) {
+      if (!live) return spdlog::debug("mirror sync: {}", live.error().message());
+      std::vector<std::string> differ;
+      for (std::size_t i = 0; i < ids.size() && i < live->size(); ++i) {
+        if ((*live)[i] && (*live)[i]->reserved != db_reserved[i]) differ.push_back(ids[i]);
+      }
+      if (!differ.empty()) stock_.mark_dirty(differ);
+    });
     stock_.sync_on_hand(batch, [answered](auto r) {
       if (!r) {
         spdlog::debug("mirror sync: {}", r.error().message());

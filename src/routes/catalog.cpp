@@ -365,8 +365,12 @@ class AdminChange : public std::enable_shared_from_this<AdminChange> {
     using C = db::OnHandChange;
     switch (r.result) {
       case C::ok:
-      case C::replayed:
         return apply(r.row);
+      case C::replayed:
+        // Applied by an earlier request with this key (maybe one still running, whose
+        // own last step applies it): this one changed nothing, so its hold goes without
+        // touching on_hand, then the row takes the DB's count as the mirror sync would.
+        return release_hold([self = shared_from_this(), row = r.row] { self->apply(row); });
       case C::version_changed:
         return release_hold([self = shared_from_this()] { self->start(); });
       case C::unknown_inventory:
