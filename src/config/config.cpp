@@ -176,7 +176,8 @@ ParsedConfig parse_config(int argc, char** argv) {
          "milliseconds a main-DB statement may wait for a lock (or run) before it fails")
       ->check(CLI::Range(10, 600000));
   option(app, "mirror-sync-ms", c.mirror_sync_ms,
-         "milliseconds between comparisons of Redis' on-hand mirror with the main DB")
+         "milliseconds between comparisons of each row's on_hand and reserved count in Redis with "
+         "the main DB")
       ->check(CLI::Range(100, 3600000));
   option(app, "admin-hold-ms", c.admin_hold_ms,
          "milliseconds an admin change that lowers on_hand holds the units it removes")
