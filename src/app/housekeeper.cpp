@@ -6,7 +6,6 @@
 #include <boost/asio/post.hpp>
 #include <numeric>
 
-#include "base/clock.hpp"
 #include "base/session_id.hpp"
 #include "checkout/recovery.hpp"
 #include "functions/keys.hpp"
@@ -235,9 +234,6 @@ void Housekeeper::sync_db() {
     std::vector<db::ReservedCount> counts;
     bool taken = true, more = false;
     std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
-    // What orders this round's counts against another instance's in the main DB (it
-    // takes a group only after this one's lease lapsed, 1.6 s of Redis' time later).
-    std::int64_t asked_ms = epoch_ms();
   };
   auto round = std::make_shared<Round>();
   stock_.take_dirty(
@@ -251,19 +247,17 @@ void Housekeeper::sync_db() {
         }
       },
       [this, round] {
-        write_reserved(round->counts, round->taken && !round->more, round->asked, round->asked_ms,
-                       round->more);
+        write_reserved(round->counts, round->taken && !round->more, round->asked, round->more);
       },
       lease(std::chrono::milliseconds(config_.db_sync_interval_ms)));
 }
 
 void Housekeeper::write_reserved(const std::vector<db::ReservedCount>& counts, bool complete,
-                                 std::chrono::steady_clock::time_point asked, std::int64_t asked_ms,
-                                 bool more) {
+                                 std::chrono::steady_clock::time_point asked, bool more) {
   try {
     auto now = std::chrono::steady_clock::now();
     if (!counts.empty()) {
-      store_->set_reserved(counts, asked_ms);
+      store_->set_reserved(counts);
       last_heartbeat_ = now;
     } else if (now - last_heartbeat_ >= std::chrono::milliseconds(config_.db_heartbeat_ms)) {
       // A read would succeed on a disk that can no longer write: probe with a write.

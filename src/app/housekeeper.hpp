@@ -65,11 +65,9 @@ class Housekeeper {
   void sweep();
   void sync_db();
   // Writes one round's counts to the main DB (a heartbeat if there are none) and plans
-  // the next round: at once if `more` rows wait. `asked_ms`: when the counts were asked
-  // for (wall clock), which fences the write (Store::set_reserved).
+  // the next round: at once if `more` rows wait.
   void write_reserved(const std::vector<db::ReservedCount>& counts, bool complete,
-                      std::chrono::steady_clock::time_point asked, std::int64_t asked_ms,
-                      bool more);
+                      std::chrono::steady_clock::time_point asked, bool more);
   void recover_checkouts();
   void sync_mirror();
   // Writes rows (whole, on_hand taken carefully) from the main DB into Redis, in batches.

@@ -25,7 +25,6 @@ CREATE TABLE IF NOT EXISTS inventory (
 ALTER TABLE inventory ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE inventory ADD COLUMN IF NOT EXISTS max_per_cart BIGINT NOT NULL DEFAULT 0
   CHECK (max_per_cart >= 0);
-ALTER TABLE inventory ADD COLUMN IF NOT EXISTS reserved_read_at BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS inventory_product ON inventory (product_id);
 CREATE TABLE IF NOT EXISTS orders (
   order_id        TEXT PRIMARY KEY,
@@ -76,7 +75,7 @@ class PgConnection final : public SqlConnection {
       throw StoreError("postgresql: cannot connect: " + why);
     }
     apply_timeouts();
-    if (schema_complete() && has_late_columns()) return;
+    if (schema_complete() && has_max_per_cart()) return;
     execute("SELECT pg_advisory_lock(?)", {kSchemaLock});
     std::string schema =
         std::string(kPgSchema) + shared_schema("BIGSERIAL", "BIGINT", "TIMESTAMPTZ", "now()");
@@ -103,14 +102,13 @@ class PgConnection final : public SqlConnection {
   }
 
  private:
-  // A main DB from before per-cart limits or fenced reserved writes lacks their columns:
-  // the schema script adds them.
-  bool has_late_columns() {
+  // A main DB from before per-cart limits lacks the column: the schema script adds it.
+  bool has_max_per_cart() {
     return query(
                "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = "
-               "'inventory' AND column_name IN ('max_per_cart', 'reserved_read_at')",
+               "'inventory' AND column_name = 'max_per_cart'",
                {})
-               .front()[0] == "2";
+               .front()[0] != "0";
   }
 
   bool schema_complete() {

@@ -32,16 +32,12 @@ class SqlStore final : public Store {
 
   std::vector<StockRow> stock_rows() override { return rows_where("1 = 1", {}); }
 
-  void set_reserved(std::span<const ReservedCount> counts, std::int64_t read_at_ms) override {
-    // reserved_read_at moves on even when the count is unchanged: an older count landing
-    // later must find the newer read recorded.
+  void set_reserved(std::span<const ReservedCount> counts) override {
     Transaction tx(*this);
     for (const ReservedCount& c : counts) {
-      db_->execute(std::string("UPDATE inventory SET reserved = ?, reserved_read_at = ?, "
-                               "updated_at = CASE WHEN reserved <> ? THEN ") +
-                       dialect_.now +
-                       " ELSE updated_at END WHERE inventory_id = ? AND reserved_read_at <= ?",
-                   {c.reserved, read_at_ms, c.reserved, c.inventory_id, read_at_ms});
+      db_->execute(std::string("UPDATE inventory SET reserved = ?, updated_at = ") + dialect_.now +
+                       " WHERE inventory_id = ? AND reserved <> ?",
+                   {c.reserved, c.inventory_id, c.reserved});
     }
     tx.commit();
   }

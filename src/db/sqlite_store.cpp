@@ -22,7 +22,6 @@ CREATE TABLE IF NOT EXISTS inventory (
   available    INTEGER GENERATED ALWAYS AS (on_hand - reserved) VIRTUAL,
   version      INTEGER NOT NULL DEFAULT 0,
   max_per_cart INTEGER NOT NULL DEFAULT 0 CHECK (max_per_cart >= 0),
-  reserved_read_at INTEGER NOT NULL DEFAULT 0,
   updated_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE INDEX IF NOT EXISTS inventory_product ON inventory (product_id);
@@ -64,9 +63,11 @@ class SqliteConnection final : public SqlConnection {
     sqlite3_busy_timeout(db_, statement_timeout_ms);
     script("PRAGMA synchronous=NORMAL");
     if (has_schema()) {
-      // A main DB from before per-cart limits or fenced reserved writes.
-      if (!has_column("max_per_cart") || !has_column("reserved_read_at")) {
-        write_transaction([&] { add_late_columns(); });
+      // A main DB from before per-cart limits.
+      if (!has_column("max_per_cart")) {
+        write_transaction([&] {
+          if (!has_column("max_per_cart")) add_max_per_cart();
+        });
       }
       return;  // the schema is complete (and the file in WAL mode)
     }
@@ -95,7 +96,7 @@ class SqliteConnection final : public SqlConnection {
       if (!has_column("version")) {
         script("ALTER TABLE inventory ADD COLUMN version INTEGER NOT NULL DEFAULT 0");
       }
-      add_late_columns();
+      if (!has_column("max_per_cart")) add_max_per_cart();
       script(shared_schema("INTEGER", "INTEGER", "TEXT", kNow).c_str());
     });
   }
@@ -106,17 +107,12 @@ class SqliteConnection final : public SqlConnection {
                 .empty();
   }
 
-  // A main DB from before per-cart limits or fenced reserved writes gets the columns
-  // (inside a write transaction: SQLite has no ADD COLUMN IF NOT EXISTS).
-  void add_late_columns() {
-    if (!has_column("max_per_cart")) {
-      script(
-          "ALTER TABLE inventory ADD COLUMN max_per_cart INTEGER NOT NULL DEFAULT 0 "
-          "CHECK (max_per_cart >= 0)");
-    }
-    if (!has_column("reserved_read_at")) {
-      script("ALTER TABLE inventory ADD COLUMN reserved_read_at INTEGER NOT NULL DEFAULT 0");
-    }
+  // A main DB from before per-cart limits gets the column (inside a write transaction:
+  // SQLite has no ADD COLUMN IF NOT EXISTS).
+  void add_max_per_cart() {
+    script(
+        "ALTER TABLE inventory ADD COLUMN max_per_cart INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (max_per_cart >= 0)");
   }
   bool has_column(const char* name) {
     return query("SELECT COUNT(*) FROM pragma_table_info('inventory') WHERE name = ?",

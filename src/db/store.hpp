@@ -123,11 +123,8 @@ class Store {
   // Returns how many were inserted.
   virtual std::size_t add_missing(std::span<const StockRow> rows) = 0;
   virtual std::vector<StockRow> stock_rows() = 0;
-  // Stores reserved counts as absolute values, in one transaction, each only if no count
-  // read from Redis later than `read_at_ms` (ms since the epoch, when these were asked
-  // for) is stored already: a write that lands late (its instance's DB writer lease
-  // lapsed meanwhile, and another instance wrote a newer count) changes nothing.
-  virtual void set_reserved(std::span<const ReservedCount> counts, std::int64_t read_at_ms) = 0;
+  // Stores reserved counts as absolute values, in one transaction.
+  virtual void set_reserved(std::span<const ReservedCount> counts) = 0;
   // Throws unless the database can write (a read-only disk, a full disk or a lock held
   // too long all fail it): what /healthz reports.
   virtual void heartbeat() = 0;

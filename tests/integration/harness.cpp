@@ -403,10 +403,24 @@ void RedisServer::start() {
 bool RedisServer::launch() {
   std::vector<std::string> argv = redis_server_argv(port_, dir_.path());
   argv.insert(argv.end(), extra_.begin(), extra_.end());
-  process_ = std::make_unique<Process>(argv, dir_.path() / "redis.log");
+  auto log = (dir_.path() / "redis.log").string();
+  // The server answering is this one only once this one has said so in its log (which
+  // earlier runs on this folder appended to): another test's server may have the port.
+  auto said_ready = [&] {
+    std::string text = read_file(log);
+    std::size_t n = 0;
+    for (auto at = text.find("Ready to accept connections"); at != std::string::npos;
+         at = text.find("Ready to accept connections", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  std::size_t ready_before = said_ready();
+  process_ = std::make_unique<Process>(argv, log);
   bool up = eventually(
       [&] {
         if (!process_->running()) return true;  // ended: not up
+        if (said_ready() == ready_before) return false;
         timeval wait{1, 0};
         redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, wait);
         bool ok = c && !c->err && redisSetTimeout(c, wait) == REDIS_OK;

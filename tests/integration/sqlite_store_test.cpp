@@ -54,50 +54,5 @@ TEST(SqliteStore, connections_opening_a_new_file_together_all_succeed) {
   }
 }
 
-// The DB writer's lease on a group can lapse before its write lands (a DB write waits
-// for a lock up to --db-timeout-ms); another instance then takes the group and writes a
-// newer count first. The late write, of a count read earlier, must change nothing, even
-// when the newer write found the count unchanged.
-void a_count_read_earlier_never_undoes_one_read_later(db::Store& store) {
-  std::vector<db::StockRow> rows = {{"inv-1", "p-1", "One", 100, 9}};
-  store.add_missing(rows);
-  auto reserved = [&] { return store.stock_rows().at(0).reserved; };
-  std::vector<db::ReservedCount> six{{"inv-1", 6}}, five{{"inv-1", 5}}, four{{"inv-1", 4}};
-  store.set_reserved(six, 2000);
-  EXPECT_EQ(reserved(), 6);
-  store.set_reserved(five, 1000);
-  EXPECT_EQ(reserved(), 6) << "a count read before the stored one";
-  store.set_reserved(six, 3000);  // unchanged, read later
-  store.set_reserved(five, 2500);
-  EXPECT_EQ(reserved(), 6) << "a count read before an unchanged write";
-  store.set_reserved(four, 3000);
-  EXPECT_EQ(reserved(), 4) << "a count read at the same moment";
-  store.set_reserved(five, 4000);
-  EXPECT_EQ(reserved(), 5);
-}
-
-TEST(SqliteStore, a_reserved_count_read_earlier_never_undoes_one_read_later) {
-  TempDir dir;
-  auto path = (dir.path() / "shop.db").string();
-  {
-    // A main DB from before the fence gets its column.
-    auto store = db::open_sqlite_store(path, 5000);
-    sqlite_exec(path, "ALTER TABLE inventory DROP COLUMN reserved_read_at");
-  }
-  auto store = db::open_sqlite_store(path, 5000);
-  a_count_read_earlier_never_undoes_one_read_later(*store);
-}
-
-TEST(PostgresStore, a_reserved_count_read_earlier_never_undoes_one_read_later) {
-  PgServer pg;
-  std::string url = pg.new_database("shop");
-  {
-    auto store = db::open_postgres_store(url, 5000);
-    pg.query_int("shop", "ALTER TABLE inventory DROP COLUMN reserved_read_at");
-  }
-  auto store = db::open_postgres_store(url, 5000);
-  a_count_read_earlier_never_undoes_one_read_later(*store);
-}
-
 }  // namespace sqlite_store_test
 }  // namespace cartd::test
