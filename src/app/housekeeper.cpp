@@ -404,6 +404,8 @@ void Housekeeper::mirror_rows(const std::vector<db::StockRow>& rows, std::functi
     // A count the DB writer took but never wrote (the reply of cartd_take_dirty lost, the
     // connection dropped) is no longer marked: a row whose live count differs from the
     // DB's is marked again, as the cluster's mirror sync marks it (cartd_mirror_sync).
+    // A call of its own, not more arguments to cartd_sync_on_hand, which an older instance
+    // sharing this Redis during a rolling upgrade still calls as it was.
     stock_.counts(ids, [this, ids, db_reserved](auto live) {
       if (!live) return spdlog::debug("mirror sync: {}", live.error().message());
       std::vector<std::string> differ;

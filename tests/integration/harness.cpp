@@ -24,6 +24,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/json/parse.hpp>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -52,6 +53,21 @@ int free_port() {
   asio::io_context io;
   tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   return a.local_endpoint().port();
+}
+
+// Starts a server with `launch` (true once it is up; false with none left running) on
+// `port`. Another test's server or connection can take a port from free_port() before the
+// server binds it (CI saw a PostgreSQL not start): a try that fails moves to another
+// port, three at most, then fails with the server's log.
+void launch_on_a_free_port(int& port, const std::function<bool()>& launch,
+                           const std::filesystem::path& log, const std::string& what) {
+  for (int attempt = 1; !launch(); ++attempt) {
+    if (attempt == 3) {
+      throw std::runtime_error(what + " did not start (3 ports); its log:\n" +
+                               read_file(log.string()));
+    }
+    port = free_port();
+  }
 }
 
 TempDir::TempDir() {
@@ -375,15 +391,8 @@ void RedisCluster::reshard(int to_port, int from_port, int count) {
 
 RedisServer::RedisServer(std::vector<std::string> extra)
     : port_(free_port()), extra_(std::move(extra)) {
-  // Another test's server or connection can take the port before this one binds it: one
-  // that ends at once is started again on another port.
-  for (int attempt = 1; !launch(); ++attempt) {
-    if (attempt == 3) {
-      throw std::runtime_error("redis-server did not start (3 ports); its log:\n" +
-                               read_file((dir_.path() / "redis.log").string()));
-    }
-    port_ = free_port();
-  }
+  launch_on_a_free_port(
+      port_, [this] { return launch(); }, dir_.path() / "redis.log", "redis-server");
   connect();
 }
 
@@ -403,37 +412,18 @@ void RedisServer::start() {
 bool RedisServer::launch() {
   std::vector<std::string> argv = redis_server_argv(port_, dir_.path());
   argv.insert(argv.end(), extra_.begin(), extra_.end());
-  auto log = (dir_.path() / "redis.log").string();
-  // The server answering is this one only once this one has said so in its log (which
-  // earlier runs on this folder appended to): another test's server may have the port.
-  auto said_ready = [&] {
-    std::string text = read_file(log);
-    std::size_t n = 0;
-    for (auto at = text.find("Ready to accept connections"); at != std::string::npos;
-         at = text.find("Ready to accept connections", at + 1)) {
-      ++n;
-    }
-    return n;
-  };
-  std::size_t ready_before = said_ready();
+  auto log = dir_.path() / "redis.log";
+  // Up once this server says so in its log (it listens by then), after what earlier runs
+  // on this folder wrote there: a server answering on the port may be another test's.
+  std::error_code ec;
+  auto before = std::filesystem::file_size(log, ec);
+  if (ec) before = 0;
   process_ = std::make_unique<Process>(argv, log);
   bool up = eventually(
       [&] {
-        if (!process_->running()) return true;  // ended: not up
-        if (said_ready() == ready_before) return false;
-        timeval wait{1, 0};
-        redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, wait);
-        bool ok = c && !c->err && redisSetTimeout(c, wait) == REDIS_OK;
-        if (ok) {
-          auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
-          // NOAUTH: up, and started with --requirepass.
-          ok = r &&
-               (r->type == REDIS_REPLY_STATUS ||
-                (r->type == REDIS_REPLY_ERROR && std::string_view(r->str).starts_with("NOAUTH")));
-          if (r) freeReplyObject(r);
-        }
-        if (c) redisFree(c);
-        return ok;
+        return !process_->running() ||  // ended: not up
+               read_file(log.string()).find("Ready to accept connections", before) !=
+                   std::string::npos;
       },
       10s);
   if (up && process_->running()) return true;
@@ -614,11 +604,8 @@ PgServer::PgServer() : port_(free_port()) {
       {pg_bin("initdb"), "-D", data.string(), "-A", "trust", "-U", "postgres", "--no-sync"},
       dir_.path() / "initdb.log", run_as_);
   if (initdb.wait() != 0) throw std::runtime_error("initdb failed; see " + dir_.path().string());
-  // A port from free_port() can be taken by another test's server or connection before
-  // PostgreSQL binds it (CI saw one not start): a server that ends or does not answer is
-  // started again on another port.
   auto log = dir_.path() / "postgres.log";
-  for (int attempt = 1;; ++attempt) {
+  auto launch = [&] {
     process_ = std::make_unique<Process>(
         std::vector<std::string>{pg_bin("postgres"), "-D", data.string(), "-p",
                                  std::to_string(port_), "-k", dir_.path().string(), "-c",
@@ -626,7 +613,7 @@ PgServer::PgServer() : port_(free_port()) {
         log, run_as_);
     bool up = eventually(
         [&] {
-          if (!process_->running()) return true;  // ended: said below
+          if (!process_->running()) return true;  // ended: not up
           PGconn* c = PQconnectdb(("postgresql://postgres@127.0.0.1:" + std::to_string(port_) +
                                    "/postgres?connect_timeout=2")
                                       .c_str());
@@ -642,16 +629,13 @@ PgServer::PgServer() : port_(free_port()) {
           return ok;
         },
         30s, 100ms);
-    if (up && process_->running()) return;
+    if (up && process_->running()) return true;
     process_->signal(SIGQUIT);  // immediate shutdown: its backends go too
     if (!eventually([&] { return !process_->running(); }, 10s)) process_->signal(SIGKILL);
     process_->wait();
-    if (attempt == 3) {
-      throw std::runtime_error("PostgreSQL did not start (3 ports); its log:\n" +
-                               read_file(log.string()));
-    }
-    port_ = free_port();
-  }
+    return false;
+  };
+  launch_on_a_free_port(port_, launch, log, "PostgreSQL");
 }
 
 PgServer::~PgServer() {
